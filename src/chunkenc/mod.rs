@@ -1,0 +1,1 @@
+//! chunkenc (in progress).

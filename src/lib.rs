@@ -1,0 +1,24 @@
+//! profstore: a continuous-profiling store on a Prometheus-style time-series
+//! engine.
+//!
+//! See `ARCHITECTURE.md` for a walk through the modules. In one line each:
+//!
+//! - write path: pprof bytes → [`pprof`] (decode, validate) → [`ingest`]
+//!   (split per sample type, labels, meta ids) → [`meta`] (dedupe) → [`head`]
+//!   (compressed columns via [`chunkenc`]) + [`index`] (postings).
+//! - read path: selector → [`index`] (postings) → [`head`] (decode columns,
+//!   sum per stack) → [`query`] (resolve stacks through [`meta`]) → pprof.
+
+#![warn(missing_docs)]
+
+pub mod chunkenc;
+pub mod engine;
+pub mod head;
+pub mod index;
+pub mod ingest;
+pub mod labels;
+pub mod meta;
+pub mod pprof;
+pub mod profile_type;
+pub mod proto;
+pub mod query;

@@ -1,0 +1,1 @@
+//! profile_type (in progress).
