@@ -93,7 +93,13 @@ impl Labels {
     pub fn stable_hash(&self) -> u64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for l in &self.0 {
-            for b in l.name.bytes().chain([0xff]).chain(l.value.bytes()).chain([0xfe]) {
+            for b in l
+                .name
+                .bytes()
+                .chain([0xff])
+                .chain(l.value.bytes())
+                .chain([0xfe])
+            {
                 h ^= u64::from(b);
                 h = h.wrapping_mul(0x0100_0000_01b3);
             }

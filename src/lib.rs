@@ -22,3 +22,4 @@ pub mod pprof;
 pub mod profile_type;
 pub mod proto;
 pub mod query;
+pub mod store;

@@ -1,0 +1,109 @@
+//! Ingest cost per profile, against its floor (gunzip + protobuf decode).
+//!
+//! What's measured, per input file (`testdata/pprof/parca/alloc_objects.pb.gz`,
+//! a Go heap profile with 4 sample types, and `testdata/pprof/pprof/large.cpu`,
+//! a 2.4 MB Go CPU profile with ~23k functions):
+//! - `decode_floor`: gunzip + prost decode alone;
+//! - `decode_validate`: profstore's bounded decode + validation;
+//! - `ingest_steady`: decode + ingest into a store that has seen the profile's
+//!   metadata before (the steady state of a scraped target), each iteration at
+//!   a new timestamp into the same series;
+//! - `ingest_first`: decode + ingest into a fresh store (every mapping,
+//!   function, location and stack is new and written to sled).
+//!
+//! Run with: `cargo bench --bench ingest` (add `-- --quick` for a short run).
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use profstore::engine::Ingester;
+use profstore::ingest::IngestRequest;
+use profstore::labels::Labels;
+use profstore::pprof::{decode, DecodeLimits};
+use profstore::store::Store;
+use prost::Message;
+use std::io::Read;
+use std::path::Path;
+
+const FILES: [&str; 2] = ["parca/alloc_objects.pb.gz", "pprof/large.cpu"];
+
+fn read(rel: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/pprof")
+            .join(rel),
+    )
+    .unwrap()
+}
+
+fn gunzip(b: &[u8]) -> Vec<u8> {
+    if b.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(b)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    } else {
+        b.to_vec()
+    }
+}
+
+fn bench_ingest(c: &mut Criterion) {
+    for rel in FILES {
+        let bytes = read(rel);
+        let limits = DecodeLimits::default();
+        let mut g = c.benchmark_group(format!("ingest/{rel}"));
+        g.throughput(Throughput::Elements(1));
+        g.sample_size(20);
+        g.bench_function("decode_floor", |b| {
+            b.iter(|| profstore::proto::pprof::Profile::decode(gunzip(&bytes).as_slice()).unwrap())
+        });
+        g.bench_function("decode_validate", |b| {
+            b.iter(|| decode(&bytes, &limits).unwrap())
+        });
+
+        let store = Store::temporary().unwrap();
+        let mut ts = 1_000_000_000_000i64;
+        let mut req = |profile| {
+            ts += 10_000;
+            IngestRequest {
+                name: None,
+                labels: Labels::from_pairs([("job", "bench")]),
+                delta: None,
+                profile,
+                received_at_ms: ts,
+            }
+        };
+        let mut first = decode(&bytes, &limits).unwrap();
+        first.time_nanos = 0;
+        store.ingest(req(first)).unwrap();
+        g.bench_function("ingest_steady", |b| {
+            b.iter(|| {
+                let mut p = decode(&bytes, &limits).unwrap();
+                p.time_nanos = 0;
+                store.ingest(req(p)).unwrap()
+            })
+        });
+        g.bench_function("ingest_first", |b| {
+            b.iter_batched(
+                || Store::temporary().unwrap(),
+                |store| {
+                    let p = decode(&bytes, &limits).unwrap();
+                    store
+                        .ingest(IngestRequest {
+                            name: None,
+                            labels: Labels::new(),
+                            delta: None,
+                            profile: p,
+                            received_at_ms: 0,
+                        })
+                        .unwrap();
+                    store
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench_ingest);
+criterion_main!(benches);

@@ -1,0 +1,189 @@
+//! Key encoding for the meta store (layout in the [`super`] module docs).
+//!
+//! Every encoder appends to a caller-provided buffer so the hot path can reuse
+//! one allocation. Variable-length fields carry a u32 BE length prefix, so no
+//! two different entities share a key.
+
+use super::{Function, Location, Mapping, NumLabel};
+
+/// Prefix of the mapping by-key index.
+pub const MAPPING_BY_KEY: &[u8] = b"mappings/by-key/";
+/// Prefix of mapping values.
+pub const MAPPING_BY_ID: &[u8] = b"mappings/by-id/";
+/// Prefix of the function by-key index.
+pub const FUNCTION_BY_KEY: &[u8] = b"functions/by-key/";
+/// Prefix of function values.
+pub const FUNCTION_BY_ID: &[u8] = b"functions/by-id/";
+/// Prefix of the location by-key index.
+pub const LOCATION_BY_KEY: &[u8] = b"locations/by-key/";
+/// Prefix of location values.
+pub const LOCATION_BY_ID: &[u8] = b"locations/by-id/";
+/// Prefix of the stack by-key index.
+pub const STACK_BY_KEY: &[u8] = b"stacktraces/by-key/";
+/// Prefix of stack values.
+pub const STACK_BY_ID: &[u8] = b"stacktraces/by-id/";
+
+/// Mapping sizes are rounded up to this many bytes, so that the same object
+/// mapped with a slightly different length is one mapping.
+pub const MAPPING_SIZE_ROUNDING: u64 = 4096;
+
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    // Strings in keys are bounded by the ingest limits, far below u32::MAX.
+    buf.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// The by-key suffix of a mapping (without the prefix).
+pub fn mapping_key(buf: &mut Vec<u8>, m: &Mapping) {
+    let size = m.memory_limit.saturating_sub(m.memory_start);
+    let size = size
+        .div_ceil(MAPPING_SIZE_ROUNDING)
+        .saturating_mul(MAPPING_SIZE_ROUNDING);
+    buf.extend_from_slice(&size.to_be_bytes());
+    buf.extend_from_slice(&m.file_offset.to_be_bytes());
+    if m.build_id.is_empty() {
+        buf.push(b'f');
+        put_str(buf, &m.filename);
+    } else {
+        buf.push(b'b');
+        put_str(buf, &m.build_id);
+    }
+}
+
+/// The by-key suffix of a function.
+pub fn function_key(buf: &mut Vec<u8>, f: &Function) {
+    buf.extend_from_slice(&f.start_line.to_be_bytes());
+    put_str(buf, &f.name);
+    put_str(buf, &f.system_name);
+    put_str(buf, &f.filename);
+}
+
+/// The by-key suffix of a location (its mapping and functions already have
+/// ids).
+pub fn location_key(buf: &mut Vec<u8>, l: &Location) {
+    match l.mapping {
+        Some(m) => buf.extend_from_slice(m.as_bytes()),
+        None => buf.extend_from_slice(&[0u8; 16]),
+    }
+    buf.extend_from_slice(&l.address.to_be_bytes());
+    buf.push(u8::from(l.is_folded));
+    for line in &l.lines {
+        buf.extend_from_slice(line.function.as_bytes());
+        buf.extend_from_slice(&line.line.to_be_bytes());
+        buf.extend_from_slice(&line.column.to_be_bytes());
+    }
+}
+
+/// The by-key suffix of a stack: the 128-bit XXH3 hash of its location ids
+/// (leaf first) and numeric labels (key, unit, value, each length-prefixed).
+///
+/// Stacks are the most numerous entity (a large profile has ~10^5) and their
+/// full key is 16 bytes per frame, so the index keeps a 16-byte hash instead:
+/// it halves what sled writes for a new stack and what the cache holds. Two
+/// different stacks collide with probability ~n²/2^129 (n stacks); location
+/// ids are random UUIDs that writers never see, so a writer cannot aim a
+/// collision at another writer's stacks.
+pub fn stack_key(buf: &mut Vec<u8>, locations: &[super::LocationId], num_labels: &[NumLabel]) {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for l in locations {
+        h.update(l.as_bytes());
+    }
+    if !num_labels.is_empty() {
+        h.update(&[0xff]);
+        for n in num_labels {
+            h.update(&(n.key.len() as u32).to_be_bytes());
+            h.update(n.key.as_bytes());
+            h.update(&(n.unit.len() as u32).to_be_bytes());
+            h.update(n.unit.as_bytes());
+            h.update(&n.value.to_be_bytes());
+        }
+    }
+    buf.extend_from_slice(&h.digest128().to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{FunctionId, Line};
+    use super::*;
+    use uuid::Uuid;
+
+    fn key_of(l: &Location) -> Vec<u8> {
+        let mut b = Vec::new();
+        location_key(&mut b, l);
+        b
+    }
+
+    #[test]
+    fn line_number_does_not_overwrite_function_id() {
+        // Parca's bug: the line number was written over the last 8 bytes of
+        // the function id, so these two locations collided.
+        let f1 = FunctionId(Uuid::from_u128(0x1111_0000_0000_0000_0000_0000_0000_0001));
+        let f2 = FunctionId(Uuid::from_u128(0x1111_0000_0000_0000_0000_0000_0000_0002));
+        let a = Location {
+            lines: vec![Line {
+                function: f1,
+                line: 7,
+                column: 0,
+            }],
+            ..Default::default()
+        };
+        let b = Location {
+            lines: vec![Line {
+                function: f2,
+                line: 7,
+                column: 0,
+            }],
+            ..Default::default()
+        };
+        let c = Location {
+            lines: vec![Line {
+                function: f1,
+                line: 8,
+                column: 0,
+            }],
+            ..Default::default()
+        };
+        assert_ne!(key_of(&a), key_of(&b));
+        assert_ne!(key_of(&a), key_of(&c));
+        assert_eq!(key_of(&a), key_of(&a.clone()));
+    }
+
+    #[test]
+    fn mapping_size_is_rounded_and_build_id_preferred() {
+        let m = |start, limit, file: &str, build: &str| Mapping {
+            memory_start: start,
+            memory_limit: limit,
+            filename: file.into(),
+            build_id: build.into(),
+            ..Default::default()
+        };
+        let k = |m: &Mapping| {
+            let mut b = Vec::new();
+            mapping_key(&mut b, m);
+            b
+        };
+        assert_eq!(
+            k(&m(0, 4000, "/bin/a", "")),
+            k(&m(0x1000, 0x1000 + 4096, "/bin/a", ""))
+        );
+        assert_ne!(k(&m(0, 4000, "/bin/a", "")), k(&m(0, 5000, "/bin/a", "")));
+        assert_eq!(k(&m(0, 4000, "/bin/a", "x")), k(&m(0, 4000, "/bin/b", "x")));
+        // A build id never collides with a file name of the same bytes.
+        assert_ne!(k(&m(0, 4000, "x", "")), k(&m(0, 4000, "", "x")));
+    }
+
+    #[test]
+    fn function_fields_are_length_prefixed() {
+        let f = |n: &str, s: &str| Function {
+            name: n.into(),
+            system_name: s.into(),
+            ..Default::default()
+        };
+        let k = |f: &Function| {
+            let mut b = Vec::new();
+            function_key(&mut b, f);
+            b
+        };
+        assert_ne!(k(&f("ab", "c")), k(&f("a", "bc")));
+    }
+}

@@ -1,0 +1,604 @@
+//! [`MetaStore`]: the sled database plus the in-memory caches in front of it.
+//!
+//! Every by-key entry is loaded into memory at open, so ingest never reads
+//! sled.
+//!
+//! Concurrency: lookups take a read lock on a cache; creating entities takes
+//! the store-wide `create` mutex, re-checks the cache and sled, writes all new
+//! entities of one call in one sled batch, and only then publishes them to the
+//! caches. An id is therefore never visible before it is in sled's log.
+
+use super::keys::{self, *};
+use super::{
+    Function, FunctionId, Line, Location, LocationId, Mapping, MappingId, MetaError, NumLabel,
+    StackId, Stacktrace,
+};
+use crate::proto::meta as pb;
+use parking_lot::{Mutex, RwLock};
+use prost::Message;
+use rustc_hash::FxHashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Number of entities of each kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetaCounts {
+    /// Mappings.
+    pub mappings: u64,
+    /// Functions.
+    pub functions: u64,
+    /// Locations.
+    pub locations: u64,
+    /// Stacks.
+    pub stacks: u64,
+}
+
+/// How one kind of entity is keyed and stored.
+trait Entity: Sized + Send + Sync + 'static {
+    const KIND: &'static str;
+    const BY_KEY: &'static [u8];
+    const BY_ID: &'static [u8];
+    const COUNT_KEY: &'static [u8];
+    fn key(&self, buf: &mut Vec<u8>);
+    fn encode(&self) -> Vec<u8>;
+    fn decode(b: &[u8]) -> Result<Self, MetaError>;
+}
+
+fn corrupt<E: std::fmt::Display>(kind: &str) -> impl FnOnce(E) -> MetaError + '_ {
+    move |e| MetaError::Corrupt(format!("{kind}: {e}"))
+}
+
+fn opt_id(b: &[u8]) -> Result<Option<Uuid>, MetaError> {
+    if b.is_empty() {
+        Ok(None)
+    } else {
+        Uuid::from_slice(b).map(Some).map_err(corrupt("id"))
+    }
+}
+
+impl Entity for Mapping {
+    const KIND: &'static str = "mapping";
+    const BY_KEY: &'static [u8] = MAPPING_BY_KEY;
+    const BY_ID: &'static [u8] = MAPPING_BY_ID;
+    const COUNT_KEY: &'static [u8] = b"counts/mappings";
+    fn key(&self, buf: &mut Vec<u8>) {
+        keys::mapping_key(buf, self)
+    }
+    fn encode(&self) -> Vec<u8> {
+        pb::Mapping {
+            memory_start: self.memory_start,
+            memory_limit: self.memory_limit,
+            file_offset: self.file_offset,
+            filename: self.filename.clone(),
+            build_id: self.build_id.clone(),
+            has_functions: self.has_functions,
+            has_filenames: self.has_filenames,
+            has_line_numbers: self.has_line_numbers,
+            has_inline_frames: self.has_inline_frames,
+        }
+        .encode_to_vec()
+    }
+    fn decode(b: &[u8]) -> Result<Self, MetaError> {
+        let m = pb::Mapping::decode(b).map_err(corrupt("mapping"))?;
+        Ok(Mapping {
+            memory_start: m.memory_start,
+            memory_limit: m.memory_limit,
+            file_offset: m.file_offset,
+            filename: m.filename,
+            build_id: m.build_id,
+            has_functions: m.has_functions,
+            has_filenames: m.has_filenames,
+            has_line_numbers: m.has_line_numbers,
+            has_inline_frames: m.has_inline_frames,
+        })
+    }
+}
+
+impl Entity for Function {
+    const KIND: &'static str = "function";
+    const BY_KEY: &'static [u8] = FUNCTION_BY_KEY;
+    const BY_ID: &'static [u8] = FUNCTION_BY_ID;
+    const COUNT_KEY: &'static [u8] = b"counts/functions";
+    fn key(&self, buf: &mut Vec<u8>) {
+        keys::function_key(buf, self)
+    }
+    fn encode(&self) -> Vec<u8> {
+        pb::Function {
+            name: self.name.clone(),
+            system_name: self.system_name.clone(),
+            filename: self.filename.clone(),
+            start_line: self.start_line,
+        }
+        .encode_to_vec()
+    }
+    fn decode(b: &[u8]) -> Result<Self, MetaError> {
+        let f = pb::Function::decode(b).map_err(corrupt("function"))?;
+        Ok(Function {
+            name: f.name,
+            system_name: f.system_name,
+            filename: f.filename,
+            start_line: f.start_line,
+        })
+    }
+}
+
+impl Entity for Location {
+    const KIND: &'static str = "location";
+    const BY_KEY: &'static [u8] = LOCATION_BY_KEY;
+    const BY_ID: &'static [u8] = LOCATION_BY_ID;
+    const COUNT_KEY: &'static [u8] = b"counts/locations";
+    fn key(&self, buf: &mut Vec<u8>) {
+        keys::location_key(buf, self)
+    }
+    fn encode(&self) -> Vec<u8> {
+        pb::Location {
+            mapping_id: self
+                .mapping
+                .map(|m| m.as_bytes().to_vec())
+                .unwrap_or_default(),
+            address: self.address,
+            is_folded: self.is_folded,
+            lines: self
+                .lines
+                .iter()
+                .map(|l| pb::Line {
+                    function_id: l.function.as_bytes().to_vec(),
+                    line: l.line,
+                    column: l.column,
+                })
+                .collect(),
+        }
+        .encode_to_vec()
+    }
+    fn decode(b: &[u8]) -> Result<Self, MetaError> {
+        let l = pb::Location::decode(b).map_err(corrupt("location"))?;
+        Ok(Location {
+            mapping: opt_id(&l.mapping_id)?.map(MappingId),
+            address: l.address,
+            is_folded: l.is_folded,
+            lines: l
+                .lines
+                .iter()
+                .map(|x| {
+                    Ok(Line {
+                        function: FunctionId::from_slice(&x.function_id)?,
+                        line: x.line,
+                        column: x.column,
+                    })
+                })
+                .collect::<Result<_, MetaError>>()?,
+        })
+    }
+}
+
+impl Entity for Stacktrace {
+    const KIND: &'static str = "stacktrace";
+    const BY_KEY: &'static [u8] = STACK_BY_KEY;
+    const BY_ID: &'static [u8] = STACK_BY_ID;
+    const COUNT_KEY: &'static [u8] = b"counts/stacktraces";
+    fn key(&self, buf: &mut Vec<u8>) {
+        keys::stack_key(buf, &self.locations, &self.num_labels)
+    }
+    fn encode(&self) -> Vec<u8> {
+        pb::Stacktrace {
+            location_ids: self
+                .locations
+                .iter()
+                .map(|l| l.as_bytes().to_vec())
+                .collect(),
+            num_labels: self
+                .num_labels
+                .iter()
+                .map(|n| pb::NumLabel {
+                    key: n.key.clone(),
+                    value: n.value,
+                    unit: n.unit.clone(),
+                })
+                .collect(),
+        }
+        .encode_to_vec()
+    }
+    fn decode(b: &[u8]) -> Result<Self, MetaError> {
+        let s = pb::Stacktrace::decode(b).map_err(corrupt("stacktrace"))?;
+        Ok(Stacktrace {
+            locations: s
+                .location_ids
+                .iter()
+                .map(|b| LocationId::from_slice(b))
+                .collect::<Result<_, _>>()?,
+            num_labels: s
+                .num_labels
+                .into_iter()
+                .map(|n| NumLabel {
+                    key: n.key,
+                    value: n.value,
+                    unit: n.unit,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The caches of one entity kind. Entries are never removed while the
+/// process runs (entities are immutable and ids never reused).
+struct Table<E> {
+    /// by-key suffix (no prefix) → id.
+    by_key: RwLock<FxHashMap<Box<[u8]>, Uuid>>,
+    /// id → entity.
+    by_id: RwLock<FxHashMap<Uuid, Arc<E>>>,
+    /// Entities in sled (persisted under `E::COUNT_KEY`).
+    count: AtomicU64,
+}
+
+impl<E: Entity> Table<E> {
+    /// Loads the by-key index of `E` from sled into memory.
+    fn load(db: &sled::Db) -> Result<Self, MetaError> {
+        let count = read_count(db, E::COUNT_KEY)?;
+        let mut by_key = FxHashMap::default();
+        by_key.reserve(count as usize);
+        for kv in db.scan_prefix(E::BY_KEY) {
+            let (k, v) = kv?;
+            let id = Uuid::from_slice(&v).map_err(corrupt(E::KIND))?;
+            by_key.insert(k[E::BY_KEY.len()..].into(), id);
+        }
+        if by_key.len() as u64 != count {
+            return Err(MetaError::Corrupt(format!(
+                "{}: {} by-key entries but the counter says {count}",
+                E::KIND,
+                by_key.len()
+            )));
+        }
+        Ok(Table {
+            by_key: RwLock::new(by_key),
+            by_id: RwLock::new(FxHashMap::default()),
+            count: AtomicU64::new(count),
+        })
+    }
+
+    fn cache_bytes(&self) -> usize {
+        let k = self.by_key.read();
+        let keys: usize = k.keys().map(|b| b.len() + 16 + 16).sum();
+        keys + self.by_id.read().len() * (16 + 8 + std::mem::size_of::<E>() + 16)
+    }
+}
+
+fn with_prefix(prefix: &[u8], suffix: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + suffix.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(suffix);
+    k
+}
+
+/// The meta store. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct MetaStore {
+    db: sled::Db,
+    /// Serializes creation of new entities (never held on the cache-hit path).
+    create: Mutex<()>,
+    mappings: Table<Mapping>,
+    functions: Table<Function>,
+    locations: Table<Location>,
+    stacks: Table<Stacktrace>,
+}
+
+impl std::fmt::Debug for MetaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaStore")
+            .field("counts", &self.counts())
+            .finish()
+    }
+}
+
+fn read_count(db: &sled::Db, key: &[u8]) -> Result<u64, MetaError> {
+    match db.get(key)? {
+        None => Ok(0),
+        Some(v) => {
+            let b: [u8; 8] = v.as_ref().try_into().map_err(|_| {
+                MetaError::Corrupt(format!("counter {key:?} has {} bytes", v.len()))
+            })?;
+            Ok(u64::from_be_bytes(b))
+        }
+    }
+}
+
+impl MetaStore {
+    /// Opens (or creates) the meta store in `dir`.
+    pub fn open(dir: &Path) -> Result<MetaStore, MetaError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        Self::with_db(db)
+    }
+
+    /// A meta store that lives in a temporary directory removed on drop
+    /// (for tests and benchmarks).
+    pub fn temporary() -> Result<MetaStore, MetaError> {
+        let db = sled::Config::new().temporary(true).open()?;
+        Self::with_db(db)
+    }
+
+    fn with_db(db: sled::Db) -> Result<MetaStore, MetaError> {
+        Ok(MetaStore {
+            mappings: Table::load(&db)?,
+            functions: Table::load(&db)?,
+            locations: Table::load(&db)?,
+            stacks: Table::load(&db)?,
+            db,
+            create: Mutex::new(()),
+        })
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<(), MetaError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Number of entities of each kind.
+    pub fn counts(&self) -> MetaCounts {
+        MetaCounts {
+            mappings: self.mappings.count.load(Ordering::Relaxed),
+            functions: self.functions.count.load(Ordering::Relaxed),
+            locations: self.locations.count.load(Ordering::Relaxed),
+            stacks: self.stacks.count.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Approximate bytes held by the in-memory caches.
+    pub fn cache_bytes(&self) -> usize {
+        self.mappings.cache_bytes()
+            + self.functions.cache_bytes()
+            + self.locations.cache_bytes()
+            + self.stacks.cache_bytes()
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Ids of `items`, creating the ones not seen before (in one batch).
+    pub fn mapping_ids(&self, items: Vec<Mapping>) -> Result<Vec<MappingId>, MetaError> {
+        Ok(self
+            .resolve(&self.mappings, items)?
+            .into_iter()
+            .map(MappingId)
+            .collect())
+    }
+
+    /// Ids of `items`, creating the ones not seen before (in one batch).
+    pub fn function_ids(&self, items: Vec<Function>) -> Result<Vec<FunctionId>, MetaError> {
+        Ok(self
+            .resolve(&self.functions, items)?
+            .into_iter()
+            .map(FunctionId)
+            .collect())
+    }
+
+    /// Ids of `items`, creating the ones not seen before (in one batch).
+    pub fn location_ids(&self, items: Vec<Location>) -> Result<Vec<LocationId>, MetaError> {
+        Ok(self
+            .resolve(&self.locations, items)?
+            .into_iter()
+            .map(LocationId)
+            .collect())
+    }
+
+    /// Ids of `items`, creating the ones not seen before (in one batch).
+    pub fn stack_ids(&self, items: Vec<Stacktrace>) -> Result<Vec<StackId>, MetaError> {
+        Ok(self
+            .resolve(&self.stacks, items)?
+            .into_iter()
+            .map(StackId)
+            .collect())
+    }
+
+    /// The mapping with id `id`.
+    pub fn mapping(&self, id: MappingId) -> Result<Arc<Mapping>, MetaError> {
+        self.get(&self.mappings, id.0)
+    }
+
+    /// The function with id `id`.
+    pub fn function(&self, id: FunctionId) -> Result<Arc<Function>, MetaError> {
+        self.get(&self.functions, id.0)
+    }
+
+    /// The location with id `id`.
+    pub fn location(&self, id: LocationId) -> Result<Arc<Location>, MetaError> {
+        self.get(&self.locations, id.0)
+    }
+
+    /// The stack with id `id`.
+    pub fn stack(&self, id: StackId) -> Result<Arc<Stacktrace>, MetaError> {
+        self.get(&self.stacks, id.0)
+    }
+
+    fn get<E: Entity>(&self, t: &Table<E>, id: Uuid) -> Result<Arc<E>, MetaError> {
+        if let Some(e) = t.by_id.read().get(&id) {
+            return Ok(e.clone());
+        }
+        let v = self
+            .db
+            .get(with_prefix(E::BY_ID, id.as_bytes()))?
+            .ok_or(MetaError::NotFound { kind: E::KIND, id })?;
+        let e = Arc::new(E::decode(&v)?);
+        t.by_id.write().insert(id, e.clone());
+        Ok(e)
+    }
+
+    fn resolve<E: Entity>(&self, t: &Table<E>, items: Vec<E>) -> Result<Vec<Uuid>, MetaError> {
+        let mut out = vec![Uuid::nil(); items.len()];
+        let mut buf = Vec::with_capacity(256);
+        let mut misses: Vec<(usize, Box<[u8]>)> = Vec::new();
+        {
+            let cache = t.by_key.read();
+            for (i, item) in items.iter().enumerate() {
+                buf.clear();
+                item.key(&mut buf);
+                match cache.get(buf.as_slice()) {
+                    Some(id) => out[i] = *id,
+                    None => misses.push((i, buf.as_slice().into())),
+                }
+            }
+        }
+        if misses.is_empty() {
+            return Ok(out);
+        }
+
+        let _guard = self.create.lock();
+        let mut items: Vec<Option<E>> = items.into_iter().map(Some).collect();
+        let mut batch = sled::Batch::default();
+        let mut created: Vec<(Box<[u8]>, Uuid, E)> = Vec::new();
+        let mut local: FxHashMap<Box<[u8]>, Uuid> = FxHashMap::default();
+        {
+            let cache = t.by_key.read();
+            for (i, key) in misses {
+                if let Some(id) = cache.get(&key).or_else(|| local.get(&key)) {
+                    out[i] = *id;
+                    continue;
+                }
+                // The cache holds every by-key entry in sled (loaded at
+                // open), so a miss is a new entity.
+                let id = Uuid::new_v4();
+                // `items[i]` is taken at most once: `local` catches a second
+                // occurrence of the same key.
+                let Some(item) = items[i].take() else {
+                    return Err(MetaError::Corrupt("duplicate miss".into()));
+                };
+                batch.insert(with_prefix(E::BY_KEY, &key), id.as_bytes().as_slice());
+                batch.insert(with_prefix(E::BY_ID, id.as_bytes()), item.encode());
+                created.push((key.clone(), id, item));
+                local.insert(key, id);
+                out[i] = id;
+            }
+        }
+        if !created.is_empty() {
+            let n = t.count.load(Ordering::Relaxed) + created.len() as u64;
+            batch.insert(E::COUNT_KEY, n.to_be_bytes().as_slice());
+            self.db.apply_batch(batch)?;
+            t.count.store(n, Ordering::Relaxed);
+        }
+        let mut by_key = t.by_key.write();
+        let mut by_id = t.by_id.write();
+        for (key, id, item) in created {
+            by_key.insert(key, id);
+            by_id.insert(id, Arc::new(item));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_entities(store: &MetaStore) -> (MappingId, FunctionId, LocationId, StackId) {
+        let m = store
+            .mapping_ids(vec![Mapping {
+                memory_start: 0x400000,
+                memory_limit: 0x800000,
+                filename: "/bin/app".into(),
+                ..Default::default()
+            }])
+            .unwrap()[0];
+        let f = store
+            .function_ids(vec![Function {
+                name: "main".into(),
+                filename: "main.go".into(),
+                start_line: 3,
+                ..Default::default()
+            }])
+            .unwrap()[0];
+        let l = store
+            .location_ids(vec![Location {
+                mapping: Some(m),
+                address: 0x401000,
+                lines: vec![Line {
+                    function: f,
+                    line: 10,
+                    column: 0,
+                }],
+                ..Default::default()
+            }])
+            .unwrap()[0];
+        let s = store
+            .stack_ids(vec![Stacktrace {
+                locations: vec![l, l],
+                num_labels: vec![NumLabel {
+                    key: "bytes".into(),
+                    value: 64,
+                    unit: "bytes".into(),
+                }],
+            }])
+            .unwrap()[0];
+        (m, f, l, s)
+    }
+
+    #[test]
+    fn same_entity_same_id_and_reopen_returns_same_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = {
+            let store = MetaStore::open(dir.path()).unwrap();
+            let a = sample_entities(&store);
+            let b = sample_entities(&store);
+            assert_eq!(a, b);
+            assert_eq!(
+                store.counts(),
+                MetaCounts {
+                    mappings: 1,
+                    functions: 1,
+                    locations: 1,
+                    stacks: 1
+                }
+            );
+            store.flush().unwrap();
+            a
+        };
+        let store = MetaStore::open(dir.path()).unwrap();
+        assert_eq!(store.counts().stacks, 1);
+        assert_eq!(sample_entities(&store), ids);
+        assert_eq!(store.counts().locations, 1);
+        let loc = store.location(ids.2).unwrap();
+        assert_eq!(loc.mapping, Some(ids.0));
+        assert_eq!(store.function(ids.1).unwrap().name, "main");
+        assert_eq!(store.stack(ids.3).unwrap().locations, vec![ids.2, ids.2]);
+    }
+
+    #[test]
+    fn duplicates_within_one_batch_share_an_id() {
+        let store = MetaStore::temporary().unwrap();
+        let f = Function {
+            name: "x".into(),
+            ..Default::default()
+        };
+        let ids = store.function_ids(vec![f.clone(), f.clone(), f]).unwrap();
+        assert_eq!(ids[0], ids[1]);
+        assert_eq!(ids[1], ids[2]);
+        assert_eq!(store.counts().functions, 1);
+    }
+
+    #[test]
+    fn concurrent_writers_agree() {
+        let store = Arc::new(MetaStore::temporary().unwrap());
+        let fs: Vec<Function> = (0..500)
+            .map(|i| Function {
+                name: format!("f{i}"),
+                ..Default::default()
+            })
+            .collect();
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                let fs = fs.clone();
+                std::thread::spawn(move || store.function_ids(fs).unwrap())
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        for r in &results[1..] {
+            assert_eq!(r, &results[0]);
+        }
+        assert_eq!(store.counts().functions, 500);
+    }
+}

@@ -1,0 +1,322 @@
+//! [`Store`]: the time-series backend — the head plus the meta store —
+//! implementing [`Ingester`] and [`Querier`].
+
+use crate::engine::{
+    bucket_points, Ingester, Querier, QueryError, SeriesPoints, TimeRange, SINGLE_WINDOW_MS,
+};
+use crate::head::{Head, MemSeries, MergeStats};
+use crate::index::{MatchOp, Matcher};
+use crate::ingest::{self, IngestError, IngestRequest, IngestSummary, LabelLimits};
+use crate::labels::{Labels, METRIC_NAME};
+use crate::meta::{MetaError, MetaStore, StackId};
+use crate::pprof::DecodeLimits;
+use crate::profile_type::ProfileType;
+use crate::query::{Profile, Resolver, Sample};
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// One series' share of a merge: its pprof string labels and per-stack sums.
+type SeriesPart = (Vec<(String, String)>, FxHashMap<StackId, i64>);
+
+/// All limits of a store.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Limits on pprof bodies.
+    pub decode: DecodeLimits,
+    /// Limits on labels.
+    pub labels: LabelLimits,
+    /// Series in the store.
+    pub max_series: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            decode: DecodeLimits::default(),
+            labels: LabelLimits::default(),
+            max_series: 1_000_000,
+        }
+    }
+}
+
+/// Where and how a store keeps its data.
+#[derive(Debug, Clone, Default)]
+pub struct StoreConfig {
+    /// Data directory; `None` keeps everything in a temporary directory that
+    /// is removed when the store is dropped (tests, benchmarks).
+    pub data_dir: Option<PathBuf>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// The time-series store.
+#[derive(Debug)]
+pub struct Store {
+    meta: Arc<MetaStore>,
+    head: Head,
+    limits: Limits,
+}
+
+impl Store {
+    /// Opens a store (creating its data directory if needed).
+    pub fn open(config: StoreConfig) -> Result<Store, MetaError> {
+        let meta = match &config.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| MetaError::Sled(sled::Error::Io(e)))?;
+                MetaStore::open(&dir.join("meta"))?
+            }
+            None => MetaStore::temporary()?,
+        };
+        Ok(Store {
+            meta: Arc::new(meta),
+            head: Head::new(config.limits.max_series),
+            limits: config.limits,
+        })
+    }
+
+    /// A store in a temporary directory with default limits.
+    pub fn temporary() -> Result<Store, MetaError> {
+        Store::open(StoreConfig::default())
+    }
+
+    /// The meta store.
+    pub fn meta(&self) -> &MetaStore {
+        &self.meta
+    }
+
+    /// The head.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Decodes, validates and ingests a pprof body (gzipped or not).
+    pub fn ingest_bytes(
+        &self,
+        body: &[u8],
+        name: Option<String>,
+        labels: Labels,
+        received_at_ms: i64,
+    ) -> Result<IngestSummary, IngestError> {
+        let profile = crate::pprof::decode(body, &self.limits.decode)?;
+        self.ingest(IngestRequest {
+            name,
+            labels,
+            delta: None,
+            profile,
+            received_at_ms,
+        })
+    }
+
+    /// Makes the meta store durable.
+    pub fn flush(&self) -> Result<(), MetaError> {
+        self.meta.flush()
+    }
+
+    fn select(&self, matchers: &[Matcher], range: TimeRange) -> Vec<Arc<MemSeries>> {
+        self.head.select_in_range(matchers, range.start, range.end)
+    }
+
+    /// The single profile type of `series`, or the error for zero or several.
+    fn one_type(
+        series: &[Arc<MemSeries>],
+        matchers: &[Matcher],
+    ) -> Result<ProfileType, QueryError> {
+        let types: BTreeSet<&ProfileType> = series.iter().map(|s| &s.profile_type).collect();
+        match types.len() {
+            1 => Ok(types
+                .into_iter()
+                .next()
+                .cloned()
+                .unwrap_or_else(|| unreachable!())),
+            0 => matchers
+                .iter()
+                .find(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal)
+                .and_then(|m| ProfileType::parse(&m.value).ok())
+                .ok_or_else(|| {
+                    QueryError::NoData(
+                        "no series match the selector in the range, and it names no profile type"
+                            .into(),
+                    )
+                }),
+            _ => Err(QueryError::MultipleProfileTypes(
+                types.iter().map(|t| t.to_string()).collect(),
+            )),
+        }
+    }
+
+    /// Merges per-series accumulations into a resolved profile.
+    fn build(
+        &self,
+        profile_type: ProfileType,
+        parts: Vec<SeriesPart>,
+        stats: MergeStats,
+    ) -> Result<Profile, QueryError> {
+        let mut by_labels: BTreeMap<Vec<(String, String)>, FxHashMap<StackId, i64>> =
+            BTreeMap::new();
+        for (labels, acc) in parts {
+            let e = by_labels.entry(labels).or_default();
+            for (k, v) in acc {
+                let x = e.entry(k).or_insert(0);
+                *x = x.wrapping_add(v);
+            }
+        }
+        let mut resolver = Resolver::new(&self.meta);
+        let mut samples = Vec::new();
+        for (labels, acc) in by_labels {
+            let mut stacks: Vec<(StackId, i64)> =
+                acc.into_iter().filter(|(_, v)| *v != 0).collect();
+            stacks.sort_unstable_by_key(|(k, _)| *k);
+            for (id, value) in stacks {
+                samples.push(Sample {
+                    stack: resolver.stack(id)?,
+                    labels: labels.clone(),
+                    value,
+                });
+            }
+        }
+        Ok(Profile {
+            profile_type,
+            time_ms: if stats.profiles == 0 {
+                0
+            } else {
+                stats.min_time
+            },
+            duration_ns: stats.duration,
+            period: stats.period,
+            samples,
+        })
+    }
+}
+
+fn sorted_pprof_labels(s: &MemSeries) -> Vec<(String, String)> {
+    let mut v = s.pprof_label_values();
+    v.sort();
+    v
+}
+
+impl Ingester for Store {
+    fn ingest(&self, req: IngestRequest) -> Result<IngestSummary, IngestError> {
+        ingest::ingest(&self.head, &self.meta, &self.limits.labels, &req)
+    }
+}
+
+impl Querier for Store {
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Vec<String>, QueryError> {
+        let mut names = BTreeSet::new();
+        for s in self.select(matchers, range) {
+            for l in &s.labels {
+                names.insert(l.name.clone());
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Vec<String>, QueryError> {
+        let mut values = BTreeSet::new();
+        for s in self.select(matchers, range) {
+            if let Some(v) = s.labels.get(name) {
+                values.insert(v.to_string());
+            }
+        }
+        Ok(values.into_iter().collect())
+    }
+
+    fn series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>, QueryError> {
+        let mut v: Vec<Labels> = self
+            .select(matchers, range)
+            .iter()
+            .map(|s| s.labels.clone())
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    fn profile_types(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Vec<ProfileType>, QueryError> {
+        let types: BTreeSet<ProfileType> = self
+            .select(matchers, range)
+            .iter()
+            .map(|s| s.profile_type.clone())
+            .collect();
+        Ok(types.into_iter().collect())
+    }
+
+    fn query_range(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+        step: Option<i64>,
+    ) -> Result<Vec<SeriesPoints>, QueryError> {
+        if let Some(step) = step {
+            if step <= 0 {
+                return Err(QueryError::InvalidRange(format!(
+                    "step {step} ms must be positive"
+                )));
+            }
+        }
+        let mut out = Vec::new();
+        for s in self.select(matchers, range) {
+            let points = s.totals(range.start, range.end);
+            let points = match step {
+                Some(step) => bucket_points(&points, range, step),
+                None => points,
+            };
+            if !points.is_empty() {
+                out.push(SeriesPoints {
+                    labels: s.labels.clone(),
+                    points,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    fn single(&self, matchers: &[Matcher], t: i64) -> Result<Profile, QueryError> {
+        let end = t.saturating_add(SINGLE_WINDOW_MS);
+        let series = self.select(matchers, TimeRange { start: t, end });
+        let pt = Self::one_type(&series, matchers)?;
+        let mut stats = MergeStats::empty();
+        let mut parts = Vec::with_capacity(series.len());
+        for s in &series {
+            if let Some(ts) = s.first_in(t, end) {
+                let mut acc = FxHashMap::default();
+                stats.add(&s.merge_into(ts, ts, &mut acc));
+                parts.push((sorted_pprof_labels(s), acc));
+            }
+        }
+        self.build(pt, parts, stats)
+    }
+
+    fn merge(&self, matchers: &[Matcher], range: TimeRange) -> Result<Profile, QueryError> {
+        let series = self.select(matchers, range);
+        let pt = Self::one_type(&series, matchers)?;
+        let mut stats = MergeStats::empty();
+        let mut parts = Vec::with_capacity(series.len());
+        for s in &series {
+            let mut acc = FxHashMap::default();
+            stats.add(&s.merge_into(range.start, range.end, &mut acc));
+            parts.push((sorted_pprof_labels(s), acc));
+        }
+        self.build(pt, parts, stats)
+    }
+}
