@@ -26,7 +26,8 @@
 //! - `regex_scan_only`: `{pod=~"job-[0-9]+-7f.*"}`: the regex engine on every
 //!   `pod` value.
 //!
-//! Printed once per size: build time and `MemPostings::size_bytes`.
+//! Printed once per size: build time, `MemPostings::size_bytes`, and how many
+//! series each selector selects.
 //!
 //! Run with: `cargo bench --bench postings` (add e.g. `-- --quick` or
 //! `-- --warm-up-time 1 --measurement-time 2` for a short run; a filter such

@@ -25,7 +25,9 @@
 
 use crate::head::{AppendProfile, Head, HeadError, MemSeries};
 use crate::labels::{Labels, METRIC_NAME};
-use crate::meta::{Function, Line, Location, Mapping, MetaError, MetaStore, NumLabel, Stacktrace};
+use crate::meta::{
+    keys, Function, Line, Location, Mapping, MetaError, MetaStore, NumLabel, Stacktrace,
+};
 use crate::pprof::PprofError;
 use crate::profile_type::{infer_name, ProfileType};
 use crate::proto::pprof::Profile;
@@ -271,11 +273,23 @@ pub fn ingest(
         .into());
     }
 
-    // 4. Resolve mappings, functions, locations and stacks.
-    let mapping_ids = meta.mapping_ids(
-        p.mapping
-            .iter()
-            .map(|m| Mapping {
+    // 4. Resolve mappings, functions, locations and stacks. Keys are built
+    //    from the pprof fields; an entity is only materialized when new.
+    let mapping_ids = meta.mapping_ids_with(
+        p.mapping.len(),
+        |i, buf| {
+            let m = &p.mapping[i];
+            keys::mapping_key_parts(
+                buf,
+                m.memory_limit.saturating_sub(m.memory_start),
+                m.file_offset,
+                s(m.filename),
+                s(m.build_id),
+            )
+        },
+        |i| {
+            let m = &p.mapping[i];
+            Mapping {
                 memory_start: m.memory_start,
                 memory_limit: m.memory_limit,
                 file_offset: m.file_offset,
@@ -285,66 +299,69 @@ pub fn ingest(
                 has_filenames: m.has_filenames,
                 has_line_numbers: m.has_line_numbers,
                 has_inline_frames: m.has_inline_frames,
-            })
-            .collect(),
+            }
+        },
     )?;
-    let mapping_by_pprof: FxHashMap<u64, _> = p
-        .mapping
-        .iter()
-        .zip(mapping_ids)
-        .map(|(m, id)| (m.id, id))
-        .collect();
-    let function_ids = meta.function_ids(
-        p.function
-            .iter()
-            .map(|f| Function {
+    let mapping_by_pprof = IdMap::new(p.mapping.iter().map(|m| m.id).zip(mapping_ids));
+    let function_ids = meta.function_ids_with(
+        p.function.len(),
+        |i, buf| {
+            let f = &p.function[i];
+            keys::function_key_parts(
+                buf,
+                f.start_line,
+                s(f.name),
+                s(f.system_name),
+                s(f.filename),
+            )
+        },
+        |i| {
+            let f = &p.function[i];
+            Function {
                 name: s(f.name).to_string(),
                 system_name: s(f.system_name).to_string(),
                 filename: s(f.filename).to_string(),
                 start_line: f.start_line,
-            })
-            .collect(),
+            }
+        },
     )?;
-    let function_by_pprof: FxHashMap<u64, _> = p
-        .function
-        .iter()
-        .zip(function_ids)
-        .map(|(f, id)| (f.id, id))
-        .collect();
-    let location_ids = meta.location_ids(
-        p.location
-            .iter()
-            .map(|l| Location {
-                mapping: mapping_by_pprof.get(&l.mapping_id).copied(),
+    let function_by_pprof = IdMap::new(p.function.iter().map(|f| f.id).zip(function_ids));
+    let lines_of = |l| lines_of(l, &function_by_pprof);
+    let location_ids = meta.location_ids_with(
+        p.location.len(),
+        |i, buf| {
+            let l = &p.location[i];
+            keys::location_key_parts(
+                buf,
+                mapping_by_pprof.get(l.mapping_id),
+                l.address,
+                l.is_folded,
+                lines_of(l),
+            )
+        },
+        |i| {
+            let l = &p.location[i];
+            Location {
+                mapping: mapping_by_pprof.get(l.mapping_id),
                 address: l.address,
                 is_folded: l.is_folded,
-                lines: l
-                    .line
-                    .iter()
-                    .filter_map(|line| {
-                        // Validated: a non-zero function id exists. A line
-                        // without a function carries nothing to keep.
-                        function_by_pprof.get(&line.function_id).map(|f| Line {
-                            function: *f,
-                            line: line.line,
-                            column: line.column,
-                        })
+                lines: lines_of(l)
+                    .map(|(function, line, column)| Line {
+                        function,
+                        line,
+                        column,
                     })
                     .collect(),
-            })
-            .collect(),
+            }
+        },
     )?;
-    let location_by_pprof: FxHashMap<u64, _> = p
-        .location
-        .iter()
-        .zip(location_ids)
-        .map(|(l, id)| (l.id, id))
-        .collect();
-    let mut stacks = Vec::new();
-    let mut stack_of_sample: Vec<usize> = Vec::with_capacity(p.sample.len());
-    for sample in &p.sample {
+    let location_by_pprof = IdMap::new(p.location.iter().map(|l| l.id).zip(location_ids));
+    // Samples with a non-zero value, and their numeric labels (sorted).
+    let mut stack_samples: Vec<usize> = Vec::with_capacity(p.sample.len());
+    let mut stack_num_labels: Vec<Vec<NumLabel>> = Vec::with_capacity(p.sample.len());
+    let mut stack_of_sample: Vec<usize> = vec![usize::MAX; p.sample.len()];
+    for (si, sample) in p.sample.iter().enumerate() {
         if sample.value.iter().all(|v| *v == 0) {
-            stack_of_sample.push(usize::MAX);
             continue;
         }
         let mut num_labels: Vec<NumLabel> = sample
@@ -358,18 +375,30 @@ pub fn ingest(
             })
             .collect();
         num_labels.sort();
-        stack_of_sample.push(stacks.len());
-        stacks.push(Stacktrace {
-            // Validated: every location id exists.
-            locations: sample
-                .location_id
-                .iter()
-                .filter_map(|id| location_by_pprof.get(id).copied())
-                .collect(),
-            num_labels,
-        });
+        stack_of_sample[si] = stack_samples.len();
+        stack_samples.push(si);
+        stack_num_labels.push(num_labels);
     }
-    let stack_ids = meta.stack_ids(stacks)?;
+    // Validated: every location id of a sample exists.
+    let locations_of = |si: usize| {
+        p.sample[si]
+            .location_id
+            .iter()
+            .filter_map(|id| location_by_pprof.get(*id))
+    };
+    let mut scratch: Vec<crate::meta::LocationId> = Vec::with_capacity(64);
+    let stack_ids = meta.stack_ids_with(
+        stack_samples.len(),
+        |i, buf| {
+            scratch.clear();
+            scratch.extend(locations_of(stack_samples[i]));
+            keys::stack_key(buf, &scratch, &stack_num_labels[i])
+        },
+        |i| Stacktrace {
+            locations: locations_of(stack_samples[i]).collect(),
+            num_labels: stack_num_labels[i].clone(),
+        },
+    )?;
 
     // 5. Sum per (series, stack).
     let mut appends: Vec<AppendProfile> = Vec::with_capacity(planned.len());
@@ -475,5 +504,55 @@ fn plan_series<'a>(
         pprof_labels,
         type_idx,
         group: group_idx,
+    })
+}
+
+/// pprof id → profstore id. pprof writers usually number ids 1..=n, so a
+/// dense vector answers most lookups; anything else falls back to a map.
+struct IdMap<T: Copy> {
+    dense: Vec<Option<T>>,
+    sparse: FxHashMap<u64, T>,
+}
+
+impl<T: Copy> IdMap<T> {
+    fn new(pairs: impl Iterator<Item = (u64, T)>) -> Self {
+        let pairs: Vec<(u64, T)> = pairs.collect();
+        let n = pairs.len() as u64;
+        let mut m = IdMap {
+            dense: Vec::new(),
+            sparse: FxHashMap::default(),
+        };
+        if pairs.iter().all(|(id, _)| *id <= n) {
+            m.dense = vec![None; n as usize + 1];
+            for (id, v) in pairs {
+                m.dense[id as usize] = Some(v);
+            }
+        } else {
+            m.sparse = pairs.into_iter().collect();
+        }
+        m
+    }
+
+    #[inline]
+    fn get(&self, id: u64) -> Option<T> {
+        if self.dense.is_empty() {
+            self.sparse.get(&id).copied()
+        } else {
+            self.dense.get(id as usize).copied().flatten()
+        }
+    }
+}
+
+/// A location's lines as (function, line, column). Validated: a non-zero
+/// function id exists; a line without a function (id 0) carries nothing to
+/// keep and is dropped.
+fn lines_of<'a>(
+    l: &'a crate::proto::pprof::Location,
+    functions: &'a IdMap<crate::meta::FunctionId>,
+) -> impl Iterator<Item = (crate::meta::FunctionId, i64, i64)> + 'a {
+    l.line.iter().filter_map(|line| {
+        functions
+            .get(line.function_id)
+            .map(|f| (f, line.line, line.column))
     })
 }

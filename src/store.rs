@@ -17,8 +17,32 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// One series' share of a merge: its pprof string labels and per-stack sums.
-type SeriesPart = (Vec<(String, String)>, FxHashMap<StackId, i64>);
+/// One series' share of a merge: its pprof string labels, per-stack sums,
+/// the hash of its labels without the pprof ones (the profile's origin) and
+/// the `(timestamp, duration)` of the profiles it read.
+struct SeriesPart {
+    pprof_labels: Vec<(String, String)>,
+    sums: FxHashMap<StackId, i64>,
+    origin: u64,
+    reads: Vec<(i64, i64)>,
+}
+
+impl SeriesPart {
+    fn new(series: &MemSeries, sums: FxHashMap<StackId, i64>, stats: &MergeStats) -> SeriesPart {
+        let mut origin = series.labels.clone();
+        for (name, _) in &series.pprof_labels {
+            origin.remove(name);
+        }
+        let mut pprof_labels = series.pprof_label_values();
+        pprof_labels.sort();
+        SeriesPart {
+            pprof_labels,
+            sums,
+            origin: origin.stable_hash(),
+            reads: stats.reads.clone(),
+        }
+    }
+}
 
 /// All limits of a store.
 #[derive(Debug, Clone)]
@@ -151,18 +175,29 @@ impl Store {
         }
     }
 
-    /// Merges per-series accumulations into a resolved profile.
+    /// Merges per-series accumulations into a resolved profile. The
+    /// duration counts each ingested profile once, although a profile with
+    /// pprof string labels is split over several series.
     fn build(
         &self,
         profile_type: ProfileType,
         parts: Vec<SeriesPart>,
         stats: MergeStats,
     ) -> Result<Profile, QueryError> {
+        let mut seen: BTreeSet<(u64, i64)> = BTreeSet::new();
+        let mut duration: i64 = 0;
+        for part in &parts {
+            for &(ts, d) in &part.reads {
+                if seen.insert((part.origin, ts)) {
+                    duration = duration.saturating_add(d);
+                }
+            }
+        }
         let mut by_labels: BTreeMap<Vec<(String, String)>, FxHashMap<StackId, i64>> =
             BTreeMap::new();
-        for (labels, acc) in parts {
-            let e = by_labels.entry(labels).or_default();
-            for (k, v) in acc {
+        for part in parts {
+            let e = by_labels.entry(part.pprof_labels).or_default();
+            for (k, v) in part.sums {
                 let x = e.entry(k).or_insert(0);
                 *x = x.wrapping_add(v);
             }
@@ -188,17 +223,11 @@ impl Store {
             } else {
                 stats.min_time
             },
-            duration_ns: stats.duration,
+            duration_ns: duration,
             period: stats.period,
             samples,
         })
     }
-}
-
-fn sorted_pprof_labels(s: &MemSeries) -> Vec<(String, String)> {
-    let mut v = s.pprof_label_values();
-    v.sort();
-    v
 }
 
 impl Ingester for Store {
@@ -300,8 +329,9 @@ impl Querier for Store {
         for s in &series {
             if let Some(ts) = s.first_in(t, end) {
                 let mut acc = FxHashMap::default();
-                stats.add(&s.merge_into(ts, ts, &mut acc));
-                parts.push((sorted_pprof_labels(s), acc));
+                let st = s.merge_into(ts, ts, &mut acc);
+                stats.add(&st);
+                parts.push(SeriesPart::new(s, acc, &st));
             }
         }
         self.build(pt, parts, stats)
@@ -314,8 +344,9 @@ impl Querier for Store {
         let mut parts = Vec::with_capacity(series.len());
         for s in &series {
             let mut acc = FxHashMap::default();
-            stats.add(&s.merge_into(range.start, range.end, &mut acc));
-            parts.push((sorted_pprof_labels(s), acc));
+            let st = s.merge_into(range.start, range.end, &mut acc);
+            stats.add(&st);
+            parts.push(SeriesPart::new(s, acc, &st));
         }
         self.build(pt, parts, stats)
     }

@@ -19,15 +19,17 @@
 //!   `from_bytes(c.bytes())` gives back a chunk equal to `c` that can be
 //!   appended to further, producing the same bytes as if it had never been
 //!   serialized.
-//! - Every encoding is canonical: one sequence of samples has one encoding
-//!   (shortest varints, zero padding bits, no trailing bytes, adjacent runs
-//!   of different values), and decoders reject anything else, so for every
-//!   `b` that `from_bytes` accepts, `from_bytes(b)?.bytes() == b`.
+//! - Encoders are deterministic and decoders strict: shortest varints, zero
+//!   padding bits, no trailing bytes, adjacent runs of different values,
+//!   strictly increasing timestamps; decoders reject anything else (the one
+//!   leniency: an XOR `11` field may open a wider window than the encoder
+//!   would). For every `b` that `from_bytes` accepts,
+//!   `from_bytes(b)?.bytes() == b`.
 //! - `from_bytes` validates untrusted bytes fully — it decodes every sample —
-//!   and never panics. It allocates at most the input's length (plus, for
-//!   [`RleChunk`], a run table no longer than the input), whatever count the
-//!   header claims: a claimed count is first bounded by what the input's
-//!   length can hold.
+//!   and never panics. It allocates a copy of the input (plus, for
+//!   [`RleChunk`], a run table of one 16-byte entry per two input bytes at
+//!   most), whatever count the header claims: a claimed count is first
+//!   bounded by what the input's length can hold.
 //! - An empty chunk allocates nothing; its bytes are the header alone
 //!   (`[0x00]`, or `[0x00, 0x00]` for [`RleChunk`]).
 //! - Timestamps in a [`TimestampChunk`] strictly increase: an append at or

@@ -311,15 +311,14 @@ impl Iterator for TimestampIter<'_> {
                 let dod = if !self.r.read_bit() {
                     0
                 } else {
-                    let w = if !self.r.read_bit() {
-                        14
-                    } else if !self.r.read_bit() {
-                        17
-                    } else if !self.r.read_bit() {
-                        20
-                    } else {
-                        64
+                    // The rest of the control prefix: '0', '10', '110', '111'.
+                    let (skip, w) = match self.r.peek_bits(3) {
+                        0b000..=0b011 => (1, 14),
+                        0b100..=0b101 => (2, 17),
+                        0b110 => (3, 20),
+                        _ => (3, 64),
                     };
+                    self.r.skip_bits(skip);
                     // Sign-extend the w-bit field.
                     let x = self.r.read_bits_wide(w);
                     ((x << (64 - w)) as i64) >> (64 - w)

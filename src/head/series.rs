@@ -88,7 +88,7 @@ impl ChunkSet {
 }
 
 /// Summary of the profiles a merge read from one series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MergeStats {
     /// Profiles read.
     pub profiles: usize,
@@ -98,6 +98,8 @@ pub struct MergeStats {
     pub duration: i64,
     /// Period of the last profile read.
     pub period: i64,
+    /// `(timestamp, duration)` of every profile read.
+    pub reads: Vec<(i64, i64)>,
 }
 
 impl MergeStats {
@@ -108,6 +110,7 @@ impl MergeStats {
             min_time: i64::MAX,
             duration: 0,
             period: 0,
+            reads: Vec::new(),
         }
     }
 
@@ -119,6 +122,7 @@ impl MergeStats {
         if o.profiles > 0 {
             self.period = o.period;
         }
+        self.reads.extend_from_slice(&o.reads);
     }
 }
 
@@ -311,21 +315,16 @@ impl MemSeries {
             if s.len == 0 || s.max_time < start || s.min_time > end {
                 continue;
             }
-            let (lo, hi) = if s.min_time >= start && s.max_time <= end {
-                stats.min_time = stats.min_time.min(s.min_time);
-                (0, s.len)
-            } else {
-                let (lo, hi, ts) = s.index_range(start, end);
-                if hi == lo {
-                    continue;
-                }
-                stats.min_time = stats.min_time.min(ts[lo]);
-                (lo, hi)
-            };
+            let (lo, hi, ts) = s.index_range(start, end);
+            if hi == lo {
+                continue;
+            }
+            stats.min_time = stats.min_time.min(ts[lo]);
             stats.profiles += hi - lo;
             for (i, d) in s.durations.iter().enumerate() {
                 if i >= lo && i < hi {
                     stats.duration = stats.duration.saturating_add(d);
+                    stats.reads.push((ts[i], d));
                 }
             }
             if let Some(p) = s.periods.get(hi - 1) {

@@ -16,12 +16,14 @@
 //!
 //! Positive sets are intersected first: direct lookups smallest first, then
 //! the ones that need every value or a scan, labels with fewer values first.
-//! (A scan tests every value of the label: skipping values whose series are no
-//! longer candidates was measured slower, as the bitmap test chases more
-//! pointers than a regex run on a short value.) The
-//! all-series bitmap is the starting point only when no matcher is positive.
-//! Negative sets are subtracted last. Evaluation stops at the first empty
-//! intersection or difference.
+//! The all-series bitmap is the starting point only when no matcher is
+//! positive. Negative sets are subtracted last. Evaluation stops at the first
+//! empty intersection or difference.
+//!
+//! A scan tests every value of the label, even values whose series are no
+//! longer candidates: checking a value's bitmap against the candidates first
+//! was measured slower (`benches/postings.rs`), as it chases more pointers
+//! than a regex run on a short value.
 
 use super::matcher::Matcher;
 use super::postings::MemPostings;
@@ -350,6 +352,26 @@ mod tests {
         // Same label twice.
         assert_eq!(run(&p, &s, &[re("n", "1|2"), ne("n", "1")]), want(&[N2]));
         assert_eq!(run(&p, &s, &[eq("n", "1"), eq("n", "2")]), want(&[]));
+    }
+
+    #[test]
+    fn quoted_utf8_names_end_to_end() {
+        use crate::index::parse_selector;
+        let cpu = "process_cpu:cpu:nanoseconds:cpu:nanoseconds:delta";
+        let series = [
+            Labels::from_pairs([("__name__", cpu), ("otel.scope.name", "x")]),
+            Labels::from_pairs([("__name__", cpu), ("otel.scope.name", "y")]),
+            Labels::from_pairs([("__name__", "my.metric"), ("job", "a")]),
+        ];
+        let mut p = MemPostings::new();
+        for (i, l) in series.iter().enumerate() {
+            p.add(SeriesRef(i as u32), l);
+        }
+        let sel = |s: &str| select(&p, &parse_selector(s).unwrap()).to_vec();
+        assert_eq!(sel(r#"{"otel.scope.name"="x"}"#), vec![0]);
+        assert_eq!(sel(&format!(r#"{cpu}{{"otel.scope.name"!="x"}}"#)), vec![1]);
+        assert_eq!(sel(r#"{"my.metric", job="a"}"#), vec![2]);
+        assert_eq!(sel(r#"{"my.metric", job="b"}"#), Vec::<u32>::new());
     }
 
     #[test]

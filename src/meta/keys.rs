@@ -35,42 +35,86 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
 
 /// The by-key suffix of a mapping (without the prefix).
 pub fn mapping_key(buf: &mut Vec<u8>, m: &Mapping) {
-    let size = m.memory_limit.saturating_sub(m.memory_start);
+    mapping_key_parts(
+        buf,
+        m.memory_limit.saturating_sub(m.memory_start),
+        m.file_offset,
+        &m.filename,
+        &m.build_id,
+    )
+}
+
+/// [`mapping_key`] from its parts (`size` = limit − start, before rounding).
+pub fn mapping_key_parts(
+    buf: &mut Vec<u8>,
+    size: u64,
+    file_offset: u64,
+    filename: &str,
+    build_id: &str,
+) {
     let size = size
         .div_ceil(MAPPING_SIZE_ROUNDING)
         .saturating_mul(MAPPING_SIZE_ROUNDING);
     buf.extend_from_slice(&size.to_be_bytes());
-    buf.extend_from_slice(&m.file_offset.to_be_bytes());
-    if m.build_id.is_empty() {
+    buf.extend_from_slice(&file_offset.to_be_bytes());
+    if build_id.is_empty() {
         buf.push(b'f');
-        put_str(buf, &m.filename);
+        put_str(buf, filename);
     } else {
         buf.push(b'b');
-        put_str(buf, &m.build_id);
+        put_str(buf, build_id);
     }
 }
 
 /// The by-key suffix of a function.
 pub fn function_key(buf: &mut Vec<u8>, f: &Function) {
-    buf.extend_from_slice(&f.start_line.to_be_bytes());
-    put_str(buf, &f.name);
-    put_str(buf, &f.system_name);
-    put_str(buf, &f.filename);
+    function_key_parts(buf, f.start_line, &f.name, &f.system_name, &f.filename)
+}
+
+/// [`function_key`] from its parts.
+pub fn function_key_parts(
+    buf: &mut Vec<u8>,
+    start_line: i64,
+    name: &str,
+    system_name: &str,
+    filename: &str,
+) {
+    buf.extend_from_slice(&start_line.to_be_bytes());
+    put_str(buf, name);
+    put_str(buf, system_name);
+    put_str(buf, filename);
 }
 
 /// The by-key suffix of a location (its mapping and functions already have
 /// ids).
 pub fn location_key(buf: &mut Vec<u8>, l: &Location) {
-    match l.mapping {
+    location_key_parts(
+        buf,
+        l.mapping,
+        l.address,
+        l.is_folded,
+        l.lines.iter().map(|x| (x.function, x.line, x.column)),
+    )
+}
+
+/// [`location_key`] from its parts; `lines` gives (function, line, column).
+pub fn location_key_parts(
+    buf: &mut Vec<u8>,
+    mapping: Option<super::MappingId>,
+    address: u64,
+    is_folded: bool,
+    lines: impl Iterator<Item = (super::FunctionId, i64, i64)>,
+) {
+    match mapping {
         Some(m) => buf.extend_from_slice(m.as_bytes()),
         None => buf.extend_from_slice(&[0u8; 16]),
     }
-    buf.extend_from_slice(&l.address.to_be_bytes());
-    buf.push(u8::from(l.is_folded));
-    for line in &l.lines {
-        buf.extend_from_slice(line.function.as_bytes());
-        buf.extend_from_slice(&line.line.to_be_bytes());
-        buf.extend_from_slice(&line.column.to_be_bytes());
+    buf.extend_from_slice(&address.to_be_bytes());
+    buf.push(u8::from(is_folded));
+    for (function, line, column) in lines {
+        buf.extend_from_slice(function.as_bytes());
+        buf.extend_from_slice(&line.to_be_bytes());
+        buf.extend_from_slice(&column.to_be_bytes());
     }
 }
 
@@ -83,7 +127,11 @@ pub fn location_key(buf: &mut Vec<u8>, l: &Location) {
 /// different stacks collide with probability ~n²/2^129 (n stacks); location
 /// ids are random UUIDs that writers never see, so a writer cannot aim a
 /// collision at another writer's stacks.
-pub fn stack_key(buf: &mut Vec<u8>, locations: &[super::LocationId], num_labels: &[NumLabel]) {
+pub fn stack_key<'a>(
+    buf: &mut Vec<u8>,
+    locations: impl IntoIterator<Item = &'a super::LocationId>,
+    num_labels: &[NumLabel],
+) {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     for l in locations {
         h.update(l.as_bytes());

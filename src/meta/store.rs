@@ -361,35 +361,77 @@ impl MetaStore {
 
     /// Ids of `items`, creating the ones not seen before (in one batch).
     pub fn mapping_ids(&self, items: Vec<Mapping>) -> Result<Vec<MappingId>, MetaError> {
+        self.mapping_ids_with(items.len(), |i, b| items[i].key(b), |i| items[i].clone())
+    }
+
+    /// Ids of `items`, creating the ones not seen before (in one batch).
+    pub fn function_ids(&self, items: Vec<Function>) -> Result<Vec<FunctionId>, MetaError> {
+        self.function_ids_with(items.len(), |i, b| items[i].key(b), |i| items[i].clone())
+    }
+
+    /// Ids of `items`, creating the ones not seen before (in one batch).
+    pub fn location_ids(&self, items: Vec<Location>) -> Result<Vec<LocationId>, MetaError> {
+        self.location_ids_with(items.len(), |i, b| items[i].key(b), |i| items[i].clone())
+    }
+
+    /// Ids of `items`, creating the ones not seen before (in one batch).
+    pub fn stack_ids(&self, items: Vec<Stacktrace>) -> Result<Vec<StackId>, MetaError> {
+        self.stack_ids_with(items.len(), |i, b| items[i].key(b), |i| items[i].clone())
+    }
+
+    /// Ids of `n` mappings given by their keys ([`keys::mapping_key_parts`]);
+    /// `make(i)` builds mapping `i`, and is called only for new ones. This is
+    /// the ingest hot path: a known entity costs a key and a lookup.
+    pub fn mapping_ids_with(
+        &self,
+        n: usize,
+        key: impl FnMut(usize, &mut Vec<u8>),
+        make: impl FnMut(usize) -> Mapping,
+    ) -> Result<Vec<MappingId>, MetaError> {
         Ok(self
-            .resolve(&self.mappings, items)?
+            .resolve(&self.mappings, n, key, make)?
             .into_iter()
             .map(MappingId)
             .collect())
     }
 
-    /// Ids of `items`, creating the ones not seen before (in one batch).
-    pub fn function_ids(&self, items: Vec<Function>) -> Result<Vec<FunctionId>, MetaError> {
+    /// Like [`MetaStore::mapping_ids_with`], for functions.
+    pub fn function_ids_with(
+        &self,
+        n: usize,
+        key: impl FnMut(usize, &mut Vec<u8>),
+        make: impl FnMut(usize) -> Function,
+    ) -> Result<Vec<FunctionId>, MetaError> {
         Ok(self
-            .resolve(&self.functions, items)?
+            .resolve(&self.functions, n, key, make)?
             .into_iter()
             .map(FunctionId)
             .collect())
     }
 
-    /// Ids of `items`, creating the ones not seen before (in one batch).
-    pub fn location_ids(&self, items: Vec<Location>) -> Result<Vec<LocationId>, MetaError> {
+    /// Like [`MetaStore::mapping_ids_with`], for locations.
+    pub fn location_ids_with(
+        &self,
+        n: usize,
+        key: impl FnMut(usize, &mut Vec<u8>),
+        make: impl FnMut(usize) -> Location,
+    ) -> Result<Vec<LocationId>, MetaError> {
         Ok(self
-            .resolve(&self.locations, items)?
+            .resolve(&self.locations, n, key, make)?
             .into_iter()
             .map(LocationId)
             .collect())
     }
 
-    /// Ids of `items`, creating the ones not seen before (in one batch).
-    pub fn stack_ids(&self, items: Vec<Stacktrace>) -> Result<Vec<StackId>, MetaError> {
+    /// Like [`MetaStore::mapping_ids_with`], for stacks.
+    pub fn stack_ids_with(
+        &self,
+        n: usize,
+        key: impl FnMut(usize, &mut Vec<u8>),
+        make: impl FnMut(usize) -> Stacktrace,
+    ) -> Result<Vec<StackId>, MetaError> {
         Ok(self
-            .resolve(&self.stacks, items)?
+            .resolve(&self.stacks, n, key, make)?
             .into_iter()
             .map(StackId)
             .collect())
@@ -428,17 +470,23 @@ impl MetaStore {
         Ok(e)
     }
 
-    fn resolve<E: Entity>(&self, t: &Table<E>, items: Vec<E>) -> Result<Vec<Uuid>, MetaError> {
-        let mut out = vec![Uuid::nil(); items.len()];
+    fn resolve<E: Entity>(
+        &self,
+        t: &Table<E>,
+        n: usize,
+        mut key: impl FnMut(usize, &mut Vec<u8>),
+        mut make: impl FnMut(usize) -> E,
+    ) -> Result<Vec<Uuid>, MetaError> {
+        let mut out = vec![Uuid::nil(); n];
         let mut buf = Vec::with_capacity(256);
         let mut misses: Vec<(usize, Box<[u8]>)> = Vec::new();
         {
             let cache = t.by_key.read();
-            for (i, item) in items.iter().enumerate() {
+            for (i, slot) in out.iter_mut().enumerate() {
                 buf.clear();
-                item.key(&mut buf);
+                key(i, &mut buf);
                 match cache.get(buf.as_slice()) {
-                    Some(id) => out[i] = *id,
+                    Some(id) => *slot = *id,
                     None => misses.push((i, buf.as_slice().into())),
                 }
             }
@@ -448,7 +496,6 @@ impl MetaStore {
         }
 
         let _guard = self.create.lock();
-        let mut items: Vec<Option<E>> = items.into_iter().map(Some).collect();
         let mut batch = sled::Batch::default();
         let mut created: Vec<(Box<[u8]>, Uuid, E)> = Vec::new();
         let mut local: FxHashMap<Box<[u8]>, Uuid> = FxHashMap::default();
@@ -462,11 +509,7 @@ impl MetaStore {
                 // The cache holds every by-key entry in sled (loaded at
                 // open), so a miss is a new entity.
                 let id = Uuid::new_v4();
-                // `items[i]` is taken at most once: `local` catches a second
-                // occurrence of the same key.
-                let Some(item) = items[i].take() else {
-                    return Err(MetaError::Corrupt("duplicate miss".into()));
-                };
+                let item = make(i);
                 batch.insert(with_prefix(E::BY_KEY, &key), id.as_bytes().as_slice());
                 batch.insert(with_prefix(E::BY_ID, id.as_bytes()), item.encode());
                 created.push((key.clone(), id, item));
