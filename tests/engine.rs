@@ -456,3 +456,48 @@ fn a_profile_with_only_zero_samples_still_records_a_zero_total() {
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].points, vec![(1000, 0)]);
 }
+
+#[test]
+fn documented_label_differences_on_the_way_back() {
+    // Empty string values are dropped, a repeated key keeps its first value,
+    // and a label with neither value nor unit is dropped; numeric labels
+    // stay (sorted) with the stack.
+    let store = Store::temporary().unwrap();
+    let mut p = profile(
+        1000,
+        &[(&["a"], 1, &[("empty", ""), ("k", "first"), ("k", "second")])],
+    );
+    let key_only = p.string_table.len() as i64;
+    p.string_table.push("key_only".into());
+    let bytes_key = p.string_table.len() as i64;
+    p.string_table.push("bytes".into());
+    p.sample[0].label.push(pb::Label {
+        key: key_only,
+        ..Default::default()
+    });
+    p.sample[0].label.push(pb::Label {
+        key: bytes_key,
+        num: 64,
+        num_unit: bytes_key,
+        ..Default::default()
+    });
+    store.ingest(req(&[("job", "x")], p)).unwrap();
+    let m = store
+        .merge(&sel(&format!("{SAMPLES}{{job=\"x\"}}")), TimeRange::ALL)
+        .unwrap();
+    assert_eq!(m.samples.len(), 1);
+    assert_eq!(
+        m.samples[0].labels,
+        vec![("k".to_string(), "first".to_string())]
+    );
+    let n = &m.samples[0].stack.num_labels;
+    assert_eq!(n.len(), 1);
+    assert_eq!(
+        (n[0].key.as_str(), n[0].value, n[0].unit.as_str()),
+        ("bytes", 64, "bytes")
+    );
+    assert!(store
+        .label_values("empty", &[], TimeRange::ALL)
+        .unwrap()
+        .is_empty());
+}
