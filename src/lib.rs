@@ -22,4 +22,5 @@ pub mod pprof;
 pub mod profile_type;
 pub mod proto;
 pub mod query;
+pub mod server;
 pub mod store;

@@ -19,9 +19,12 @@ use std::collections::BTreeMap;
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds:delta";
 const SAMPLES: &str = "process_cpu:samples:count:cpu:nanoseconds:delta";
 
-/// A small CPU profile: stacks given as function names (leaf first), each
-/// with (samples, cpu ns) values and optional string labels.
-fn profile(time_ms: i64, samples: &[(&[&str], i64, &[(&str, &str)])]) -> pb::Profile {
+/// One sample of a test profile: function names (leaf first), the sample
+/// count, and pprof string labels.
+type TestSample<'a> = (&'a [&'a str], i64, &'a [(&'a str, &'a str)]);
+
+/// A small CPU profile: each sample gets (count, count × 10 ms) values.
+fn profile(time_ms: i64, samples: &[TestSample]) -> pb::Profile {
     let mut st = profstore::pprof::StringTable::new();
     let mut p = pb::Profile {
         sample_type: vec![
@@ -99,8 +102,12 @@ fn sel(s: &str) -> Vec<profstore::index::Matcher> {
     parse_selector(s).unwrap()
 }
 
+/// A sample's identity in these tests: function names (leaf first) and pprof
+/// string labels.
+type StackKey = (Vec<String>, Vec<(String, String)>);
+
 /// Function-name stack (root last, as in pprof) → value.
-fn by_stack(p: &profstore::query::Profile) -> BTreeMap<(Vec<String>, Vec<(String, String)>), i64> {
+fn by_stack(p: &profstore::query::Profile) -> BTreeMap<StackKey, i64> {
     let mut m = BTreeMap::new();
     for s in &p.samples {
         let names = s
@@ -114,7 +121,7 @@ fn by_stack(p: &profstore::query::Profile) -> BTreeMap<(Vec<String>, Vec<(String
     m
 }
 
-fn key(stack: &[&str], labels: &[(&str, &str)]) -> (Vec<String>, Vec<(String, String)>) {
+fn key(stack: &[&str], labels: &[(&str, &str)]) -> StackKey {
     (
         stack.iter().map(|s| s.to_string()).collect(),
         labels

@@ -1,0 +1,152 @@
+//! The API's error type and the one function that maps every error to an
+//! HTTP status and a Prometheus `errorType`.
+
+use crate::engine::QueryError;
+use crate::head::HeadError;
+use crate::index::SelectorError;
+use crate::ingest::IngestError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A malformed parameter (time, step, format, label set, ...).
+    #[error("{0}")]
+    BadData(String),
+    /// A selector that does not parse.
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
+    /// The request body is over its limit (`--max-body-bytes` for writes).
+    #[error("request body too large: over the limit of {0} bytes")]
+    BodyTooLarge(usize),
+    /// No such route.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The route exists, the method does not.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Ingest failed.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    /// A query failed.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// A bug or an I/O failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The status and Prometheus `errorType` of an error: the only place
+    /// where errors become statuses.
+    ///
+    /// - 400 `bad_data`: malformed parameters, selectors, pprof bodies, label
+    ///   problems (including label limits), out-of-order profiles, multiple
+    ///   profile types, invalid ranges, diff type mismatches.
+    /// - 404 `not_found`: unknown routes and queries without data.
+    /// - 405 `bad_data`: wrong method.
+    /// - 413 `bad_data`: body or decompressed body or pprof counts over a
+    ///   limit.
+    /// - 429 `unavailable`: the series limit.
+    /// - 500 `internal`: the meta store or a bug.
+    pub fn status(&self) -> (StatusCode, &'static str) {
+        use StatusCode as S;
+        let bad = (S::BAD_REQUEST, "bad_data");
+        match self {
+            ApiError::BadData(_) | ApiError::Selector(_) => bad,
+            ApiError::BodyTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "bad_data"),
+            ApiError::NotFound(_) => (S::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "bad_data"),
+            ApiError::Ingest(e) => match e {
+                IngestError::Pprof(p) if p.is_too_large() => (S::PAYLOAD_TOO_LARGE, "bad_data"),
+                IngestError::Pprof(_) | IngestError::InvalidLabels(_) | IngestError::Limit(_) => {
+                    bad
+                }
+                IngestError::Head(HeadError::SeriesLimit { .. }) => {
+                    (S::TOO_MANY_REQUESTS, "unavailable")
+                }
+                IngestError::Head(HeadError::OutOfOrder { .. }) => bad,
+                IngestError::Meta(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+            },
+            ApiError::Query(e) => match e {
+                QueryError::MultipleProfileTypes(_)
+                | QueryError::InvalidRange(_)
+                | QueryError::DiffTypeMismatch(..) => bad,
+                QueryError::NoData(_) => (S::NOT_FOUND, "not_found"),
+                QueryError::Meta(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+            },
+            ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error_type) = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        } else {
+            tracing::debug!(error = %self, status = status.as_u16(), "bad request");
+        }
+        let body = serde_json::json!({
+            "status": "error",
+            "errorType": error_type,
+            "error": self.to_string(),
+        });
+        (status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pprof::PprofError;
+
+    #[test]
+    fn statuses() {
+        let cases: Vec<(ApiError, u16)> = vec![
+            (ApiError::BadData("x".into()), 400),
+            (ApiError::Selector(SelectorError::Empty), 400),
+            (ApiError::BodyTooLarge(10), 413),
+            (ApiError::NotFound("/x".into()), 404),
+            (ApiError::MethodNotAllowed, 405),
+            (IngestError::Pprof(PprofError::Empty).into(), 400),
+            (
+                IngestError::Pprof(PprofError::TooLarge {
+                    what: "body".into(),
+                    limit: 1,
+                })
+                .into(),
+                413,
+            ),
+            (IngestError::InvalidLabels("x".into()).into(), 400),
+            (IngestError::Limit("x".into()).into(), 400),
+            (
+                IngestError::Head(HeadError::SeriesLimit { limit: 1 }).into(),
+                429,
+            ),
+            (
+                IngestError::Head(HeadError::OutOfOrder {
+                    labels: "{}".into(),
+                    timestamp: 1,
+                    max_time: 2,
+                })
+                .into(),
+                400,
+            ),
+            (QueryError::MultipleProfileTypes(vec![]).into(), 400),
+            (QueryError::InvalidRange("x".into()).into(), 400),
+            (
+                QueryError::DiffTypeMismatch("a".into(), "b".into()).into(),
+                400,
+            ),
+            (QueryError::NoData("x".into()).into(), 404),
+            (ApiError::Internal("x".into()), 500),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.status().0.as_u16(), want, "{e:?}");
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! The route handlers.
+
+use super::params::{parse_duration, Params};
+use super::{blocking, read_body, ApiError, AppState};
+use crate::engine::{Querier, TimeRange, SINGLE_WINDOW_MS};
+use crate::index::{parse_selector, MatchOp, Matcher};
+use crate::labels::{Labels, METRIC_NAME};
+use crate::query::{self, Profile};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
+
+/// How far before its evaluation time an instant query (`/api/v1/query`)
+/// looks for each series' latest profile: 5 minutes, as Prometheus's default
+/// lookback delta.
+pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+
+/// Most points per series of a range query, as in Prometheus.
+const MAX_POINTS: i64 = 11_000;
+
+type ApiResult = Result<Response, ApiError>;
+
+fn success(data: Value) -> Response {
+    Json(json!({"status": "success", "data": data})).into_response()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn metric(labels: &Labels) -> Value {
+    Value::Object(
+        labels
+            .iter()
+            .map(|l| (l.name.clone(), Value::String(l.value.clone())))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+/// Prometheus's JSON sample time: unix seconds as a float.
+fn seconds(ms: i64) -> Value {
+    json!(ms as f64 / 1000.0)
+}
+
+/// Parses the `labels` parameter of `/api/v1/write`: a label set such as
+/// `{job="api",instance="x"}` (only `=`, no metric name); empty or `{}` is no
+/// labels.
+fn parse_label_set(input: &str) -> Result<Labels, ApiError> {
+    let trimmed = input.trim();
+    let mut labels = Labels::new();
+    if trimmed.is_empty() || trimmed == "{}" {
+        return Ok(labels);
+    }
+    let bad = |why: &str| {
+        ApiError::BadData(format!(
+            "invalid parameter \"labels\": {why}; want a label set such as {{job=\"api\"}}"
+        ))
+    };
+    if !trimmed.starts_with('{') {
+        return Err(bad("a label set starts with `{`"));
+    }
+    let matchers = parse_selector(trimmed)
+        .map_err(|e| ApiError::BadData(format!("invalid parameter \"labels\": {e}")))?;
+    for m in matchers {
+        if m.op != MatchOp::Equal {
+            return Err(bad(&format!("only `=` is allowed, got {m}")));
+        }
+        if m.name == METRIC_NAME {
+            return Err(bad("no metric name; use the `name` parameter"));
+        }
+        if labels.get(&m.name).is_some() {
+            return Err(bad(&format!("label {:?} given twice", m.name)));
+        }
+        labels.set(m.name, m.value);
+    }
+    Ok(labels)
+}
+
+/// `POST /api/v1/write?name=&labels=`: ingests one pprof body.
+pub async fn write(State(st): State<AppState>, req: Request) -> ApiResult {
+    let params = Params::from_query(req.uri().query());
+    let name = params
+        .get("name")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let labels = parse_label_set(params.get("labels").unwrap_or(""))?;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > st.max_body_bytes as u64) {
+        return Err(ApiError::BodyTooLarge(st.max_body_bytes));
+    }
+    let body = read_body(req.into_body(), st.max_body_bytes).await?;
+    let now = now_ms();
+    let summary = blocking(&st.store, move |s| s.ingest_bytes(&body, name, labels, now)).await?;
+    tracing::debug!(
+        series = summary.series,
+        samples = summary.samples,
+        "ingested"
+    );
+    Ok(Json(json!({
+        "series": summary.series,
+        "samples": summary.samples,
+        "timestamp_ms": summary.timestamp_ms,
+        "profile_types": summary.profile_types,
+    }))
+    .into_response())
+}
+
+fn selector(params: &Params, name: &str) -> Result<Vec<Matcher>, ApiError> {
+    Ok(parse_selector(params.required(name)?)?)
+}
+
+/// The `match[]` selectors; one empty selector (all series) when none is
+/// given and `required` is false.
+fn match_sets(params: &Params, required: bool) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    let sets = params
+        .get_all("match[]")
+        .map(parse_selector)
+        .collect::<Result<Vec<_>, _>>()?;
+    if sets.is_empty() {
+        if required {
+            return Err(ApiError::BadData("no match[] parameter provided".into()));
+        }
+        return Ok(vec![Vec::new()]);
+    }
+    Ok(sets)
+}
+
+/// `start`/`end` of a metadata query; all of time by default.
+fn optional_range(params: &Params) -> Result<TimeRange, ApiError> {
+    let start = params.time_or("start", i64::MIN)?;
+    let end = params.time_or("end", i64::MAX)?;
+    Ok(TimeRange::new(start, end)?)
+}
+
+fn required_range(params: &Params, start: &str, end: &str) -> Result<TimeRange, ApiError> {
+    let (s, e) = (params.time(start)?, params.time(end)?);
+    if e < s {
+        return Err(ApiError::BadData(format!(
+            "invalid parameter {end:?}: end timestamp must not be before start time"
+        )));
+    }
+    Ok(TimeRange::new(s, e)?)
+}
+
+/// `/api/v1/query_range`: per series, the total of each step bucket.
+pub async fn query_range(State(st): State<AppState>, params: Params) -> ApiResult {
+    let matchers = selector(&params, "query")?;
+    let range = required_range(&params, "start", "end")?;
+    let step_s = params.required("step")?;
+    let step = parse_duration(step_s)
+        .map_err(|e| ApiError::BadData(format!("invalid parameter \"step\": {e}")))?;
+    if step <= 0 {
+        return Err(ApiError::BadData(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer"
+                .into(),
+        ));
+    }
+    if (range.end - range.start) / step > MAX_POINTS {
+        return Err(ApiError::BadData(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
+        ));
+    }
+    let series = blocking(&st.store, move |s| {
+        s.query_range(&matchers, range, Some(step))
+    })
+    .await?;
+    let result: Vec<Value> = series
+        .iter()
+        .map(|sp| {
+            let values: Vec<Value> = sp
+                .points
+                .iter()
+                .map(|&(t, v)| json!([seconds(t), v.to_string()]))
+                .collect();
+            json!({"metric": metric(&sp.labels), "values": values})
+        })
+        .collect();
+    Ok(success(json!({"resultType": "matrix", "result": result})))
+}
+
+/// `/api/v1/query`: per series, the total of its latest profile in
+/// `[time - LOOKBACK_MS, time]`, reported at `time`.
+pub async fn query(State(st): State<AppState>, params: Params) -> ApiResult {
+    let matchers = selector(&params, "query")?;
+    let t = params.time_or("time", now_ms())?;
+    let range = TimeRange::new(t.saturating_sub(LOOKBACK_MS), t)?;
+    let series = blocking(&st.store, move |s| s.query_range(&matchers, range, None)).await?;
+    let result: Vec<Value> = series
+        .iter()
+        .filter_map(|sp| {
+            let &(_, v) = sp.points.last()?;
+            Some(json!({"metric": metric(&sp.labels), "value": [seconds(t), v.to_string()]}))
+        })
+        .collect();
+    Ok(success(json!({"resultType": "vector", "result": result})))
+}
+
+/// `/api/v1/labels`: label names of the series matching any `match[]`.
+pub async fn labels(State(st): State<AppState>, params: Params) -> ApiResult {
+    let sets = match_sets(&params, false)?;
+    let range = optional_range(&params)?;
+    let names = blocking(&st.store, move |s| {
+        let mut out = BTreeSet::new();
+        for m in &sets {
+            out.extend(s.label_names(m, range)?);
+        }
+        Ok::<_, ApiError>(out)
+    })
+    .await?;
+    Ok(success(json!(names)))
+}
+
+/// `/api/v1/label/{name}/values`.
+pub async fn label_values(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    params: Params,
+) -> ApiResult {
+    let sets = match_sets(&params, false)?;
+    let range = optional_range(&params)?;
+    let values = blocking(&st.store, move |s| {
+        let mut out = BTreeSet::new();
+        for m in &sets {
+            out.extend(s.label_values(&name, m, range)?);
+        }
+        Ok::<_, ApiError>(out)
+    })
+    .await?;
+    Ok(success(json!(values)))
+}
+
+/// `/api/v1/series`: label sets of the series matching any `match[]`.
+pub async fn series(State(st): State<AppState>, params: Params) -> ApiResult {
+    let sets = match_sets(&params, true)?;
+    let range = optional_range(&params)?;
+    let series = blocking(&st.store, move |s| {
+        let mut out = BTreeSet::new();
+        for m in &sets {
+            out.extend(s.series(m, range)?);
+        }
+        Ok::<_, ApiError>(out)
+    })
+    .await?;
+    Ok(success(Value::Array(series.iter().map(metric).collect())))
+}
+
+/// `/api/v1/profile_types`: the profile types of the matching series.
+pub async fn profile_types(State(st): State<AppState>, params: Params) -> ApiResult {
+    let sets = match_sets(&params, false)?;
+    let range = optional_range(&params)?;
+    let types = blocking(&st.store, move |s| {
+        let mut out = BTreeSet::new();
+        for m in &sets {
+            out.extend(s.profile_types(m, range)?);
+        }
+        Ok::<_, ApiError>(out)
+    })
+    .await?;
+    let list: Vec<Value> = types
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.to_string(),
+                "name": t.name,
+                "sample_type": t.sample_type,
+                "sample_unit": t.sample_unit,
+                "period_type": t.period_type,
+                "period_unit": t.period_unit,
+                "delta": t.delta,
+            })
+        })
+        .collect();
+    Ok(success(Value::Array(list)))
+}
+
+/// Checks `format` (default `pprof`, the only one so far).
+fn check_format(params: &Params) -> Result<(), ApiError> {
+    match params.get("format").unwrap_or("pprof") {
+        "" | "pprof" => Ok(()),
+        other => Err(ApiError::BadData(format!(
+            "unsupported format {other:?} (supported: pprof)"
+        ))),
+    }
+}
+
+fn pprof_response(gz: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"profile.pb.gz\"",
+            ),
+        ],
+        gz,
+    )
+        .into_response()
+}
+
+fn encode(p: &Profile) -> Vec<u8> {
+    crate::pprof::encode_gzip(&query::to_pprof(p))
+}
+
+/// `/api/v1/profile?query=&time=`: the matching series' profiles in
+/// `[time, time + 5m]` (see [`SINGLE_WINDOW_MS`]), merged.
+pub async fn profile(State(st): State<AppState>, params: Params) -> ApiResult {
+    check_format(&params)?;
+    let matchers = selector(&params, "query")?;
+    let t = params.time_or("time", now_ms().saturating_sub(SINGLE_WINDOW_MS))?;
+    let gz = blocking(&st.store, move |s| {
+        s.single(&matchers, t).map(|p| encode(&p))
+    })
+    .await?;
+    Ok(pprof_response(gz))
+}
+
+/// `/api/v1/profile/merge?query=&start=&end=`.
+pub async fn merge(State(st): State<AppState>, params: Params) -> ApiResult {
+    check_format(&params)?;
+    let matchers = selector(&params, "query")?;
+    let range = required_range(&params, "start", "end")?;
+    let gz = blocking(&st.store, move |s| {
+        s.merge(&matchers, range).map(|p| encode(&p))
+    })
+    .await?;
+    Ok(pprof_response(gz))
+}
+
+/// `/api/v1/profile/diff?query_a=&start_a=&end_a=&query_b=&start_b=&end_b=`.
+pub async fn diff(State(st): State<AppState>, params: Params) -> ApiResult {
+    check_format(&params)?;
+    let ma = selector(&params, "query_a")?;
+    let ra = required_range(&params, "start_a", "end_a")?;
+    let mb = selector(&params, "query_b")?;
+    let rb = required_range(&params, "start_b", "end_b")?;
+    let gz = blocking(&st.store, move |s| {
+        s.diff((&ma, ra), (&mb, rb)).map(|p| encode(&p))
+    })
+    .await?;
+    Ok(pprof_response(gz))
+}
+
+/// `/-/healthy`.
+pub async fn healthy() -> &'static str {
+    "profstore is Healthy.\n"
+}
+
+/// `/-/ready`.
+pub async fn ready() -> &'static str {
+    "profstore is Ready.\n"
+}
+
+/// Unknown routes.
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(uri.path().to_string())
+}
+
+/// Known routes, wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_sets() {
+        let l = parse_label_set(r#"{job="api",instance="x:1"}"#).unwrap();
+        assert_eq!(l.get("job"), Some("api"));
+        assert_eq!(l.get("instance"), Some("x:1"));
+        assert!(parse_label_set("").unwrap().is_empty());
+        assert!(parse_label_set("{}").unwrap().is_empty());
+        for bad in [
+            r#"{job=~"a"}"#,
+            r#"{job!="a"}"#,
+            r#"cpu{job="a"}"#,
+            r#"{job="a",job="b"}"#,
+            "job=a",
+            "{job=",
+        ] {
+            assert!(parse_label_set(bad).is_err(), "{bad}");
+        }
+    }
+}

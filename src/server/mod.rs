@@ -1,0 +1,91 @@
+//! The HTTP daemon: a Prometheus-style JSON API and pprof downloads over a
+//! [`Store`].
+//!
+//! Every handler parses its parameters ([`params`]), runs the store call on
+//! tokio's blocking pool (sled and query work are blocking) and answers JSON
+//! in Prometheus's envelope, or a gzipped pprof. Every error goes through
+//! [`ApiError::status`], the one place that maps errors to statuses.
+//!
+//! See the "The daemon" section of README.md for the API table.
+
+mod error;
+mod handlers;
+pub mod params;
+
+pub use error::ApiError;
+
+use crate::store::Store;
+use axum::body::{Body, Bytes};
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<Store>,
+    /// Largest request body accepted by `/api/v1/write`, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// The daemon's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/write", post(handlers::write))
+        .route(
+            "/api/v1/query_range",
+            get(handlers::query_range).post(handlers::query_range),
+        )
+        .route("/api/v1/query", get(handlers::query).post(handlers::query))
+        .route(
+            "/api/v1/labels",
+            get(handlers::labels).post(handlers::labels),
+        )
+        .route("/api/v1/label/{name}/values", get(handlers::label_values))
+        .route(
+            "/api/v1/series",
+            get(handlers::series).post(handlers::series),
+        )
+        .route("/api/v1/profile_types", get(handlers::profile_types))
+        .route("/api/v1/profile", get(handlers::profile))
+        .route("/api/v1/profile/merge", get(handlers::merge))
+        .route("/api/v1/profile/diff", get(handlers::diff))
+        .route("/-/healthy", get(handlers::healthy))
+        .route("/-/ready", get(handlers::ready))
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .with_state(state)
+}
+
+/// Reads a whole body, failing with [`ApiError::BodyTooLarge`] over `limit`
+/// bytes.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match axum::body::to_bytes(body, limit).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(s) = source {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return Err(ApiError::BodyTooLarge(limit));
+                }
+                source = s.source();
+            }
+            Err(ApiError::BadData(format!("reading the request body: {e}")))
+        }
+    }
+}
+
+/// Runs `f(store)` on the blocking pool.
+pub(crate) async fn blocking<T, E, F>(store: &Arc<Store>, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    let store = Arc::clone(store);
+    match tokio::task::spawn_blocking(move || f(&store)).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(e) => Err(ApiError::Internal(format!("task failed: {e}"))),
+    }
+}

@@ -1,0 +1,697 @@
+//! End to end: runs the real `profstore serve` binary on an ephemeral port with
+//! a temporary data dir, pushes corpus profiles over HTTP and checks every
+//! endpoint of the first daemon slice, a table of bad inputs, and a clean
+//! exit on SIGTERM.
+
+mod common;
+
+use profstore::pprof::{decode, DecodeLimits};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running daemon; killed on drop if the test did not stop it.
+struct Server {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_profstore"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Server {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the server did not exit within 10 s of SIGTERM");
+    }
+
+    fn call(&self, method: &str, target: &str, content_type: Option<&str>, body: &[u8]) -> Resp {
+        http(&self.addr, method, target, content_type, body)
+    }
+
+    fn get(&self, target: &str) -> Resp {
+        self.call("GET", target, None, b"")
+    }
+
+    /// GET that must succeed with Prometheus's envelope; returns `data`.
+    fn data(&self, target: &str) -> Value {
+        let r = self.get(target);
+        assert_eq!(r.status, 200, "{target}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["status"], "success", "{target}");
+        v["data"].clone()
+    }
+
+    fn write(&self, labels: &str, body: &[u8]) -> Resp {
+        let target = format!("/api/v1/write?{}", qs(&[("labels", labels)]));
+        self.call("POST", &target, None, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn qs(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// A minimal HTTP/1.1 client: one request per connection.
+fn http(addr: &str, method: &str, target: &str, content_type: Option<&str>, body: &[u8]) -> Resp {
+    try_http(addr, method, target, content_type, body).unwrap()
+}
+
+fn try_http(
+    addr: &str,
+    method: &str,
+    target: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> std::io::Result<Resp> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(ct) = content_type {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    // The server may answer (413) before reading a large body.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    if let Err(e) = s.read_to_end(&mut raw) {
+        // A server that answered before reading the whole body (413) may
+        // reset the connection after its answer: keep what arrived.
+        if raw.is_empty() {
+            return Err(e);
+        }
+    }
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad("no status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    if chunked {
+        body = dechunk(&body);
+    }
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size_str = std::str::from_utf8(&b[..eol]).unwrap();
+        let size = usize::from_str_radix(size_str.split(';').next().unwrap().trim(), 16).unwrap();
+        b = &b[eol + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
+    }
+}
+
+fn corpus_file(name: &str) -> Vec<u8> {
+    std::fs::read(common::testdata_dir().join(name)).unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+/// The index of the sample type `"type:unit"` in `p`.
+fn sample_index(p: &profstore::proto::pprof::Profile, ty: &str, unit: &str) -> usize {
+    let s = |i: i64| p.string_table[i as usize].as_str();
+    p.sample_type
+        .iter()
+        .position(|vt| s(vt.r#type) == ty && s(vt.unit) == unit)
+        .unwrap()
+}
+
+fn decode_download(r: &Resp) -> profstore::proto::pprof::Profile {
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(&r.body[..2], &[0x1f, 0x8b], "gzipped");
+    decode(&r.body, &DecodeLimits::default()).unwrap()
+}
+
+/// Sum of the (last) values per `instance` of a matrix (`key` = "values")
+/// or vector (`key` = "value") result.
+fn per_instance(result: &[Value], key: &str) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for r in result {
+        let inst = r["metric"]["instance"].as_str().unwrap().to_string();
+        let point = if key == "values" {
+            r["values"].as_array().unwrap().last().unwrap().clone()
+        } else {
+            r["value"].clone()
+        };
+        let v: i64 = point[1].as_str().unwrap().parse().unwrap();
+        *out.entry(inst).or_insert(0) += v;
+    }
+    out
+}
+
+fn sum(m: &BTreeMap<u128, i64>) -> i64 {
+    m.values().sum()
+}
+
+#[test]
+fn daemon_end_to_end() {
+    let srv = Server::start(&[
+        "--max-body-bytes",
+        "1000000",
+        "--max-decompressed-bytes",
+        "8000000",
+    ]);
+    assert_eq!(srv.get("/-/healthy").status, 200);
+    assert_eq!(srv.get("/-/ready").status, 200);
+
+    // --- ingest ---
+    let cpu = corpus_file("parca/cpu_labels.pb.gz");
+    let alloc = corpus_file("parca/alloc_objects.pb.gz");
+    let w = srv.write(r#"{job="api",instance="a"}"#, &cpu);
+    assert_eq!(w.status, 200, "{}", w.text());
+    let w = w.json();
+    let t_cpu = w["timestamp_ms"].as_i64().unwrap();
+    assert!(w["series"].as_u64().unwrap() >= 2, "{w}");
+    assert!(w["samples"].as_u64().unwrap() > 0, "{w}");
+    let types: Vec<String> = w["profile_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    let cpu_type = types
+        .iter()
+        .find(|t| t.contains(":cpu:nanoseconds:cpu:nanoseconds"))
+        .unwrap_or_else(|| panic!("no cpu type in {types:?}"))
+        .clone();
+    let w = srv.write(r#"{job="api",instance="b"}"#, &cpu);
+    assert_eq!(w.status, 200, "{}", w.text());
+    let w = srv.write(r#"{job="api",instance="a"}"#, &alloc);
+    assert_eq!(w.status, 200, "{}", w.text());
+    let w = w.json();
+    let t_alloc = w["timestamp_ms"].as_i64().unwrap();
+    let alloc_type = w["profile_types"][0].as_str().unwrap().to_string();
+    // A raw (not gzipped) body, and a profile name given by the writer.
+    let raw = gunzip(&corpus_file("parca/two-stacks.pb.gz"));
+    let target = format!(
+        "/api/v1/write?{}",
+        qs(&[("name", "custom"), ("labels", r#"{job="raw"}"#)])
+    );
+    let w = srv.call("POST", &target, None, &raw);
+    assert_eq!(w.status, 200, "{}", w.text());
+    assert!(w.json()["profile_types"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("custom:"));
+
+    // Expected totals from the input.
+    let cpu_in = common::load(&common::testdata_dir().join("parca/cpu_labels.pb.gz"));
+    let cpu_totals = &common::totals(&cpu_in)[sample_index(&cpu_in, "cpu", "nanoseconds")];
+    let cpu_total = sum(cpu_totals);
+    assert!(cpu_total > 0);
+
+    // --- query_range: Prometheus's matrix shape ---
+    let sel = format!(r#"{cpu_type}{{job="api"}}"#);
+    let (s0, s1) = (
+        format!("{}", (t_cpu - 60_000) as f64 / 1000.0),
+        format!("{}", (t_cpu + 60_000) as f64 / 1000.0),
+    );
+    let qr_target = format!(
+        "/api/v1/query_range?{}",
+        qs(&[
+            ("query", &sel),
+            ("start", &s0),
+            ("end", &s1),
+            ("step", "15s")
+        ])
+    );
+    let data = srv.data(&qr_target);
+    assert_eq!(data["resultType"], "matrix");
+    // The profile's pprof labels (`grpcmethod`) become series labels, so
+    // each instance has several series; their totals add up to the input's.
+    let result = data["result"].as_array().unwrap();
+    assert!(result.len() >= 2, "{data}");
+    for series in result {
+        assert_eq!(series["metric"]["job"], "api");
+        assert_eq!(series["metric"]["__name__"], cpu_type.as_str());
+        let values = series["values"].as_array().unwrap();
+        assert_eq!(values.len(), 1, "{series}");
+        let ts = values[0][0].as_f64().unwrap();
+        assert!(ts <= t_cpu as f64 / 1000.0 && ts > t_cpu as f64 / 1000.0 - 15.0);
+        assert!(values[0][1].is_string());
+    }
+    assert_eq!(
+        per_instance(result, "values"),
+        BTreeMap::from([("a".to_string(), cpu_total), ("b".to_string(), cpu_total)])
+    );
+    // The same as a POST form and with RFC 3339 times.
+    let form = qs(&[
+        ("query", &sel),
+        ("start", &s0),
+        ("end", &s1),
+        ("step", "15"),
+    ]);
+    let r = srv.call(
+        "POST",
+        "/api/v1/query_range",
+        Some("application/x-www-form-urlencoded"),
+        form.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["data"], data);
+    let rfc = |ms: i64| {
+        let secs = ms.div_euclid(1000);
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, m, d) = civil_from_days(days);
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+            rem / 3600,
+            rem / 60 % 60,
+            rem % 60,
+            ms.rem_euclid(1000)
+        )
+    };
+    let data_rfc = srv.data(&format!(
+        "/api/v1/query_range?{}",
+        qs(&[
+            ("query", &sel),
+            ("start", &rfc(t_cpu - 60_000)),
+            ("end", &rfc(t_cpu + 60_000)),
+            ("step", "15s")
+        ])
+    ));
+    assert_eq!(data_rfc, data);
+
+    // --- query: Prometheus's vector shape ---
+    let t_eval = format!("{}", (t_cpu + 10_000) as f64 / 1000.0);
+    let data = srv.data(&format!(
+        "/api/v1/query?{}",
+        qs(&[("query", &sel), ("time", &t_eval)])
+    ));
+    assert_eq!(data["resultType"], "vector");
+    let result = data["result"].as_array().unwrap();
+    for r in result {
+        assert_eq!(
+            r["value"][0].as_f64().unwrap(),
+            (t_cpu + 10_000) as f64 / 1000.0
+        );
+    }
+    assert_eq!(
+        per_instance(result, "value"),
+        BTreeMap::from([("a".to_string(), cpu_total), ("b".to_string(), cpu_total)])
+    );
+    // Outside the 5-minute lookback: nothing.
+    let late = format!("{}", (t_cpu + 6 * 60_000) as f64 / 1000.0);
+    let data = srv.data(&format!(
+        "/api/v1/query?{}",
+        qs(&[("query", &sel), ("time", &late)])
+    ));
+    assert_eq!(data["result"], json!([]));
+
+    // --- labels, values, series: lists of strings / label maps ---
+    let labels = srv.data("/api/v1/labels");
+    for want in ["__name__", "instance", "job"] {
+        assert!(
+            labels.as_array().unwrap().contains(&json!(want)),
+            "{labels}"
+        );
+    }
+    let values = srv.data("/api/v1/label/job/values");
+    assert_eq!(values, json!(["api", "raw"]));
+    let values = srv.data(&format!(
+        "/api/v1/label/instance/values?{}",
+        qs(&[("match[]", r#"{job="api"}"#)])
+    ));
+    assert_eq!(values, json!(["a", "b"]));
+    let series_target = format!(
+        "/api/v1/series?{}",
+        qs(&[("match[]", &sel), ("match[]", r#"{job="raw"}"#)])
+    );
+    let series = srv.data(&series_target);
+    let series = series.as_array().unwrap();
+    assert!(series.len() >= 3, "{series:?}");
+    assert!(series.iter().any(|s| s["job"] == "raw"));
+    assert!(series
+        .iter()
+        .all(|s| s["__name__"].is_string() && s["job"].is_string()));
+
+    // --- profile types ---
+    let pts = srv.data(&format!(
+        "/api/v1/profile_types?{}",
+        qs(&[("match[]", r#"{job="api"}"#)])
+    ));
+    let ids: Vec<&str> = pts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&cpu_type.as_str()) && ids.contains(&alloc_type.as_str()));
+    let cpu_pt = pts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == cpu_type.as_str())
+        .unwrap();
+    assert_eq!(cpu_pt["sample_type"], "cpu");
+    assert_eq!(cpu_pt["sample_unit"], "nanoseconds");
+    assert_eq!(cpu_pt["period_type"], "cpu");
+    assert!(cpu_pt["delta"].is_boolean() && cpu_pt["name"].is_string());
+
+    // --- pprof downloads ---
+    let (ms0, ms1) = (
+        format!("{}", t_cpu / 1000 - 60),
+        format!("{}", t_cpu / 1000 + 60),
+    );
+    let merged = decode_download(&srv.get(&format!(
+        "/api/v1/profile/merge?{}",
+        qs(&[
+            ("query", &sel),
+            ("start", &ms0),
+            ("end", &ms1),
+            ("format", "pprof")
+        ])
+    )));
+    let merged_totals = &common::totals(&merged)[0];
+    assert_eq!(sum(merged_totals), 2 * cpu_total);
+    let doubled: BTreeMap<u128, i64> = cpu_totals.iter().map(|(k, v)| (*k, 2 * v)).collect();
+    assert_eq!(merged_totals, &doubled, "per-stack totals");
+
+    let t_single = format!("{}", t_cpu as f64 / 1000.0);
+    let single = decode_download(&srv.get(&format!(
+        "/api/v1/profile?{}",
+        qs(&[
+            ("query", &format!(r#"{cpu_type}{{instance="a"}}"#)),
+            ("time", &t_single)
+        ])
+    )));
+    assert_eq!(&common::totals(&single)[0], cpu_totals);
+
+    let diff = decode_download(&srv.get(&format!(
+        "/api/v1/profile/diff?{}",
+        qs(&[
+            ("query_a", &format!(r#"{cpu_type}{{instance="a"}}"#)),
+            ("start_a", &ms0),
+            ("end_a", &ms1),
+            ("query_b", &format!(r#"{cpu_type}{{instance="b"}}"#)),
+            ("start_b", &ms0),
+            ("end_b", &ms1),
+        ])
+    )));
+    let diff_values: Vec<i64> = diff.sample.iter().map(|s| s.value[0]).collect();
+    assert_eq!(diff_values.iter().sum::<i64>(), 0);
+    assert_eq!(
+        diff_values.iter().filter(|v| **v > 0).sum::<i64>(),
+        cpu_total
+    );
+
+    // The query_range total matches the downloaded merge.
+    let data = srv.data(&qr_target);
+    let qr_sum: i64 = data["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["values"][0][1].as_str().unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(qr_sum, sum(merged_totals));
+
+    // --- bad inputs ---
+    let before_series = srv.get(&series_target).body;
+    let before_range = srv.get(&qr_target).body;
+    let all_types = srv.get("/api/v1/profile_types").body;
+
+    let bomb = gzip(&vec![0u8; 20_000_000]);
+    let mut truncated = cpu.clone();
+    truncated.truncate(cpu.len() / 2);
+    let big_body = vec![7u8; 1_100_000];
+    let many_labels = format!(
+        "{{{}}}",
+        (0..40)
+            .map(|i| format!("l{i}=\"v\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let long_value = format!("{{job=\"{}\"}}", "x".repeat(5000));
+    let write_t = |labels: &str| format!("/api/v1/write?{}", qs(&[("labels", labels)]));
+    let range_t = |query: &str, start: &str, end: &str, step: &str| {
+        format!(
+            "/api/v1/query_range?{}",
+            qs(&[
+                ("query", query),
+                ("start", start),
+                ("end", end),
+                ("step", step)
+            ])
+        )
+    };
+    let merge_t = |query: &str, start: &str, end: &str, format: &str| {
+        format!(
+            "/api/v1/profile/merge?{}",
+            qs(&[
+                ("query", query),
+                ("start", start),
+                ("end", end),
+                ("format", format)
+            ])
+        )
+    };
+    let alloc_sel = format!(r#"{alloc_type}{{job="api"}}"#);
+    let diff_mismatch = format!(
+        "/api/v1/profile/diff?{}",
+        qs(&[
+            ("query_a", sel.as_str()),
+            ("start_a", &ms0),
+            ("end_a", &ms1),
+            ("query_b", &alloc_sel),
+            ("start_b", "0"),
+            ("end_b", &format!("{}", t_alloc / 1000 + 60)),
+        ])
+    );
+    let ok_labels = r#"{job="bad"}"#;
+    #[rustfmt::skip]
+    let cases: Vec<(&str, String, Vec<u8>, u16, &str)> = vec![
+        ("GET", range_t("foo{", "0", "1", "15s"), vec![], 400, "invalid selector"),
+        ("GET", range_t("rate(foo[5m])", "0", "1", "15s"), vec![], 400, "unsupported selector"),
+        ("GET", range_t("{}", "0", "1", "15s"), vec![], 400, "at least one non-empty matcher"),
+        ("GET", range_t(r#"{job=~"("}"#, "0", "1", "15s"), vec![], 400, "invalid"),
+        ("GET", range_t(&sel, "abc", "1", "15s"), vec![], 400, "invalid parameter \"start\""),
+        ("GET", range_t(&sel, "2022-13-01T00:00:00Z", "1", "15s"), vec![], 400, "cannot parse"),
+        ("GET", range_t(&sel, "0", "NaN", "15s"), vec![], 400, "invalid parameter \"end\""),
+        ("GET", range_t(&sel, "100", "50", "15s"), vec![], 400, "end timestamp must not be before start time"),
+        ("GET", range_t(&sel, "0", "100", "0"), vec![], 400, "zero or negative"),
+        ("GET", range_t(&sel, "0", "100", "-5s"), vec![], 400, "invalid parameter \"step\""),
+        ("GET", range_t(&sel, "0", "100", "fast"), vec![], 400, "invalid parameter \"step\""),
+        ("GET", range_t(&sel, "0", "1000000", "1ms"), vec![], 400, "11,000 points"),
+        ("GET", "/api/v1/query_range?start=0&end=1&step=1".into(), vec![], 400, "missing parameter \"query\""),
+        ("GET", format!("/api/v1/query?{}", qs(&[("query", &sel), ("time", "yesterday")])), vec![], 400, "invalid parameter \"time\""),
+        ("GET", merge_t(&sel, &ms0, &ms1, "svg"), vec![], 400, "unsupported format \"svg\" (supported: pprof)"),
+        ("GET", merge_t(&sel, &ms1, &ms0, "pprof"), vec![], 400, "end timestamp must not be before start time"),
+        ("GET", merge_t(r#"{job="api"}"#, &ms0, &ms1, "pprof"), vec![], 400, "profile types"),
+        ("GET", merge_t(r#"{job="nope"}"#, &ms0, &ms1, "pprof"), vec![], 404, "no profiles"),
+        ("GET", diff_mismatch, vec![], 400, "different profile types"),
+        ("GET", format!("/api/v1/profile?{}", qs(&[("query", &sel), ("time", "x")])), vec![], 400, "invalid parameter \"time\""),
+        ("GET", "/api/v1/series".into(), vec![], 400, "no match[] parameter provided"),
+        ("GET", format!("/api/v1/labels?{}", qs(&[("match[]", "{")])), vec![], 400, "invalid selector"),
+        ("POST", write_t(ok_labels), b"hello, not a profile".to_vec(), 400, "protobuf"),
+        ("POST", write_t(ok_labels), truncated, 400, "gzip"),
+        ("POST", write_t(ok_labels), vec![], 400, "empty profile body"),
+        ("POST", write_t(ok_labels), bomb, 413, "too large"),
+        ("POST", write_t(ok_labels), big_body, 413, "request body too large"),
+        ("POST", write_t(r#"{job=~"a"}"#), cpu.clone(), 400, "only `=`"),
+        ("POST", write_t("{job="), cpu.clone(), 400, "invalid parameter \"labels\""),
+        ("POST", write_t(r#"cpu{job="a"}"#), cpu.clone(), 400, "a label set starts with"),
+        ("POST", write_t(r#"{"my.metric", job="a"}"#), cpu.clone(), 400, "no metric name"),
+        ("POST", write_t(&many_labels), cpu.clone(), 400, "limit exceeded"),
+        ("POST", write_t(&long_value), cpu.clone(), 400, "limit exceeded"),
+        ("POST", write_t(r#"{job="api",instance="a"}"#), cpu.clone(), 400, "out of order"),
+        ("GET", "/api/v1/nope".into(), vec![], 404, "not found: /api/v1/nope"),
+        ("GET", "/".into(), vec![], 404, "not found"),
+        ("DELETE", "/api/v1/query_range".into(), vec![], 405, "method not allowed"),
+        ("GET", "/api/v1/write".into(), vec![], 405, "method not allowed"),
+        ("POST", "/api/v1/profile/merge".into(), vec![], 405, "method not allowed"),
+    ];
+    assert!(cases.len() >= 30);
+    for (method, target, body, status, message) in &cases {
+        let short: String = target.chars().take(120).collect();
+        let r = srv.call(method, target, None, body);
+        assert_eq!(r.status, *status, "{method} {short}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["status"], "error", "{method} {short}");
+        assert!(v["errorType"].is_string());
+        let err = v["error"].as_str().unwrap();
+        assert!(
+            err.contains(message),
+            "{method} {short}: {err:?} lacks {message:?}"
+        );
+    }
+    // Still answering, with exactly the same data.
+    assert_eq!(srv.get(&series_target).body, before_series);
+    assert_eq!(srv.get(&qr_target).body, before_range);
+    assert_eq!(srv.get("/api/v1/profile_types").body, all_types);
+    assert_eq!(srv.data("/api/v1/label/job/values"), json!(["api", "raw"]));
+
+    assert_eq!(srv.terminate(), Some(0));
+}
+
+#[test]
+fn series_limit_is_429() {
+    let srv = Server::start(&["--max-series", "1"]);
+    let r = srv.write(r#"{job="api"}"#, &corpus_file("parca/cpu_labels.pb.gz"));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.json()["error"].as_str().unwrap().contains("series limit"));
+    // All or nothing: no series were written.
+    assert_eq!(
+        srv.data(&format!(
+            "/api/v1/series?{}",
+            qs(&[("match[]", r#"{job="api"}"#)])
+        )),
+        json!([])
+    );
+    assert_eq!(srv.terminate(), Some(0));
+}
+
+#[test]
+fn sigterm_during_ingest_exits_0() {
+    let srv = Server::start(&[]);
+    let addr = srv.addr.clone();
+    let body = corpus_file("parca/cpu_labels.pb.gz");
+    let writer = std::thread::spawn(move || {
+        let mut acked = 0;
+        for i in 0.. {
+            let target = format!(
+                "/api/v1/write?{}",
+                qs(&[("labels", &format!(r#"{{job="w",instance="{i}"}}"#))])
+            );
+            match try_http(&addr, "POST", &target, None, &body) {
+                Ok(r) => {
+                    // In-flight requests are finished, not cut off.
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    acked += 1;
+                }
+                // The listener is closed: the server is shutting down.
+                Err(_) => return acked,
+            }
+        }
+        unreachable!()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(srv.terminate(), Some(0));
+    let acked = writer.join().unwrap();
+    assert!(acked > 0);
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (H. Hinnant).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
