@@ -34,7 +34,7 @@ use rand::{Rng, SeedableRng};
 use std::hint::black_box;
 use std::time::Duration;
 
-/// The clock the benches read: this thread's CPU time (Linux, 64-bit), so that
+/// The clock the benches read: this thread's CPU time (on Linux), so that
 /// other processes on a shared machine do not inflate the figures; for this
 /// single-threaded code it matches wall time on an idle machine. Set
 /// `PROFSTORE_BENCH_WALL=1` (or run elsewhere) for wall time.
@@ -42,28 +42,18 @@ mod clock {
     use std::sync::OnceLock;
     use std::time::{Duration, Instant};
 
-    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    #[cfg(target_os = "linux")]
     fn thread_cpu() -> Option<Duration> {
-        #[repr(C)]
-        struct Timespec {
-            tv_sec: i64,
-            tv_nsec: i64,
-        }
-        extern "C" {
-            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-        }
-        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-        let mut ts = Timespec {
+        let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
-        // SAFETY: `ts` is a valid, writable timespec of the C layout (64-bit
-        // Linux: time_t and long are 64 bits); the call writes only it.
-        let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        // SAFETY: `ts` is a valid, writable timespec; the call writes only it.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
         (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
     }
 
-    #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+    #[cfg(not(target_os = "linux"))]
     fn thread_cpu() -> Option<Duration> {
         None
     }

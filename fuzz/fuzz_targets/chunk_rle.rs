@@ -3,7 +3,8 @@
 //! the same bytes, agree between `iter`, `get` and `last`, and stay valid
 //! after an append.
 //!
-//! Run from the crate root: `cargo fuzz run chunk_rle`.
+//! Run from the crate root: `cargo fuzz run chunk_rle` (with a stable
+//! toolchain: `RUSTC_BOOTSTRAP=1 cargo fuzz run chunk_rle`).
 
 #![no_main]
 

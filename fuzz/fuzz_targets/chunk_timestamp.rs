@@ -4,7 +4,8 @@
 //! timestamps, reject an out-of-order append unchanged, and stay valid after
 //! an in-order append.
 //!
-//! Run from the crate root: `cargo fuzz run chunk_timestamp`.
+//! Run from the crate root: `cargo fuzz run chunk_timestamp` (with a stable
+//! toolchain: `RUSTC_BOOTSTRAP=1 cargo fuzz run chunk_timestamp`).
 
 #![no_main]
 

@@ -3,7 +3,8 @@
 //! the same bytes, iterate exactly `len()` values, and stay valid after an
 //! append.
 //!
-//! Run from the crate root: `cargo fuzz run chunk_xor`.
+//! Run from the crate root: `cargo fuzz run chunk_xor` (with a stable
+//! toolchain: `RUSTC_BOOTSTRAP=1 cargo fuzz run chunk_xor`).
 
 #![no_main]
 

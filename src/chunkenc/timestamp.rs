@@ -73,6 +73,9 @@ impl TimestampChunk {
             0 => {
                 let buf = self.w.buf_mut();
                 buf.clear();
+                // One allocation for the header, the first value and a few
+                // more fields (Vec would start at 8 bytes, then grow to 16).
+                buf.reserve(16);
                 buf.push(0);
                 self.hdr_len = 1;
                 // Byte-aligned: the writer has no free bits.

@@ -78,6 +78,9 @@ impl XorChunk {
         if self.count == 0 {
             let buf = self.w.buf_mut();
             buf.clear();
+            // One allocation for the header, the first value and a few more
+            // fields (Vec would start at 8 bytes, then grow to 16).
+            buf.reserve(16);
             buf.push(0);
             self.hdr_len = 1;
             self.w.write_bits(v, 64);
