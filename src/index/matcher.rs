@@ -238,10 +238,10 @@ impl fmt::Display for Matcher {
         if is_legacy_label_name(&self.name) {
             f.write_str(&self.name)?;
         } else {
-            write_quoted(f, &self.name)?;
+            crate::labels::write_quoted(f, &self.name)?;
         }
         write!(f, "{}", self.op)?;
-        write_quoted(f, &self.value)
+        crate::labels::write_quoted(f, &self.value)
     }
 }
 
@@ -257,22 +257,6 @@ fn cmp_str(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-/// Writes `s` as a PromQL double-quoted string that parses back to `s`.
-fn write_quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
-    f.write_str("\"")?;
-    for c in s.chars() {
-        match c {
-            '"' => f.write_str("\\\"")?,
-            '\\' => f.write_str("\\\\")?,
-            '\n' => f.write_str("\\n")?,
-            '\r' => f.write_str("\\r")?,
-            '\t' => f.write_str("\\t")?,
-            c if c.is_control() => write!(f, "\\u{:04x}", u32::from(c))?,
-            c => write!(f, "{c}")?,
-        }
-    }
-    f.write_str("\"")
-}
 
 /// Compiles `^(?s:<re>)$`; if that fails, retries with every `{` that does not
 /// start a repetition escaped, as Go's RE2 (and promql-parser) take it
