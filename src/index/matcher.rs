@@ -257,7 +257,6 @@ fn cmp_str(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-
 /// Compiles `^(?s:<re>)$`; if that fails, retries with every `{` that does not
 /// start a repetition escaped, as Go's RE2 (and promql-parser) take it
 /// literally.
