@@ -39,6 +39,11 @@ pub struct RleChunk {
     last_run_off: usize,
 }
 
+/// The most samples a decoded run-length chunk may claim. A few long runs
+/// can claim any count in a few bytes; the bound keeps later appends (and
+/// anything that sums counts) far from overflow. Head chunks hold 120.
+pub const MAX_SAMPLES: u64 = u32::MAX as u64;
+
 impl RleChunk {
     /// An empty chunk; allocates nothing.
     pub const fn new() -> RleChunk {
@@ -169,7 +174,7 @@ impl RleChunk {
     /// run (16 bytes) per two input bytes at most.
     ///
     /// Errors: [`ChunkError::BadHeader`], [`ChunkError::CountTooLarge`] (more
-    /// runs than pairs of bytes left), [`ChunkError::Truncated`],
+    /// runs than pairs of bytes left, or more than [`MAX_SAMPLES`] samples), [`ChunkError::Truncated`],
     /// [`ChunkError::TrailingBytes`], [`ChunkError::Corrupt`] (a zero-length
     /// run, adjacent runs of one value, lengths that do not add up to the
     /// count, a non-canonical varint).
@@ -192,11 +197,11 @@ impl RleChunk {
                 len: b.len(),
             });
         }
-        if usize::try_from(count).is_err() {
+        if count > MAX_SAMPLES {
             return Err(ChunkError::CountTooLarge {
                 what: "samples",
                 claimed: count,
-                max: usize::MAX as u64,
+                max: MAX_SAMPLES,
                 len: b.len(),
             });
         }

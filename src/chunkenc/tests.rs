@@ -620,14 +620,34 @@ fn huge_claimed_counts_are_rejected_without_allocating() {
             Err(ChunkError::CountTooLarge { .. })
         ));
     }
-    // A legal RLE chunk may claim a huge count in one run; it allocates one
-    // run and iterates lazily.
-    let mut r = varint_bytes(1 << 40);
+    // A legal RLE chunk may claim a huge count (up to MAX_SAMPLES) in one
+    // run; it allocates one run and iterates lazily.
+    let big = super::rle::MAX_SAMPLES;
+    let mut r = varint_bytes(big);
     r.push(1);
     r.push(varint::zigzag(5) as u8);
-    r.extend(varint_bytes(1 << 40));
+    r.extend(varint_bytes(big));
     let c = RleChunk::from_bytes(&r).expect("one long run");
-    assert_eq!(c.len(), 1 << 40);
-    assert_eq!(c.get((1 << 40) - 1), Some(5));
+    assert_eq!(c.len() as u64, big);
+    assert_eq!(c.get(big as usize - 1), Some(5));
     assert_eq!(c.iter().take(3).collect::<Vec<_>>(), [5, 5, 5]);
+}
+
+/// Found by the chunk_rle fuzz target: runs claiming 2^64 − 1 samples made
+/// a later append overflow the count.
+#[test]
+fn rle_rejects_counts_past_max_samples() {
+    use super::rle::MAX_SAMPLES;
+    let crash: [u8; 22] = [
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x01, 0x01, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+    ];
+    assert!(matches!(
+        RleChunk::from_bytes(&crash),
+        Err(ChunkError::CountTooLarge {
+            what: "samples",
+            ..
+        })
+    ));
+    assert_eq!(MAX_SAMPLES, u64::from(u32::MAX));
 }
