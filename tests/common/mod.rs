@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use profstore::pprof::{decode, DecodeLimits};
 use profstore::proto::pprof::Profile;
 use std::collections::BTreeMap;
