@@ -102,6 +102,9 @@ pub enum IngestError {
     /// The meta store failed.
     #[error(transparent)]
     Meta(#[from] MetaError),
+    /// The write-ahead log failed; nothing was written.
+    #[error(transparent)]
+    Wal(#[from] crate::wal::WalError),
 }
 
 fn check_label(name: &str, value: &str, limits: &LabelLimits) -> Result<(), IngestError> {
@@ -160,11 +163,17 @@ struct PlannedSeries {
 }
 
 /// Appends `req` to `head`, resolving stacks through `meta`.
+///
+/// `log` runs once every check has passed, with every target series locked,
+/// right before the appends: the write-ahead log writes its record there, so
+/// for every series the log's order is the order of its appends, and a
+/// failed `log` leaves the head untouched.
 pub fn ingest(
     head: &Head,
     meta: &MetaStore,
     limits: &LabelLimits,
     req: &IngestRequest,
+    log: &mut dyn FnMut() -> Result<(), IngestError>,
 ) -> Result<IngestSummary, IngestError> {
     let p = &req.profile;
     check_writer_labels(&req.labels, limits)?;
@@ -452,6 +461,7 @@ pub fn ingest(
     for ((series, _), g) in targets.iter().zip(guards.iter()) {
         series.check_append(g, timestamp)?;
     }
+    log()?;
     for ((series, i), g) in targets.iter().zip(guards.iter_mut()) {
         series.append_locked(g, &appends[*i])?;
     }

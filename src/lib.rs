@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod chunkenc;
+pub mod config;
 pub mod engine;
 pub mod head;
 pub mod index;
@@ -24,3 +25,4 @@ pub mod proto;
 pub mod query;
 pub mod server;
 pub mod store;
+pub mod wal;

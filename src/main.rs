@@ -1,10 +1,10 @@
 //! The `profstore` binary: `profstore serve` runs the HTTP daemon.
 
 use clap::{Parser, Subcommand};
+use profstore::config::{self, LimitSettings, ServeConfig, Settings};
 use profstore::server::{router, AppState};
-use profstore::store::{Limits, Store, StoreConfig};
+use profstore::store::{Store, StoreConfig};
 use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,38 +26,73 @@ enum Command {
     Serve(ServeArgs),
 }
 
+/// Flags of `profstore serve`. Each has a `PROFSTORE_*` environment twin and
+/// a key of the same name in the `--config` file; flags win over the file,
+/// the file over the defaults.
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port; the bound address is
-    /// printed on stdout as `listening on ADDR`).
-    #[arg(long, env = "PROFSTORE_LISTEN", default_value = "127.0.0.1:7070")]
-    listen: SocketAddr,
-    /// Data directory (created if missing).
-    #[arg(long, env = "PROFSTORE_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
+    /// YAML config file (keys as the flags, with underscores; see README).
+    #[arg(long, env = "PROFSTORE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7070] (port 0 picks a free
+    /// port; the bound address is printed on stdout as `listening on ADDR`).
+    #[arg(long, env = "PROFSTORE_LISTEN")]
+    listen: Option<String>,
+    /// Data directory, created if missing [default: ./data].
+    #[arg(long, env = "PROFSTORE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// How long profiles are kept [default: 15d].
+    #[arg(long, env = "PROFSTORE_RETENTION")]
+    retention: Option<String>,
     /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or a
-    /// tracing `EnvFilter` directive.
-    #[arg(long, env = "PROFSTORE_LOG_LEVEL", default_value = "info")]
-    log_level: String,
-    /// Largest request body of `/api/v1/write`, in bytes (also the largest
-    /// gzipped pprof).
-    #[arg(long, env = "PROFSTORE_MAX_BODY_BYTES", default_value_t = 32 << 20)]
-    max_body_bytes: usize,
-    /// Largest pprof protobuf after gunzip, in bytes.
-    #[arg(long, env = "PROFSTORE_MAX_DECOMPRESSED_BYTES", default_value_t = 64 << 20)]
-    max_decompressed_bytes: usize,
-    /// Most series in the store.
-    #[arg(long, env = "PROFSTORE_MAX_SERIES", default_value_t = 1_000_000)]
-    max_series: usize,
-    /// Most labels per series, `__name__` and pprof labels included.
-    #[arg(long, env = "PROFSTORE_MAX_LABELS_PER_SERIES", default_value_t = 32)]
-    max_labels_per_series: usize,
-    /// Longest label name, in bytes.
-    #[arg(long, env = "PROFSTORE_MAX_LABEL_NAME_LEN", default_value_t = 1024)]
-    max_label_name_len: usize,
-    /// Longest label value, in bytes.
-    #[arg(long, env = "PROFSTORE_MAX_LABEL_VALUE_LEN", default_value_t = 2048)]
-    max_label_value_len: usize,
+    /// tracing `EnvFilter` directive [default: info].
+    #[arg(long, env = "PROFSTORE_LOG_LEVEL")]
+    log_level: Option<String>,
+    /// When the write-ahead log syncs to disk: `always` (before each answer)
+    /// or an interval such as `1s` (a power loss can lose that much; a
+    /// killed process loses nothing) [default: 1s].
+    #[arg(long, env = "PROFSTORE_WAL_SYNC")]
+    wal_sync: Option<String>,
+    /// Largest request body, in bytes (also the largest gzipped pprof)
+    /// [default: 33554432].
+    #[arg(long, env = "PROFSTORE_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Largest pprof protobuf after gunzip, in bytes [default: 67108864].
+    #[arg(long, env = "PROFSTORE_MAX_DECOMPRESSED_BYTES")]
+    max_decompressed_bytes: Option<usize>,
+    /// Most series in the store [default: 1000000].
+    #[arg(long, env = "PROFSTORE_MAX_SERIES")]
+    max_series: Option<usize>,
+    /// Most labels per series, `__name__` and pprof labels included
+    /// [default: 32].
+    #[arg(long, env = "PROFSTORE_MAX_LABELS_PER_SERIES")]
+    max_labels_per_series: Option<usize>,
+    /// Longest label name, in bytes [default: 1024].
+    #[arg(long, env = "PROFSTORE_MAX_LABEL_NAME_LEN")]
+    max_label_name_len: Option<usize>,
+    /// Longest label value, in bytes [default: 2048].
+    #[arg(long, env = "PROFSTORE_MAX_LABEL_VALUE_LEN")]
+    max_label_value_len: Option<usize>,
+}
+
+impl ServeArgs {
+    fn settings(&self) -> Settings {
+        Settings {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            retention: self.retention.clone(),
+            log_level: self.log_level.clone(),
+            wal_sync: self.wal_sync.clone(),
+            limits: LimitSettings {
+                max_body_bytes: self.max_body_bytes,
+                max_decompressed_bytes: self.max_decompressed_bytes,
+                max_series: self.max_series,
+                max_labels_per_series: self.max_labels_per_series,
+                max_label_name_len: self.max_label_name_len,
+                max_label_value_len: self.max_label_value_len,
+            },
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -68,10 +103,27 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let filter = match tracing_subscriber::EnvFilter::try_new(&args.log_level) {
+    let file = match &args.config {
+        Some(path) => match config::read_file(path) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("profstore: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Settings::default(),
+    };
+    let config = match config::resolve(&args.settings(), &file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("profstore: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = match tracing_subscriber::EnvFilter::try_new(&config.log_level) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("profstore: invalid --log-level {:?}: {e}", args.log_level);
+            eprintln!("profstore: invalid log level {:?}: {e}", config.log_level);
             return ExitCode::from(2);
         }
     };
@@ -90,7 +142,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -99,32 +151,37 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn run(args: ServeArgs) -> Result<(), String> {
-    let mut limits = Limits::default();
-    limits.decode.max_compressed_bytes = args.max_body_bytes;
-    limits.decode.max_decompressed_bytes = args.max_decompressed_bytes;
-    limits.max_series = args.max_series;
-    limits.labels.max_labels_per_series = args.max_labels_per_series;
-    limits.labels.max_label_name_len = args.max_label_name_len;
-    limits.labels.max_label_value_len = args.max_label_value_len;
-    let config = StoreConfig {
-        data_dir: Some(args.data_dir.clone()),
-        limits,
+async fn run(config: ServeConfig) -> Result<(), String> {
+    let store_config = StoreConfig {
+        data_dir: Some(config.data_dir.clone()),
+        limits: config.limits.clone(),
+        wal: config.wal,
     };
-    let store = tokio::task::spawn_blocking(move || Store::open(config))
+    let data_dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(store_config))
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot open the store in {}: {e}", args.data_dir.display()))?;
+        .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?;
+    let r = store.recovery();
+    tracing::info!(
+        profiles = r.profiles,
+        failed = r.failed,
+        records = r.wal.records,
+        bytes = r.wal.bytes,
+        damaged = r.wal.corruptions.len(),
+        elapsed_ms = r.wal.elapsed.as_millis() as u64,
+        "write-ahead log replayed"
+    );
     let store = Arc::new(store);
     let app = router(AppState {
         store: Arc::clone(&store),
-        max_body_bytes: args.max_body_bytes,
+        max_body_bytes: config.max_body_bytes,
     });
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), "profstore serving");
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "profstore serving");
     // A parseable line for scripts and tests (which may listen on port 0).
     println!("listening on {addr}");
     let _ = std::io::stdout().flush();

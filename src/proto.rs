@@ -3,6 +3,7 @@
 //! - [`pprof`]: Google's pprof `profile.proto` (the wire format users send and
 //!   receive).
 //! - [`meta`]: the values profstore keeps in its sled meta store.
+//! - [`wal`]: the records of the write-ahead log.
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 
@@ -14,4 +15,9 @@ pub mod pprof {
 /// profstore's meta store messages (`profstore.meta`).
 pub mod meta {
     include!(concat!(env!("OUT_DIR"), "/profstore.meta.rs"));
+}
+
+/// profstore's write-ahead log records (`profstore.wal`).
+pub mod wal {
+    include!(concat!(env!("OUT_DIR"), "/profstore.wal.rs"));
 }

@@ -11,7 +11,10 @@ use crate::labels::{Labels, METRIC_NAME};
 use crate::meta::{MetaError, MetaStore, StackId};
 use crate::pprof::DecodeLimits;
 use crate::profile_type::ProfileType;
+use crate::proto::wal::{Label as WalLabel, ProfileRecord as WalProfile};
 use crate::query::{Profile, Resolver, Sample};
+use crate::wal::{RecordType, ReplayStats, Wal, WalError, WalOptions};
+use prost::Message;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -69,10 +72,43 @@ impl Default for Limits {
 #[derive(Debug, Clone, Default)]
 pub struct StoreConfig {
     /// Data directory; `None` keeps everything in a temporary directory that
-    /// is removed when the store is dropped (tests, benchmarks).
+    /// is removed when the store is dropped (tests, benchmarks), without a
+    /// write-ahead log.
     pub data_dir: Option<PathBuf>,
     /// Limits.
     pub limits: Limits,
+    /// The write-ahead log's options (used with a data directory).
+    pub wal: WalOptions,
+}
+
+/// Errors of opening a store.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The data directory cannot be created.
+    #[error("cannot create {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The meta store cannot be opened.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    /// The write-ahead log cannot be opened.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+}
+
+/// What opening a store replayed from its write-ahead log.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// The log's own statistics (records, bytes, damage, time).
+    pub wal: ReplayStats,
+    /// Profiles ingested again.
+    pub profiles: u64,
+    /// Records that could not be ingested again (logged one by one).
+    pub failed: u64,
 }
 
 /// The time-series store.
@@ -81,27 +117,136 @@ pub struct Store {
     meta: Arc<MetaStore>,
     head: Head,
     limits: Limits,
+    wal: Option<Wal>,
+    recovery: Recovery,
 }
 
 impl Store {
-    /// Opens a store (creating its data directory if needed).
-    pub fn open(config: StoreConfig) -> Result<Store, MetaError> {
+    /// Opens a store (creating its data directory if needed) and replays its
+    /// write-ahead log into the head.
+    pub fn open(config: StoreConfig) -> Result<Store, OpenError> {
         let meta = match &config.data_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| MetaError::Sled(sled::Error::Io(e)))?;
+                std::fs::create_dir_all(dir).map_err(|source| OpenError::DataDir {
+                    path: dir.clone(),
+                    source,
+                })?;
                 MetaStore::open(&dir.join("meta"))?
             }
             None => MetaStore::temporary()?,
         };
-        Ok(Store {
+        let mut store = Store {
             meta: Arc::new(meta),
             head: Head::new(config.limits.max_series),
             limits: config.limits,
-        })
+            wal: None,
+            recovery: Recovery::default(),
+        };
+        if let Some(dir) = &config.data_dir {
+            let mut recovery = Recovery::default();
+            let (wal, stats) = Wal::open(&dir.join("wal"), config.wal, |typ, payload| match typ {
+                RecordType::Profile => match store.replay_profile(payload) {
+                    Ok(()) => recovery.profiles += 1,
+                    Err(e) => {
+                        recovery.failed += 1;
+                        tracing::warn!("WAL record not replayed: {e}");
+                    }
+                },
+            })?;
+            recovery.wal = stats;
+            store.wal = Some(wal);
+            store.recovery = recovery;
+        }
+        Ok(store)
+    }
+
+    fn replay_profile(&self, payload: &[u8]) -> Result<(), IngestError> {
+        let r = WalProfile::decode(payload).map_err(|e| {
+            IngestError::InvalidLabels(format!("undecodable WAL profile record: {e}"))
+        })?;
+        let mut labels = Labels::new();
+        for l in r.labels {
+            labels.set(l.name, l.value);
+        }
+        let req = IngestRequest {
+            name: (!r.name.is_empty()).then_some(r.name),
+            labels,
+            delta: match r.delta {
+                1 => Some(false),
+                2 => Some(true),
+                _ => None,
+            },
+            profile: crate::pprof::decode(&r.pprof, &self.limits.decode)?,
+            received_at_ms: r.received_at_ms,
+        };
+        ingest::ingest(
+            &self.head,
+            &self.meta,
+            &self.limits.labels,
+            &req,
+            &mut || Ok(()),
+        )?;
+        Ok(())
+    }
+
+    /// What opening the store replayed.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// Ingests `req`, logging it first (with `raw`, the pprof bytes as
+    /// received, when the caller has them; otherwise the profile is encoded
+    /// again). Returns after the log's commit, so the write can be
+    /// acknowledged.
+    pub fn ingest_raw(
+        &self,
+        req: &IngestRequest,
+        raw: Option<&[u8]>,
+    ) -> Result<IngestSummary, IngestError> {
+        let Some(wal) = &self.wal else {
+            return ingest::ingest(
+                &self.head,
+                &self.meta,
+                &self.limits.labels,
+                req,
+                &mut || Ok(()),
+            );
+        };
+        let record = WalProfile {
+            received_at_ms: req.received_at_ms,
+            name: req.name.clone().unwrap_or_default(),
+            labels: req
+                .labels
+                .iter()
+                .map(|l| WalLabel {
+                    name: l.name.clone(),
+                    value: l.value.clone(),
+                })
+                .collect(),
+            delta: match req.delta {
+                None => 0,
+                Some(false) => 1,
+                Some(true) => 2,
+            },
+            pprof: match raw {
+                Some(b) => b.to_vec(),
+                None => crate::pprof::encode(&req.profile),
+            },
+        }
+        .encode_to_vec();
+        let summary = ingest::ingest(
+            &self.head,
+            &self.meta,
+            &self.limits.labels,
+            req,
+            &mut || Ok(wal.append(RecordType::Profile, &record)?),
+        )?;
+        wal.commit()?;
+        Ok(summary)
     }
 
     /// A store in a temporary directory with default limits.
-    pub fn temporary() -> Result<Store, MetaError> {
+    pub fn temporary() -> Result<Store, OpenError> {
         Store::open(StoreConfig::default())
     }
 
@@ -129,18 +274,23 @@ impl Store {
         received_at_ms: i64,
     ) -> Result<IngestSummary, IngestError> {
         let profile = crate::pprof::decode(body, &self.limits.decode)?;
-        self.ingest(IngestRequest {
+        let req = IngestRequest {
             name,
             labels,
             delta: None,
             profile,
             received_at_ms,
-        })
+        };
+        self.ingest_raw(&req, Some(body))
     }
 
-    /// Makes the meta store durable.
-    pub fn flush(&self) -> Result<(), MetaError> {
-        self.meta.flush()
+    /// Makes the meta store and the write-ahead log durable.
+    pub fn flush(&self) -> Result<(), OpenError> {
+        self.meta.flush()?;
+        if let Some(wal) = &self.wal {
+            wal.sync()?;
+        }
+        Ok(())
     }
 
     fn select(&self, matchers: &[Matcher], range: TimeRange) -> Vec<Arc<MemSeries>> {
@@ -232,7 +382,7 @@ impl Store {
 
 impl Ingester for Store {
     fn ingest(&self, req: IngestRequest) -> Result<IngestSummary, IngestError> {
-        ingest::ingest(&self.head, &self.meta, &self.limits.labels, &req)
+        self.ingest_raw(&req, None)
     }
 }
 

@@ -375,8 +375,8 @@ fn limits_give_clear_errors_and_change_nothing() {
     limits.labels.max_label_value_len = 16;
     limits.labels.max_labels_per_series = 4;
     let store = Store::open(StoreConfig {
-        data_dir: None,
         limits,
+        ..Default::default()
     })
     .unwrap();
     // 2 series (two sample types).

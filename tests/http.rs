@@ -5,8 +5,8 @@
 
 mod common;
 
-use profstore::pprof::{decode, DecodeLimits};
 use common::daemon::*;
+use profstore::pprof::{decode, DecodeLimits};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -446,12 +446,12 @@ fn series_limit_is_429() {
 }
 
 #[test]
-fn sigterm_during_ingest_exits_0() {
-    let srv = Server::start(&[]);
+fn sigterm_during_ingest_exits_0_and_a_restart_serves_every_acked_profile() {
+    let mut srv = Server::start(&[]);
     let addr = srv.addr.clone();
     let body = corpus_file("parca/cpu_labels.pb.gz");
     let writer = std::thread::spawn(move || {
-        let mut acked = 0;
+        let mut acked = Vec::new();
         for i in 0.. {
             let target = format!(
                 "/api/v1/write?{}",
@@ -461,7 +461,7 @@ fn sigterm_during_ingest_exits_0() {
                 Ok(r) => {
                     // In-flight requests are finished, not cut off.
                     assert_eq!(r.status, 200, "{}", r.text());
-                    acked += 1;
+                    acked.push(i);
                 }
                 // The listener is closed: the server is shutting down.
                 Err(_) => return acked,
@@ -469,10 +469,48 @@ fn sigterm_during_ingest_exits_0() {
         }
         unreachable!()
     });
+    // Let the writer get going, then take the server down mid-stream.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(srv.terminate(), Some(0));
+    srv.restart(&[]);
     let acked = writer.join().unwrap();
-    assert!(acked > 0);
+    assert!(!acked.is_empty());
+    let input = common::load(&common::testdata_dir().join("parca/cpu_labels.pb.gz"));
+    assert_eq!(
+        input.string_table[input.sample_type[0].r#type as usize],
+        "samples"
+    );
+    let expected: i64 = common::totals(&input)[0].values().sum();
+    // Every acknowledged profile is served after the restart, whole; the
+    // unacknowledged one (if any) is whole or absent.
+    let q = format!(
+        "/api/v1/query_range?{}",
+        qs(&[
+            ("query", r#"{job="w",__name__=~".*:samples:count:.*"}"#),
+            ("start", "0"),
+            ("end", "4102444800"),
+            ("step", "100000000"),
+        ])
+    );
+    let result = srv.data(&q)["result"].as_array().unwrap().clone();
+    let mut by_instance: BTreeMap<String, i64> = BTreeMap::new();
+    for r in &result {
+        let inst = r["metric"]["instance"].as_str().unwrap().to_string();
+        for p in r["values"].as_array().unwrap() {
+            *by_instance.entry(inst.clone()).or_insert(0) +=
+                p[1].as_str().unwrap().parse::<i64>().unwrap();
+        }
+    }
+    for i in &acked {
+        assert_eq!(
+            by_instance.get(&i.to_string()),
+            Some(&expected),
+            "instance {i}"
+        );
+    }
+    assert!(by_instance.len() <= acked.len() + 1);
+    for v in by_instance.values() {
+        assert_eq!(*v, expected);
+    }
 }
 
 /// (year, month, day) of a day count since 1970-01-01 (H. Hinnant).

@@ -68,7 +68,9 @@ impl ApiError {
                     (S::TOO_MANY_REQUESTS, "unavailable")
                 }
                 IngestError::Head(HeadError::OutOfOrder { .. }) => bad,
-                IngestError::Meta(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+                IngestError::Meta(_) | IngestError::Wal(_) => {
+                    (S::INTERNAL_SERVER_ERROR, "internal")
+                }
             },
             ApiError::Query(e) => match e {
                 QueryError::MultipleProfileTypes(_)

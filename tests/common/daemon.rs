@@ -17,46 +17,46 @@ pub struct Server {
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_profstore"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Server {
-            child,
-            addr,
-            dir,
-        }
+        let (child, addr) = spawn(&dir.path().join("data"), extra);
+        Server { child, addr, dir }
     }
 
-    /// Sends SIGTERM and waits for the exit code.
-    pub fn terminate(mut self) -> Option<i32> {
+    /// Stops the server with SIGTERM (asserting a clean exit) and starts it
+    /// again on the same data directory with `extra` flags.
+    pub fn restart(&mut self, extra: &[&str]) {
+        assert_eq!(self.signal_and_wait(libc::SIGTERM), Some(0));
+        let (child, addr) = spawn(&self.dir.path().join("data"), extra);
+        self.child = child;
+        self.addr = addr;
+    }
+
+    /// Sends `signal` and waits up to 10 s for the exit code (`None` when
+    /// killed by a signal).
+    pub fn signal_and_wait(&mut self, signal: libc::c_int) -> Option<i32> {
         let pid = self.child.id() as libc::pid_t;
         // SAFETY: sending a signal to our own child process.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
         for _ in 0..200 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the server did not exit within 10 s of SIGTERM");
+        panic!("the server did not exit within 10 s of signal {signal}");
     }
 
-    pub fn call(&self, method: &str, target: &str, content_type: Option<&str>, body: &[u8]) -> Resp {
+    /// Sends SIGTERM and waits for the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        self.signal_and_wait(libc::SIGTERM)
+    }
+
+    pub fn call(
+        &self,
+        method: &str,
+        target: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Resp {
         http(&self.addr, method, target, content_type, body)
     }
 
@@ -77,6 +77,30 @@ impl Server {
         let target = format!("/api/v1/write?{}", qs(&[("labels", labels)]));
         self.call("POST", &target, None, body)
     }
+}
+
+/// Starts `profstore serve` on an ephemeral port with `data_dir`; returns the
+/// child and the address it printed.
+fn spawn(data_dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_profstore"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, addr)
 }
 
 impl Drop for Server {
@@ -117,7 +141,13 @@ pub fn qs(pairs: &[(&str, &str)]) -> String {
 }
 
 /// A minimal HTTP/1.1 client: one request per connection.
-pub fn http(addr: &str, method: &str, target: &str, content_type: Option<&str>, body: &[u8]) -> Resp {
+pub fn http(
+    addr: &str,
+    method: &str,
+    target: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Resp {
     try_http(addr, method, target, content_type, body).unwrap()
 }
 
@@ -211,4 +241,3 @@ pub fn gunzip(data: &[u8]) -> Vec<u8> {
         .unwrap();
     out
 }
-

@@ -1,0 +1,297 @@
+//! The daemon's configuration: defaults, a YAML file (`--config`) and flags
+//! (or their `PROFSTORE_*` environment twins), in rising precedence.
+//!
+//! Every setting has the same name in the three places (the flag spells it
+//! with dashes, the file and [`Settings`] with underscores):
+//!
+//! ```yaml
+//! listen: 127.0.0.1:7070
+//! data_dir: ./data
+//! retention: 15d
+//! log_level: info
+//! wal_sync: 1s          # or `always`
+//! limits:
+//!   max_body_bytes: 33554432
+//!   max_decompressed_bytes: 67108864
+//!   max_series: 1000000
+//!   max_labels_per_series: 32
+//!   max_label_name_len: 1024
+//!   max_label_value_len: 2048
+//! ```
+//!
+//! Unknown keys are an error, so a typo never silently falls back to a
+//! default.
+
+use crate::server::params::parse_duration;
+use crate::store::Limits;
+use crate::wal::{SyncPolicy, WalOptions};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Settings as given in one place (file or flags); `None` is "not given".
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// How long profiles are kept, as a duration (`15d`, `12h`).
+    pub retention: Option<String>,
+    /// Log filter.
+    pub log_level: Option<String>,
+    /// WAL sync policy: `always` or an interval.
+    pub wal_sync: Option<String>,
+    /// Limits.
+    #[serde(default)]
+    pub limits: LimitSettings,
+}
+
+/// The limit settings; `None` is "not given".
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Largest request body, bytes.
+    pub max_body_bytes: Option<usize>,
+    /// Largest pprof after gunzip, bytes.
+    pub max_decompressed_bytes: Option<usize>,
+    /// Most series.
+    pub max_series: Option<usize>,
+    /// Most labels per series.
+    pub max_labels_per_series: Option<usize>,
+    /// Longest label name, bytes.
+    pub max_label_name_len: Option<usize>,
+    /// Longest label value, bytes.
+    pub max_label_value_len: Option<usize>,
+}
+
+/// The resolved configuration of `profstore serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Retention in ms.
+    pub retention_ms: i64,
+    /// Log filter.
+    pub log_level: String,
+    /// WAL options.
+    pub wal: WalOptions,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// The store's limits.
+    pub limits: Limits,
+}
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Default retention.
+pub const DEFAULT_RETENTION: &str = "15d";
+/// Default largest request body: 32 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
+
+/// Errors of the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The YAML parser's message.
+        message: String,
+    },
+    /// A setting has an invalid value.
+    #[error("invalid {name}: {message}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Reads a YAML config file.
+pub fn read_file(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_yaml(&text).map_err(|message| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// Parses YAML settings (an empty document is no settings).
+pub fn parse_yaml(text: &str) -> Result<Settings, String> {
+    if text.trim().is_empty() {
+        return Ok(Settings::default());
+    }
+    serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+}
+
+/// Resolves `flags` over `file` over the defaults.
+pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigError> {
+    let pick = |f: &Option<String>, g: &Option<String>, d: &str| -> String {
+        f.clone()
+            .or_else(|| g.clone())
+            .unwrap_or_else(|| d.to_string())
+    };
+    let listen = pick(&flags.listen, &file.listen, DEFAULT_LISTEN);
+    let listen: SocketAddr = listen.parse().map_err(|e| ConfigError::Invalid {
+        name: "listen",
+        message: format!("{listen:?}: {e}"),
+    })?;
+    let data_dir = flags
+        .data_dir
+        .clone()
+        .or_else(|| file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let retention = pick(&flags.retention, &file.retention, DEFAULT_RETENTION);
+    let retention_ms = match parse_duration(&retention) {
+        Ok(ms) if ms > 0 => ms,
+        Ok(_) => {
+            return Err(ConfigError::Invalid {
+                name: "retention",
+                message: format!("{retention:?}: must be positive"),
+            })
+        }
+        Err(message) => {
+            return Err(ConfigError::Invalid {
+                name: "retention",
+                message,
+            })
+        }
+    };
+    let wal_sync = pick(&flags.wal_sync, &file.wal_sync, "1s");
+    let sync: SyncPolicy = wal_sync.parse().map_err(|message| ConfigError::Invalid {
+        name: "wal_sync",
+        message,
+    })?;
+    let (fl, fi) = (&flags.limits, &file.limits);
+    let lim = |f: Option<usize>, g: Option<usize>, d: usize| f.or(g).unwrap_or(d);
+    let mut limits = Limits::default();
+    let max_body_bytes = lim(fl.max_body_bytes, fi.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    limits.decode.max_compressed_bytes = max_body_bytes;
+    limits.decode.max_decompressed_bytes = lim(
+        fl.max_decompressed_bytes,
+        fi.max_decompressed_bytes,
+        limits.decode.max_decompressed_bytes,
+    );
+    limits.max_series = lim(fl.max_series, fi.max_series, limits.max_series);
+    let l = &mut limits.labels;
+    l.max_labels_per_series = lim(
+        fl.max_labels_per_series,
+        fi.max_labels_per_series,
+        l.max_labels_per_series,
+    );
+    l.max_label_name_len = lim(
+        fl.max_label_name_len,
+        fi.max_label_name_len,
+        l.max_label_name_len,
+    );
+    l.max_label_value_len = lim(
+        fl.max_label_value_len,
+        fi.max_label_value_len,
+        l.max_label_value_len,
+    );
+    Ok(ServeConfig {
+        listen,
+        data_dir,
+        retention_ms,
+        log_level: pick(&flags.log_level, &file.log_level, "info"),
+        wal: WalOptions {
+            sync,
+            ..WalOptions::default()
+        },
+        max_body_bytes,
+        limits,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_and_flags_in_rising_precedence() {
+        let none = Settings::default();
+        let c = resolve(&none, &none).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.retention_ms, 15 * 86_400_000);
+        assert_eq!(c.wal.sync, SyncPolicy::default());
+        assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(c.limits.max_series, 1_000_000);
+
+        let file = parse_yaml(
+            "listen: 0.0.0.0:9000\nretention: 2d\nwal_sync: always\nlimits:\n  max_series: 10\n  max_body_bytes: 100\n",
+        )
+        .unwrap();
+        let c = resolve(&none, &file).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.retention_ms, 2 * 86_400_000);
+        assert_eq!(c.wal.sync, SyncPolicy::Always);
+        assert_eq!(c.limits.max_series, 10);
+        assert_eq!(c.limits.decode.max_compressed_bytes, 100);
+
+        let mut flags = Settings {
+            retention: Some("12h".into()),
+            ..Default::default()
+        };
+        flags.limits.max_series = Some(20);
+        let c = resolve(&flags, &file).unwrap();
+        assert_eq!(c.retention_ms, 12 * 3_600_000);
+        assert_eq!(c.limits.max_series, 20);
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let none = Settings::default();
+        assert!(parse_yaml("").unwrap() == none);
+        let e = parse_yaml("retension: 2d\n").unwrap_err();
+        assert!(e.contains("retension"), "{e}");
+        let e = parse_yaml("limits:\n  max_series: many\n").unwrap_err();
+        assert!(e.contains("max_series"), "{e}");
+        for (flags, name) in [
+            (
+                Settings {
+                    retention: Some("soon".into()),
+                    ..Default::default()
+                },
+                "retention",
+            ),
+            (
+                Settings {
+                    listen: Some("nowhere".into()),
+                    ..Default::default()
+                },
+                "listen",
+            ),
+            (
+                Settings {
+                    wal_sync: Some("never".into()),
+                    ..Default::default()
+                },
+                "wal_sync",
+            ),
+        ] {
+            let e = resolve(&flags, &none).unwrap_err().to_string();
+            assert!(e.contains(name), "{e}");
+        }
+    }
+}
