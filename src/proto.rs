@@ -3,6 +3,8 @@
 //! - [`pprof`]: Google's pprof `profile.proto` (the wire format users send and
 //!   receive).
 //! - [`meta`]: the values profstore keeps in its sled meta store.
+//! - [`pyroscope`]: Grafana Pyroscope's push API (`push.v1`, `types.v1`),
+//!   for [`crate::pyroscope`].
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 
@@ -14,4 +16,24 @@ pub mod pprof {
 /// profstore's meta store messages (`profstore.meta`).
 pub mod meta {
     include!(concat!(env!("OUT_DIR"), "/profstore.meta.rs"));
+}
+
+/// Grafana Pyroscope's push API: `push.v1` and the `types.v1` messages it
+/// uses (the module layout mirrors the protobuf packages, as prost's
+/// generated code refers to `super::super::types::v1`).
+pub mod pyroscope {
+    /// `types.v1`.
+    pub mod types {
+        /// `types.v1`.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/types.v1.rs"));
+        }
+    }
+    /// `push.v1`.
+    pub mod push {
+        /// `push.v1`.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/push.v1.rs"));
+        }
+    }
 }
