@@ -2,7 +2,13 @@
 //! building profstore needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/profile.proto", "proto/meta.proto", "proto/wal.proto"];
+    let protos = [
+        "proto/profile.proto",
+        "proto/meta.proto",
+        "proto/wal.proto",
+        "proto/pyroscope/types.proto",
+        "proto/pyroscope/push.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

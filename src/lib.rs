@@ -22,6 +22,7 @@ pub mod meta;
 pub mod pprof;
 pub mod profile_type;
 pub mod proto;
+pub mod pyroscope;
 pub mod query;
 pub mod server;
 pub mod store;

@@ -4,6 +4,8 @@
 //!   receive).
 //! - [`meta`]: the values profstore keeps in its sled meta store.
 //! - [`wal`]: the records of the write-ahead log.
+//! - [`pyroscope`]: Grafana Pyroscope's push API (`push.v1`, `types.v1`),
+//!   for [`crate::pyroscope`].
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 
@@ -20,4 +22,24 @@ pub mod meta {
 /// profstore's write-ahead log records (`profstore.wal`).
 pub mod wal {
     include!(concat!(env!("OUT_DIR"), "/profstore.wal.rs"));
+}
+
+/// Grafana Pyroscope's push API: `push.v1` and the `types.v1` messages it
+/// uses (the module layout mirrors the protobuf packages, as prost's
+/// generated code refers to `super::super::types::v1`).
+pub mod pyroscope {
+    /// `types.v1`.
+    pub mod types {
+        /// `types.v1`.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/types.v1.rs"));
+        }
+    }
+    /// `push.v1`.
+    pub mod push {
+        /// `push.v1`.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/push.v1.rs"));
+        }
+    }
 }

@@ -21,6 +21,9 @@ pub enum ApiError {
     /// The request body is over its limit (`--max-body-bytes` for writes).
     #[error("request body too large: over the limit of {0} bytes")]
     BodyTooLarge(usize),
+    /// Something in the body is over a limit (the message says what).
+    #[error("{0}")]
+    TooLarge(String),
     /// No such route.
     #[error("not found: {0}")]
     NotFound(String),
@@ -56,7 +59,7 @@ impl ApiError {
         let bad = (S::BAD_REQUEST, "bad_data");
         match self {
             ApiError::BadData(_) | ApiError::Selector(_) => bad,
-            ApiError::BodyTooLarge(_) => (S::PAYLOAD_TOO_LARGE, "bad_data"),
+            ApiError::BodyTooLarge(_) | ApiError::TooLarge(_) => (S::PAYLOAD_TOO_LARGE, "bad_data"),
             ApiError::NotFound(_) => (S::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "bad_data"),
             ApiError::Ingest(e) => match e {
@@ -112,6 +115,7 @@ mod tests {
             (ApiError::BadData("x".into()), 400),
             (ApiError::Selector(SelectorError::Empty), 400),
             (ApiError::BodyTooLarge(10), 413),
+            (ApiError::TooLarge("x".into()), 413),
             (ApiError::NotFound("/x".into()), 404),
             (ApiError::MethodNotAllowed, 405),
             (IngestError::Pprof(PprofError::Empty).into(), 400),

@@ -11,11 +11,13 @@
 mod error;
 mod handlers;
 pub mod params;
+mod pyroscope;
 
 pub use error::ApiError;
 
 use crate::store::Store;
 use axum::body::{Body, Bytes};
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
@@ -25,14 +27,24 @@ use std::sync::Arc;
 pub struct AppState {
     /// The store.
     pub store: Arc<Store>,
-    /// Largest request body accepted by `/api/v1/write`, in bytes.
+    /// Largest request body accepted by `/api/v1/write` (and the Pyroscope
+    /// push routes), in bytes.
     pub max_body_bytes: usize,
 }
 
 /// The daemon's routes.
 pub fn router(state: AppState) -> Router {
+    let max_body = state.max_body_bytes;
     Router::new()
         .route("/api/v1/write", post(handlers::write))
+        .route(
+            "/push.v1.PusherService/Push",
+            post(pyroscope::push).fallback(pyroscope::push_method_not_allowed),
+        )
+        .route(
+            "/ingest",
+            post(pyroscope::ingest).layer(DefaultBodyLimit::max(max_body)),
+        )
         .route(
             "/api/v1/query_range",
             get(handlers::query_range).post(handlers::query_range),
