@@ -22,5 +22,6 @@ pub mod pprof;
 pub mod profile_type;
 pub mod proto;
 pub mod query;
+pub mod render;
 pub mod server;
 pub mod store;
