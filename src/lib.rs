@@ -24,6 +24,7 @@ pub mod profile_type;
 pub mod proto;
 pub mod pyroscope;
 pub mod query;
+pub mod render;
 pub mod server;
 pub mod store;
 pub mod wal;
