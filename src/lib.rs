@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod chunkenc;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod head;

@@ -1,7 +1,10 @@
-//! The `profstore` binary: `profstore serve` runs the HTTP daemon.
+//! The `profstore` binary: `profstore serve` runs the HTTP daemon;
+//! `profstore push` and `profstore query` are its command-line client (see
+//! [`profstore::cli`]).
 
 use clap::{Parser, Subcommand};
 use profstore::config::{self, LimitSettings, ServeConfig, Settings};
+use profstore::cli;
 use profstore::server::{router, AppState};
 use profstore::store::{Store, StoreConfig};
 use std::io::{IsTerminal, Write};
@@ -24,6 +27,10 @@ struct Cli {
 enum Command {
     /// Runs the HTTP daemon.
     Serve(ServeArgs),
+    /// Uploads pprof files to a running daemon.
+    Push(cli::PushArgs),
+    /// Queries a running daemon: series totals, labels, profiles.
+    Query(cli::QueryArgs),
 }
 
 /// Flags of `profstore serve`. Each has a `PROFSTORE_*` environment twin and
@@ -99,6 +106,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Push(args) => cli::run_push(args),
+        Command::Query(args) => cli::run_query(args),
     }
 }
 

@@ -370,12 +370,8 @@ fn real_profile() {
     use crate::engine::{Querier, TimeRange};
     use crate::index::{MatchOp, Matcher};
     use crate::labels::{Labels, METRIC_NAME};
-    use crate::store::{Store, StoreConfig};
-    let store = Store::open(StoreConfig {
-        data_dir: None,
-        limits: Default::default(),
-    })
-    .unwrap();
+    use crate::store::Store;
+    let store = Store::temporary().unwrap();
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/testdata/pprof/parca/alloc_objects.pb.gz"

@@ -6,6 +6,7 @@ use crate::engine::{Querier, TimeRange, SINGLE_WINDOW_MS};
 use crate::index::{parse_selector, MatchOp, Matcher};
 use crate::labels::{Labels, METRIC_NAME};
 use crate::query::{self, Profile};
+use crate::render;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
@@ -283,71 +284,124 @@ pub async fn profile_types(State(st): State<AppState>, params: Params) -> ApiRes
     Ok(success(Value::Array(list)))
 }
 
-/// Checks `format` (default `pprof`, the only one so far).
-fn check_format(params: &Params) -> Result<(), ApiError> {
-    match params.get("format").unwrap_or("pprof") {
-        "" | "pprof" => Ok(()),
-        other => Err(ApiError::BadData(format!(
-            "unsupported format {other:?} (supported: pprof)"
-        ))),
+/// The output formats of the profile endpoints (`format=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// Gzipped pprof protobuf (the default).
+    Pprof,
+    /// Flame graph tree as JSON.
+    Flamegraph,
+    /// Top functions as JSON.
+    Top,
+    /// Collapsed stacks, text.
+    Folded,
+    /// Interactive flame graph, SVG.
+    Svg,
+}
+
+/// Parses `format` (default `pprof`).
+fn format(params: &Params) -> Result<Format, ApiError> {
+    Ok(match params.get("format").unwrap_or("pprof") {
+        "" | "pprof" => Format::Pprof,
+        "flamegraph" => Format::Flamegraph,
+        "top" => Format::Top,
+        "folded" => Format::Folded,
+        "svg" => Format::Svg,
+        other => {
+            return Err(ApiError::BadData(format!(
+                "unsupported format {other:?} (supported: pprof, flamegraph, top, folded, svg)"
+            )))
+        }
+    })
+}
+
+/// A query result rendered in a [`Format`], ready to send.
+enum Rendered {
+    Pprof(Vec<u8>),
+    Json(Value),
+    Text(String),
+    Svg(Vec<u8>),
+}
+
+/// Renders `p` (on the blocking pool, where the query ran).
+fn render(p: &Profile, format: Format, title: &str) -> Result<Rendered, ApiError> {
+    Ok(match format {
+        Format::Pprof => Rendered::Pprof(crate::pprof::encode_gzip(&query::to_pprof(p))),
+        Format::Flamegraph => Rendered::Json(render::flamegraph(p)),
+        Format::Top => Rendered::Json(render::top(p)),
+        Format::Folded => Rendered::Text(render::folded(p)),
+        Format::Svg => Rendered::Svg(
+            render::svg(p, title).map_err(|e| ApiError::Internal(format!("rendering: {e}")))?,
+        ),
+    })
+}
+
+fn respond(r: Rendered) -> Response {
+    match r {
+        Rendered::Pprof(gz) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"profile.pb.gz\"",
+                ),
+            ],
+            gz,
+        )
+            .into_response(),
+        Rendered::Json(v) => success(v),
+        Rendered::Text(t) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response(),
+        Rendered::Svg(b) => ([(header::CONTENT_TYPE, "image/svg+xml")], b).into_response(),
     }
 }
 
-fn pprof_response(gz: Vec<u8>) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "application/octet-stream"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"profile.pb.gz\"",
-            ),
-        ],
-        gz,
-    )
-        .into_response()
-}
-
-fn encode(p: &Profile) -> Vec<u8> {
-    crate::pprof::encode_gzip(&query::to_pprof(p))
-}
-
-/// `/api/v1/profile?query=&time=`: the matching series' profiles in
+/// `/api/v1/profile?query=&time=&format=`: the matching series' profiles in
 /// `[time, time + 5m]` (see [`SINGLE_WINDOW_MS`]), merged.
 pub async fn profile(State(st): State<AppState>, params: Params) -> ApiResult {
-    check_format(&params)?;
+    let format = format(&params)?;
+    let query = params.required("query")?.to_string();
     let matchers = selector(&params, "query")?;
     let t = params.time_or("time", now_ms().saturating_sub(SINGLE_WINDOW_MS))?;
-    let gz = blocking(&st.store, move |s| {
-        s.single(&matchers, t).map(|p| encode(&p))
+    let r = blocking(&st.store, move |s| {
+        let p = s.single(&matchers, t)?;
+        render(&p, format, &query)
     })
     .await?;
-    Ok(pprof_response(gz))
+    Ok(respond(r))
 }
 
-/// `/api/v1/profile/merge?query=&start=&end=`.
+/// `/api/v1/profile/merge?query=&start=&end=&format=`.
 pub async fn merge(State(st): State<AppState>, params: Params) -> ApiResult {
-    check_format(&params)?;
+    let format = format(&params)?;
+    let query = params.required("query")?.to_string();
     let matchers = selector(&params, "query")?;
     let range = required_range(&params, "start", "end")?;
-    let gz = blocking(&st.store, move |s| {
-        s.merge(&matchers, range).map(|p| encode(&p))
+    let r = blocking(&st.store, move |s| {
+        let p = s.merge(&matchers, range)?;
+        render(&p, format, &query)
     })
     .await?;
-    Ok(pprof_response(gz))
+    Ok(respond(r))
 }
 
-/// `/api/v1/profile/diff?query_a=&start_a=&end_a=&query_b=&start_b=&end_b=`.
+/// `/api/v1/profile/diff?query_a=&start_a=&end_a=&query_b=&start_b=&end_b=&format=`.
 pub async fn diff(State(st): State<AppState>, params: Params) -> ApiResult {
-    check_format(&params)?;
+    let format = format(&params)?;
     let ma = selector(&params, "query_a")?;
     let ra = required_range(&params, "start_a", "end_a")?;
     let mb = selector(&params, "query_b")?;
     let rb = required_range(&params, "start_b", "end_b")?;
-    let gz = blocking(&st.store, move |s| {
-        s.diff((&ma, ra), (&mb, rb)).map(|p| encode(&p))
+    let title = format!(
+        "{} vs {}",
+        params.required("query_b")?,
+        params.required("query_a")?
+    );
+    let r = blocking(&st.store, move |s| {
+        let p = s.diff((&ma, ra), (&mb, rb))?;
+        render(&p, format, &title)
     })
     .await?;
-    Ok(pprof_response(gz))
+    Ok(respond(r))
 }
 
 /// `/-/healthy`.
