@@ -3,8 +3,8 @@
 //! [`profstore::cli`]).
 
 use clap::{Parser, Subcommand};
-use profstore::config::{self, LimitSettings, ServeConfig, Settings};
 use profstore::cli;
+use profstore::config::{self, LimitSettings, ServeConfig, Settings};
 use profstore::server::{router, AppState};
 use profstore::store::{Store, StoreConfig};
 use std::io::{IsTerminal, Write};
@@ -182,10 +182,7 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         "write-ahead log replayed"
     );
     let store = Arc::new(store);
-    let app = router(AppState {
-        store: Arc::clone(&store),
-        max_body_bytes: config.max_body_bytes,
-    });
+    let app = router(AppState::new(Arc::clone(&store), config.max_body_bytes));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;

@@ -18,6 +18,7 @@ use prost::Message;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// One series' share of a merge: its pprof string labels, per-stack sums,
@@ -111,6 +112,26 @@ pub struct Recovery {
     pub failed: u64,
 }
 
+/// Running totals of what a store accepted since it opened (replay not
+/// included).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Profiles accepted.
+    pub profiles: u64,
+    /// (series, stack) samples appended.
+    pub samples: u64,
+    /// pprof bytes accepted (as received, or as encoded again when the
+    /// caller passed a decoded profile).
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct AtomicStats {
+    profiles: AtomicU64,
+    samples: AtomicU64,
+    bytes: AtomicU64,
+}
+
 /// The time-series store.
 #[derive(Debug)]
 pub struct Store {
@@ -119,6 +140,7 @@ pub struct Store {
     limits: Limits,
     wal: Option<Wal>,
     recovery: Recovery,
+    stats: AtomicStats,
 }
 
 impl Store {
@@ -141,6 +163,7 @@ impl Store {
             limits: config.limits,
             wal: None,
             recovery: Recovery::default(),
+            stats: AtomicStats::default(),
         };
         if let Some(dir) = &config.data_dir {
             let mut recovery = Recovery::default();
@@ -187,6 +210,23 @@ impl Store {
             &mut || Ok(()),
         )?;
         Ok(())
+    }
+
+    /// What the store accepted since it opened.
+    pub fn stats(&self) -> IngestStats {
+        IngestStats {
+            profiles: self.stats.profiles.load(Relaxed),
+            samples: self.stats.samples.load(Relaxed),
+            bytes: self.stats.bytes.load(Relaxed),
+        }
+    }
+
+    fn count(&self, summary: &IngestSummary, bytes: usize) {
+        self.stats.profiles.fetch_add(1, Relaxed);
+        self.stats
+            .samples
+            .fetch_add(summary.samples as u64, Relaxed);
+        self.stats.bytes.fetch_add(bytes as u64, Relaxed);
     }
 
     /// What opening the store replayed.
@@ -242,6 +282,8 @@ impl Store {
             &mut || Ok(wal.append(RecordType::Profile, &record)?),
         )?;
         wal.commit()?;
+        let bytes = raw.map_or_else(|| req.profile.encoded_len(), <[u8]>::len);
+        self.count(&summary, bytes);
         Ok(summary)
     }
 

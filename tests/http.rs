@@ -44,6 +44,31 @@ fn per_instance(result: &[Value], key: &str) -> BTreeMap<String, i64> {
     out
 }
 
+/// Every function name of a pprof.
+fn function_names(p: &profstore::proto::pprof::Profile) -> Vec<String> {
+    p.function
+        .iter()
+        .map(|f| p.string_table[f.name as usize].clone())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// Reads `text` to its end with an XML parser.
+fn assert_well_formed_xml(text: &str) {
+    let mut reader = quick_xml::Reader::from_str(text);
+    let mut depth = 0i64;
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(quick_xml::events::Event::Start(_)) => depth += 1,
+            Ok(quick_xml::events::Event::End(_)) => depth -= 1,
+            Ok(_) => {}
+            Err(e) => panic!("not well-formed XML at {}: {e}", reader.buffer_position()),
+        }
+    }
+    assert_eq!(depth, 0, "unbalanced XML");
+}
+
 fn sum(m: &BTreeMap<u128, i64>) -> i64 {
     m.values().sum()
 }
@@ -300,6 +325,92 @@ fn daemon_end_to_end() {
         cpu_total
     );
 
+    // --- the other formats agree with the pprof ---
+    let merged_total = sum(merged_totals);
+    let names = function_names(&merged);
+    let fmt = |f: &str| {
+        srv.get(&format!(
+            "/api/v1/profile/merge?{}",
+            qs(&[
+                ("query", &sel),
+                ("start", &ms0),
+                ("end", &ms1),
+                ("format", f)
+            ])
+        ))
+    };
+    let r = fmt("folded");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    let folded_total: i64 = r
+        .text()
+        .lines()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(folded_total, merged_total);
+    let top = fmt("top");
+    assert_eq!(top.status, 200, "{}", top.text());
+    let top = top.json()["data"].clone();
+    assert_eq!(top["total"], merged_total);
+    assert_eq!(top["unit"], "nanoseconds");
+    let flat: i64 = top["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["flat"].as_i64().unwrap())
+        .sum();
+    assert_eq!(flat, merged_total, "every sample has a leaf function");
+    let fg = fmt("flamegraph").json()["data"].clone();
+    assert_eq!(fg["root"]["total"], merged_total);
+    let children: i64 = fg["root"]["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["total"].as_i64().unwrap())
+        .sum();
+    assert_eq!(
+        children + fg["root"]["self"].as_i64().unwrap(),
+        merged_total
+    );
+    let svg = fmt("svg");
+    assert_eq!(svg.status, 200);
+    assert_eq!(svg.header("content-type"), Some("image/svg+xml"));
+    let svg = svg.text();
+    assert_well_formed_xml(&svg);
+    let widest = names.iter().filter(|n| svg.contains(n.as_str())).count();
+    assert!(widest > 0, "the SVG names the profile's functions");
+    // A diff in every format.
+    let diff_t = |f: &str| {
+        format!(
+            "/api/v1/profile/diff?{}",
+            qs(&[
+                ("query_a", &format!(r#"{cpu_type}{{instance="a"}}"#)),
+                ("start_a", &ms0),
+                ("end_a", &ms1),
+                ("query_b", &format!(r#"{cpu_type}{{instance="b"}}"#)),
+                ("start_b", &ms0),
+                ("end_b", &ms1),
+                ("format", f),
+            ])
+        )
+    };
+    let dfg = srv.data(&diff_t("flamegraph"));
+    assert_eq!(dfg["diff"], true);
+    assert_eq!(dfg["root"]["total"], cpu_total);
+    assert_eq!(dfg["root"]["base_total"], cpu_total);
+    let dtop = srv.data(&diff_t("top"));
+    assert_eq!(dtop["total"], cpu_total);
+    assert_eq!(dtop["base_total"], cpu_total);
+    let dfolded = srv.get(&diff_t("folded")).text();
+    let (mut base, mut compare) = (0i64, 0i64);
+    for l in dfolded.lines() {
+        let mut it = l.rsplitn(3, ' ');
+        compare += it.next().unwrap().parse::<i64>().unwrap();
+        base += it.next().unwrap().parse::<i64>().unwrap();
+    }
+    assert_eq!((base, compare), (cpu_total, cpu_total));
+    assert_well_formed_xml(&srv.get(&diff_t("svg")).text());
+
     // The query_range total matches the downloaded merge.
     let data = srv.data(&qr_target);
     let qr_sum: i64 = data["result"]
@@ -379,7 +490,7 @@ fn daemon_end_to_end() {
         ("GET", range_t(&sel, "0", "1000000", "1ms"), vec![], 400, "11,000 points"),
         ("GET", "/api/v1/query_range?start=0&end=1&step=1".into(), vec![], 400, "missing parameter \"query\""),
         ("GET", format!("/api/v1/query?{}", qs(&[("query", &sel), ("time", "yesterday")])), vec![], 400, "invalid parameter \"time\""),
-        ("GET", merge_t(&sel, &ms0, &ms1, "svg"), vec![], 400, "unsupported format \"svg\" (supported: pprof)"),
+        ("GET", merge_t(&sel, &ms0, &ms1, "png"), vec![], 400, "unsupported format \"png\" (supported: pprof, flamegraph, top, folded, svg)"),
         ("GET", merge_t(&sel, &ms1, &ms0, "pprof"), vec![], 400, "end timestamp must not be before start time"),
         ("GET", merge_t(r#"{job="api"}"#, &ms0, &ms1, "pprof"), vec![], 400, "profile types"),
         ("GET", merge_t(r#"{job="nope"}"#, &ms0, &ms1, "pprof"), vec![], 404, "no profiles"),
@@ -424,6 +535,29 @@ fn daemon_end_to_end() {
     assert_eq!(srv.get(&qr_target).body, before_range);
     assert_eq!(srv.get("/api/v1/profile_types").body, all_types);
     assert_eq!(srv.data("/api/v1/label/job/values"), json!(["api", "raw"]));
+
+    // --- /metrics ---
+    let m = srv.get("/metrics");
+    assert_eq!(m.status, 200);
+    let m = m.text();
+    let value = |line_start: &str| -> f64 {
+        m.lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or_else(|| panic!("no {line_start} in\n{m}"))
+            .rsplit_once(' ')
+            .unwrap()
+            .1
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("profstore_ingested_profiles_total "), 4.0);
+    assert!(value("profstore_ingested_samples_total ") > 0.0);
+    assert!(value("profstore_series ") >= 4.0);
+    assert!(value("profstore_meta_entities{kind=\"stack\"} ") > 0.0);
+    assert!(value("profstore_head_chunk_bytes ") > 0.0);
+    assert!(value("profstore_errors_total{kind=\"bad_selector\"} ") >= 1.0);
+    assert!(value("profstore_errors_total{kind=\"too_large\"} ") >= 1.0);
+    assert!(m.contains("profstore_http_request_duration_seconds_bucket{le=\"0.0005\",handler=\"/api/v1/query_range\"}") || m.contains("handler=\"/api/v1/query_range\""));
 
     assert_eq!(srv.terminate(), Some(0));
 }

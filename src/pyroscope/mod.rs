@@ -371,7 +371,7 @@ pub fn push_series(
 #[derive(Debug)]
 pub enum PlannedProfile {
     /// Decoded and validated.
-    Decoded(Profile),
+    Decoded(Box<Profile>),
     /// Validated, to be decoded again (decoding is deterministic).
     Raw(Vec<u8>),
 }
@@ -411,7 +411,7 @@ pub fn plan_push(
             let estimate = sample.raw_profile.len().saturating_mul(50);
             let profile = if kept_estimate.saturating_add(estimate) <= decode.max_heap_bytes {
                 kept_estimate += estimate;
-                PlannedProfile::Decoded(profile)
+                PlannedProfile::Decoded(Box::new(profile))
             } else {
                 drop(profile);
                 PlannedProfile::Raw(sample.raw_profile)
@@ -434,7 +434,7 @@ impl PlannedPush {
         received_at_ms: i64,
     ) -> Result<IngestRequest, PyroscopeError> {
         let profile = match self.profile {
-            PlannedProfile::Decoded(p) => p,
+            PlannedProfile::Decoded(p) => *p,
             PlannedProfile::Raw(raw) => crate::pprof::decode(&raw, decode)
                 .map_err(|e| PyroscopeError::from_pprof(&self.context, e))?,
         };
@@ -544,7 +544,7 @@ mod tests {
         let buf = req.encode_to_vec();
         assert_eq!(count_proto_elements(&buf), Some(4));
         assert_eq!(count_proto_elements(&[0x0a, 0x05]), None);
-        let empty_series = vec![0x0a, 0x00].repeat(1000);
+        let empty_series = [0x0a, 0x00].repeat(1000);
         assert_eq!(count_proto_elements(&empty_series), Some(1000));
         let tight = DecodeLimits {
             max_heap_bytes: 10_000,

@@ -87,6 +87,35 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A short name of the error's kind, for `profstore_errors_total{kind}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::BadData(_) => "bad_data",
+            ApiError::Selector(_) => "bad_selector",
+            ApiError::BodyTooLarge(_) | ApiError::TooLarge(_) => "too_large",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Ingest(e) => match e {
+                IngestError::Pprof(p) if p.is_too_large() => "too_large",
+                IngestError::Pprof(_) => "invalid_pprof",
+                IngestError::InvalidLabels(_) => "invalid_labels",
+                IngestError::Limit(_) => "label_limit",
+                IngestError::Head(HeadError::SeriesLimit { .. }) => "series_limit",
+                IngestError::Head(HeadError::OutOfOrder { .. }) => "out_of_order",
+                IngestError::Meta(_) => "meta_store",
+                IngestError::Wal(_) => "wal",
+            },
+            ApiError::Query(e) => match e {
+                QueryError::NoData(_) => "no_data",
+                QueryError::Meta(_) => "meta_store",
+                _ => "bad_query",
+            },
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, error_type) = self.status();
@@ -100,7 +129,9 @@ impl IntoResponse for ApiError {
             "errorType": error_type,
             "error": self.to_string(),
         });
-        (status, Json(body)).into_response()
+        let mut r = (status, Json(body)).into_response();
+        r.extensions_mut().insert(super::ErrorKind(self.kind()));
+        r
     }
 }
 

@@ -350,7 +350,9 @@ fn respond(r: Rendered) -> Response {
         )
             .into_response(),
         Rendered::Json(v) => success(v),
-        Rendered::Text(t) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response(),
+        Rendered::Text(t) => {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], t).into_response()
+        }
         Rendered::Svg(b) => ([(header::CONTENT_TYPE, "image/svg+xml")], b).into_response(),
     }
 }

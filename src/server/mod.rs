@@ -10,10 +10,12 @@
 
 mod error;
 mod handlers;
+mod metrics;
 pub mod params;
 mod pyroscope;
 
 pub use error::ApiError;
+pub use metrics::{ErrorKind, Metrics};
 
 use crate::store::Store;
 use axum::body::{Body, Bytes};
@@ -30,6 +32,19 @@ pub struct AppState {
     /// Largest request body accepted by `/api/v1/write` (and the Pyroscope
     /// push routes), in bytes.
     pub max_body_bytes: usize,
+    /// The daemon's metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// State over `store` with fresh metrics.
+    pub fn new(store: Arc<Store>, max_body_bytes: usize) -> AppState {
+        AppState {
+            store,
+            max_body_bytes,
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
 }
 
 /// The daemon's routes.
@@ -65,8 +80,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/profile/diff", get(handlers::diff))
         .route("/-/healthy", get(handlers::healthy))
         .route("/-/ready", get(handlers::ready))
+        .route("/metrics", get(metrics::metrics))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 

@@ -114,6 +114,7 @@ impl IntoResponse for ConnectError {
             body.to_string(),
         )
             .into_response();
+        r.extensions_mut().insert(super::ErrorKind(self.code));
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
             r.headers_mut()
                 .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
@@ -129,7 +130,7 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: header::HeaderName) -> &'a str {
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> &str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 

@@ -1,0 +1,230 @@
+//! `/metrics`: the daemon's own metrics in Prometheus text format
+//! (prometheus-client).
+//!
+//! | metric | type | what |
+//! |---|---|---|
+//! | `profstore_ingested_profiles_total` | counter | profiles accepted |
+//! | `profstore_ingested_samples_total` | counter | (series, stack) samples appended |
+//! | `profstore_ingested_bytes_total` | counter | pprof bytes accepted (as received) |
+//! | `profstore_series` | gauge | series in the head |
+//! | `profstore_meta_entities{kind}` | gauge | mappings, functions, locations, stacks in the meta store |
+//! | `profstore_head_chunk_bytes` | gauge | bytes of the head's compressed columns |
+//! | `profstore_wal_replayed_records` | gauge | WAL records replayed at start |
+//! | `profstore_wal_corruptions` | gauge | damaged WAL ranges found at start |
+//! | `profstore_http_request_duration_seconds{handler}` | histogram | request latency by route |
+//! | `profstore_http_requests_total{handler,code}` | counter | requests by route and status |
+//! | `profstore_errors_total{kind}` | counter | failed requests by error kind |
+//!
+//! The store's counters and sizes are read when `/metrics` is scraped; the
+//! HTTP metrics are recorded by [`track`], a middleware around every route.
+
+use super::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+/// The kind of a failed request, attached to error responses as an
+/// extension so [`track`] can count it.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorKind(pub &'static str);
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandlerLabels {
+    handler: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    handler: String,
+    code: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+/// The daemon's metrics.
+pub struct Metrics {
+    registry: Registry,
+    profiles: Counter,
+    samples: Counter,
+    bytes: Counter,
+    series: Gauge,
+    entities: Family<KindLabels, Gauge>,
+    chunk_bytes: Gauge,
+    wal_records: Gauge,
+    wal_corruptions: Gauge,
+    latency: Family<HandlerLabels, Histogram>,
+    requests: Family<RequestLabels, Counter>,
+    errors: Family<KindLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("profstore");
+        let m = Metrics {
+            profiles: Counter::default(),
+            samples: Counter::default(),
+            bytes: Counter::default(),
+            series: Gauge::default(),
+            entities: Family::default(),
+            chunk_bytes: Gauge::default(),
+            wal_records: Gauge::default(),
+            wal_corruptions: Gauge::default(),
+            // 0.5 ms … ~16 s.
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
+            requests: Family::default(),
+            errors: Family::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("ingested_profiles", "Profiles accepted", m.profiles.clone());
+        r.register(
+            "ingested_samples",
+            "(series, stack) samples appended",
+            m.samples.clone(),
+        );
+        r.register(
+            "ingested_bytes",
+            "pprof bytes accepted, as received",
+            m.bytes.clone(),
+        );
+        r.register("series", "Series in the head", m.series.clone());
+        r.register(
+            "meta_entities",
+            "Entities in the meta store by kind",
+            m.entities.clone(),
+        );
+        r.register(
+            "head_chunk_bytes",
+            "Bytes of the head's compressed columns",
+            m.chunk_bytes.clone(),
+        );
+        r.register(
+            "wal_replayed_records",
+            "Write-ahead log records replayed at start",
+            m.wal_records.clone(),
+        );
+        r.register(
+            "wal_corruptions",
+            "Damaged write-ahead log ranges found at start",
+            m.wal_corruptions.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            m.latency.clone(),
+        );
+        r.register(
+            "http_requests",
+            "HTTP requests by route and status code",
+            m.requests.clone(),
+        );
+        r.register("errors", "Failed requests by error kind", m.errors.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// Renders every metric, reading the store's figures first.
+    pub fn render(&self, store: &crate::store::Store) -> String {
+        let stats = store.stats();
+        // The store's counters are the source of truth (they only grow):
+        // mirror them.
+        self.profiles.inner().store(stats.profiles, Relaxed);
+        self.samples.inner().store(stats.samples, Relaxed);
+        self.bytes.inner().store(stats.bytes, Relaxed);
+        self.series.set(store.head().num_series() as i64);
+        self.chunk_bytes.set(store.head().chunk_bytes() as i64);
+        let c = store.meta().counts();
+        for (kind, n) in [
+            ("mapping", c.mappings),
+            ("function", c.functions),
+            ("location", c.locations),
+            ("stack", c.stacks),
+        ] {
+            self.entities
+                .get_or_create(&KindLabels { kind: kind.into() })
+                .set(n as i64);
+        }
+        let r = store.recovery();
+        self.wal_records.set(r.wal.records as i64);
+        self.wal_corruptions.set(r.wal.corruptions.len() as i64);
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    let store = st.store.clone();
+    let metrics = st.metrics.clone();
+    match tokio::task::spawn_blocking(move || metrics.render(&store)).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => super::ApiError::Internal(format!("task failed: {e}")).into_response(),
+    }
+}
+
+/// Middleware: times every request and counts it by route and status, and
+/// failed ones by [`ErrorKind`].
+pub async fn track(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let handler = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let m = &st.metrics;
+    m.latency
+        .get_or_create(&HandlerLabels {
+            handler: handler.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    m.requests
+        .get_or_create(&RequestLabels {
+            handler,
+            code: response.status().as_u16(),
+        })
+        .inc();
+    if let Some(ErrorKind(kind)) = response.extensions().get::<ErrorKind>() {
+        m.errors
+            .get_or_create(&KindLabels {
+                kind: (*kind).to_string(),
+            })
+            .inc();
+    }
+    response
+}
