@@ -25,6 +25,17 @@ impl Server {
     /// again on the same data directory with `extra` flags.
     pub fn restart(&mut self, extra: &[&str]) {
         assert_eq!(self.signal_and_wait(libc::SIGTERM), Some(0));
+        self.start_again(extra);
+    }
+
+    /// Kills the server with SIGKILL (no clean shutdown at all) and starts
+    /// it again on the same data directory.
+    pub fn kill_and_restart(&mut self, extra: &[&str]) {
+        assert_eq!(self.signal_and_wait(libc::SIGKILL), None);
+        self.start_again(extra);
+    }
+
+    fn start_again(&mut self, extra: &[&str]) {
         let (child, addr) = spawn(&self.dir.path().join("data"), extra);
         self.child = child;
         self.addr = addr;
