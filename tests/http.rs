@@ -307,17 +307,21 @@ fn daemon_end_to_end() {
     )));
     assert_eq!(&common::totals(&single)[0], cpu_totals);
 
-    let diff = decode_download(&srv.get(&format!(
-        "/api/v1/profile/diff?{}",
-        qs(&[
-            ("query_a", &format!(r#"{cpu_type}{{instance="a"}}"#)),
-            ("start_a", &ms0),
-            ("end_a", &ms1),
-            ("query_b", &format!(r#"{cpu_type}{{instance="b"}}"#)),
-            ("start_b", &ms0),
-            ("end_b", &ms1),
-        ])
-    )));
+    let diff_t = |f: &str| {
+        format!(
+            "/api/v1/profile/diff?{}",
+            qs(&[
+                ("query_a", &format!(r#"{cpu_type}{{instance="a"}}"#)),
+                ("start_a", &ms0),
+                ("end_a", &ms1),
+                ("query_b", &format!(r#"{cpu_type}{{instance="b"}}"#)),
+                ("start_b", &ms0),
+                ("end_b", &ms1),
+                ("format", f),
+            ])
+        )
+    };
+    let diff = decode_download(&srv.get(&diff_t("pprof")));
     let diff_values: Vec<i64> = diff.sample.iter().map(|s| s.value[0]).collect();
     assert_eq!(diff_values.iter().sum::<i64>(), 0);
     assert_eq!(
@@ -380,20 +384,6 @@ fn daemon_end_to_end() {
     let widest = names.iter().filter(|n| svg.contains(n.as_str())).count();
     assert!(widest > 0, "the SVG names the profile's functions");
     // A diff in every format.
-    let diff_t = |f: &str| {
-        format!(
-            "/api/v1/profile/diff?{}",
-            qs(&[
-                ("query_a", &format!(r#"{cpu_type}{{instance="a"}}"#)),
-                ("start_a", &ms0),
-                ("end_a", &ms1),
-                ("query_b", &format!(r#"{cpu_type}{{instance="b"}}"#)),
-                ("start_b", &ms0),
-                ("end_b", &ms1),
-                ("format", f),
-            ])
-        )
-    };
     let dfg = srv.data(&diff_t("flamegraph"));
     assert_eq!(dfg["diff"], true);
     assert_eq!(dfg["root"]["total"], cpu_total);

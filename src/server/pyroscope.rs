@@ -102,7 +102,9 @@ impl From<PyroscopeError> for ApiError {
 
 impl IntoResponse for ConnectError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        // `unimplemented` (an unsupported content-encoding) is the client's
+        // problem, though Connect answers it with a 5xx status.
+        if self.status.is_server_error() && self.code != "unimplemented" {
             tracing::error!(error = %self.message, code = self.code, "push failed");
         } else {
             tracing::debug!(error = %self.message, code = self.code, "bad push");
