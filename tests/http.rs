@@ -44,6 +44,55 @@ fn per_instance(result: &[Value], key: &str) -> BTreeMap<String, i64> {
     out
 }
 
+/// Checks a whole answer against the shapes of Prometheus's documented
+/// examples (HTTP API docs): exactly `status` and `data` at the top; for
+/// `matrix`/`vector`, exactly `resultType` and `result`, each result exactly
+/// `metric` (string → string) and `values` (pairs) or `value` (one pair),
+/// a pair being `[unix seconds as a number, "value as a string"]`; for
+/// `strings` (labels, values) an array of strings; for `series` an array of
+/// string → string objects.
+fn assert_prometheus_shape(kind: &str, v: &Value) {
+    let keys = |o: &Value| -> Vec<String> {
+        let mut k: Vec<String> = o.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let label_map = |m: &Value| {
+        assert!(m.as_object().unwrap().values().all(Value::is_string), "{m}");
+    };
+    let pair = |p: &Value| {
+        let p = p.as_array().unwrap();
+        assert_eq!(p.len(), 2);
+        assert!(p[0].is_number(), "{p:?}");
+        assert!(p[1].as_str().unwrap().parse::<f64>().is_ok(), "{p:?}");
+    };
+    assert_eq!(keys(v), ["data", "status"], "{v}");
+    assert_eq!(v["status"], "success");
+    let data = &v["data"];
+    match kind {
+        "matrix" | "vector" => {
+            assert_eq!(keys(data), ["result", "resultType"], "{data}");
+            assert_eq!(data["resultType"], kind);
+            for r in data["result"].as_array().unwrap() {
+                label_map(&r["metric"]);
+                if kind == "matrix" {
+                    assert_eq!(keys(r), ["metric", "values"], "{r}");
+                    r["values"].as_array().unwrap().iter().for_each(pair);
+                } else {
+                    assert_eq!(keys(r), ["metric", "value"], "{r}");
+                    pair(&r["value"]);
+                }
+            }
+        }
+        "strings" => assert!(
+            data.as_array().unwrap().iter().all(Value::is_string),
+            "{data}"
+        ),
+        "series" => data.as_array().unwrap().iter().for_each(label_map),
+        _ => unreachable!("unknown shape {kind}"),
+    }
+}
+
 /// Every function name of a pprof.
 fn function_names(p: &profstore::proto::pprof::Profile) -> Vec<String> {
     p.function
@@ -145,6 +194,7 @@ fn daemon_end_to_end() {
             ("step", "15s")
         ])
     );
+    assert_prometheus_shape("matrix", &srv.get(&qr_target).json());
     let data = srv.data(&qr_target);
     assert_eq!(data["resultType"], "matrix");
     // The profile's pprof labels (`grpcmethod`) become series labels, so
@@ -209,6 +259,14 @@ fn daemon_end_to_end() {
         qs(&[("query", &sel), ("time", &t_eval)])
     ));
     assert_eq!(data["resultType"], "vector");
+    assert_prometheus_shape(
+        "vector",
+        &srv.get(&format!(
+            "/api/v1/query?{}",
+            qs(&[("query", &sel), ("time", &t_eval)])
+        ))
+        .json(),
+    );
     let result = data["result"].as_array().unwrap();
     for r in result {
         assert_eq!(
@@ -229,6 +287,16 @@ fn daemon_end_to_end() {
     assert_eq!(data["result"], json!([]));
 
     // --- labels, values, series: lists of strings / label maps ---
+    assert_prometheus_shape("strings", &srv.get("/api/v1/labels").json());
+    assert_prometheus_shape("strings", &srv.get("/api/v1/label/job/values").json());
+    assert_prometheus_shape(
+        "series",
+        &srv.get(&format!(
+            "/api/v1/series?{}",
+            qs(&[("match[]", r#"{job="api"}"#)])
+        ))
+        .json(),
+    );
     let labels = srv.data("/api/v1/labels");
     for want in ["__name__", "instance", "job"] {
         assert!(
