@@ -6,36 +6,9 @@
 mod common;
 
 use common::daemon::*;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const FILE: &str = "parca/fib.pb.gz";
-
-fn expected_total() -> i64 {
-    let p = common::load(&common::testdata_dir().join(FILE));
-    common::totals(&p).iter().flat_map(|t| t.values()).sum()
-}
-
-/// Per `instance`, the sum of every point of every series.
-fn served(srv: &Server) -> BTreeMap<String, i64> {
-    let data = srv.data(&format!(
-        "/api/v1/query_range?{}",
-        qs(&[
-            ("query", r#"{job="wal"}"#),
-            ("start", "0"),
-            ("end", "4102444800"),
-            ("step", "100000000"),
-        ])
-    ));
-    let mut out = BTreeMap::new();
-    for r in data["result"].as_array().unwrap() {
-        let inst = r["metric"]["instance"].as_str().unwrap().to_string();
-        for p in r["values"].as_array().unwrap() {
-            *out.entry(inst.clone()).or_insert(0) += p[1].as_str().unwrap().parse::<i64>().unwrap();
-        }
-    }
-    out
-}
 
 fn metric(srv: &Server, name: &str) -> f64 {
     let text = srv.get("/metrics").text();
@@ -73,13 +46,13 @@ fn first_segment(data_dir: &Path) -> (PathBuf, Vec<std::ops::Range<usize>>) {
 #[test]
 fn damaged_wal_segments_are_reported_and_the_rest_served() {
     let body = std::fs::read(common::testdata_dir().join(FILE)).unwrap();
-    let expected = expected_total();
+    let expected = file_total(FILE);
     let mut srv = Server::start(&[]);
     for i in 0..10 {
         push(&srv, &body, &format!("i{i}"));
     }
     srv.restart(&[]);
-    assert_eq!(served(&srv).len(), 10);
+    assert_eq!(totals_by_instance(&srv, r#"{job="wal"}"#).len(), 10);
     assert_eq!(metric(&srv, "profstore_wal_corruptions"), 0.0);
 
     // Flip one byte in the middle of record 4's payload: it is skipped and
@@ -92,7 +65,7 @@ fn damaged_wal_segments_are_reported_and_the_rest_served() {
     bytes[mid] ^= 0x55;
     std::fs::write(&seg, &bytes).unwrap();
     srv.restart(&[]);
-    let got = served(&srv);
+    let got = totals_by_instance(&srv, r#"{job="wal"}"#);
     assert_eq!(got.len(), 9, "{got:?}");
     assert!(!got.contains_key("i4"));
     assert!(got.values().all(|v| *v == expected));
@@ -117,7 +90,7 @@ fn damaged_wal_segments_are_reported_and_the_rest_served() {
     f.set_len(len - 100).unwrap();
     drop(f);
     srv.restart(&[]);
-    let got = served(&srv);
+    let got = totals_by_instance(&srv, r#"{job="wal"}"#);
     assert!(got.contains_key("j0"), "{got:?}");
     assert!(!got.contains_key("j1"), "torn record dropped: {got:?}");
     assert_eq!(got.len(), 10);
@@ -129,7 +102,7 @@ fn damaged_wal_segments_are_reported_and_the_rest_served() {
     std::fs::write(&seg, &bytes).unwrap();
     std::fs::write(wal.join("notes.txt"), b"not a segment").unwrap();
     srv.restart(&[]);
-    assert_eq!(served(&srv).len(), 10);
+    assert_eq!(totals_by_instance(&srv, r#"{job="wal"}"#).len(), 10);
     assert!(metric(&srv, "profstore_wal_corruptions") >= 2.0);
     assert_eq!(srv.terminate(), Some(0));
 }

@@ -8,41 +8,13 @@
 mod common;
 
 use common::daemon::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 const WRITERS: usize = 3;
 const FILE: &str = "parca/fib.pb.gz";
-
-/// Sum of every value of every sample type: what the instance's series sum
-/// to after one write.
-fn expected_total() -> i64 {
-    let p = common::load(&common::testdata_dir().join(FILE));
-    common::totals(&p).iter().flat_map(|t| t.values()).sum()
-}
-
-/// Per `instance`, the sum of every point of every series.
-fn served(srv: &Server) -> BTreeMap<String, i64> {
-    let data = srv.data(&format!(
-        "/api/v1/query_range?{}",
-        qs(&[
-            ("query", r#"{job="crash"}"#),
-            ("start", "0"),
-            ("end", "4102444800"),
-            ("step", "100000000"),
-        ])
-    ));
-    let mut out = BTreeMap::new();
-    for r in data["result"].as_array().unwrap() {
-        let inst = r["metric"]["instance"].as_str().unwrap().to_string();
-        for p in r["values"].as_array().unwrap() {
-            *out.entry(inst.clone()).or_insert(0) += p[1].as_str().unwrap().parse::<i64>().unwrap();
-        }
-    }
-    out
-}
 
 fn run(cycles: usize) {
     let seed = std::time::SystemTime::now()
@@ -59,7 +31,7 @@ fn run(cycles: usize) {
         rng
     };
     let body = Arc::new(std::fs::read(common::testdata_dir().join(FILE)).unwrap());
-    let expected = expected_total();
+    let expected = file_total(FILE);
     let mut srv = Server::start(&[]);
     let mut acked: BTreeSet<String> = BTreeSet::new();
     let mut attempted: BTreeSet<String> = BTreeSet::new();
@@ -99,7 +71,7 @@ fn run(cycles: usize) {
             acked.extend(ok);
             attempted.extend(tried);
         }
-        let got = served(&srv);
+        let got = totals_by_instance(&srv, r#"{job="crash"}"#);
         for inst in &acked {
             assert_eq!(
                 got.get(inst),

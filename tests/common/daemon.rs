@@ -267,3 +267,32 @@ pub fn gunzip(data: &[u8]) -> Vec<u8> {
         .unwrap();
     out
 }
+
+/// Per `instance` label, the sum of every point of every series matching
+/// `selector` over all time: what one write per instance adds up to.
+pub fn totals_by_instance(srv: &Server, selector: &str) -> std::collections::BTreeMap<String, i64> {
+    let data = srv.data(&format!(
+        "/api/v1/query_range?{}",
+        qs(&[
+            ("query", selector),
+            ("start", "0"),
+            ("end", "4102444800"),
+            ("step", "100000000"),
+        ])
+    ));
+    let mut out = std::collections::BTreeMap::new();
+    for r in data["result"].as_array().unwrap() {
+        let inst = r["metric"]["instance"].as_str().unwrap().to_string();
+        for p in r["values"].as_array().unwrap() {
+            *out.entry(inst.clone()).or_insert(0) += p[1].as_str().unwrap().parse::<i64>().unwrap();
+        }
+    }
+    out
+}
+
+/// The sum of every value of every sample type of a testdata file: what
+/// [`totals_by_instance`] gives for one write of it.
+pub fn file_total(name: &str) -> i64 {
+    let p = super::load(&super::testdata_dir().join(name));
+    super::totals(&p).iter().flat_map(|t| t.values()).sum()
+}
