@@ -2,11 +2,12 @@
 
 use super::params::{parse_duration, Params};
 use super::{blocking, read_body, ApiError, AppState};
-use crate::engine::{Querier, TimeRange, SINGLE_WINDOW_MS};
+use crate::engine::{Querier, QueryError, TimeRange, SINGLE_WINDOW_MS};
 use crate::index::{parse_selector, MatchOp, Matcher};
 use crate::labels::{Labels, METRIC_NAME};
 use crate::query::{self, Profile};
 use crate::render;
+use crate::store::Store;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
@@ -206,18 +207,33 @@ pub async fn query(State(st): State<AppState>, params: Params) -> ApiResult {
     Ok(success(json!({"resultType": "vector", "result": result})))
 }
 
+/// Runs `query` once per `match[]` set on the blocking pool and unions the
+/// answers, sorted (a series matched by several sets counts once, as in
+/// Prometheus).
+async fn union<T, F>(
+    st: &AppState,
+    sets: Vec<Vec<Matcher>>,
+    query: F,
+) -> Result<BTreeSet<T>, ApiError>
+where
+    T: Ord + Send + 'static,
+    F: Fn(&Store, &[Matcher]) -> Result<Vec<T>, QueryError> + Send + 'static,
+{
+    blocking(&st.store, move |s| {
+        let mut out = BTreeSet::new();
+        for m in &sets {
+            out.extend(query(s, m)?);
+        }
+        Ok::<_, QueryError>(out)
+    })
+    .await
+}
+
 /// `/api/v1/labels`: label names of the series matching any `match[]`.
 pub async fn labels(State(st): State<AppState>, params: Params) -> ApiResult {
     let sets = match_sets(&params, false)?;
     let range = optional_range(&params)?;
-    let names = blocking(&st.store, move |s| {
-        let mut out = BTreeSet::new();
-        for m in &sets {
-            out.extend(s.label_names(m, range)?);
-        }
-        Ok::<_, ApiError>(out)
-    })
-    .await?;
+    let names = union(&st, sets, move |s, m| s.label_names(m, range)).await?;
     Ok(success(json!(names)))
 }
 
@@ -229,14 +245,7 @@ pub async fn label_values(
 ) -> ApiResult {
     let sets = match_sets(&params, false)?;
     let range = optional_range(&params)?;
-    let values = blocking(&st.store, move |s| {
-        let mut out = BTreeSet::new();
-        for m in &sets {
-            out.extend(s.label_values(&name, m, range)?);
-        }
-        Ok::<_, ApiError>(out)
-    })
-    .await?;
+    let values = union(&st, sets, move |s, m| s.label_values(&name, m, range)).await?;
     Ok(success(json!(values)))
 }
 
@@ -244,14 +253,7 @@ pub async fn label_values(
 pub async fn series(State(st): State<AppState>, params: Params) -> ApiResult {
     let sets = match_sets(&params, true)?;
     let range = optional_range(&params)?;
-    let series = blocking(&st.store, move |s| {
-        let mut out = BTreeSet::new();
-        for m in &sets {
-            out.extend(s.series(m, range)?);
-        }
-        Ok::<_, ApiError>(out)
-    })
-    .await?;
+    let series = union(&st, sets, move |s, m| s.series(m, range)).await?;
     Ok(success(Value::Array(series.iter().map(metric).collect())))
 }
 
@@ -259,14 +261,7 @@ pub async fn series(State(st): State<AppState>, params: Params) -> ApiResult {
 pub async fn profile_types(State(st): State<AppState>, params: Params) -> ApiResult {
     let sets = match_sets(&params, false)?;
     let range = optional_range(&params)?;
-    let types = blocking(&st.store, move |s| {
-        let mut out = BTreeSet::new();
-        for m in &sets {
-            out.extend(s.profile_types(m, range)?);
-        }
-        Ok::<_, ApiError>(out)
-    })
-    .await?;
+    let types = union(&st, sets, move |s, m| s.profile_types(m, range)).await?;
     let list: Vec<Value> = types
         .iter()
         .map(|t| {
