@@ -718,3 +718,13 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
+
+#[test]
+fn sigterm_right_after_start_exits_0() {
+    // The handlers are installed before `listening on` is printed, so even
+    // an immediate SIGTERM is a clean shutdown.
+    for _ in 0..5 {
+        let srv = Server::start(&[]);
+        assert_eq!(srv.terminate(), Some(0));
+    }
+}
