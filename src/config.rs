@@ -8,6 +8,7 @@
 //! listen: 127.0.0.1:7070
 //! data_dir: ./data
 //! retention: 15d
+//! block_duration: 2h    # span of an on-disk block
 //! log_level: info
 //! wal_sync: 1s          # or `always`
 //! limits:
@@ -39,6 +40,8 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     /// How long profiles are kept, as a duration (`15d`, `12h`).
     pub retention: Option<String>,
+    /// Span of an on-disk block, as a duration (`2h`).
+    pub block_duration: Option<String>,
     /// Log filter.
     pub log_level: Option<String>,
     /// WAL sync policy: `always` or an interval.
@@ -75,6 +78,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// Retention in ms.
     pub retention_ms: i64,
+    /// Block span in ms.
+    pub block_duration_ms: i64,
     /// Log filter.
     pub log_level: String,
     /// WAL options.
@@ -91,6 +96,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 /// Default retention.
 pub const DEFAULT_RETENTION: &str = "15d";
+/// Default block span.
+pub const DEFAULT_BLOCK_DURATION: &str = "2h";
 /// Default largest request body: 32 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
 
@@ -176,6 +183,26 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
             })
         }
     };
+    let block_duration = pick(
+        &flags.block_duration,
+        &file.block_duration,
+        DEFAULT_BLOCK_DURATION,
+    );
+    let block_duration_ms = match parse_duration(&block_duration) {
+        Ok(ms) if ms >= 1000 => ms,
+        Ok(_) => {
+            return Err(ConfigError::Invalid {
+                name: "block_duration",
+                message: format!("{block_duration:?}: must be at least 1s"),
+            })
+        }
+        Err(message) => {
+            return Err(ConfigError::Invalid {
+                name: "block_duration",
+                message,
+            })
+        }
+    };
     let wal_sync = pick(&flags.wal_sync, &file.wal_sync, "1s");
     let sync: SyncPolicy = wal_sync.parse().map_err(|message| ConfigError::Invalid {
         name: "wal_sync",
@@ -212,6 +239,7 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
         listen,
         data_dir,
         retention_ms,
+        block_duration_ms,
         log_level: pick(&flags.log_level, &file.log_level, "info"),
         wal: WalOptions {
             sync,

@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod block;
 pub mod chunkenc;
 pub mod cli;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod profile_type;
 pub mod proto;
 pub mod pyroscope;
 pub mod query;
+pub mod reader;
 pub mod render;
 pub mod server;
 pub mod store;

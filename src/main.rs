@@ -60,6 +60,10 @@ struct ServeArgs {
     /// killed process loses nothing) [default: 1s].
     #[arg(long, env = "PROFSTORE_WAL_SYNC")]
     wal_sync: Option<String>,
+    /// Span of an on-disk block (the head is cut into a block once it spans
+    /// 1.5 times this) [default: 2h].
+    #[arg(long, env = "PROFSTORE_BLOCK_DURATION")]
+    block_duration: Option<String>,
     /// Largest request body, in bytes (also the largest gzipped pprof)
     /// [default: 33554432].
     #[arg(long, env = "PROFSTORE_MAX_BODY_BYTES")]
@@ -88,6 +92,7 @@ impl ServeArgs {
             listen: self.listen.clone(),
             data_dir: self.data_dir.clone(),
             retention: self.retention.clone(),
+            block_duration: self.block_duration.clone(),
             log_level: self.log_level.clone(),
             wal_sync: self.wal_sync.clone(),
             limits: LimitSettings {
@@ -165,6 +170,8 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         data_dir: Some(config.data_dir.clone()),
         limits: config.limits.clone(),
         wal: config.wal,
+        block_duration_ms: config.block_duration_ms,
+        retention_ms: Some(config.retention_ms),
     };
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(store_config))
@@ -173,7 +180,15 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?;
     let r = store.recovery();
     tracing::info!(
+        blocks = r.blocks,
+        damaged_blocks = r.damaged_blocks,
+        snapshot_series = r.snapshot_series,
+        elapsed_ms = r.load_elapsed.as_millis() as u64,
+        "blocks and head snapshot loaded"
+    );
+    tracing::info!(
         profiles = r.profiles,
+        skipped = r.skipped,
         failed = r.failed,
         records = r.wal.records,
         bytes = r.wal.bytes,
@@ -182,6 +197,7 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         "write-ahead log replayed"
     );
     let store = Arc::new(store);
+    let maintenance = spawn_maintenance(Arc::clone(&store))?;
     let app = router(AppState::new(Arc::clone(&store), config.max_body_bytes));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -196,13 +212,46 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;
-    tracing::info!("shutting down: flushing the store");
-    tokio::task::spawn_blocking(move || store.flush())
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("flush failed: {e}"))?;
+    tracing::info!("shutting down: writing the head snapshot");
+    maintenance
+        .stop
+        .store(true, std::sync::atomic::Ordering::Release);
+    store.wake();
+    tokio::task::spawn_blocking(move || {
+        let _ = maintenance.thread.join();
+        store.close()
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("shutdown snapshot failed: {e}"))?;
     tracing::info!("bye");
     Ok(())
+}
+
+/// The maintenance thread and its stop flag.
+struct Maintenance {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Starts the thread that cuts blocks when the head is due (woken by
+/// ingest) and applies retention at least every minute.
+fn spawn_maintenance(store: Arc<Store>) -> Result<Maintenance, String> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("maintenance".into())
+        .spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Acquire) {
+                if let Err(e) = store.compact() {
+                    store.note_failure();
+                    tracing::error!("maintenance failed: {e}");
+                }
+                store.wait_for_work(std::time::Duration::from_secs(60));
+            }
+        })
+        .map_err(|e| format!("cannot start the maintenance thread: {e}"))?;
+    Ok(Maintenance { stop, thread })
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
