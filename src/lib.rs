@@ -26,6 +26,7 @@ pub mod proto;
 pub mod pyroscope;
 pub mod query;
 pub mod render;
+pub mod scrape;
 pub mod server;
 pub mod store;
 pub mod wal;
