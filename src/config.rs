@@ -22,7 +22,12 @@
 //!
 //! Unknown keys are an error, so a typo never silently falls back to a
 //! default.
+//!
+//! The file (only) may also hold `scrape_configs`, the targets to scrape
+//! (see [`crate::scrape::config`] for the format). They are validated when
+//! the file is read, and every error names the file and the line.
 
+use crate::scrape::config::{self as scrape_config, ScrapeConfigFile, ScrapeJob};
 use crate::server::params::parse_duration;
 use crate::store::Limits;
 use crate::wal::{SyncPolicy, WalOptions};
@@ -49,6 +54,9 @@ pub struct Settings {
     /// Limits.
     #[serde(default)]
     pub limits: LimitSettings,
+    /// Scrape jobs (file only; see [`crate::scrape::config`]).
+    #[serde(default)]
+    pub scrape_configs: Vec<ScrapeConfigFile>,
 }
 
 /// The limit settings; `None` is "not given".
@@ -88,6 +96,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// The store's limits.
     pub limits: Limits,
+    /// The scrape jobs of the file.
+    pub scrape: Vec<ScrapeJob>,
 }
 
 /// Default listen address.
@@ -130,16 +140,39 @@ pub enum ConfigError {
     },
 }
 
-/// Reads a YAML config file.
+/// Reads a YAML config file and validates its `scrape_configs` (an error
+/// names the file and the line).
 pub fn read_file(path: &Path) -> Result<Settings, ConfigError> {
+    read_file_and_jobs(path).map(|(settings, _)| settings)
+}
+
+/// Reads a YAML config file: its settings and its validated scrape jobs.
+pub fn read_file_and_jobs(path: &Path) -> Result<(Settings, Vec<ScrapeJob>), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_yaml(&text).map_err(|message| ConfigError::Parse {
+    let settings = parse_yaml(&text).map_err(|message| ConfigError::Parse {
         path: path.to_path_buf(),
         message,
-    })
+    })?;
+    let jobs = scrape_config::validate(&settings.scrape_configs).map_err(|e| {
+        // Worded as the YAML parser's own errors: "path: what at line L
+        // column C".
+        let at = scrape_config::locate(&text, &e.path)
+            .map(|(line, col)| format!(" at line {line} column {col}"))
+            .unwrap_or_default();
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: format!("{e}{at}"),
+        }
+    })?;
+    Ok((settings, jobs))
+}
+
+/// The validated scrape jobs of a config file (what a reload applies).
+pub fn read_scrape_jobs(path: &Path) -> Result<Vec<ScrapeJob>, ConfigError> {
+    read_file_and_jobs(path).map(|(_, jobs)| jobs)
 }
 
 /// Parses YAML settings (an empty document is no settings).
@@ -235,7 +268,13 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
         fi.max_label_value_len,
         l.max_label_value_len,
     );
+    let scrape =
+        scrape_config::validate(&file.scrape_configs).map_err(|e| ConfigError::Invalid {
+            name: "scrape_configs",
+            message: e.to_string(),
+        })?;
     Ok(ServeConfig {
+        scrape,
         listen,
         data_dir,
         retention_ms,

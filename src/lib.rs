@@ -28,6 +28,7 @@ pub mod pyroscope;
 pub mod query;
 pub mod reader;
 pub mod render;
+pub mod scrape;
 pub mod server;
 pub mod store;
 pub mod wal;

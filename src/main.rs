@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 use profstore::cli;
 use profstore::config::{self, LimitSettings, ServeConfig, Settings};
+use profstore::scrape::ScrapeManager;
 use profstore::server::{router, AppState};
 use profstore::store::{Store, StoreConfig};
 use std::io::{IsTerminal, Write};
@@ -103,6 +104,7 @@ impl ServeArgs {
                 max_label_name_len: self.max_label_name_len,
                 max_label_value_len: self.max_label_value_len,
             },
+            scrape_configs: Vec::new(),
         }
     }
 }
@@ -156,7 +158,11 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let result = runtime.block_on(run(config, args.config.clone()));
+    // A scrape abandoned at shutdown may still wait on its target on the
+    // blocking pool; its result is discarded, so do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -165,7 +171,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn run(config: ServeConfig) -> Result<(), String> {
+async fn run(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(), String> {
     let store_config = StoreConfig {
         data_dir: Some(config.data_dir.clone()),
         limits: config.limits.clone(),
@@ -198,7 +204,14 @@ async fn run(config: ServeConfig) -> Result<(), String> {
     );
     let store = Arc::new(store);
     let maintenance = spawn_maintenance(Arc::clone(&store))?;
-    let app = router(AppState::new(Arc::clone(&store), config.max_body_bytes));
+    let state = AppState::new(Arc::clone(&store), config.max_body_bytes);
+    let scrape = Arc::clone(&state.scrape);
+    scrape.set_config_file(config_file);
+    let started = scrape.apply(&config.scrape).await;
+    if started.added > 0 {
+        tracing::info!(loops = started.added, "scraping");
+    }
+    let app = router(state);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -206,13 +219,16 @@ async fn run(config: ServeConfig) -> Result<(), String> {
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "profstore serving");
     // A parseable line for scripts and tests (which may listen on port 0).
     let shutdown = shutdown_signal()?;
+    reload_on_sighup(Arc::clone(&scrape))?;
     println!("listening on {addr}");
     let _ = std::io::stdout().flush();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;
-    tracing::info!("shutting down: writing the head snapshot");
+    tracing::info!("shutting down: stopping the scrapes");
+    scrape.stop().await;
+    tracing::info!("writing the head snapshot");
     maintenance
         .stop
         .store(true, std::sync::atomic::Ordering::Release);
@@ -269,4 +285,29 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
             _ = term.recv() => tracing::info!("SIGTERM received"),
         }
     })
+}
+
+/// Reloads the scrape configuration on every SIGHUP (a bad file keeps the
+/// running configuration and logs why). The handler is installed before
+/// `listening on` is printed, as SIGHUP's default action ends the process.
+fn reload_on_sighup(scrape: Arc<ScrapeManager>) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup =
+        signal(SignalKind::hangup()).map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match scrape.reload().await {
+                Ok(s) => tracing::info!(
+                    added = s.added,
+                    removed = s.removed,
+                    unchanged = s.unchanged,
+                    "SIGHUP: scrape configuration reloaded"
+                ),
+                Err(e) => tracing::error!(
+                    "SIGHUP: reload failed, keeping the previous configuration: {e}"
+                ),
+            }
+        }
+    });
+    Ok(())
 }

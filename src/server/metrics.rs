@@ -26,11 +26,13 @@
 //! | `profstore_http_request_duration_seconds{handler}` | histogram | request latency by route |
 //! | `profstore_http_requests_total{handler,code}` | counter | requests by route and status |
 //! | `profstore_errors_total{kind}` | counter | failed requests by error kind |
+//! | `profstore_scrape_*` | | scrape health, durations, bytes, failures: see [`crate::scrape::metrics`] |
 //!
 //! The store's counters and sizes are read when `/metrics` is scraped; the
 //! HTTP metrics are recorded by [`track`], a middleware around every route.
 
 use super::AppState;
+use crate::scrape::ScrapeMetrics;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
@@ -121,6 +123,8 @@ pub struct Metrics {
     latency: Family<HandlerLabels, Histogram>,
     requests: Family<RequestLabels, Counter>,
     errors: Family<KindLabels, Counter>,
+    /// The scrape loops' metrics (registered here, updated by the loops).
+    pub scrape: ScrapeMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -156,6 +160,7 @@ impl Metrics {
             }),
             requests: Family::default(),
             errors: Family::default(),
+            scrape: ScrapeMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -218,6 +223,7 @@ impl Metrics {
                 (*name, c)
             })
             .collect();
+        m.scrape.register(r);
         Metrics {
             registry,
             gauges,
