@@ -535,3 +535,27 @@ fn report() {
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn single_finds_a_profile_in_a_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 120, None);
+    let base = corpus("parca/cpu_labels.pb.gz");
+    for (i, t) in [T0, T0 + 4 * 3600 * 1000].into_iter().enumerate() {
+        store
+            .ingest(IngestRequest {
+                name: None,
+                labels: Labels::from_pairs([("instance", "a")]),
+                delta: None,
+                profile: variant(&base, i, t),
+                received_at_ms: t,
+            })
+            .unwrap();
+    }
+    let m = parse_selector(r#"{__name__="process_cpu:cpu:nanoseconds:cpu:nanoseconds:delta"}"#)
+        .unwrap();
+    let want = store.single(&m, T0).unwrap();
+    assert!(!want.samples.is_empty());
+    assert_eq!(store.compact().unwrap(), 1);
+    assert_eq!(sorted(store.single(&m, T0).unwrap()), sorted(want));
+}

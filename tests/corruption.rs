@@ -161,12 +161,16 @@ fn damaged_blocks_are_reported_and_the_rest_served() {
     assert_eq!(metric(&srv, "profstore_damaged_blocks"), 1.0);
     let got = totals_by_instance(&srv, r#"{job="wal"}"#);
     assert!(metric(&srv, "profstore_block_damaged_reads_total") >= 1.0);
-    // Every instance served is exact; the ones lost are those of the
-    // truncated block (12 profiles a minute) and the damaged series.
-    assert!(got.values().all(|v| *v == expected), "{got:?}");
+    // Every instance served is exact but at most one: each instance is two
+    // series (two sample types), and the damaged blob is one series of one
+    // instance. The instances lost whole are those of the truncated block
+    // (at most 12 profiles a minute).
     assert!(got.keys().all(|k| before.contains_key(k)));
+    let partial: Vec<_> = got.iter().filter(|(_, v)| **v != expected).collect();
+    assert!(partial.len() <= 1, "{partial:?}");
     let lost = n as usize - got.len();
-    assert!((2..=13).contains(&lost), "{lost} instances lost");
+    assert!((1..=12).contains(&lost), "{lost} instances lost");
+    assert!(partial.len() + lost >= 2, "both damages show");
     assert!(dir
         .join(blocks[0].with_extension("damaged").file_name().unwrap())
         .exists());

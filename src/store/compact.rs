@@ -353,7 +353,8 @@ impl Store {
     }
 
     /// Deletes the blocks that end more than the retention before the newest
-    /// profile. Returns how many.
+    /// profile (or before now, if the newest profile is in the future).
+    /// Returns how many.
     pub fn apply_retention(&self) -> Result<usize, StoreError> {
         let _m = self.maintenance.lock();
         self.apply_retention_locked()
@@ -375,6 +376,12 @@ impl Store {
             let Some(newest) = newest else {
                 return Ok(0);
             };
+            // A profile stamped in the future (a skewed clock) must not
+            // make retention delete recent data: never count past now.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(i64::MAX, |d| d.as_millis() as i64);
+            let newest = newest.min(now);
             let cutoff = newest.saturating_sub(retention);
             let (old, keep): (Vec<_>, Vec<_>) =
                 blocks.drain(..).partition(|b| b.max_time() <= cutoff);

@@ -316,13 +316,12 @@ impl Store {
             received_at_ms: r.received_at_ms,
         };
         let ts = ingest::profile_timestamp(&req);
-        self.check_time(ts).map_err(|e| (Some(ts), e))?;
         ingest::ingest(
             &self.head,
             &self.meta,
             &self.limits.labels,
             &req,
-            &mut || Ok(()),
+            &mut || self.check_time(ts),
         )
         .map_err(|e| (Some(ts), e))?;
         self.note_time(ts);
@@ -391,15 +390,16 @@ impl Store {
         raw: Option<&[u8]>,
     ) -> Result<IngestSummary, IngestError> {
         let _state = self.state.read();
+        // The time check runs last among the checks (in `log`), so a request
+        // with another mistake is told about that one.
         let ts = ingest::profile_timestamp(req);
-        self.check_time(ts)?;
         let Some(wal) = &self.wal else {
             let summary = ingest::ingest(
                 &self.head,
                 &self.meta,
                 &self.limits.labels,
                 req,
-                &mut || Ok(()),
+                &mut || self.check_time(ts),
             )?;
             self.note_time(ts);
             return Ok(summary);
@@ -431,7 +431,10 @@ impl Store {
             &self.meta,
             &self.limits.labels,
             req,
-            &mut || Ok(wal.append_at(RecordType::Profile, &record, ts)?),
+            &mut || {
+                self.check_time(ts)?;
+                Ok(wal.append_at(RecordType::Profile, &record, ts)?)
+            },
         )?;
         self.note_time(ts);
         wal.commit()?;

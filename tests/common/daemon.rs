@@ -146,6 +146,19 @@ fn spawn_with(data_dir: &std::path::Path, extra: &[&str], stderr: Stdio) -> (Chi
         .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
         .arg("--data-dir")
         .arg(data_dir)
+        // The corpus files are years apart, and some writes are stamped
+        // now: unless a test sets them, keep block cuts (which reject older
+        // profiles afterwards) and retention out of the way.
+        .args(if extra.contains(&"--retention") {
+            &[][..]
+        } else {
+            &["--retention", "36500d"][..]
+        })
+        .args(if extra.contains(&"--block-duration") {
+            &[][..]
+        } else {
+            &["--block-duration", "36500d"][..]
+        })
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(stderr)
