@@ -106,6 +106,22 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 /// Default retention.
 pub const DEFAULT_RETENTION: &str = "15d";
+/// Parses the duration setting `name`, which must be at least `min_ms`.
+fn duration_setting(name: &'static str, value: &str, min_ms: i64) -> Result<i64, ConfigError> {
+    match parse_duration(value) {
+        Ok(ms) if ms >= min_ms => Ok(ms),
+        Ok(_) if min_ms <= 1 => Err(ConfigError::Invalid {
+            name,
+            message: format!("{value:?}: must be positive"),
+        }),
+        Ok(_) => Err(ConfigError::Invalid {
+            name,
+            message: format!("{value:?}: must be at least {} s", min_ms / 1000),
+        }),
+        Err(message) => Err(ConfigError::Invalid { name, message }),
+    }
+}
+
 /// Default block span.
 pub const DEFAULT_BLOCK_DURATION: &str = "2h";
 /// Default largest request body: 32 MiB.
@@ -201,41 +217,13 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
         .or_else(|| file.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let retention = pick(&flags.retention, &file.retention, DEFAULT_RETENTION);
-    let retention_ms = match parse_duration(&retention) {
-        Ok(ms) if ms > 0 => ms,
-        Ok(_) => {
-            return Err(ConfigError::Invalid {
-                name: "retention",
-                message: format!("{retention:?}: must be positive"),
-            })
-        }
-        Err(message) => {
-            return Err(ConfigError::Invalid {
-                name: "retention",
-                message,
-            })
-        }
-    };
+    let retention_ms = duration_setting("retention", &retention, 1)?;
     let block_duration = pick(
         &flags.block_duration,
         &file.block_duration,
         DEFAULT_BLOCK_DURATION,
     );
-    let block_duration_ms = match parse_duration(&block_duration) {
-        Ok(ms) if ms >= 1000 => ms,
-        Ok(_) => {
-            return Err(ConfigError::Invalid {
-                name: "block_duration",
-                message: format!("{block_duration:?}: must be at least 1s"),
-            })
-        }
-        Err(message) => {
-            return Err(ConfigError::Invalid {
-                name: "block_duration",
-                message,
-            })
-        }
-    };
+    let block_duration_ms = duration_setting("block_duration", &block_duration, 1000)?;
     let wal_sync = pick(&flags.wal_sync, &file.wal_sync, "1s");
     let sync: SyncPolicy = wal_sync.parse().map_err(|message| ConfigError::Invalid {
         name: "wal_sync",

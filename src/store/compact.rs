@@ -231,18 +231,8 @@ impl Store {
             return Ok(0);
         }
         let _m = self.maintenance.lock();
-        let mut written = 0;
-        loop {
-            // The guard must not live through the cut, which sets the bounds.
-            let bounds = *self.head_bounds.lock();
-            let Some((lo, hi)) = bounds else { break };
-            if hi.saturating_sub(lo) < self.block_duration / 2 * 3 {
-                break;
-            }
-            let mint = lo.div_euclid(self.block_duration) * self.block_duration;
-            self.cut_block(mint, mint.saturating_add(self.block_duration))?;
-            written += 1;
-        }
+        let d = self.block_duration;
+        let written = self.cut_while(|lo, hi| hi.saturating_sub(lo) >= d / 2 * 3)?;
         let deleted = self.apply_retention_locked()?;
         if deleted > 0 || written > 0 {
             self.collect_garbage_locked()?;
@@ -258,10 +248,21 @@ impl Store {
             return Ok(0);
         }
         let _m = self.maintenance.lock();
+        self.cut_while(|_, _| true)
+    }
+
+    /// Cuts the oldest aligned block range of the head while the head is
+    /// not empty and `due(min, max)` holds for its bounds. Returns the
+    /// number of blocks written. The caller holds the maintenance lock.
+    fn cut_while(&self, due: impl Fn(i64, i64) -> bool) -> Result<usize, StoreError> {
         let mut written = 0;
         loop {
+            // The guard must not live through the cut, which sets the bounds.
             let bounds = *self.head_bounds.lock();
-            let Some((lo, _)) = bounds else { break };
+            let Some((lo, hi)) = bounds else { break };
+            if !due(lo, hi) {
+                break;
+            }
             let mint = lo.div_euclid(self.block_duration) * self.block_duration;
             self.cut_block(mint, mint.saturating_add(self.block_duration))?;
             written += 1;
