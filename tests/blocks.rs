@@ -417,65 +417,65 @@ fn report() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
-    let files: Vec<(Vec<u8>, Profile)> = [
+    let files: Vec<Profile> = [
         "parca/alloc_objects.pb.gz",
         "parca/cpu_labels.pb.gz",
         "dd-trace-go/heap.pprof",
     ]
     .iter()
-    .map(|f| {
-        let p = corpus(f);
-        (profstore::pprof::encode(&p), p)
-    })
+    .map(|f| corpus(f))
     .collect();
-    let stream = |f: &mut dyn FnMut(IngestRequest, usize)| {
+    // Each request comes with its pprof encoded (as a writer sends it), so
+    // the WAL logs the bytes as received, as on the HTTP path. Only the
+    // store calls are timed.
+    let stream = |f: &mut dyn FnMut(&IngestRequest, &[u8])| {
         let mut bytes = 0u64;
         let mut step = 0i64;
         while bytes < mb << 20 {
             for inst in 0..20 {
-                for (i, (raw, base)) in files.iter().enumerate() {
+                for (i, base) in files.iter().enumerate() {
                     let t = T0 + step * 10_000 + inst;
                     let mut p = variant(base, (step + inst) as usize, t);
                     p.time_nanos = t * 1_000_000;
+                    let raw = profstore::pprof::encode(&p);
                     bytes += raw.len() as u64;
-                    f(
-                        IngestRequest {
-                            name: None,
-                            labels: Labels::from_pairs([
-                                ("job", format!("f{i}")),
-                                ("instance", format!("host-{inst}")),
-                            ]),
-                            delta: None,
-                            profile: p,
-                            received_at_ms: t,
-                        },
-                        raw.len(),
-                    );
+                    let req = IngestRequest {
+                        name: None,
+                        labels: Labels::from_pairs([
+                            ("job", format!("f{i}")),
+                            ("instance", format!("host-{inst}")),
+                        ]),
+                        delta: None,
+                        profile: p,
+                        received_at_ms: t,
+                    };
+                    f(&req, &raw);
                 }
             }
             step += 1;
         }
         bytes
     };
+    let timed = |store: &Store| {
+        let mut spent = std::time::Duration::ZERO;
+        let mut n = 0u64;
+        let bytes = stream(&mut |req, raw| {
+            let started = std::time::Instant::now();
+            store.ingest_raw(req, Some(raw)).unwrap();
+            spent += started.elapsed();
+            n += 1;
+        });
+        (n, bytes, spent)
+    };
     // Without a WAL.
     let mem = Store::temporary().unwrap();
-    let started = std::time::Instant::now();
-    let mut n = 0u64;
-    stream(&mut |req, _| {
-        mem.ingest(req).unwrap();
-        n += 1;
-    });
-    let no_wal = started.elapsed();
+    let (n, total, no_wal) = timed(&mem);
     drop(mem);
     // With the WAL (default sync), blocks of 2 h (none are cut here: the
     // stream spans less than 3 h unless it is very large).
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), 120, None);
-    let started = std::time::Instant::now();
-    let total = stream(&mut |req, _| {
-        store.ingest(req).unwrap();
-    });
-    let with_wal = started.elapsed();
+    let (_, _, with_wal) = timed(&store);
     println!(
         "ingest {n} profiles ({} MB of pprof): no WAL {:.1} profiles/s, WAL {:.1} profiles/s",
         total >> 20,
@@ -506,6 +506,18 @@ fn report() {
         store.recovery().profiles as f64 / replay.as_secs_f64(),
         wal_bytes as f64 / 1e6 / replay.as_secs_f64()
     );
+    // Start-up after a clean shutdown, from the head snapshot.
+    store.close().unwrap();
+    drop(store);
+    let rss0 = rss_bytes();
+    let started = std::time::Instant::now();
+    let store = open(dir.path(), 120, None);
+    println!(
+        "start from the head snapshot ({} series): {:.2} s, rss +{} MB",
+        store.recovery().snapshot_series,
+        started.elapsed().as_secs_f64(),
+        rss_bytes().saturating_sub(rss0) >> 20
+    );
     store.cut_all().unwrap();
     let ms = store.maintenance_stats();
     println!(
@@ -517,6 +529,21 @@ fn report() {
     );
     store.close().unwrap();
     drop(store);
+    fn du(p: &Path) -> u64 {
+        std::fs::read_dir(p)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                let m = e.metadata().unwrap();
+                if m.is_dir() {
+                    du(&e.path())
+                } else {
+                    m.len()
+                }
+            })
+            .sum()
+    }
+    println!("data directory: {} bytes", du(dir.path()));
     let rss0 = rss_bytes();
     let started = std::time::Instant::now();
     let store = open(dir.path(), 120, None);
@@ -526,7 +553,8 @@ fn report() {
         started.elapsed().as_secs_f64(),
         rss_bytes().saturating_sub(rss0) >> 20
     );
-    let m = parse_selector(r#"{job="f0"}"#).unwrap();
+    let m =
+        parse_selector(r#"{job="f0", __name__="memory:alloc_space:bytes:space:bytes"}"#).unwrap();
     let started = std::time::Instant::now();
     let p = store.merge(&m, TimeRange::ALL).unwrap();
     println!(
