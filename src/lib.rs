@@ -13,6 +13,8 @@
 
 pub mod chunkenc;
 pub mod cli;
+#[cfg(feature = "duckdb")]
+pub mod columnar;
 pub mod config;
 pub mod engine;
 pub mod head;
@@ -29,3 +31,4 @@ pub mod render;
 pub mod server;
 pub mod store;
 pub mod wal;
+pub mod workload;
