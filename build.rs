@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/profile.proto",
         "proto/meta.proto",
         "proto/wal.proto",
+        "proto/block.proto",
         "proto/pyroscope/types.proto",
         "proto/pyroscope/push.proto",
     ];

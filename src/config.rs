@@ -8,6 +8,7 @@
 //! listen: 127.0.0.1:7070
 //! data_dir: ./data
 //! retention: 15d
+//! block_duration: 2h    # span of an on-disk block
 //! log_level: info
 //! wal_sync: 1s          # or `always`
 //! limits:
@@ -21,7 +22,12 @@
 //!
 //! Unknown keys are an error, so a typo never silently falls back to a
 //! default.
+//!
+//! The file (only) may also hold `scrape_configs`, the targets to scrape
+//! (see [`crate::scrape::config`] for the format). They are validated when
+//! the file is read, and every error names the file and the line.
 
+use crate::scrape::config::{self as scrape_config, ScrapeConfigFile, ScrapeJob};
 use crate::server::params::parse_duration;
 use crate::store::Limits;
 use crate::wal::{SyncPolicy, WalOptions};
@@ -39,6 +45,8 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     /// How long profiles are kept, as a duration (`15d`, `12h`).
     pub retention: Option<String>,
+    /// Span of an on-disk block, as a duration (`2h`).
+    pub block_duration: Option<String>,
     /// Log filter.
     pub log_level: Option<String>,
     /// WAL sync policy: `always` or an interval.
@@ -46,6 +54,9 @@ pub struct Settings {
     /// Limits.
     #[serde(default)]
     pub limits: LimitSettings,
+    /// Scrape jobs (file only; see [`crate::scrape::config`]).
+    #[serde(default)]
+    pub scrape_configs: Vec<ScrapeConfigFile>,
 }
 
 /// The limit settings; `None` is "not given".
@@ -75,6 +86,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// Retention in ms.
     pub retention_ms: i64,
+    /// Block span in ms.
+    pub block_duration_ms: i64,
     /// Log filter.
     pub log_level: String,
     /// WAL options.
@@ -83,6 +96,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// The store's limits.
     pub limits: Limits,
+    /// The scrape jobs of the file.
+    pub scrape: Vec<ScrapeJob>,
 }
 
 /// Default listen address.
@@ -91,6 +106,24 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 /// Default retention.
 pub const DEFAULT_RETENTION: &str = "15d";
+/// Parses the duration setting `name`, which must be at least `min_ms`.
+fn duration_setting(name: &'static str, value: &str, min_ms: i64) -> Result<i64, ConfigError> {
+    match parse_duration(value) {
+        Ok(ms) if ms >= min_ms => Ok(ms),
+        Ok(_) if min_ms <= 1 => Err(ConfigError::Invalid {
+            name,
+            message: format!("{value:?}: must be positive"),
+        }),
+        Ok(_) => Err(ConfigError::Invalid {
+            name,
+            message: format!("{value:?}: must be at least {} s", min_ms / 1000),
+        }),
+        Err(message) => Err(ConfigError::Invalid { name, message }),
+    }
+}
+
+/// Default block span.
+pub const DEFAULT_BLOCK_DURATION: &str = "2h";
 /// Default largest request body: 32 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
 
@@ -123,16 +156,39 @@ pub enum ConfigError {
     },
 }
 
-/// Reads a YAML config file.
+/// Reads a YAML config file and validates its `scrape_configs` (an error
+/// names the file and the line).
 pub fn read_file(path: &Path) -> Result<Settings, ConfigError> {
+    read_file_and_jobs(path).map(|(settings, _)| settings)
+}
+
+/// Reads a YAML config file: its settings and its validated scrape jobs.
+pub fn read_file_and_jobs(path: &Path) -> Result<(Settings, Vec<ScrapeJob>), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_yaml(&text).map_err(|message| ConfigError::Parse {
+    let settings = parse_yaml(&text).map_err(|message| ConfigError::Parse {
         path: path.to_path_buf(),
         message,
-    })
+    })?;
+    let jobs = scrape_config::validate(&settings.scrape_configs).map_err(|e| {
+        // Worded as the YAML parser's own errors: "path: what at line L
+        // column C".
+        let at = scrape_config::locate(&text, &e.path)
+            .map(|(line, col)| format!(" at line {line} column {col}"))
+            .unwrap_or_default();
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: format!("{e}{at}"),
+        }
+    })?;
+    Ok((settings, jobs))
+}
+
+/// The validated scrape jobs of a config file (what a reload applies).
+pub fn read_scrape_jobs(path: &Path) -> Result<Vec<ScrapeJob>, ConfigError> {
+    read_file_and_jobs(path).map(|(_, jobs)| jobs)
 }
 
 /// Parses YAML settings (an empty document is no settings).
@@ -161,21 +217,13 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
         .or_else(|| file.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let retention = pick(&flags.retention, &file.retention, DEFAULT_RETENTION);
-    let retention_ms = match parse_duration(&retention) {
-        Ok(ms) if ms > 0 => ms,
-        Ok(_) => {
-            return Err(ConfigError::Invalid {
-                name: "retention",
-                message: format!("{retention:?}: must be positive"),
-            })
-        }
-        Err(message) => {
-            return Err(ConfigError::Invalid {
-                name: "retention",
-                message,
-            })
-        }
-    };
+    let retention_ms = duration_setting("retention", &retention, 1)?;
+    let block_duration = pick(
+        &flags.block_duration,
+        &file.block_duration,
+        DEFAULT_BLOCK_DURATION,
+    );
+    let block_duration_ms = duration_setting("block_duration", &block_duration, 1000)?;
     let wal_sync = pick(&flags.wal_sync, &file.wal_sync, "1s");
     let sync: SyncPolicy = wal_sync.parse().map_err(|message| ConfigError::Invalid {
         name: "wal_sync",
@@ -208,10 +256,17 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
         fi.max_label_value_len,
         l.max_label_value_len,
     );
+    let scrape =
+        scrape_config::validate(&file.scrape_configs).map_err(|e| ConfigError::Invalid {
+            name: "scrape_configs",
+            message: e.to_string(),
+        })?;
     Ok(ServeConfig {
+        scrape,
         listen,
         data_dir,
         retention_ms,
+        block_duration_ms,
         log_level: pick(&flags.log_level, &file.log_level, "info"),
         wal: WalOptions {
             sync,

@@ -162,6 +162,16 @@ struct PlannedSeries {
     group: usize,
 }
 
+/// The timestamp (ms) `req`'s profile is stored at: `time_nanos` / 10^6,
+/// floored, or the receive time when `time_nanos` is 0.
+pub fn profile_timestamp(req: &IngestRequest) -> i64 {
+    if req.profile.time_nanos != 0 {
+        req.profile.time_nanos.div_euclid(1_000_000)
+    } else {
+        req.received_at_ms
+    }
+}
+
 /// Appends `req` to `head`, resolving stacks through `meta`.
 ///
 /// `log` runs once every check has passed, with every target series locked,
@@ -185,11 +195,7 @@ pub fn ingest(
         // Validated: every index is in range (an empty table reads as [""]).
         p.string_table.get(i as usize).unwrap_or(&empty)
     };
-    let timestamp = if p.time_nanos != 0 {
-        p.time_nanos.div_euclid(1_000_000)
-    } else {
-        req.received_at_ms
-    };
+    let timestamp = profile_timestamp(req);
     let (period_type, period_unit) = p
         .period_type
         .as_ref()

@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod block;
 pub mod chunkenc;
 pub mod cli;
 #[cfg(feature = "duckdb")]
@@ -27,7 +28,9 @@ pub mod profile_type;
 pub mod proto;
 pub mod pyroscope;
 pub mod query;
+pub mod reader;
 pub mod render;
+pub mod scrape;
 pub mod server;
 pub mod store;
 pub mod wal;

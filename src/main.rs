@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 use profstore::cli;
 use profstore::config::{self, LimitSettings, ServeConfig, Settings};
+use profstore::scrape::ScrapeManager;
 use profstore::server::{router, AppState};
 use profstore::store::{Store, StoreConfig};
 use std::io::{IsTerminal, Write};
@@ -60,6 +61,10 @@ struct ServeArgs {
     /// killed process loses nothing) [default: 1s].
     #[arg(long, env = "PROFSTORE_WAL_SYNC")]
     wal_sync: Option<String>,
+    /// Span of an on-disk block (the head is cut into a block once it spans
+    /// 1.5 times this) [default: 2h].
+    #[arg(long, env = "PROFSTORE_BLOCK_DURATION")]
+    block_duration: Option<String>,
     /// Largest request body, in bytes (also the largest gzipped pprof)
     /// [default: 33554432].
     #[arg(long, env = "PROFSTORE_MAX_BODY_BYTES")]
@@ -88,6 +93,7 @@ impl ServeArgs {
             listen: self.listen.clone(),
             data_dir: self.data_dir.clone(),
             retention: self.retention.clone(),
+            block_duration: self.block_duration.clone(),
             log_level: self.log_level.clone(),
             wal_sync: self.wal_sync.clone(),
             limits: LimitSettings {
@@ -98,6 +104,7 @@ impl ServeArgs {
                 max_label_name_len: self.max_label_name_len,
                 max_label_value_len: self.max_label_value_len,
             },
+            scrape_configs: Vec::new(),
         }
     }
 }
@@ -151,7 +158,11 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let result = runtime.block_on(run(config, args.config.clone()));
+    // A scrape abandoned at shutdown may still wait on its target on the
+    // blocking pool; its result is discarded, so do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -160,11 +171,13 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn run(config: ServeConfig) -> Result<(), String> {
+async fn run(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(), String> {
     let store_config = StoreConfig {
         data_dir: Some(config.data_dir.clone()),
         limits: config.limits.clone(),
         wal: config.wal,
+        block_duration_ms: config.block_duration_ms,
+        retention_ms: Some(config.retention_ms),
     };
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(store_config))
@@ -173,7 +186,15 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?;
     let r = store.recovery();
     tracing::info!(
+        blocks = r.blocks,
+        damaged_blocks = r.damaged_blocks,
+        snapshot_series = r.snapshot_series,
+        elapsed_ms = r.load_elapsed.as_millis() as u64,
+        "blocks and head snapshot loaded"
+    );
+    tracing::info!(
         profiles = r.profiles,
+        skipped = r.skipped,
         failed = r.failed,
         records = r.wal.records,
         bytes = r.wal.bytes,
@@ -182,7 +203,15 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         "write-ahead log replayed"
     );
     let store = Arc::new(store);
-    let app = router(AppState::new(Arc::clone(&store), config.max_body_bytes));
+    let maintenance = spawn_maintenance(Arc::clone(&store))?;
+    let state = AppState::new(Arc::clone(&store), config.max_body_bytes);
+    let scrape = Arc::clone(&state.scrape);
+    scrape.set_config_file(config_file);
+    let started = scrape.apply(&config.scrape).await;
+    if started.added > 0 {
+        tracing::info!(loops = started.added, "scraping");
+    }
+    let app = router(state);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -190,19 +219,55 @@ async fn run(config: ServeConfig) -> Result<(), String> {
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "profstore serving");
     // A parseable line for scripts and tests (which may listen on port 0).
     let shutdown = shutdown_signal()?;
+    reload_on_sighup(Arc::clone(&scrape))?;
     println!("listening on {addr}");
     let _ = std::io::stdout().flush();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| format!("server error: {e}"))?;
-    tracing::info!("shutting down: flushing the store");
-    tokio::task::spawn_blocking(move || store.flush())
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("flush failed: {e}"))?;
+    tracing::info!("shutting down: stopping the scrapes");
+    scrape.stop().await;
+    tracing::info!("writing the head snapshot");
+    maintenance
+        .stop
+        .store(true, std::sync::atomic::Ordering::Release);
+    store.wake();
+    tokio::task::spawn_blocking(move || {
+        let _ = maintenance.thread.join();
+        store.close()
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("shutdown snapshot failed: {e}"))?;
     tracing::info!("bye");
     Ok(())
+}
+
+/// The maintenance thread and its stop flag.
+struct Maintenance {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Starts the thread that cuts blocks when the head is due (woken by
+/// ingest) and applies retention at least every minute.
+fn spawn_maintenance(store: Arc<Store>) -> Result<Maintenance, String> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("maintenance".into())
+        .spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Acquire) {
+                if let Err(e) = store.compact() {
+                    store.note_failure();
+                    tracing::error!("maintenance failed: {e}");
+                }
+                store.wait_for_work(std::time::Duration::from_secs(60));
+            }
+        })
+        .map_err(|e| format!("cannot start the maintenance thread: {e}"))?;
+    Ok(Maintenance { stop, thread })
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
@@ -220,4 +285,29 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
             _ = term.recv() => tracing::info!("SIGTERM received"),
         }
     })
+}
+
+/// Reloads the scrape configuration on every SIGHUP (a bad file keeps the
+/// running configuration and logs why). The handler is installed before
+/// `listening on` is printed, as SIGHUP's default action ends the process.
+fn reload_on_sighup(scrape: Arc<ScrapeManager>) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup =
+        signal(SignalKind::hangup()).map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match scrape.reload().await {
+                Ok(s) => tracing::info!(
+                    added = s.added,
+                    removed = s.removed,
+                    unchanged = s.unchanged,
+                    "SIGHUP: scrape configuration reloaded"
+                ),
+                Err(e) => tracing::error!(
+                    "SIGHUP: reload failed, keeping the previous configuration: {e}"
+                ),
+            }
+        }
+    });
+    Ok(())
 }

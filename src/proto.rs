@@ -4,6 +4,7 @@
 //!   receive).
 //! - [`meta`]: the values profstore keeps in its sled meta store.
 //! - [`wal`]: the records of the write-ahead log.
+//! - [`block`]: the index and chunk blobs of block files.
 //! - [`pyroscope`]: Grafana Pyroscope's push API (`push.v1`, `types.v1`),
 //!   for [`crate::pyroscope`].
 
@@ -22,6 +23,11 @@ pub mod meta {
 /// profstore's write-ahead log records (`profstore.wal`).
 pub mod wal {
     include!(concat!(env!("OUT_DIR"), "/profstore.wal.rs"));
+}
+
+/// profstore's block files (`profstore.block`).
+pub mod block {
+    include!(concat!(env!("OUT_DIR"), "/profstore.block.rs"));
 }
 
 /// Grafana Pyroscope's push API: `push.v1` and the `types.v1` messages it

@@ -2,6 +2,10 @@
 //! writers push profiles; after each restart every acknowledged profile is
 //! served with its exact totals, and nothing unacknowledged is half-there.
 //!
+//! Every write carries its own timestamp from a shared clock that advances
+//! 1 s per write, and the daemon cuts blocks of 1 minute, so kills also land
+//! while blocks are written and WAL segments deleted.
+//!
 //! `crash_cycles` runs 20 cycles; the ignored `crash_cycles_long` runs 200
 //! (`cargo test --release --test crash -- --ignored`).
 
@@ -9,12 +13,13 @@ mod common;
 
 use common::daemon::*;
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 const WRITERS: usize = 3;
 const FILE: &str = "parca/fib.pb.gz";
+const ARGS: &[&str] = &["--block-duration", "1m"];
 
 fn run(cycles: usize) {
     let seed = std::time::SystemTime::now()
@@ -30,16 +35,22 @@ fn run(cycles: usize) {
         rng ^= rng << 17;
         rng
     };
-    let body = Arc::new(std::fs::read(common::testdata_dir().join(FILE)).unwrap());
+    let profile = Arc::new(common::load(&common::testdata_dir().join(FILE)));
+    let clock = Arc::new(AtomicI64::new(1_700_000_000_000));
     let expected = file_total(FILE);
-    let mut srv = Server::start(&[]);
+    let mut srv = Server::start(ARGS);
     let mut acked: BTreeSet<String> = BTreeSet::new();
     let mut attempted: BTreeSet<String> = BTreeSet::new();
     for cycle in 0..cycles {
         let stop = Arc::new(AtomicBool::new(false));
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| {
-                let (addr, body, stop) = (srv.addr.clone(), body.clone(), stop.clone());
+                let (addr, profile, stop, clock) = (
+                    srv.addr.clone(),
+                    profile.clone(),
+                    stop.clone(),
+                    clock.clone(),
+                );
                 std::thread::spawn(move || {
                     let (mut ok, mut tried) = (Vec::new(), Vec::new());
                     for i in 0.. {
@@ -52,6 +63,9 @@ fn run(cycles: usize) {
                             qs(&[("labels", &format!(r#"{{job="crash",instance="{inst}"}}"#))])
                         );
                         tried.push(inst.clone());
+                        let mut p = (*profile).clone();
+                        p.time_nanos = clock.fetch_add(1000, Ordering::Relaxed) * 1_000_000;
+                        let body = profstore::pprof::encode(&p);
                         match try_http(&addr, "POST", &target, None, &body) {
                             Ok(r) if r.status == 200 => ok.push(inst),
                             Ok(r) => panic!("write failed: {} {}", r.status, r.text()),
@@ -64,7 +78,7 @@ fn run(cycles: usize) {
             })
             .collect();
         std::thread::sleep(Duration::from_millis(20 + next() % 300));
-        srv.kill_and_restart(&[]);
+        srv.kill_and_restart(ARGS);
         stop.store(true, Ordering::Relaxed);
         for w in writers {
             let (ok, tried) = w.join().unwrap();

@@ -30,7 +30,10 @@
 
 pub mod series;
 
-pub use series::{AppendProfile, MemSeries, MergeStats, CHUNK_PROFILES};
+pub use series::{
+    build_sets, sets_first_in, sets_merge_into, sets_overlap, sets_totals, AppendProfile, ChunkSet,
+    MemSeries, MergeStats, CHUNK_PROFILES,
+};
 
 use crate::index::{select, Matcher, MemPostings, SeriesRef};
 use crate::labels::Labels;
@@ -55,6 +58,17 @@ pub enum HeadError {
         timestamp: i64,
         /// The series' latest timestamp.
         max_time: i64,
+    },
+    /// A profile older than the head's lower bound: that time is already
+    /// written to a block.
+    #[error(
+        "too old: profiles before {min_time} ms are already written to a block, got {timestamp} ms"
+    )]
+    TooOld {
+        /// The rejected timestamp.
+        timestamp: i64,
+        /// The head's lower bound.
+        min_time: i64,
     },
     /// Creating the series would exceed the series limit.
     #[error("series limit reached: the store holds {limit} series (limit max_series)")]
@@ -184,6 +198,57 @@ impl Head {
         let mut v = self.select(matchers);
         v.retain(|s| s.overlaps(start, end));
         v
+    }
+
+    /// Every series, sorted by ref.
+    pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
+        let mut v: Vec<Arc<MemSeries>> = Vec::with_capacity(self.num_series());
+        for stripe in &self.by_ref {
+            v.extend(stripe.read().values().cloned());
+        }
+        v.sort_by_key(|s| s.sref);
+        v
+    }
+
+    /// Removes a series from the series map and the postings. The caller
+    /// makes sure no writer holds it (the store removes series only while
+    /// ingest is excluded).
+    pub fn remove(&self, series: &MemSeries) {
+        let h = series.labels.stable_hash();
+        let mut stripe = self.stripes[(h as usize) % STRIPES].write();
+        let mut removed = false;
+        if let Some(bucket) = stripe.get_mut(&h) {
+            let before = bucket.len();
+            bucket.retain(|s| s.sref != series.sref);
+            removed = bucket.len() < before;
+            if bucket.is_empty() {
+                stripe.remove(&h);
+            }
+        }
+        drop(stripe);
+        if removed {
+            self.by_ref[(series.sref.0 as usize) % STRIPES]
+                .write()
+                .remove(&series.sref);
+            self.postings.write().remove(series.sref, &series.labels);
+            self.num_series.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Releases the memory of series maps left sparse by removals.
+    pub fn shrink(&self) {
+        for stripe in &self.stripes {
+            let mut m = stripe.write();
+            if m.capacity() > 4 * m.len() + 64 {
+                m.shrink_to_fit();
+            }
+        }
+        for stripe in &self.by_ref {
+            let mut m = stripe.write();
+            if m.capacity() > 4 * m.len() + 64 {
+                m.shrink_to_fit();
+            }
+        }
     }
 
     /// Bytes held by all chunks of all series.

@@ -31,7 +31,7 @@ pub struct AppendProfile {
 
 /// A stack's values within one chunk set.
 #[derive(Debug, Clone)]
-struct StackColumn {
+pub(crate) struct StackColumn {
     /// Index (within the chunk set) of the profile of the column's first
     /// value.
     first: u16,
@@ -52,7 +52,7 @@ pub struct ChunkSet {
 }
 
 impl ChunkSet {
-    fn new() -> ChunkSet {
+    pub(crate) fn new() -> ChunkSet {
         ChunkSet {
             min_time: i64::MAX,
             max_time: i64::MIN,
@@ -63,6 +63,176 @@ impl ChunkSet {
             totals: XorChunk::new(),
             stacks: FxHashMap::default(),
         }
+    }
+
+    /// Number of profiles.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the set holds no profile.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `(min, max)` timestamps of the set.
+    pub fn time_range(&self) -> (i64, i64) {
+        (self.min_time, self.max_time)
+    }
+
+    /// The distinct stacks of the set.
+    pub fn stack_ids(&self) -> impl Iterator<Item = &StackId> {
+        self.stacks.keys()
+    }
+
+    /// Number of (stack, profile) values stored, padding included.
+    pub fn num_values(&self) -> usize {
+        self.stacks.values().map(|c| c.values.len()).sum()
+    }
+
+    /// The set as a block message (chunk bytes as they are).
+    pub fn to_proto(&self) -> crate::proto::block::ChunkSet {
+        let mut stacks: Vec<_> = self
+            .stacks
+            .iter()
+            .map(|(id, c)| crate::proto::block::StackColumn {
+                stack: id.0.as_bytes().to_vec(),
+                first: u32::from(c.first),
+                values: c.values.bytes().to_vec(),
+            })
+            .collect();
+        stacks.sort_unstable_by(|a, b| a.stack.cmp(&b.stack));
+        crate::proto::block::ChunkSet {
+            min_time: self.min_time,
+            max_time: self.max_time,
+            len: self.len as u32,
+            timestamps: self.timestamps.bytes().to_vec(),
+            durations: self.durations.bytes().to_vec(),
+            periods: self.periods.bytes().to_vec(),
+            totals: self.totals.bytes().to_vec(),
+            stacks,
+        }
+    }
+
+    /// Decodes and checks a set read from a block: every chunk decodes, the
+    /// columns hold `len` values (stack columns at most `len - first`), the
+    /// timestamps increase and lie in `[min_time, max_time]`.
+    pub fn from_proto(p: &crate::proto::block::ChunkSet) -> Result<ChunkSet, String> {
+        let len = p.len as usize;
+        if len == 0 || len > CHUNK_PROFILES {
+            return Err(format!("chunk set of {len} profiles"));
+        }
+        let chunk = |what: &str, e: crate::chunkenc::ChunkError| format!("{what}: {e}");
+        let timestamps =
+            TimestampChunk::from_bytes(&p.timestamps).map_err(|e| chunk("timestamps", e))?;
+        let durations = RleChunk::from_bytes(&p.durations).map_err(|e| chunk("durations", e))?;
+        let periods = RleChunk::from_bytes(&p.periods).map_err(|e| chunk("periods", e))?;
+        let totals = XorChunk::from_bytes(&p.totals).map_err(|e| chunk("totals", e))?;
+        if timestamps.len() != len
+            || durations.len() != len
+            || periods.len() != len
+            || totals.len() != len
+        {
+            return Err(format!("columns disagree with the set's {len} profiles"));
+        }
+        if timestamps.iter().next() != Some(p.min_time) || timestamps.last() != Some(p.max_time) {
+            return Err("timestamps disagree with the set's time range".into());
+        }
+        let mut stacks = FxHashMap::default();
+        for c in &p.stacks {
+            let id = uuid::Uuid::from_slice(&c.stack)
+                .map_err(|_| format!("stack id of {} bytes", c.stack.len()))?;
+            let values = XorChunk::from_bytes(&c.values).map_err(|e| chunk("stack column", e))?;
+            let first = c.first as usize;
+            if first >= len || first + values.len() > len || values.is_empty() {
+                return Err(format!(
+                    "stack column of {} values from profile {first} in a set of {len}",
+                    values.len()
+                ));
+            }
+            stacks.insert(
+                StackId(id),
+                StackColumn {
+                    first: first as u16,
+                    values,
+                },
+            );
+        }
+        Ok(ChunkSet {
+            min_time: p.min_time,
+            max_time: p.max_time,
+            len,
+            timestamps,
+            durations,
+            periods,
+            totals,
+            stacks,
+        })
+    }
+
+    /// The profiles of the set with timestamps in `[start, end]`, decoded.
+    pub fn profiles(&self, start: i64, end: i64) -> Vec<AppendProfile> {
+        let (lo, hi, ts) = self.index_range(start, end);
+        if hi == lo {
+            return Vec::new();
+        }
+        let mut out: Vec<AppendProfile> = (lo..hi)
+            .map(|i| AppendProfile {
+                timestamp: ts[i],
+                ..AppendProfile::default()
+            })
+            .collect();
+        for (i, d) in self.durations.iter().enumerate().take(hi).skip(lo) {
+            out[i - lo].duration = d;
+        }
+        for (i, p) in self.periods.iter().enumerate().take(hi).skip(lo) {
+            out[i - lo].period = p;
+        }
+        for (stack, col) in &self.stacks {
+            let first = usize::from(col.first);
+            for (j, v) in col.values.iter().enumerate() {
+                let i = first + j;
+                if i >= hi {
+                    break;
+                }
+                if i >= lo && v != 0 {
+                    out[i - lo].samples.push((*stack, v));
+                }
+            }
+        }
+        for p in &mut out {
+            p.samples.sort_unstable_by_key(|(k, _)| *k);
+        }
+        out
+    }
+
+    /// Appends one profile (the caller has checked that its timestamp is
+    /// after the set's last and that the set is not full).
+    fn push(&mut self, p: &AppendProfile) {
+        let idx = self.len;
+        // Cannot fail: the caller checked the timestamp is after the set's
+        // last one.
+        if self.timestamps.append(p.timestamp).is_err() {
+            unreachable!("timestamps of a chunk set increase");
+        }
+        self.durations.append(p.duration);
+        self.periods.append(p.period);
+        let mut total: i64 = 0;
+        for &(stack, v) in &p.samples {
+            total = total.wrapping_add(v);
+            let col = self.stacks.entry(stack).or_insert_with(|| StackColumn {
+                first: idx as u16,
+                values: XorChunk::new(),
+            });
+            while usize::from(col.first) + col.values.len() < idx {
+                col.values.append(0);
+            }
+            col.values.append(v);
+        }
+        self.totals.append(total);
+        self.len += 1;
+        self.min_time = self.min_time.min(p.timestamp);
+        self.max_time = p.timestamp;
     }
 
     fn bytes(&self) -> usize {
@@ -204,34 +374,7 @@ impl MemSeries {
         let Some(set) = data.sets.last_mut() else {
             unreachable!("a chunk set was pushed above")
         };
-        let idx = set.len;
-        // Cannot fail: the timestamp is after the series' max time, which
-        // is at or after this set's last timestamp.
-        set.timestamps
-            .append(p.timestamp)
-            .map_err(|_| HeadError::OutOfOrder {
-                labels: self.labels.to_string(),
-                timestamp: p.timestamp,
-                max_time: set.max_time,
-            })?;
-        set.durations.append(p.duration);
-        set.periods.append(p.period);
-        let mut total: i64 = 0;
-        for &(stack, v) in &p.samples {
-            total = total.wrapping_add(v);
-            let col = set.stacks.entry(stack).or_insert_with(|| StackColumn {
-                first: idx as u16,
-                values: XorChunk::new(),
-            });
-            while usize::from(col.first) + col.values.len() < idx {
-                col.values.append(0);
-            }
-            col.values.append(v);
-        }
-        set.totals.append(total);
-        set.len += 1;
-        set.min_time = set.min_time.min(p.timestamp);
-        set.max_time = p.timestamp;
+        set.push(p);
         data.max_time = Some(p.timestamp);
         data.min_time.get_or_insert(p.timestamp);
         Ok(())
@@ -251,13 +394,7 @@ impl MemSeries {
 
     /// True when the series has a profile in `[start, end]`.
     pub fn overlaps(&self, start: i64, end: i64) -> bool {
-        let d = self.data.lock();
-        d.sets.iter().any(|s| {
-            s.len > 0 && s.min_time <= end && s.max_time >= start && {
-                let (lo, hi, _) = s.index_range(start, end);
-                hi > lo
-            }
-        })
+        sets_overlap(&self.data.lock().sets, start, end)
     }
 
     /// Number of profiles stored.
@@ -272,33 +409,12 @@ impl MemSeries {
 
     /// `(timestamp, total)` of every profile in `[start, end]`.
     pub fn totals(&self, start: i64, end: i64) -> Vec<(i64, i64)> {
-        let d = self.data.lock();
-        let mut out = Vec::new();
-        for s in &d.sets {
-            if s.max_time < start || s.min_time > end {
-                continue;
-            }
-            for (t, v) in s.timestamps.iter().zip(s.totals.iter()) {
-                if t >= start && t <= end {
-                    out.push((t, v));
-                }
-            }
-        }
-        out
+        sets_totals(&self.data.lock().sets, start, end)
     }
 
     /// Timestamp of the first profile in `[start, end]`.
     pub fn first_in(&self, start: i64, end: i64) -> Option<i64> {
-        let d = self.data.lock();
-        for s in &d.sets {
-            if s.max_time < start || s.min_time > end {
-                continue;
-            }
-            if let Some(t) = s.timestamps.iter().find(|&t| t >= start && t <= end) {
-                return Some(t);
-            }
-        }
-        None
+        sets_first_in(&self.data.lock().sets, start, end)
     }
 
     /// Adds the value of every stack over the profiles in `[start, end]` into
@@ -309,56 +425,192 @@ impl MemSeries {
         end: i64,
         acc: &mut FxHashMap<StackId, i64>,
     ) -> MergeStats {
+        sets_merge_into(&self.data.lock().sets, start, end, acc)
+    }
+
+    /// The profiles in `[start, end]`, decoded (for writing a block).
+    pub fn profiles(&self, start: i64, end: i64) -> Vec<AppendProfile> {
         let d = self.data.lock();
-        let mut stats = MergeStats::empty();
+        let mut out = Vec::new();
         for s in &d.sets {
-            if s.len == 0 || s.max_time < start || s.min_time > end {
-                continue;
-            }
-            let (lo, hi, ts) = s.index_range(start, end);
-            if hi == lo {
-                continue;
-            }
-            stats.min_time = stats.min_time.min(ts[lo]);
-            stats.profiles += hi - lo;
-            for (i, d) in s.durations.iter().enumerate() {
-                if i >= lo && i < hi {
-                    stats.duration = stats.duration.saturating_add(d);
-                    stats.reads.push((ts[i], d));
-                }
-            }
-            if let Some(p) = s.periods.get(hi - 1) {
-                stats.period = p;
-            }
-            for (stack, col) in &s.stacks {
-                let first = usize::from(col.first);
-                let end_idx = first + col.values.len();
-                if end_idx <= lo || first >= hi {
-                    continue;
-                }
-                let mut sum: i64 = 0;
-                if lo <= first && end_idx <= hi {
-                    for v in col.values.iter() {
-                        sum = sum.wrapping_add(v);
-                    }
-                } else {
-                    for (i, v) in col.values.iter().enumerate() {
-                        let idx = first + i;
-                        if idx >= hi {
-                            break;
-                        }
-                        if idx >= lo {
-                            sum = sum.wrapping_add(v);
-                        }
-                    }
-                }
-                if sum != 0 {
-                    *acc.entry(*stack).or_insert(0) += sum;
-                }
+            if s.max_time >= start && s.min_time <= end {
+                out.extend(s.profiles(start, end));
             }
         }
-        stats
+        out
     }
+
+    /// The chunk sets, cloned (for writing a snapshot or a block from a
+    /// series built for it).
+    pub fn chunk_sets(&self) -> Vec<ChunkSet> {
+        self.data.lock().sets.clone()
+    }
+
+    /// Adds the stacks the series references to `into`.
+    pub fn stack_ids(&self, into: &mut rustc_hash::FxHashSet<StackId>) {
+        for s in &self.data.lock().sets {
+            into.extend(s.stacks.keys().copied());
+        }
+    }
+
+    /// Drops every profile before `t` and returns how many are left. The
+    /// series keeps its latest timestamp, so an append at or before it is
+    /// still out of order.
+    pub fn truncate_before(&self, t: i64) -> usize {
+        let mut d = self.data.lock();
+        let keep_from = d.sets.iter().position(|s| s.max_time >= t);
+        let Some(k) = keep_from else {
+            d.sets.clear();
+            d.min_time = None;
+            return 0;
+        };
+        d.sets.drain(..k);
+        if d.sets[0].min_time < t {
+            // Rebuild the straddling set from its profiles at or after t.
+            let rest = d.sets[0].profiles(t, i64::MAX);
+            let mut set = ChunkSet::new();
+            for p in &rest {
+                set.push(p);
+            }
+            d.sets[0] = set;
+        }
+        d.min_time = d.sets.first().map(|s| s.min_time);
+        d.sets.iter().map(|s| s.len).sum()
+    }
+
+    /// Appends whole chunk sets read from a snapshot; they must follow the
+    /// series' profiles in time.
+    pub fn load_sets(&self, sets: Vec<ChunkSet>) -> Result<(), HeadError> {
+        let mut d = self.data.lock();
+        for set in sets {
+            if let Some(max) = d.max_time {
+                if set.min_time <= max {
+                    return Err(HeadError::OutOfOrder {
+                        labels: self.labels.to_string(),
+                        timestamp: set.min_time,
+                        max_time: max,
+                    });
+                }
+            }
+            d.min_time.get_or_insert(set.min_time);
+            d.max_time = Some(set.max_time);
+            d.sets.push(set);
+        }
+        Ok(())
+    }
+}
+
+/// Chunk sets holding `profiles` (in time order, timestamps increasing).
+pub fn build_sets(profiles: &[AppendProfile]) -> Vec<ChunkSet> {
+    let mut sets: Vec<ChunkSet> = Vec::new();
+    for p in profiles {
+        match sets.last_mut() {
+            Some(s) if s.len < CHUNK_PROFILES && s.max_time < p.timestamp => s.push(p),
+            _ => {
+                let mut s = ChunkSet::new();
+                s.push(p);
+                sets.push(s);
+            }
+        }
+    }
+    sets
+}
+
+/// True when `sets` hold a profile in `[start, end]`.
+pub fn sets_overlap(sets: &[ChunkSet], start: i64, end: i64) -> bool {
+    sets.iter().any(|s| {
+        s.len > 0 && s.min_time <= end && s.max_time >= start && {
+            let (lo, hi, _) = s.index_range(start, end);
+            hi > lo
+        }
+    })
+}
+
+/// `(timestamp, total)` of every profile of `sets` in `[start, end]`.
+pub fn sets_totals(sets: &[ChunkSet], start: i64, end: i64) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    for s in sets {
+        if s.max_time < start || s.min_time > end {
+            continue;
+        }
+        for (t, v) in s.timestamps.iter().zip(s.totals.iter()) {
+            if t >= start && t <= end {
+                out.push((t, v));
+            }
+        }
+    }
+    out
+}
+
+/// Timestamp of the first profile of `sets` in `[start, end]`.
+pub fn sets_first_in(sets: &[ChunkSet], start: i64, end: i64) -> Option<i64> {
+    for s in sets {
+        if s.max_time < start || s.min_time > end {
+            continue;
+        }
+        if let Some(t) = s.timestamps.iter().find(|&t| t >= start && t <= end) {
+            return Some(t);
+        }
+    }
+    None
+}
+
+/// Adds the value of every stack of `sets` over the profiles in
+/// `[start, end]` into `acc`.
+pub fn sets_merge_into(
+    sets: &[ChunkSet],
+    start: i64,
+    end: i64,
+    acc: &mut FxHashMap<StackId, i64>,
+) -> MergeStats {
+    let mut stats = MergeStats::empty();
+    for s in sets {
+        if s.len == 0 || s.max_time < start || s.min_time > end {
+            continue;
+        }
+        let (lo, hi, ts) = s.index_range(start, end);
+        if hi == lo {
+            continue;
+        }
+        stats.min_time = stats.min_time.min(ts[lo]);
+        stats.profiles += hi - lo;
+        for (i, d) in s.durations.iter().enumerate() {
+            if i >= lo && i < hi {
+                stats.duration = stats.duration.saturating_add(d);
+                stats.reads.push((ts[i], d));
+            }
+        }
+        if let Some(p) = s.periods.get(hi - 1) {
+            stats.period = p;
+        }
+        for (stack, col) in &s.stacks {
+            let first = usize::from(col.first);
+            let end_idx = first + col.values.len();
+            if end_idx <= lo || first >= hi {
+                continue;
+            }
+            let mut sum: i64 = 0;
+            if lo <= first && end_idx <= hi {
+                for v in col.values.iter() {
+                    sum = sum.wrapping_add(v);
+                }
+            } else {
+                for (i, v) in col.values.iter().enumerate() {
+                    let idx = first + i;
+                    if idx >= hi {
+                        break;
+                    }
+                    if idx >= lo {
+                        sum = sum.wrapping_add(v);
+                    }
+                }
+            }
+            if sum != 0 {
+                *acc.entry(*stack).or_insert(0) += sum;
+            }
+        }
+    }
+    stats
 }
 
 #[cfg(test)]

@@ -2,7 +2,12 @@
 //!
 //! Every entity gets a random UUID the first time it is seen and is found
 //! again through a by-key index, so the same entity in any later profile (from
-//! any writer) gets the same id. Entities never change once written.
+//! any writer) gets the same id. Entities never change once written; they
+//! are deleted only by garbage collection ([`gc`]), when no live stack reaches
+//! them, and then always before anything they refer to (stacks, then
+//! locations, then functions and mappings), so every id stored in a value
+//! resolves. An entity created again after its deletion gets a new id; ids
+//! are never reused.
 //!
 //! # Layout in sled (one tree, keys by prefix; values are `proto/meta.proto`)
 //!
@@ -37,9 +42,11 @@
 //! can never give the same entity two ids. Entities themselves (id → value)
 //! are read from sled on first use by a query and cached.
 
+pub mod gc;
 pub mod keys;
 pub mod store;
 
+pub use gc::GcStats;
 pub use store::{MetaCounts, MetaStore};
 
 use std::fmt;

@@ -7,6 +7,8 @@
 //! the store-wide `create` mutex, re-checks the cache and sled, writes all new
 //! entities of one call in one sled batch, and only then publishes them to the
 //! caches. An id is therefore never visible before it is in sled's log.
+//! Garbage collection ([`super::gc`]) takes the same mutex and removes cache
+//! entries only after their deletion is in sled.
 
 use super::keys::{self, *};
 use super::{
@@ -36,7 +38,7 @@ pub struct MetaCounts {
 }
 
 /// How one kind of entity is keyed and stored.
-trait Entity: Sized + Send + Sync + 'static {
+pub(super) trait Entity: Sized + Send + Sync + 'static {
     const KIND: &'static str;
     const BY_KEY: &'static [u8];
     const BY_ID: &'static [u8];
@@ -44,6 +46,9 @@ trait Entity: Sized + Send + Sync + 'static {
     fn key(&self, buf: &mut Vec<u8>);
     fn encode(&self) -> Vec<u8>;
     fn decode(b: &[u8]) -> Result<Self, MetaError>;
+    /// Heap bytes owned by the value (strings, vectors), for
+    /// [`MetaStore::cache_bytes`].
+    fn heap_bytes(&self) -> usize;
 }
 
 fn corrupt<E: std::fmt::Display>(kind: &str) -> impl FnOnce(E) -> MetaError + '_ {
@@ -94,6 +99,9 @@ impl Entity for Mapping {
             has_inline_frames: m.has_inline_frames,
         })
     }
+    fn heap_bytes(&self) -> usize {
+        self.filename.capacity() + self.build_id.capacity()
+    }
 }
 
 impl Entity for Function {
@@ -121,6 +129,9 @@ impl Entity for Function {
             filename: f.filename,
             start_line: f.start_line,
         })
+    }
+    fn heap_bytes(&self) -> usize {
+        self.name.capacity() + self.system_name.capacity() + self.filename.capacity()
     }
 }
 
@@ -171,6 +182,9 @@ impl Entity for Location {
                 .collect::<Result<_, MetaError>>()?,
         })
     }
+    fn heap_bytes(&self) -> usize {
+        self.lines.capacity() * std::mem::size_of::<Line>()
+    }
 }
 
 impl Entity for Stacktrace {
@@ -219,17 +233,27 @@ impl Entity for Stacktrace {
                 .collect(),
         })
     }
+    fn heap_bytes(&self) -> usize {
+        self.locations.capacity() * std::mem::size_of::<LocationId>()
+            + self
+                .num_labels
+                .iter()
+                .map(|n| std::mem::size_of::<NumLabel>() + n.key.capacity() + n.unit.capacity())
+                .sum::<usize>()
+    }
 }
 
-/// The caches of one entity kind. Entries are never removed while the
-/// process runs (entities are immutable and ids never reused).
-struct Table<E> {
-    /// by-key suffix (no prefix) → id.
-    by_key: RwLock<FxHashMap<Box<[u8]>, Uuid>>,
-    /// id → entity.
-    by_id: RwLock<FxHashMap<Uuid, Arc<E>>>,
-    /// Entities in sled (persisted under `E::COUNT_KEY`).
-    count: AtomicU64,
+/// The caches of one entity kind. Entries are removed only by
+/// [`MetaStore::collect_garbage`], after the entity's deletion is in sled
+/// (entities are immutable and ids never reused).
+pub(super) struct Table<E> {
+    /// by-key suffix (no prefix) → id: exactly the by-key entries in sled.
+    pub(super) by_key: RwLock<FxHashMap<Box<[u8]>, Uuid>>,
+    /// id → entity, for the entities read or created since open.
+    pub(super) by_id: RwLock<FxHashMap<Uuid, Arc<E>>>,
+    /// Entities in sled (persisted under `E::COUNT_KEY`, in the same batch as
+    /// every creation or deletion).
+    pub(super) count: AtomicU64,
 }
 
 impl<E: Entity> Table<E> {
@@ -257,14 +281,26 @@ impl<E: Entity> Table<E> {
         })
     }
 
+    /// Approximate heap bytes of both caches: per by-key entry the key, its
+    /// box and the id (plus a control byte); per by-id entry the id, the
+    /// `Arc` (pointer, counts, value) and the value's own heap bytes. Every
+    /// hash map slot, used or spare, counts an entry's size.
     fn cache_bytes(&self) -> usize {
         let k = self.by_key.read();
-        let keys: usize = k.keys().map(|b| b.len() + 16 + 16).sum();
-        keys + self.by_id.read().len() * (16 + 8 + std::mem::size_of::<E>() + 16)
+        let key_slot = std::mem::size_of::<(Box<[u8]>, Uuid)>() + 1;
+        let keys: usize = k.keys().map(|b| b.len()).sum::<usize>() + k.capacity() * key_slot;
+        let v = self.by_id.read();
+        let id_slot = std::mem::size_of::<(Uuid, Arc<E>)>() + 1;
+        let values: usize = v
+            .values()
+            .map(|e| 16 + std::mem::size_of::<E>() + e.heap_bytes())
+            .sum::<usize>()
+            + v.capacity() * id_slot;
+        keys + values
     }
 }
 
-fn with_prefix(prefix: &[u8], suffix: &[u8]) -> Vec<u8> {
+pub(super) fn with_prefix(prefix: &[u8], suffix: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + suffix.len());
     k.extend_from_slice(prefix);
     k.extend_from_slice(suffix);
@@ -273,13 +309,14 @@ fn with_prefix(prefix: &[u8], suffix: &[u8]) -> Vec<u8> {
 
 /// The meta store. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct MetaStore {
-    db: sled::Db,
-    /// Serializes creation of new entities (never held on the cache-hit path).
-    create: Mutex<()>,
-    mappings: Table<Mapping>,
-    functions: Table<Function>,
-    locations: Table<Location>,
-    stacks: Table<Stacktrace>,
+    pub(super) db: sled::Db,
+    /// Serializes creation of new entities (never held on the cache-hit path)
+    /// and garbage collection.
+    pub(super) create: Mutex<()>,
+    pub(super) mappings: Table<Mapping>,
+    pub(super) functions: Table<Function>,
+    pub(super) locations: Table<Location>,
+    pub(super) stacks: Table<Stacktrace>,
 }
 
 impl std::fmt::Debug for MetaStore {

@@ -70,7 +70,7 @@ impl ApiError {
                 IngestError::Head(HeadError::SeriesLimit { .. }) => {
                     (S::TOO_MANY_REQUESTS, "unavailable")
                 }
-                IngestError::Head(HeadError::OutOfOrder { .. }) => bad,
+                IngestError::Head(HeadError::OutOfOrder { .. } | HeadError::TooOld { .. }) => bad,
                 IngestError::Meta(_) | IngestError::Wal(_) => {
                     (S::INTERNAL_SERVER_ERROR, "internal")
                 }
@@ -103,6 +103,7 @@ impl ApiError {
                 IngestError::Limit(_) => "label_limit",
                 IngestError::Head(HeadError::SeriesLimit { .. }) => "series_limit",
                 IngestError::Head(HeadError::OutOfOrder { .. }) => "out_of_order",
+                IngestError::Head(HeadError::TooOld { .. }) => "too_old",
                 IngestError::Meta(_) => "meta_store",
                 IngestError::Wal(_) => "wal",
             },

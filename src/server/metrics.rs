@@ -11,14 +11,28 @@
 //! | `profstore_head_chunk_bytes` | gauge | bytes of the head's compressed columns |
 //! | `profstore_wal_replayed_records` | gauge | WAL records replayed at start |
 //! | `profstore_wal_corruptions` | gauge | damaged WAL ranges found at start |
+//! | `profstore_blocks` | gauge | open on-disk blocks |
+//! | `profstore_block_bytes` | gauge | bytes of the open blocks' files |
+//! | `profstore_block_index_memory_bytes` | gauge | memory held by the open blocks' indexes |
+//! | `profstore_block_damaged_reads_total` | counter | chunk reads that found damage in a block |
+//! | `profstore_damaged_blocks` | gauge | block files found damaged at start (moved aside) |
+//! | `profstore_blocks_written_total` | counter | blocks cut from the head |
+//! | `profstore_blocks_deleted_total` | counter | blocks deleted by retention |
+//! | `profstore_wal_segments_deleted_total` | counter | WAL segments deleted after a cut or a snapshot |
+//! | `profstore_head_series_removed_total` | counter | head series removed with no profiles left |
+//! | `profstore_meta_gc_runs_total` | counter | garbage collections of the meta store |
+//! | `profstore_meta_gc_deleted_total` | counter | meta entries deleted by garbage collection |
+//! | `profstore_maintenance_failures_total` | counter | failed maintenance steps (each logged) |
 //! | `profstore_http_request_duration_seconds{handler}` | histogram | request latency by route |
 //! | `profstore_http_requests_total{handler,code}` | counter | requests by route and status |
 //! | `profstore_errors_total{kind}` | counter | failed requests by error kind |
+//! | `profstore_scrape_*` | | scrape health, durations, bytes, failures: see [`crate::scrape::metrics`] |
 //!
 //! The store's counters and sizes are read when `/metrics` is scraped; the
 //! HTTP metrics are recorded by [`track`], a middleware around every route.
 
 use super::AppState;
+use crate::scrape::ScrapeMetrics;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
@@ -54,6 +68,44 @@ struct KindLabels {
     kind: String,
 }
 
+/// Gauges read from the store at scrape time: (name, help).
+const GAUGES: &[(&str, &str)] = &[
+    ("blocks", "Open on-disk blocks"),
+    ("block_bytes", "Bytes of the open blocks' files"),
+    (
+        "block_index_memory_bytes",
+        "Memory held by the open blocks' indexes",
+    ),
+    (
+        "damaged_blocks",
+        "Block files found damaged at start (moved aside, not served)",
+    ),
+];
+
+/// Counters read from the store at scrape time: (name, help).
+const COUNTERS: &[(&str, &str)] = &[
+    (
+        "block_damaged_reads",
+        "Chunk reads that found damage in a block",
+    ),
+    ("blocks_written", "Blocks cut from the head"),
+    ("blocks_deleted", "Blocks deleted by retention"),
+    (
+        "wal_segments_deleted",
+        "WAL segments deleted after a block cut or a snapshot",
+    ),
+    (
+        "head_series_removed",
+        "Head series removed with no profiles left",
+    ),
+    ("meta_gc_runs", "Garbage collections of the meta store"),
+    (
+        "meta_gc_deleted",
+        "Meta entries deleted by garbage collection",
+    ),
+    ("maintenance_failures", "Failed maintenance steps"),
+];
+
 /// The daemon's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -65,9 +117,14 @@ pub struct Metrics {
     chunk_bytes: Gauge,
     wal_records: Gauge,
     wal_corruptions: Gauge,
+    /// Store gauges and counters read at scrape time, by name.
+    gauges: Vec<(&'static str, Gauge)>,
+    counters: Vec<(&'static str, Counter)>,
     latency: Family<HandlerLabels, Histogram>,
     requests: Family<RequestLabels, Counter>,
     errors: Family<KindLabels, Counter>,
+    /// The scrape loops' metrics (registered here, updated by the loops).
+    pub scrape: ScrapeMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -95,12 +152,15 @@ impl Metrics {
             chunk_bytes: Gauge::default(),
             wal_records: Gauge::default(),
             wal_corruptions: Gauge::default(),
+            gauges: Vec::new(),
+            counters: Vec::new(),
             // 0.5 ms … ~16 s.
             latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
             requests: Family::default(),
             errors: Family::default(),
+            scrape: ScrapeMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -147,7 +207,29 @@ impl Metrics {
             m.requests.clone(),
         );
         r.register("errors", "Failed requests by error kind", m.errors.clone());
-        Metrics { registry, ..m }
+        let gauges: Vec<(&'static str, Gauge)> = GAUGES
+            .iter()
+            .map(|(name, help)| {
+                let g = Gauge::default();
+                r.register(*name, *help, g.clone());
+                (*name, g)
+            })
+            .collect();
+        let counters: Vec<(&'static str, Counter)> = COUNTERS
+            .iter()
+            .map(|(name, help)| {
+                let c = Counter::default();
+                r.register(*name, *help, c.clone());
+                (*name, c)
+            })
+            .collect();
+        m.scrape.register(r);
+        Metrics {
+            registry,
+            gauges,
+            counters,
+            ..m
+        }
     }
 
     /// Renders every metric, reading the store's figures first.
@@ -174,6 +256,32 @@ impl Metrics {
         let r = store.recovery();
         self.wal_records.set(r.wal.records as i64);
         self.wal_corruptions.set(r.wal.corruptions.len() as i64);
+        let ms = store.maintenance_stats();
+        for (name, g) in &self.gauges {
+            g.set(match *name {
+                "blocks" => ms.blocks as i64,
+                "block_bytes" => ms.block_bytes as i64,
+                "block_index_memory_bytes" => ms.block_memory_bytes as i64,
+                "damaged_blocks" => r.damaged_blocks as i64,
+                _ => 0,
+            });
+        }
+        for (name, c) in &self.counters {
+            c.inner().store(
+                match *name {
+                    "block_damaged_reads" => ms.block_damaged_reads,
+                    "blocks_written" => ms.blocks_written,
+                    "blocks_deleted" => ms.blocks_deleted,
+                    "wal_segments_deleted" => ms.wal_segments_deleted,
+                    "head_series_removed" => ms.series_removed,
+                    "meta_gc_runs" => ms.gc_runs,
+                    "meta_gc_deleted" => ms.gc_deleted,
+                    "maintenance_failures" => ms.failures,
+                    _ => 0,
+                },
+                Relaxed,
+            );
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -13,10 +13,12 @@ mod handlers;
 mod metrics;
 pub mod params;
 mod pyroscope;
+mod scrape;
 
 pub use error::ApiError;
 pub use metrics::{ErrorKind, Metrics};
 
+use crate::scrape::ScrapeManager;
 use crate::store::Store;
 use axum::body::{Body, Bytes};
 use axum::extract::DefaultBodyLimit;
@@ -34,15 +36,25 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The daemon's metrics.
     pub metrics: Arc<Metrics>,
+    /// The scrape loops (none until [`ScrapeManager::apply`]).
+    pub scrape: Arc<ScrapeManager>,
 }
 
 impl AppState {
-    /// State over `store` with fresh metrics.
+    /// State over `store` with fresh metrics and no scrape loops (jobs
+    /// without `body_size_limit` scrape at most `max_body_bytes`).
     pub fn new(store: Arc<Store>, max_body_bytes: usize) -> AppState {
+        let metrics = Arc::new(Metrics::new());
+        let scrape = Arc::new(ScrapeManager::new(
+            Arc::clone(&store),
+            metrics.scrape.clone(),
+            max_body_bytes,
+        ));
         AppState {
             store,
             max_body_bytes,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
+            scrape,
         }
     }
 }
@@ -78,6 +90,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/profile", get(handlers::profile))
         .route("/api/v1/profile/merge", get(handlers::merge))
         .route("/api/v1/profile/diff", get(handlers::diff))
+        .route("/api/v1/targets", get(scrape::targets))
+        .route("/-/reload", post(scrape::reload))
         .route("/-/healthy", get(handlers::healthy))
         .route("/-/ready", get(handlers::ready))
         .route("/metrics", get(metrics::metrics))

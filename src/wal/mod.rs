@@ -30,6 +30,7 @@ pub use segment::{
 };
 
 use parking_lot::Mutex;
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -178,6 +179,11 @@ struct Writer {
     size: u64,
     poisoned: bool,
     buf: Vec<u8>,
+    /// Newest profile timestamp among the segment's records.
+    max_ts: i64,
+    /// Closed segments: sequence → newest profile timestamp of their records
+    /// (`i64::MIN` when none).
+    closed: BTreeMap<u64, i64>,
 }
 
 /// An open log, appending to its newest segment.
@@ -202,28 +208,47 @@ impl std::fmt::Debug for Wal {
 impl Wal {
     /// Opens the log in `dir` (created if missing): replays every record
     /// through `apply(type, payload)` in order, then starts a new segment.
-    /// Records of unknown type are reported and skipped.
+    /// `apply` returns the record's profile timestamp (ms) when it has one,
+    /// which [`Wal::remove_before`] uses to tell when a segment is no longer
+    /// needed. Records of unknown type are reported and skipped.
     pub fn open(
         dir: &Path,
         options: WalOptions,
-        mut apply: impl FnMut(RecordType, &[u8]),
+        mut apply: impl FnMut(RecordType, &[u8]) -> Option<i64>,
     ) -> Result<(Wal, ReplayStats), WalError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let started = Instant::now();
         let segments = list_segments(dir)?;
         let mut stats = ReplayStats::default();
         let last = segments.len().saturating_sub(1);
+        let mut closed = BTreeMap::new();
+        let mut progress = Instant::now();
         for (i, (seq, path)) in segments.iter().enumerate() {
             let data = std::fs::read(path).map_err(io_err(path))?;
             stats.segments += 1;
             stats.bytes += data.len() as u64;
+            let mut max_ts = i64::MIN;
             let read = read_segment(&data, |typ, payload| match RecordType::from_byte(typ) {
                 Some(t) => {
                     stats.records += 1;
-                    apply(t, payload);
+                    if let Some(ts) = apply(t, payload) {
+                        max_ts = max_ts.max(ts);
+                    }
                 }
                 None => tracing::warn!(segment = seq, typ, "unknown WAL record type; skipped"),
             });
+            closed.insert(*seq, max_ts);
+            if progress.elapsed() >= Duration::from_secs(5) {
+                progress = Instant::now();
+                tracing::info!(
+                    segment = i + 1,
+                    of = segments.len(),
+                    records = stats.records,
+                    mb = stats.bytes / 1_000_000,
+                    seconds = started.elapsed().as_secs(),
+                    "replaying the WAL"
+                );
+            }
             for c in &read.corruptions {
                 tracing::warn!(segment = %path.display(), offset = c.offset, "WAL damaged: {}", c.reason);
             }
@@ -266,7 +291,8 @@ impl Wal {
         }
         stats.elapsed = started.elapsed();
         let next = segments.last().map_or(1, |(s, _)| s + 1);
-        let writer = Writer::create(dir, next)?;
+        let mut writer = Writer::create(dir, next)?;
+        writer.closed = closed;
         let wal = Wal::start(dir, options, writer);
         Ok((wal, stats))
     }
@@ -313,6 +339,11 @@ impl Wal {
     /// Appends one record (written to the file before this returns; synced
     /// per the [`SyncPolicy`] — call [`Wal::commit`] before acknowledging).
     pub fn append(&self, typ: RecordType, payload: &[u8]) -> Result<(), WalError> {
+        self.append_at(typ, payload, i64::MIN)
+    }
+
+    /// [`Wal::append`] of a record holding a profile at `ts` (ms).
+    pub fn append_at(&self, typ: RecordType, payload: &[u8], ts: i64) -> Result<(), WalError> {
         if payload.len() > MAX_RECORD_BYTES {
             return Err(WalError::RecordTooLarge(payload.len()));
         }
@@ -324,8 +355,55 @@ impl Wal {
             w.roll(&self.dir)?;
         }
         w.write_record(typ, payload)?;
+        w.max_ts = w.max_ts.max(ts);
         self.dirty.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Closes the current segment and starts a new one; returns the new
+    /// segment's sequence number (every record appended before is in a
+    /// segment before it).
+    pub fn cut(&self) -> Result<u64, WalError> {
+        let mut w = self.writer.lock();
+        if w.poisoned {
+            return Err(WalError::Poisoned);
+        }
+        w.roll(&self.dir)?;
+        Ok(w.seq)
+    }
+
+    /// Deletes the closed segments before segment `before` whose records'
+    /// profiles are all older than `keep_from` (ms): their profiles are
+    /// durable elsewhere. Returns the number of segments deleted.
+    pub fn remove_before(&self, before: u64, keep_from: i64) -> Result<usize, WalError> {
+        let doomed: Vec<u64> = {
+            let w = self.writer.lock();
+            w.closed
+                .range(..before)
+                .filter(|(_, &max_ts)| max_ts < keep_from)
+                .map(|(&seq, _)| seq)
+                .collect()
+        };
+        for &seq in &doomed {
+            let path = segment_path(&self.dir, seq);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+            self.writer.lock().closed.remove(&seq);
+        }
+        if !doomed.is_empty() {
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(&self.dir))?;
+        }
+        Ok(doomed.len())
+    }
+
+    /// Number of segment files, the current one included.
+    pub fn num_segments(&self) -> usize {
+        self.writer.lock().closed.len() + 1
     }
 
     /// Makes the appended records durable as the policy promises: syncs now
@@ -378,12 +456,17 @@ impl Writer {
             size: SEGMENT_MAGIC.len() as u64,
             poisoned: false,
             buf: Vec::new(),
+            max_ts: i64::MIN,
+            closed: BTreeMap::new(),
         })
     }
 
     fn roll(&mut self, dir: &Path) -> Result<(), WalError> {
         self.sync()?;
-        *self = Writer::create(dir, self.seq + 1)?;
+        let mut next = Writer::create(dir, self.seq + 1)?;
+        next.closed = std::mem::take(&mut self.closed);
+        next.closed.insert(self.seq, self.max_ts);
+        *self = next;
         Ok(())
     }
 

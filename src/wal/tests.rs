@@ -11,6 +11,7 @@ fn replay(dir: &Path) -> (Vec<Vec<u8>>, ReplayStats) {
     let (wal, stats) = Wal::open(dir, WalOptions::default(), |t, p| {
         assert_eq!(t, RecordType::Profile);
         got.push(p.to_vec());
+        None
     })
     .unwrap();
     drop(wal);
@@ -18,7 +19,7 @@ fn replay(dir: &Path) -> (Vec<Vec<u8>>, ReplayStats) {
 }
 
 fn write_all(dir: &Path, options: WalOptions, records: &[Vec<u8>]) {
-    let (wal, _) = Wal::open(dir, options, |_, _| panic!("empty log")).unwrap();
+    let (wal, _) = Wal::open(dir, options, |_, _| -> Option<i64> { panic!("empty log") }).unwrap();
     for r in records {
         wal.append(RecordType::Profile, r).unwrap();
         wal.commit().unwrap();
@@ -39,7 +40,7 @@ fn round_trip_across_segments_and_reopens() {
     assert!(stats.segments > 3, "{stats:?}");
     assert!(stats.corruptions.is_empty());
     // Appends after a reopen go to a new segment and replay after the old.
-    let (wal, _) = Wal::open(dir.path(), options, |_, _| {}).unwrap();
+    let (wal, _) = Wal::open(dir.path(), options, |_, _| None).unwrap();
     for r in &records[100..] {
         wal.append(RecordType::Profile, r).unwrap();
     }
@@ -175,4 +176,50 @@ fn sync_policy_parses() {
     );
     assert!("0s".parse::<SyncPolicy>().is_err());
     assert!("often".parse::<SyncPolicy>().is_err());
+}
+
+#[test]
+fn segments_are_removed_only_when_closed_and_older_than_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WalOptions {
+        sync: SyncPolicy::Always,
+        segment_bytes: 1 << 20,
+    };
+    let (wal, _) = Wal::open(dir.path(), options, |_, _| None).unwrap();
+    // Segment 1: profiles at 10 and 20; segment 2: 15 and 40; segment 3
+    // (current): 5.
+    wal.append_at(RecordType::Profile, b"a", 10).unwrap();
+    wal.append_at(RecordType::Profile, b"b", 20).unwrap();
+    let s2 = wal.cut().unwrap();
+    wal.append_at(RecordType::Profile, b"c", 15).unwrap();
+    wal.append_at(RecordType::Profile, b"d", 40).unwrap();
+    let s3 = wal.cut().unwrap();
+    assert_eq!((s2, s3), (2, 3));
+    wal.append_at(RecordType::Profile, b"e", 5).unwrap();
+    assert_eq!(wal.num_segments(), 3);
+    // Nothing before 20 is durable elsewhere: segment 1 holds 20.
+    assert_eq!(wal.remove_before(s3, 20).unwrap(), 0);
+    assert_eq!(wal.remove_before(s3, 21).unwrap(), 1);
+    // The current segment is never removed, whatever its timestamps.
+    assert_eq!(wal.remove_before(s3, i64::MAX).unwrap(), 1);
+    assert_eq!(wal.num_segments(), 1);
+    drop(wal);
+    // Reopen: timestamps come back from replay, per segment.
+    let mut seen = Vec::new();
+    let (wal, stats) = Wal::open(dir.path(), options, |_, p| {
+        seen.push(p.to_vec());
+        Some(if p == b"e" { 5 } else { 99 })
+    })
+    .unwrap();
+    assert_eq!(seen, vec![b"e".to_vec()]);
+    assert_eq!(stats.segments, 1);
+    let s5 = wal.cut().unwrap();
+    assert_eq!(
+        wal.remove_before(s5, 6).unwrap(),
+        2,
+        "segment 3 and the empty 4"
+    );
+    drop(wal);
+    let (_, stats) = Wal::open(dir.path(), options, |_, _| None).unwrap();
+    assert_eq!(stats.records, 0);
 }

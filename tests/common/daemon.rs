@@ -12,13 +12,57 @@ pub struct Server {
     pub child: Child,
     pub addr: String,
     pub dir: tempfile::TempDir,
+    /// The daemon's stderr so far, when started with
+    /// [`Server::start_capturing`] (echoed to the test's stderr too).
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let (child, addr) = spawn(&dir.path().join("data"), extra);
-        Server { child, addr, dir }
+        Server {
+            child,
+            addr,
+            dir,
+            log: Default::default(),
+        }
+    }
+
+    /// [`Server::start`] with the daemon's stderr collected in `log`.
+    pub fn start_capturing(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (mut child, addr) = spawn_with(&dir.path().join("data"), extra, Stdio::piped());
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("{line}");
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Server {
+            child,
+            addr,
+            dir,
+            log,
+        }
+    }
+
+    /// Sends `signal` without waiting.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// Stops the server with SIGTERM (asserting a clean exit) and starts it
@@ -93,14 +137,31 @@ impl Server {
 /// Starts `profstore serve` on an ephemeral port with `data_dir`; returns the
 /// child and the address it printed.
 fn spawn(data_dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
+    spawn_with(data_dir, extra, Stdio::inherit())
+}
+
+fn spawn_with(data_dir: &std::path::Path, extra: &[&str], stderr: Stdio) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_profstore"))
         .arg("serve")
         .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
         .arg("--data-dir")
         .arg(data_dir)
+        // The corpus files are years apart, and some writes are stamped
+        // now: unless a test sets them, keep block cuts (which reject older
+        // profiles afterwards) and retention out of the way.
+        .args(if extra.contains(&"--retention") {
+            &[][..]
+        } else {
+            &["--retention", "36500d"][..]
+        })
+        .args(if extra.contains(&"--block-duration") {
+            &[][..]
+        } else {
+            &["--block-duration", "36500d"][..]
+        })
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());

@@ -1,10 +1,42 @@
-//! [`Store`]: the time-series backend — the head plus the meta store —
-//! implementing [`Ingester`] and [`Querier`].
+//! [`Store`]: the time-series backend — the head, the blocks, the meta
+//! store and the write-ahead log — implementing [`Ingester`] and
+//! [`Querier`].
+//!
+//! # Data directory
+//! ```text
+//! meta/           the sled meta store
+//! wal/            write-ahead log segments (docs/format/wal.md)
+//! blocks/         one file per block, <min_time>_<max_time>.block
+//!                 (docs/format/block.md)
+//! head.snapshot   the head as of the last clean shutdown (block format)
+//! ```
+//!
+//! # Concurrency
+//! One `RwLock` (`state`, over the list of open blocks) orders everything:
+//! an ingest and a query hold it shared for their whole run; cutting a block
+//! (its last step), retention, garbage collection and the shutdown snapshot
+//! hold it exclusively. So a query never sees a profile both in a block and
+//! in the head, and collection never runs between an ingest's meta lookups
+//! and its appends. Maintenance steps are serialized by a second mutex.
+//!
+//! # Invariants
+//! - Blocks are sorted by time and never overlap; the head accepts only
+//!   profiles at or after `min_valid` (the newest block's end), so every
+//!   series' parts are in time order: blocks, then the head.
+//! - A WAL segment is deleted only once every profile it holds is in a
+//!   block (whose meta entries are flushed) or in the shutdown snapshot.
+//! - Replay is idempotent: a WAL record already in a block is rejected as
+//!   too old, one already in the snapshot as out of order; both are skipped.
 
+mod compact;
+
+pub use compact::{MaintenanceStats, StoreError};
+
+use crate::block::Block;
 use crate::engine::{
     bucket_points, Ingester, Querier, QueryError, SeriesPoints, TimeRange, SINGLE_WINDOW_MS,
 };
-use crate::head::{Head, MemSeries, MergeStats};
+use crate::head::{Head, HeadError, MergeStats};
 use crate::index::{MatchOp, Matcher};
 use crate::ingest::{self, IngestError, IngestRequest, IngestSummary, LabelLimits};
 use crate::labels::{Labels, METRIC_NAME};
@@ -13,12 +45,14 @@ use crate::pprof::DecodeLimits;
 use crate::profile_type::ProfileType;
 use crate::proto::wal::{Label as WalLabel, ProfileRecord as WalProfile};
 use crate::query::{Profile, Resolver, Sample};
+use crate::reader::{SeriesGroup, SeriesReader};
 use crate::wal::{RecordType, ReplayStats, Wal, WalError, WalOptions};
+use parking_lot::{Condvar, Mutex, RwLock};
 use prost::Message;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// One series' share of a merge: its pprof string labels, per-stack sums,
@@ -32,9 +66,13 @@ struct SeriesPart {
 }
 
 impl SeriesPart {
-    fn new(series: &MemSeries, sums: FxHashMap<StackId, i64>, stats: &MergeStats) -> SeriesPart {
-        let mut origin = series.labels.clone();
-        for (name, _) in &series.pprof_labels {
+    fn new(
+        series: &dyn SeriesReader,
+        sums: FxHashMap<StackId, i64>,
+        stats: &MergeStats,
+    ) -> SeriesPart {
+        let mut origin = series.labels().clone();
+        for (name, _) in series.pprof_labels() {
             origin.remove(name);
         }
         let mut pprof_labels = series.pprof_label_values();
@@ -80,7 +118,16 @@ pub struct StoreConfig {
     pub limits: Limits,
     /// The write-ahead log's options (used with a data directory).
     pub wal: WalOptions,
+    /// Time span of a block in ms ([`DEFAULT_BLOCK_DURATION_MS`] when 0).
+    /// The head is cut into a block once it spans 1.5 times this.
+    pub block_duration_ms: i64,
+    /// Blocks that end more than this many ms before the newest profile are
+    /// deleted; `None` keeps everything.
+    pub retention_ms: Option<i64>,
 }
+
+/// Default block span: 2 h, as Prometheus.
+pub const DEFAULT_BLOCK_DURATION_MS: i64 = 2 * 3600 * 1000;
 
 /// Errors of opening a store.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +146,9 @@ pub enum OpenError {
     /// The write-ahead log cannot be opened.
     #[error(transparent)]
     Wal(#[from] WalError),
+    /// The blocks directory cannot be read, or the snapshot not loaded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// What opening a store replayed from its write-ahead log.
@@ -110,6 +160,17 @@ pub struct Recovery {
     pub profiles: u64,
     /// Records that could not be ingested again (logged one by one).
     pub failed: u64,
+    /// Records skipped because their profile was already in a block or the
+    /// snapshot.
+    pub skipped: u64,
+    /// Blocks opened.
+    pub blocks: usize,
+    /// Block files that could not be opened (damaged; moved aside).
+    pub damaged_blocks: usize,
+    /// Series loaded from the shutdown snapshot.
+    pub snapshot_series: usize,
+    /// Time spent opening blocks and loading the snapshot.
+    pub load_elapsed: std::time::Duration,
 }
 
 /// Running totals of what a store accepted since it opened (replay not
@@ -141,6 +202,20 @@ pub struct Store {
     wal: Option<Wal>,
     recovery: Recovery,
     stats: AtomicStats,
+    dir: Option<PathBuf>,
+    /// The open blocks, sorted by time; see "Concurrency" above.
+    state: RwLock<Vec<Arc<Block>>>,
+    /// Profiles before this (ms) are in blocks; the head rejects them.
+    min_valid: AtomicI64,
+    /// `(min, max)` profile timestamps in the head, when it has any.
+    head_bounds: Mutex<Option<(i64, i64)>>,
+    block_duration: i64,
+    retention: Option<i64>,
+    /// Serializes maintenance (cut, retention, collection, snapshot).
+    maintenance: Mutex<()>,
+    /// Set when the head is due for a cut; the maintenance thread waits on it.
+    wake: (Mutex<bool>, Condvar),
+    mstats: compact::AtomicMaintenance,
 }
 
 impl Store {
@@ -164,15 +239,40 @@ impl Store {
             wal: None,
             recovery: Recovery::default(),
             stats: AtomicStats::default(),
+            dir: config.data_dir.clone(),
+            state: RwLock::new(Vec::new()),
+            min_valid: AtomicI64::new(i64::MIN),
+            head_bounds: Mutex::new(None),
+            block_duration: if config.block_duration_ms > 0 {
+                config.block_duration_ms
+            } else {
+                DEFAULT_BLOCK_DURATION_MS
+            },
+            retention: config.retention_ms,
+            maintenance: Mutex::new(()),
+            wake: (Mutex::new(false), Condvar::new()),
+            mstats: compact::AtomicMaintenance::default(),
         };
         if let Some(dir) = &config.data_dir {
             let mut recovery = Recovery::default();
+            store.load_blocks_and_snapshot(dir, &mut recovery)?;
             let (wal, stats) = Wal::open(&dir.join("wal"), config.wal, |typ, payload| match typ {
                 RecordType::Profile => match store.replay_profile(payload) {
-                    Ok(()) => recovery.profiles += 1,
-                    Err(e) => {
+                    Ok(ts) => {
+                        recovery.profiles += 1;
+                        Some(ts)
+                    }
+                    Err((ts, IngestError::Head(e)))
+                        if matches!(e, HeadError::TooOld { .. } | HeadError::OutOfOrder { .. }) =>
+                    {
+                        recovery.skipped += 1;
+                        tracing::debug!("WAL record already stored: {e}");
+                        Some(ts)
+                    }
+                    Err((_, e)) => {
                         recovery.failed += 1;
                         tracing::warn!("WAL record not replayed: {e}");
+                        None
                     }
                 },
             })?;
@@ -183,9 +283,21 @@ impl Store {
         Ok(store)
     }
 
-    fn replay_profile(&self, payload: &[u8]) -> Result<(), IngestError> {
+    /// Replays one WAL record; returns its profile timestamp, also with the
+    /// error when it has one.
+    fn replay_profile(&self, payload: &[u8]) -> Result<i64, (i64, IngestError)> {
+        self.replay_record(payload).map_err(|e| match e {
+            (Some(ts), e) => (ts, e),
+            (None, e) => (i64::MIN, e),
+        })
+    }
+
+    fn replay_record(&self, payload: &[u8]) -> Result<i64, (Option<i64>, IngestError)> {
         let r = WalProfile::decode(payload).map_err(|e| {
-            IngestError::InvalidLabels(format!("undecodable WAL profile record: {e}"))
+            (
+                None,
+                IngestError::InvalidLabels(format!("undecodable WAL profile record: {e}")),
+            )
         })?;
         let mut labels = Labels::new();
         for l in r.labels {
@@ -199,17 +311,51 @@ impl Store {
                 2 => Some(true),
                 _ => None,
             },
-            profile: crate::pprof::decode(&r.pprof, &self.limits.decode)?,
+            profile: crate::pprof::decode(&r.pprof, &self.limits.decode)
+                .map_err(|e| (None, e.into()))?,
             received_at_ms: r.received_at_ms,
         };
+        let ts = ingest::profile_timestamp(&req);
         ingest::ingest(
             &self.head,
             &self.meta,
             &self.limits.labels,
             &req,
-            &mut || Ok(()),
-        )?;
+            &mut || self.check_time(ts),
+        )
+        .map_err(|e| (Some(ts), e))?;
+        self.note_time(ts);
+        Ok(ts)
+    }
+
+    /// Rejects a profile older than the newest block's end.
+    fn check_time(&self, ts: i64) -> Result<(), IngestError> {
+        let min = self.min_valid.load(Relaxed);
+        if ts < min {
+            return Err(HeadError::TooOld {
+                timestamp: ts,
+                min_time: min,
+            }
+            .into());
+        }
         Ok(())
+    }
+
+    /// Widens the head's time bounds by `ts`; wakes maintenance when the head
+    /// is due for a cut.
+    fn note_time(&self, ts: i64) {
+        let due = {
+            let mut b = self.head_bounds.lock();
+            let (lo, hi) = b.get_or_insert((ts, ts));
+            *lo = (*lo).min(ts);
+            *hi = (*hi).max(ts);
+            hi.saturating_sub(*lo) >= self.block_duration / 2 * 3
+        };
+        if due {
+            let (flag, cv) = &self.wake;
+            *flag.lock() = true;
+            cv.notify_all();
+        }
     }
 
     /// What the store accepted since it opened.
@@ -243,14 +389,20 @@ impl Store {
         req: &IngestRequest,
         raw: Option<&[u8]>,
     ) -> Result<IngestSummary, IngestError> {
+        let _state = self.state.read();
+        // The time check runs last among the checks (in `log`), so a request
+        // with another mistake is told about that one.
+        let ts = ingest::profile_timestamp(req);
         let Some(wal) = &self.wal else {
-            return ingest::ingest(
+            let summary = ingest::ingest(
                 &self.head,
                 &self.meta,
                 &self.limits.labels,
                 req,
-                &mut || Ok(()),
-            );
+                &mut || self.check_time(ts),
+            )?;
+            self.note_time(ts);
+            return Ok(summary);
         };
         let record = WalProfile {
             received_at_ms: req.received_at_ms,
@@ -279,8 +431,12 @@ impl Store {
             &self.meta,
             &self.limits.labels,
             req,
-            &mut || Ok(wal.append(RecordType::Profile, &record)?),
+            &mut || {
+                self.check_time(ts)?;
+                Ok(wal.append_at(RecordType::Profile, &record, ts)?)
+            },
         )?;
+        self.note_time(ts);
         wal.commit()?;
         let bytes = raw.map_or_else(|| req.profile.encoded_len(), <[u8]>::len);
         self.count(&summary, bytes);
@@ -335,16 +491,40 @@ impl Store {
         Ok(())
     }
 
-    fn select(&self, matchers: &[Matcher], range: TimeRange) -> Vec<Arc<MemSeries>> {
-        self.head.select_in_range(matchers, range.start, range.end)
+    /// The series matching `matchers` with a profile in `range`, each
+    /// assembled from its parts in `blocks` and the head, sorted by labels.
+    fn select(
+        &self,
+        blocks: &[Arc<Block>],
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Vec<SeriesGroup> {
+        let mut groups: BTreeMap<Labels, Vec<Arc<dyn SeriesReader>>> = BTreeMap::new();
+        for b in blocks.iter().filter(|b| b.overlaps(range.start, range.end)) {
+            for s in b.select(matchers, range.start, range.end) {
+                if SeriesReader::overlaps(&s, range.start, range.end) {
+                    groups
+                        .entry(s.labels().clone())
+                        .or_default()
+                        .push(Arc::new(s));
+                }
+            }
+        }
+        for s in self.head.select_in_range(matchers, range.start, range.end) {
+            groups
+                .entry(s.labels.clone())
+                .or_default()
+                .push(s as Arc<dyn SeriesReader>);
+        }
+        groups
+            .into_values()
+            .map(|parts| SeriesGroup { parts })
+            .collect()
     }
 
     /// The single profile type of `series`, or the error for zero or several.
-    fn one_type(
-        series: &[Arc<MemSeries>],
-        matchers: &[Matcher],
-    ) -> Result<ProfileType, QueryError> {
-        let types: BTreeSet<&ProfileType> = series.iter().map(|s| &s.profile_type).collect();
+    fn one_type(series: &[SeriesGroup], matchers: &[Matcher]) -> Result<ProfileType, QueryError> {
+        let types: BTreeSet<&ProfileType> = series.iter().map(|s| s.profile_type()).collect();
         match types.len() {
             1 => Ok(types
                 .into_iter()
@@ -434,9 +614,10 @@ impl Querier for Store {
         matchers: &[Matcher],
         range: TimeRange,
     ) -> Result<Vec<String>, QueryError> {
+        let blocks = self.state.read();
         let mut names = BTreeSet::new();
-        for s in self.select(matchers, range) {
-            for l in &s.labels {
+        for s in self.select(&blocks, matchers, range) {
+            for l in s.labels() {
                 names.insert(l.name.clone());
             }
         }
@@ -449,9 +630,10 @@ impl Querier for Store {
         matchers: &[Matcher],
         range: TimeRange,
     ) -> Result<Vec<String>, QueryError> {
+        let blocks = self.state.read();
         let mut values = BTreeSet::new();
-        for s in self.select(matchers, range) {
-            if let Some(v) = s.labels.get(name) {
+        for s in self.select(&blocks, matchers, range) {
+            if let Some(v) = s.labels().get(name) {
                 values.insert(v.to_string());
             }
         }
@@ -459,10 +641,11 @@ impl Querier for Store {
     }
 
     fn series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>, QueryError> {
+        let blocks = self.state.read();
         let mut v: Vec<Labels> = self
-            .select(matchers, range)
+            .select(&blocks, matchers, range)
             .iter()
-            .map(|s| s.labels.clone())
+            .map(|s| s.labels().clone())
             .collect();
         v.sort();
         Ok(v)
@@ -473,10 +656,11 @@ impl Querier for Store {
         matchers: &[Matcher],
         range: TimeRange,
     ) -> Result<Vec<ProfileType>, QueryError> {
+        let blocks = self.state.read();
         let types: BTreeSet<ProfileType> = self
-            .select(matchers, range)
+            .select(&blocks, matchers, range)
             .iter()
-            .map(|s| s.profile_type.clone())
+            .map(|s| s.profile_type().clone())
             .collect();
         Ok(types.into_iter().collect())
     }
@@ -494,8 +678,9 @@ impl Querier for Store {
                 )));
             }
         }
+        let blocks = self.state.read();
         let mut out = Vec::new();
-        for s in self.select(matchers, range) {
+        for s in self.select(&blocks, matchers, range) {
             let points = s.totals(range.start, range.end);
             let points = match step {
                 Some(step) => bucket_points(&points, range, step),
@@ -503,7 +688,7 @@ impl Querier for Store {
             };
             if !points.is_empty() {
                 out.push(SeriesPoints {
-                    labels: s.labels.clone(),
+                    labels: s.labels().clone(),
                     points,
                 });
             }
@@ -514,7 +699,8 @@ impl Querier for Store {
 
     fn single(&self, matchers: &[Matcher], t: i64) -> Result<Profile, QueryError> {
         let end = t.saturating_add(SINGLE_WINDOW_MS);
-        let series = self.select(matchers, TimeRange { start: t, end });
+        let blocks = self.state.read();
+        let series = self.select(&blocks, matchers, TimeRange { start: t, end });
         let pt = Self::one_type(&series, matchers)?;
         let mut stats = MergeStats::empty();
         let mut parts = Vec::with_capacity(series.len());
@@ -530,7 +716,8 @@ impl Querier for Store {
     }
 
     fn merge(&self, matchers: &[Matcher], range: TimeRange) -> Result<Profile, QueryError> {
-        let series = self.select(matchers, range);
+        let blocks = self.state.read();
+        let series = self.select(&blocks, matchers, range);
         let pt = Self::one_type(&series, matchers)?;
         let mut stats = MergeStats::empty();
         let mut parts = Vec::with_capacity(series.len());
