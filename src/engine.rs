@@ -73,6 +73,10 @@ pub enum QueryError {
     /// The meta store failed.
     #[error(transparent)]
     Meta(#[from] MetaError),
+    /// A storage backend other than the meta store failed (the DuckDB
+    /// backend's database).
+    #[error("storage backend: {0}")]
+    Backend(String),
 }
 
 /// Writes profiles.

@@ -105,6 +105,10 @@ pub enum IngestError {
     /// The write-ahead log failed; nothing was written.
     #[error(transparent)]
     Wal(#[from] crate::wal::WalError),
+    /// A storage backend other than the meta store failed (the DuckDB
+    /// backend's database); nothing was written.
+    #[error("storage backend: {0}")]
+    Backend(String),
 }
 
 fn check_label(name: &str, value: &str, limits: &LabelLimits) -> Result<(), IngestError> {

@@ -78,7 +78,6 @@ use crate::head::HeadError;
 use crate::index::{MatchOp, Matcher};
 use crate::ingest::{IngestError, IngestRequest, IngestSummary};
 use crate::labels::{Labels, METRIC_NAME};
-use crate::meta::MetaError;
 use crate::profile_type::ProfileType;
 use crate::query::{Profile, Sample, Stack};
 use crate::store::Limits;
@@ -102,17 +101,15 @@ pub enum ColumnarError {
     Corrupt(String),
 }
 
-// The engine's error enums have no variant for a second backend yet; a
-// storage failure is reported like the meta store's (an internal error).
 impl From<ColumnarError> for QueryError {
     fn from(e: ColumnarError) -> Self {
-        QueryError::Meta(MetaError::Corrupt(e.to_string()))
+        QueryError::Backend(e.to_string())
     }
 }
 
 impl From<ColumnarError> for IngestError {
     fn from(e: ColumnarError) -> Self {
-        IngestError::Meta(MetaError::Corrupt(e.to_string()))
+        IngestError::Backend(e.to_string())
     }
 }
 
@@ -219,6 +216,25 @@ impl Columnar {
     /// Number of series.
     pub fn num_series(&self) -> usize {
         self.inner.lock().series.len()
+    }
+
+    /// Bytes DuckDB's buffer manager holds (`duckdb_memory()`): the tables'
+    /// blocks in memory, indexes and temporary buffers.
+    pub fn memory_bytes(&self) -> Result<u64, ColumnarError> {
+        let inner = self.inner.lock();
+        let b: i64 = inner.conn.query_row(
+            "SELECT coalesce(sum(memory_usage_bytes), 0)::BIGINT FROM duckdb_memory()",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(b.max(0) as u64)
+    }
+
+    /// Writes everything to the database file (`CHECKPOINT`), so that the
+    /// file holds the data and DuckDB's own write-ahead log is empty.
+    pub fn checkpoint(&self) -> Result<(), ColumnarError> {
+        self.inner.lock().conn.execute_batch("CHECKPOINT")?;
+        Ok(())
     }
 
     /// Decodes, validates and ingests a pprof body (gzipped or not).

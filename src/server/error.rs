@@ -71,7 +71,7 @@ impl ApiError {
                     (S::TOO_MANY_REQUESTS, "unavailable")
                 }
                 IngestError::Head(HeadError::OutOfOrder { .. } | HeadError::TooOld { .. }) => bad,
-                IngestError::Meta(_) | IngestError::Wal(_) => {
+                IngestError::Meta(_) | IngestError::Wal(_) | IngestError::Backend(_) => {
                     (S::INTERNAL_SERVER_ERROR, "internal")
                 }
             },
@@ -80,7 +80,7 @@ impl ApiError {
                 | QueryError::InvalidRange(_)
                 | QueryError::DiffTypeMismatch(..) => bad,
                 QueryError::NoData(_) => (S::NOT_FOUND, "not_found"),
-                QueryError::Meta(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+                QueryError::Meta(_) | QueryError::Backend(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
             },
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -106,10 +106,12 @@ impl ApiError {
                 IngestError::Head(HeadError::TooOld { .. }) => "too_old",
                 IngestError::Meta(_) => "meta_store",
                 IngestError::Wal(_) => "wal",
+                IngestError::Backend(_) => "backend",
             },
             ApiError::Query(e) => match e {
                 QueryError::NoData(_) => "no_data",
                 QueryError::Meta(_) => "meta_store",
+                QueryError::Backend(_) => "backend",
                 _ => "bad_query",
             },
             ApiError::Internal(_) => "internal",
