@@ -127,7 +127,7 @@ impl Subject for Store {
     fn memory_bytes(&self) -> u64 {
         let head = self.head();
         (head.chunk_bytes() + head.postings_bytes()) as u64
-            + self.maintenance_stats().block_memory_bytes
+            + self.maintenance_stats().block_memory_bytes as u64
     }
     fn settle_on_disk(&self, dir: &Path) -> u64 {
         self.cut_all().expect("cut the head into blocks");
@@ -314,9 +314,6 @@ struct Point {
 }
 
 impl Point {
-    fn profiles_per_s(&self) -> f64 {
-        self.segment_profiles as f64 / self.ingest_secs
-    }
     fn samples_per_s(&self) -> f64 {
         self.segment_samples as f64 / self.ingest_secs
     }
@@ -496,9 +493,8 @@ fn queries<B: Subject>(
 ) -> Result<QueryFigures, Box<dyn std::error::Error>> {
     const HOUR: i64 = 3600 * 1000;
     let oldest = spec.start_ms;
-    let sel = |s: &str| -> Result<Vec<Matcher>, Box<dyn std::error::Error>> {
-        Ok(parse_selector(s)?)
-    };
+    let sel =
+        |s: &str| -> Result<Vec<Matcher>, Box<dyn std::error::Error>> { Ok(parse_selector(s)?) };
     let all = sel(&format!(r#"{{__name__="{cpu}"}}"#))?;
     let job = sel(r#"{job="workload"}"#)?;
     let whole = TimeRange::new(oldest, newest)?;
@@ -512,11 +508,9 @@ fn queries<B: Subject>(
             .push(t.elapsed().as_secs_f64() * 1e3);
         r.map(|v| *sums.entry(name.to_string()).or_default() += v)
     };
-    let total = |p: &profstore::proto::pprof::Profile| -> i128 {
-        p.sample
-            .iter()
-            .map(|s| s.value.iter().map(|&v| i128::from(v)).sum::<i128>())
-            .sum()
+    // A checksum of a profile: its total and its number of samples.
+    let total = |p: &profstore::query::Profile| -> i128 {
+        i128::from(p.total()) * 1_000_003 + p.samples.len() as i128
     };
     for r in 0..reps {
         // Windows step back from the newest data, 1/reps of the span each.
@@ -531,7 +525,9 @@ fn queries<B: Subject>(
             r#"{{__name__="{cpu}", instance="{}"}}"#,
             spec.instance(n, scrapes - 1)
         ))?;
-        time("labels", &mut || Ok(b.label_names(&job, whole)?.len() as i128))?;
+        time("labels", &mut || {
+            Ok(b.label_names(&job, whole)?.len() as i128)
+        })?;
         time("label_values", &mut || {
             Ok(b.label_values("instance", &job, whole)?.len() as i128)
         })?;
@@ -735,7 +731,10 @@ fn report(
                  |---:|---:|---:|---:|---:|---:|"
             );
             let ts: Vec<&&Point> = mine.iter().filter(|p| p.backend == Store::NAME).collect();
-            let col: Vec<&&Point> = mine.iter().filter(|p| p.backend == Columnar::NAME).collect();
+            let col: Vec<&&Point> = mine
+                .iter()
+                .filter(|p| p.backend == Columnar::NAME)
+                .collect();
             for (a, b) in ts.iter().zip(&col) {
                 let lat = |p: &Point, q: &str| p.latency_ms.get(q).map_or(f64::NAN, |l| l.0);
                 let _ = writeln!(
@@ -765,7 +764,9 @@ type Figure = (&'static str, fn(&Point) -> Option<f64>);
 
 const PANELS: &[Figure] = &[
     ("ingest samples/s", |p| Some(p.samples_per_s())),
-    ("memory B/sample (structures)", |p| Some(p.memory_per_sample())),
+    ("memory B/sample (structures)", |p| {
+        Some(p.memory_per_sample())
+    }),
     ("disk B/sample", |p| p.disk_per_sample()),
     ("peak RSS growth (MB)", |p| {
         Some(p.peak_rss_growth_bytes as f64 / 1e6)

@@ -111,7 +111,8 @@ pub enum IngestError {
     Backend(String),
 }
 
-fn check_label(name: &str, value: &str, limits: &LabelLimits) -> Result<(), IngestError> {
+/// Checks one label: a non-empty name, name and value within the limits.
+pub fn check_label(name: &str, value: &str, limits: &LabelLimits) -> Result<(), IngestError> {
     if name.is_empty() {
         return Err(IngestError::InvalidLabels("empty label name".into()));
     }

@@ -9,7 +9,9 @@
 //! hashed location ids, itself a 128-bit XXH3 hash.
 
 use super::{ColumnarError, Known};
-use crate::ingest::{check_profile_name, check_writer_labels, IngestError, IngestRequest};
+use crate::ingest::{
+    check_label, check_profile_name, check_writer_labels, IngestError, IngestRequest,
+};
 use crate::ingest::{IngestSummary, LabelLimits};
 use crate::labels::{Labels, METRIC_NAME};
 use crate::meta::{keys, FunctionId, LocationId, MappingId, NumLabel};
@@ -172,29 +174,6 @@ impl Plan {
             profile_types,
         }
     }
-}
-
-/// [`crate::ingest`]'s check of one label (mirrored: that one is private).
-fn check_label(name: &str, value: &str, limits: &LabelLimits) -> Result<(), IngestError> {
-    if name.is_empty() {
-        return Err(IngestError::InvalidLabels("empty label name".into()));
-    }
-    if name.len() > limits.max_label_name_len {
-        return Err(IngestError::Limit(format!(
-            "label name {:?}… is {} bytes, limit max_label_name_len is {}",
-            name.chars().take(32).collect::<String>(),
-            name.len(),
-            limits.max_label_name_len
-        )));
-    }
-    if value.len() > limits.max_label_value_len {
-        return Err(IngestError::Limit(format!(
-            "value of label {name:?} is {} bytes, limit max_label_value_len is {}",
-            value.len(),
-            limits.max_label_value_len
-        )));
-    }
-    Ok(())
 }
 
 fn hash(buf: &[u8]) -> u128 {

@@ -80,7 +80,9 @@ impl ApiError {
                 | QueryError::InvalidRange(_)
                 | QueryError::DiffTypeMismatch(..) => bad,
                 QueryError::NoData(_) => (S::NOT_FOUND, "not_found"),
-                QueryError::Meta(_) | QueryError::Backend(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+                QueryError::Meta(_) | QueryError::Backend(_) => {
+                    (S::INTERNAL_SERVER_ERROR, "internal")
+                }
             },
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         }
