@@ -34,10 +34,10 @@
 //!   then carries 16 bytes instead of its frames, and a merge groups by one
 //!   `UHUGEINT` instead of hashing nested lists. Measured with the ignored
 //!   test `columnar::tests::layout_timing` (1 M sample rows, 10 k distinct
-//!   stacks of 20 frames, DuckDB 1.5.6, 2 shared cores): see the numbers it
-//!   prints; at the time of writing grouping by the id was an order of
-//!   magnitude faster than grouping by the inline list, and building the
-//!   inline table took far longer than appending the flat one.
+//!   stacks of 20 frames, DuckDB 1.5.6, 2 cores shared with a build): a
+//!   merge-style `GROUP BY` over half the rows took 44 ms by the id and
+//!   3.16 s by the inline list (72 times longer), and building the inline
+//!   table took 7.4 s against 0.41 s for the flat one.
 //!
 //! Series labels *are* a `MAP(VARCHAR, VARCHAR)` as in Parca, in the small
 //! `series` table (one row per series), built from the appended flat
