@@ -80,12 +80,14 @@ use crate::ingest::{IngestError, IngestRequest, IngestSummary};
 use crate::labels::{Labels, METRIC_NAME};
 use crate::profile_type::ProfileType;
 use crate::query::{Profile, Sample, Stack};
-use crate::store::Limits;
+use crate::store::{IngestStats, Limits};
 use duckdb::{params, params_from_iter, Connection};
 use parking_lot::Mutex;
+use prost::Message;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use plan::Plan;
@@ -169,6 +171,16 @@ pub(crate) struct Known {
 pub struct Columnar {
     inner: Mutex<Inner>,
     limits: Limits,
+    /// What was accepted since the database was opened.
+    stats: Counters,
+}
+
+/// Running totals behind [`Columnar::stats`].
+#[derive(Debug, Default)]
+struct Counters {
+    profiles: AtomicU64,
+    samples: AtomicU64,
+    bytes: AtomicU64,
 }
 
 impl std::fmt::Debug for Columnar {
@@ -205,12 +217,42 @@ impl Columnar {
         Ok(Columnar {
             inner: Mutex::new(inner),
             limits,
+            stats: Counters::default(),
         })
     }
 
     /// The limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// What was accepted since the database was opened (as
+    /// [`crate::store::Store::stats`]).
+    pub fn stats(&self) -> IngestStats {
+        IngestStats {
+            profiles: self.stats.profiles.load(Relaxed),
+            samples: self.stats.samples.load(Relaxed),
+            bytes: self.stats.bytes.load(Relaxed),
+        }
+    }
+
+    /// Ingests `req`. `raw`, the pprof as received when the caller has it,
+    /// is only counted in [`Columnar::stats`] (otherwise the profile's
+    /// encoded size is): DuckDB keeps the decoded rows, not the bytes.
+    pub fn ingest_raw(
+        &self,
+        req: &IngestRequest,
+        raw: Option<&[u8]>,
+    ) -> Result<IngestSummary, IngestError> {
+        let plan = plan::plan(req, &self.limits.labels)?;
+        let summary = self.inner.lock().write(&plan, &self.limits)?;
+        let bytes = raw.map_or_else(|| req.profile.encoded_len(), <[u8]>::len);
+        self.stats.profiles.fetch_add(1, Relaxed);
+        self.stats
+            .samples
+            .fetch_add(summary.samples as u64, Relaxed);
+        self.stats.bytes.fetch_add(bytes as u64, Relaxed);
+        Ok(summary)
     }
 
     /// Number of series.
@@ -246,13 +288,14 @@ impl Columnar {
         received_at_ms: i64,
     ) -> Result<IngestSummary, IngestError> {
         let profile = crate::pprof::decode(body, &self.limits.decode)?;
-        self.ingest(IngestRequest {
+        let req = IngestRequest {
             name,
             labels,
             delta: None,
             profile,
             received_at_ms,
-        })
+        };
+        self.ingest_raw(&req, Some(body))
     }
 }
 
@@ -783,8 +826,7 @@ mod resolve {
 
 impl Ingester for Columnar {
     fn ingest(&self, req: IngestRequest) -> Result<IngestSummary, IngestError> {
-        let plan = plan::plan(&req, &self.limits.labels)?;
-        self.inner.lock().write(&plan, &self.limits)
+        self.ingest_raw(&req, None)
     }
 }
 

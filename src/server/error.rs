@@ -53,7 +53,8 @@ impl ApiError {
     /// - 413 `bad_data`: body or decompressed body or pprof counts over a
     ///   limit.
     /// - 429 `unavailable`: the series limit.
-    /// - 500 `internal`: the meta store or a bug.
+    /// - 500 `internal`: the meta store, the storage backend (DuckDB) or a
+    ///   bug.
     pub fn status(&self) -> (StatusCode, &'static str) {
         use StatusCode as S;
         let bad = (S::BAD_REQUEST, "bad_data");
