@@ -18,15 +18,17 @@
 //! # Scenarios
 //! Each is a [`WorkloadSpec`] over the real profiles of
 //! [`profstore::workload::TESTDATA_KINDS`] (full size; `--quick` in brackets):
-//! - `steady`: 100 targets × 3 kinds × 360 scrapes at 10 s (10 × 3 × 60);
-//!   measured at 4 checkpoints, so the figures show growth with data size;
+//! - `steady`: 100 targets × 3 kinds × 360 scrapes at 10 s (10 × 3 × 36);
 //! - `cardinality`: a pprof string label with 10, 100, 1k, 10k and 100k
 //!   distinct values (10, 1k, 100k), 10 targets × 1 kind × 60 scrapes
-//!   (5 × 1 × 24), one run per value;
+//!   (5 × 1 × 12), one run per value;
 //! - `churn`: 100 targets × 1 kind × 360 scrapes, each target replaced
-//!   after 5 scrapes (10 × 1 × 60);
+//!   after 5 scrapes (10 × 1 × 36);
 //! - `long_range`: one target × 1 kind × 8,640 scrapes (one day at 10 s)
-//!   (1,080: three hours).
+//!   (720: two hours).
+//!
+//! `steady`, `churn` and `long_range` are measured at a quarter, half and
+//! all of their scrapes, so the figures show growth with data size.
 //!
 //! # Setup (what makes the comparison fair)
 //! - Both backends persist to a fresh directory on the same disk and sync
@@ -35,8 +37,11 @@
 //!   own log at each transaction's commit.
 //! - The store cuts blocks as the daemon's maintenance thread would
 //!   (`compact()` when the head spans 1.5 blocks), inside the timed ingest.
-//! - Requests are generated before the clock starts; only `ingest` is timed.
-//! - After each checkpoint every query kind runs `reps` times (20; quick 5)
+//! - Requests are generated before the clock starts, each with its pprof
+//!   gzipped at level 1 as Go's `runtime/pprof` sends it; only the ingest
+//!   call is timed. It is the daemon's path after decoding: the store's WAL
+//!   logs those bytes as received, DuckDB keeps only the rows.
+//! - After each checkpoint every query kind runs `reps` times (7; quick 5)
 //!   over windows stepping back from the newest data, and the two backends'
 //!   answers are checked to agree (totals of every merge and range query).
 //!
@@ -51,24 +56,30 @@
 //! - disk: bytes per sample after everything is in its final on-disk form
 //!   (store: every head series cut into blocks, plus the meta store;
 //!   DuckDB: after `CHECKPOINT`), at the last checkpoint of each run;
-//! - latency p50 / p99 per query kind (nearest rank).
+//! - latency p50 / p99 per query kind (nearest rank: with 5 or 7
+//!   repetitions, p99 is the slowest one).
 //!
 //! Output: `compare.md` (the tables, also printed), `compare.json` (every
 //! figure) and one SVG per scenario in `--out`.
 
 use clap::Parser;
+use flate2::write::GzEncoder;
+use flate2::Compression;
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 use profstore::columnar::Columnar;
 use profstore::engine::{Ingester, Querier, TimeRange};
 use profstore::index::{parse_selector, Matcher};
-use profstore::ingest::IngestRequest;
+use profstore::ingest::{IngestError, IngestRequest, IngestSummary};
+use profstore::proto::pprof::Profile;
 use profstore::store::{Store, StoreConfig};
 use profstore::wal::{SyncPolicy, WalOptions};
 use profstore::workload::{Kind, Workload, WorkloadSpec};
+use prost::Message;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -97,6 +108,8 @@ trait Subject: Ingester + Querier + Sized {
     const NAME: &'static str;
     /// A fresh backend persisting into `dir`.
     fn open(dir: &Path) -> Self;
+    /// Stores `req`, received as the pprof bytes `raw` (the daemon's path).
+    fn ingest_sent(&self, req: &IngestRequest, raw: &[u8]) -> Result<IngestSummary, IngestError>;
     /// Background work the daemon would do between writes.
     fn maintain(&self);
     /// Bytes held in the backend's own in-memory structures.
@@ -118,6 +131,9 @@ impl Subject for Store {
             ..Default::default()
         })
         .expect("open the store")
+    }
+    fn ingest_sent(&self, req: &IngestRequest, raw: &[u8]) -> Result<IngestSummary, IngestError> {
+        self.ingest_raw(req, Some(raw))
     }
     fn maintain(&self) {
         if self.needs_compaction() {
@@ -141,6 +157,9 @@ impl Subject for Columnar {
     fn open(dir: &Path) -> Self {
         Columnar::open(Some(&dir.join("profiles.duckdb"))).expect("open the DuckDB backend")
     }
+    fn ingest_sent(&self, req: &IngestRequest, raw: &[u8]) -> Result<IngestSummary, IngestError> {
+        self.ingest_raw(req, Some(raw))
+    }
     fn maintain(&self) {}
     fn memory_bytes(&self) -> u64 {
         Columnar::memory_bytes(self).expect("duckdb_memory()")
@@ -149,6 +168,16 @@ impl Subject for Columnar {
         self.checkpoint().expect("CHECKPOINT");
         dir_bytes(dir)
     }
+}
+
+/// A profile's bytes as a Go program sends them: `runtime/pprof` gzips at
+/// level 1 (`gzip.BestSpeed`).
+fn as_sent(p: &Profile) -> Vec<u8> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    // Writing into a Vec cannot fail (it only allocates).
+    gz.write_all(&p.encode_to_vec())
+        .expect("gzip into a Vec cannot fail");
+    gz.finish().expect("gzip into a Vec cannot fail")
 }
 
 /// Bytes of the files under `dir`.
@@ -183,7 +212,7 @@ struct Scenario {
 
 fn scenarios(quick: bool) -> Vec<Scenario> {
     let q = |full: usize, small: usize| if quick { small } else { full };
-    let quarters = |n: usize| vec![n / 4, n / 2, 3 * n / 4, n];
+    let checkpoints = |n: usize| vec![n / 4, n / 2, n];
     let base = WorkloadSpec {
         lifetime_scrapes: None,
         label_cardinality: 0,
@@ -191,18 +220,18 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
     };
     let steady = WorkloadSpec {
         targets: q(100, 10),
-        scrapes: q(360, 60),
+        scrapes: q(360, 36),
         ..base.clone()
     };
     let churn = WorkloadSpec {
         targets: q(100, 10),
-        scrapes: q(360, 60),
+        scrapes: q(360, 36),
         lifetime_scrapes: Some(5),
         ..base.clone()
     };
     let long = WorkloadSpec {
         targets: 1,
-        scrapes: q(8640, 1080),
+        scrapes: q(8640, 720),
         ..base.clone()
     };
     let cardinalities: &[usize] = if quick {
@@ -215,7 +244,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
         .map(|&c| {
             let spec = WorkloadSpec {
                 targets: q(10, 5),
-                scrapes: q(60, 24),
+                scrapes: q(60, 12),
                 label_cardinality: c,
                 ..base.clone()
             };
@@ -229,7 +258,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
         .collect();
     let one = |spec: WorkloadSpec, kinds: usize| Run {
         x: 0.0,
-        checkpoints: quarters(spec.scrapes),
+        checkpoints: checkpoints(spec.scrapes),
         spec,
         kinds,
     };
@@ -253,7 +282,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             what: format!(
                 "pprof label `endpoint` with {cardinalities:?} distinct values; {} targets × 1 kind × {} scrapes",
                 q(10, 5),
-                q(60, 24)
+                q(60, 12)
             ),
             x_name: "distinct pprof label values",
             runs: card_runs,
@@ -335,7 +364,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("no scenario named {:?}", args.only).into());
         }
     }
-    let reps = if args.quick { 5 } else { 20 };
+    let reps = if args.quick { 5 } else { 7 };
     std::fs::create_dir_all(&args.out)?;
     let total: u64 = scenarios
         .iter()
@@ -426,14 +455,19 @@ fn measure<B: Subject>(
         bar.set_message(format!("{} x={} {}: ingest", sc.name, run.x, B::NAME));
         let (mut secs, mut seg_p, mut seg_s) = (0.0, 0u64, 0u64);
         for s in done_scrapes..upto {
-            // One scrape's requests, generated before the clock starts.
-            let reqs: Vec<IngestRequest> = (0..run.spec.targets)
+            // One scrape's requests, generated (and gzipped as a client
+            // sends them) before the clock starts.
+            let reqs: Vec<(IngestRequest, Vec<u8>)> = (0..run.spec.targets)
                 .flat_map(|n| (0..kinds.len()).map(move |k| (n, k)))
-                .map(|(n, k)| workload.request(s, n, k))
+                .map(|(n, k)| {
+                    let req = workload.request(s, n, k);
+                    let raw = as_sent(&req.profile);
+                    (req, raw)
+                })
                 .collect();
             let t = Instant::now();
-            for req in reqs {
-                let summary = backend.ingest(req)?;
+            for (req, raw) in reqs {
+                let summary = backend.ingest_sent(&req, &raw)?;
                 seg_p += 1;
                 seg_s += summary.samples as u64;
                 if cpu_type.is_none() {
@@ -457,6 +491,8 @@ fn measure<B: Subject>(
         let newest = run.spec.timestamp(run.spec.targets - 1, upto - 1);
         let (latency_ms, answers) = queries(&backend, &run.spec, upto, newest, &cpu, reps)?;
         let last = i + 1 == run.checkpoints.len();
+        // Memory before the store moves its head into blocks.
+        let memory_bytes = backend.memory_bytes();
         let disk_bytes = last.then(|| backend.settle_on_disk(dir.path()));
         points.push(Point {
             scenario: sc.name.to_string(),
@@ -468,7 +504,7 @@ fn measure<B: Subject>(
             ingest_secs: secs,
             segment_profiles: seg_p,
             segment_samples: seg_s,
-            memory_bytes: backend.memory_bytes(),
+            memory_bytes,
             peak_rss_growth_bytes: peak_rss_bytes().saturating_sub(rss0),
             disk_bytes,
             latency_ms,
