@@ -17,7 +17,9 @@
 //!
 //! # Scenarios
 //! Each is a [`WorkloadSpec`] over the real profiles of
-//! [`profstore::workload::TESTDATA_KINDS`] (full size; `--quick` in brackets):
+//! [`profstore::workload::SMALL_KINDS`] (a CPU profile with pprof labels,
+//! a small service's heap profile and an fgprof profile: 121, 54 and 175
+//! samples per profile; full size, `--quick` in brackets):
 //! - `steady`: 100 targets × 3 kinds × 360 scrapes at 10 s (10 × 3 × 36);
 //! - `cardinality`: a pprof string label with 10, 100, 1k, 10k and 100k
 //!   distinct values (10, 1k, 100k), 10 targets × 1 kind × 60 scrapes
@@ -74,7 +76,7 @@ use profstore::ingest::{IngestError, IngestRequest, IngestSummary};
 use profstore::proto::pprof::Profile;
 use profstore::store::{Store, StoreConfig};
 use profstore::wal::{SyncPolicy, WalOptions};
-use profstore::workload::{Kind, Workload, WorkloadSpec};
+use profstore::workload::{Kind, Workload, WorkloadSpec, SMALL_KINDS};
 use prost::Message;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -356,7 +358,7 @@ impl Point {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let kinds = Kind::testdata(&args.testdata, 3)?;
+    let kinds = Kind::load(&args.testdata, SMALL_KINDS, 3)?;
     let mut scenarios = scenarios(args.quick);
     if !args.only.is_empty() {
         scenarios.retain(|s| args.only.iter().any(|o| o == s.name));
