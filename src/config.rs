@@ -7,6 +7,7 @@
 //! ```yaml
 //! listen: 127.0.0.1:7070
 //! data_dir: ./data
+//! storage: tsdb         # or `duckdb` (a binary built with the `duckdb` feature)
 //! retention: 15d
 //! block_duration: 2h    # span of an on-disk block
 //! log_level: info
@@ -21,7 +22,12 @@
 //! ```
 //!
 //! Unknown keys are an error, so a typo never silently falls back to a
-//! default.
+//! default; so is `storage: duckdb` in a binary built without the `duckdb`
+//! cargo feature (the message says how to build one with it).
+//!
+//! `retention`, `block_duration` and `wal_sync` configure the time-series
+//! store only: the DuckDB backend ignores them (the daemon says so at
+//! start).
 //!
 //! The file (only) may also hold `scrape_configs`, the targets to scrape
 //! (see [`crate::scrape::config`] for the format). They are validated when
@@ -43,6 +49,8 @@ pub struct Settings {
     pub listen: Option<String>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
+    /// Storage backend: `tsdb` or `duckdb`.
+    pub storage: Option<String>,
     /// How long profiles are kept, as a duration (`15d`, `12h`).
     pub retention: Option<String>,
     /// Span of an on-disk block, as a duration (`2h`).
@@ -77,6 +85,59 @@ pub struct LimitSettings {
     pub max_label_value_len: Option<usize>,
 }
 
+/// The storage backend of the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Storage {
+    /// The time-series store ([`crate::store::Store`]): the default.
+    #[default]
+    Tsdb,
+    /// The DuckDB columnar backend (`<data_dir>/profiles.duckdb`); only in a
+    /// binary built with the `duckdb` feature.
+    DuckDb,
+}
+
+impl Storage {
+    /// The setting's values, as the messages list them.
+    pub const NAMES: &'static str = "tsdb, duckdb";
+
+    /// The setting's value of `self`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Storage::Tsdb => "tsdb",
+            Storage::DuckDb => "duckdb",
+        }
+    }
+}
+
+impl std::fmt::Display for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How to get a binary with the DuckDB backend (in the error for
+/// `storage: duckdb` without it).
+pub const DUCKDB_BUILD_HINT: &str = "this profstore was built without the `duckdb` cargo feature; \
+     rebuild it with: eval \"$(bash scripts/setup-duckdb)\"; cargo build --release --features duckdb";
+
+/// Parses the `storage` setting; `duckdb` only when this binary has the
+/// `duckdb` feature.
+fn storage_setting(value: &str) -> Result<Storage, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        name: "storage",
+        message,
+    };
+    match value {
+        "tsdb" => Ok(Storage::Tsdb),
+        "duckdb" if cfg!(feature = "duckdb") => Ok(Storage::DuckDb),
+        "duckdb" => Err(invalid(format!("\"duckdb\": {DUCKDB_BUILD_HINT}"))),
+        other => Err(invalid(format!(
+            "{other:?}: unknown storage backend (allowed: {})",
+            Storage::NAMES
+        ))),
+    }
+}
+
 /// The resolved configuration of `profstore serve`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -84,6 +145,12 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Data directory.
     pub data_dir: PathBuf,
+    /// The storage backend.
+    pub storage: Storage,
+    /// The settings of the time-series store only (`retention`,
+    /// `block_duration`, `wal_sync`) given in the flags or the file, so the
+    /// daemon can warn that another backend ignores them.
+    pub tsdb_settings_given: Vec<&'static str>,
     /// Retention in ms.
     pub retention_ms: i64,
     /// Block span in ms.
@@ -216,6 +283,24 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
         .clone()
         .or_else(|| file.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let storage = storage_setting(&pick(&flags.storage, &file.storage, "tsdb"))?;
+    let tsdb_settings_given = [
+        (
+            "retention",
+            flags.retention.is_some() || file.retention.is_some(),
+        ),
+        (
+            "block_duration",
+            flags.block_duration.is_some() || file.block_duration.is_some(),
+        ),
+        (
+            "wal_sync",
+            flags.wal_sync.is_some() || file.wal_sync.is_some(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect();
     let retention = pick(&flags.retention, &file.retention, DEFAULT_RETENTION);
     let retention_ms = duration_setting("retention", &retention, 1)?;
     let block_duration = pick(
@@ -265,6 +350,8 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
         scrape,
         listen,
         data_dir,
+        storage,
+        tsdb_settings_given,
         retention_ms,
         block_duration_ms,
         log_level: pick(&flags.log_level, &file.log_level, "info"),
@@ -291,6 +378,8 @@ mod tests {
         assert_eq!(c.wal.sync, SyncPolicy::default());
         assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(c.limits.max_series, 1_000_000);
+        assert_eq!(c.storage, Storage::Tsdb);
+        assert!(c.tsdb_settings_given.is_empty());
 
         let file = parse_yaml(
             "listen: 0.0.0.0:9000\nretention: 2d\nwal_sync: always\nlimits:\n  max_series: 10\n  max_body_bytes: 100\n",
@@ -302,6 +391,7 @@ mod tests {
         assert_eq!(c.wal.sync, SyncPolicy::Always);
         assert_eq!(c.limits.max_series, 10);
         assert_eq!(c.limits.decode.max_compressed_bytes, 100);
+        assert_eq!(c.tsdb_settings_given, ["retention", "wal_sync"]);
 
         let mut flags = Settings {
             retention: Some("12h".into()),
@@ -344,9 +434,40 @@ mod tests {
                 },
                 "wal_sync",
             ),
+            (
+                Settings {
+                    storage: Some("bogus".into()),
+                    ..Default::default()
+                },
+                "storage",
+            ),
         ] {
             let e = resolve(&flags, &none).unwrap_err().to_string();
             assert!(e.contains(name), "{e}");
+        }
+    }
+
+    #[test]
+    fn storage() {
+        let none = Settings::default();
+        let flags = |v: &str| Settings {
+            storage: Some(v.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&flags("tsdb"), &none).unwrap().storage,
+            Storage::Tsdb
+        );
+        let file = parse_yaml("storage: tsdb\n").unwrap();
+        assert_eq!(resolve(&none, &file).unwrap().storage, Storage::Tsdb);
+        let e = resolve(&flags("bogus"), &none).unwrap_err().to_string();
+        assert!(e.contains("tsdb") && e.contains("duckdb"), "{e}");
+        let duck = resolve(&flags("duckdb"), &file);
+        if cfg!(feature = "duckdb") {
+            assert_eq!(duck.unwrap().storage, Storage::DuckDb);
+        } else {
+            let e = duck.unwrap_err().to_string();
+            assert!(e.contains("--features duckdb"), "{e}");
         }
     }
 }

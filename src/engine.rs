@@ -73,6 +73,10 @@ pub enum QueryError {
     /// The meta store failed.
     #[error(transparent)]
     Meta(#[from] MetaError),
+    /// A storage backend other than the meta store failed (the DuckDB
+    /// backend's database).
+    #[error("storage backend: {0}")]
+    Backend(String),
 }
 
 /// Writes profiles.
@@ -149,16 +153,45 @@ pub trait Querier: Send + Sync {
     }
 }
 
-/// Sums `(t, v)` points (in time order) into step buckets.
+/// Sums `(t, v)` points (in time order) into step buckets. The bucket
+/// arithmetic is done in `i128`, so any range (even [`TimeRange::ALL`]) and
+/// step give the bucket start without overflow (points lie in the range, so
+/// the start fits in an `i64`).
 pub fn bucket_points(points: &[(i64, i64)], range: TimeRange, step: i64) -> Vec<(i64, i64)> {
     let mut out: Vec<(i64, i64)> = Vec::new();
+    let (start, step128) = (i128::from(range.start), i128::from(step));
     for &(t, v) in points {
-        let k = (t - range.start).div_euclid(step);
-        let bt = range.start + k * step;
+        let k = (i128::from(t) - start).div_euclid(step128);
+        // start ≤ bucket start ≤ t, so it fits in an i64.
+        let bt = (start + k * step128) as i64;
         match out.last_mut() {
             Some(last) if last.0 == bt => last.1 = last.1.wrapping_add(v),
             _ => out.push((bt, v)),
         }
     }
     out
+}
+
+#[cfg(test)]
+mod bucket_tests {
+    use super::*;
+
+    #[test]
+    fn buckets_of_the_whole_range_do_not_overflow() {
+        let pts = [(-5, 1), (0, 2), (9, 3), (i64::MAX, 4)];
+        let b = bucket_points(&pts, TimeRange::ALL, 10);
+        assert_eq!(b.iter().map(|p| p.1).sum::<i64>(), 10);
+        assert!(b.windows(2).all(|w| w[0].0 < w[1].0), "{b:?}");
+        for &(t, _) in &pts {
+            assert!(
+                b.iter().any(|&(s, _)| s <= t && t - s < 10),
+                "{t} has no bucket in {b:?}"
+            );
+        }
+        let r = TimeRange::new(0, 100).unwrap();
+        assert_eq!(
+            bucket_points(&[(0, 1), (9, 1), (10, 1)], r, 10),
+            vec![(0, 2), (10, 1)]
+        );
+    }
 }

@@ -105,9 +105,14 @@ pub enum IngestError {
     /// The write-ahead log failed; nothing was written.
     #[error(transparent)]
     Wal(#[from] crate::wal::WalError),
+    /// A storage backend other than the meta store failed (the DuckDB
+    /// backend's database); nothing was written.
+    #[error("storage backend: {0}")]
+    Backend(String),
 }
 
-fn check_label(name: &str, value: &str, limits: &LabelLimits) -> Result<(), IngestError> {
+/// Checks one label: a non-empty name, name and value within the limits.
+pub fn check_label(name: &str, value: &str, limits: &LabelLimits) -> Result<(), IngestError> {
     if name.is_empty() {
         return Err(IngestError::InvalidLabels("empty label name".into()));
     }

@@ -14,6 +14,8 @@
 pub mod block;
 pub mod chunkenc;
 pub mod cli;
+#[cfg(feature = "duckdb")]
+pub mod columnar;
 pub mod config;
 pub mod engine;
 pub mod head;
@@ -32,3 +34,4 @@ pub mod scrape;
 pub mod server;
 pub mod store;
 pub mod wal;
+pub mod workload;

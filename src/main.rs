@@ -4,9 +4,9 @@
 
 use clap::{Parser, Subcommand};
 use profstore::cli;
-use profstore::config::{self, LimitSettings, ServeConfig, Settings};
+use profstore::config::{self, LimitSettings, ServeConfig, Settings, Storage};
 use profstore::scrape::ScrapeManager;
-use profstore::server::{router, AppState};
+use profstore::server::{router, AppState, Backend};
 use profstore::store::{Store, StoreConfig};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -49,7 +49,12 @@ struct ServeArgs {
     /// Data directory, created if missing [default: ./data].
     #[arg(long, env = "PROFSTORE_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// How long profiles are kept [default: 15d].
+    /// Storage backend: `tsdb`, the time-series store, or `duckdb`, the
+    /// DuckDB columnar backend in `<data-dir>/profiles.duckdb` (needs a
+    /// binary built with `--features duckdb`) [default: tsdb].
+    #[arg(long, env = "PROFSTORE_STORAGE")]
+    storage: Option<String>,
+    /// How long profiles are kept (time-series store only) [default: 15d].
     #[arg(long, env = "PROFSTORE_RETENTION")]
     retention: Option<String>,
     /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or a
@@ -58,11 +63,11 @@ struct ServeArgs {
     log_level: Option<String>,
     /// When the write-ahead log syncs to disk: `always` (before each answer)
     /// or an interval such as `1s` (a power loss can lose that much; a
-    /// killed process loses nothing) [default: 1s].
+    /// killed process loses nothing) (time-series store only) [default: 1s].
     #[arg(long, env = "PROFSTORE_WAL_SYNC")]
     wal_sync: Option<String>,
     /// Span of an on-disk block (the head is cut into a block once it spans
-    /// 1.5 times this) [default: 2h].
+    /// 1.5 times this) (time-series store only) [default: 2h].
     #[arg(long, env = "PROFSTORE_BLOCK_DURATION")]
     block_duration: Option<String>,
     /// Largest request body, in bytes (also the largest gzipped pprof)
@@ -92,6 +97,7 @@ impl ServeArgs {
         Settings {
             listen: self.listen.clone(),
             data_dir: self.data_dir.clone(),
+            storage: self.storage.clone(),
             retention: self.retention.clone(),
             block_duration: self.block_duration.clone(),
             log_level: self.log_level.clone(),
@@ -172,6 +178,20 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 async fn run(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(), String> {
+    match config.storage {
+        Storage::Tsdb => run_tsdb(config, config_file).await,
+        #[cfg(feature = "duckdb")]
+        Storage::DuckDb => run_duckdb(config, config_file).await,
+        // `config::resolve` rejects `duckdb` in a build without it.
+        #[cfg(not(feature = "duckdb"))]
+        Storage::DuckDb => Err(config::DUCKDB_BUILD_HINT.to_string()),
+    }
+}
+
+/// Runs the daemon over the time-series store: recovery logs, the
+/// maintenance thread (block cuts, retention), and the head snapshot at
+/// shutdown.
+async fn run_tsdb(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(), String> {
     let store_config = StoreConfig {
         data_dir: Some(config.data_dir.clone()),
         limits: config.limits.clone(),
@@ -204,30 +224,7 @@ async fn run(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(), St
     );
     let store = Arc::new(store);
     let maintenance = spawn_maintenance(Arc::clone(&store))?;
-    let state = AppState::new(Arc::clone(&store), config.max_body_bytes);
-    let scrape = Arc::clone(&state.scrape);
-    scrape.set_config_file(config_file);
-    let started = scrape.apply(&config.scrape).await;
-    if started.added > 0 {
-        tracing::info!(loops = started.added, "scraping");
-    }
-    let app = router(state);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "profstore serving");
-    // A parseable line for scripts and tests (which may listen on port 0).
-    let shutdown = shutdown_signal()?;
-    reload_on_sighup(Arc::clone(&scrape))?;
-    println!("listening on {addr}");
-    let _ = std::io::stdout().flush();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
-    tracing::info!("shutting down: stopping the scrapes");
-    scrape.stop().await;
+    serve_backend(Arc::clone(&store) as Arc<dyn Backend>, &config, config_file).await?;
     tracing::info!("writing the head snapshot");
     maintenance
         .stop
@@ -241,6 +238,99 @@ async fn run(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(), St
     .map_err(|e| e.to_string())?
     .map_err(|e| format!("shutdown snapshot failed: {e}"))?;
     tracing::info!("bye");
+    Ok(())
+}
+
+/// Runs the daemon over the DuckDB backend in `<data_dir>/profiles.duckdb`:
+/// no retention, no blocks, no write-ahead log of profstore's own (DuckDB
+/// keeps its own); a checkpoint at shutdown.
+#[cfg(feature = "duckdb")]
+async fn run_duckdb(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(), String> {
+    use profstore::columnar::Columnar;
+    let data_dir = config.data_dir.clone();
+    let path = data_dir.join(DUCKDB_FILE);
+    let limits = config.limits.clone();
+    let open_path = path.clone();
+    let db = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&data_dir).map_err(|e| {
+            format!(
+                "cannot create the data directory {}: {e}",
+                data_dir.display()
+            )
+        })?;
+        Columnar::open_with(Some(&open_path), limits).map_err(|e| {
+            format!(
+                "cannot open the DuckDB database {}: {e}",
+                open_path.display()
+            )
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    tracing::info!(
+        path = %path.display(),
+        series = db.num_series(),
+        "DuckDB backend opened"
+    );
+    tracing::info!("the DuckDB backend keeps every profile: retention is not enforced");
+    if !config.tsdb_settings_given.is_empty() {
+        tracing::warn!(
+            "ignored with --storage duckdb (time-series store only): {}",
+            config.tsdb_settings_given.join(", ")
+        );
+    }
+    let db = Arc::new(db);
+    serve_backend(Arc::clone(&db) as Arc<dyn Backend>, &config, config_file).await?;
+    tracing::info!("checkpointing the DuckDB database");
+    tokio::task::spawn_blocking(move || db.checkpoint())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("shutdown checkpoint failed: {e}"))?;
+    tracing::info!("bye");
+    Ok(())
+}
+
+/// The DuckDB backend's database file in the data directory.
+#[cfg(feature = "duckdb")]
+const DUCKDB_FILE: &str = "profiles.duckdb";
+
+/// Serves HTTP and scrapes over `backend` until SIGINT or SIGTERM; returns
+/// once the server stopped and no scrape ingest is in flight, so the
+/// caller can flush the backend.
+async fn serve_backend(
+    backend: Arc<dyn Backend>,
+    config: &ServeConfig,
+    config_file: Option<PathBuf>,
+) -> Result<(), String> {
+    let state = AppState::new(backend, config.max_body_bytes);
+    let scrape = Arc::clone(&state.scrape);
+    scrape.set_config_file(config_file);
+    let started = scrape.apply(&config.scrape).await;
+    if started.added > 0 {
+        tracing::info!(loops = started.added, "scraping");
+    }
+    let app = router(state);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(
+        %addr,
+        data_dir = %config.data_dir.display(),
+        storage = %config.storage,
+        "profstore serving"
+    );
+    // A parseable line for scripts and tests (which may listen on port 0).
+    let shutdown = shutdown_signal()?;
+    reload_on_sighup(Arc::clone(&scrape))?;
+    println!("listening on {addr}");
+    let _ = std::io::stdout().flush();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("shutting down: stopping the scrapes");
+    scrape.stop().await;
     Ok(())
 }
 

@@ -245,3 +245,58 @@ fn push_and_query() {
     let e = fails(&dead, &["query", "labels"]);
     assert!(e.contains(&format!("cannot connect to {dead}")), "{e}");
 }
+
+/// Runs `profstore serve` with `args`, which must make it exit at once;
+/// its exit code and stderr.
+fn serve_exits(args: &[&str]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_profstore"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the daemon started with {args:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn unknown_storage_is_rejected() {
+    let (code, stderr) = serve_exits(&["--storage", "bogus"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("storage") && stderr.contains("bogus"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("tsdb") && stderr.contains("duckdb"),
+        "{stderr}"
+    );
+}
+
+#[cfg(not(feature = "duckdb"))]
+#[test]
+fn duckdb_storage_needs_the_feature() {
+    let (code, stderr) = serve_exits(&["--storage", "duckdb"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("without the `duckdb`"), "{stderr}");
+    assert!(
+        stderr.contains("cargo build --release --features duckdb"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("scripts/setup-duckdb"), "{stderr}");
+}

@@ -1,8 +1,12 @@
 //! Behaviour of the `Ingester` + `Querier` pair: label queries, ranges and
 //! steps, single/merge/diff, errors, limits and all-or-nothing ingest.
 //!
-//! Every check is written against the traits (`suite::<B>`), so a second
-//! backend runs the same checks.
+//! Every check is written against the traits and the small [`Backend`]
+//! trait below (construction, series count), and `on_every_backend!` runs
+//! each one on the time-series [`Store`] (`store::*`) and, with the `duckdb`
+//! feature, on the DuckDB [`Columnar`] backend (`columnar::*`). With the
+//! feature, `backends_agree_on_a_workload` also checks that both give equal
+//! answers to every query kind over a generated workload.
 
 mod common;
 
@@ -15,6 +19,73 @@ use profstore::proto::pprof as pb;
 use profstore::query::{to_pprof, DIFF_BASE_LABEL};
 use profstore::store::{Limits, Store, StoreConfig};
 use std::collections::BTreeMap;
+
+#[cfg(feature = "duckdb")]
+use profstore::columnar::Columnar;
+
+/// What the checks need beyond the traits.
+trait Backend: Ingester + Querier + Sized {
+    /// An empty backend with default limits.
+    fn empty() -> Self {
+        Self::with_limits(Limits::default())
+    }
+    /// An empty backend with `limits`.
+    fn with_limits(limits: Limits) -> Self;
+    /// Number of series.
+    fn num_series(&self) -> usize;
+}
+
+impl Backend for Store {
+    fn with_limits(limits: Limits) -> Self {
+        Store::open(StoreConfig {
+            limits,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+    fn num_series(&self) -> usize {
+        self.head().num_series()
+    }
+}
+
+#[cfg(feature = "duckdb")]
+impl Backend for Columnar {
+    fn with_limits(limits: Limits) -> Self {
+        Columnar::open_with(None, limits).unwrap()
+    }
+    fn num_series(&self) -> usize {
+        Columnar::num_series(self)
+    }
+}
+
+/// A `#[test]` per backend for each generic check `fn name<B: Backend>()`.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod store {
+            $(#[test]
+            fn $name() {
+                super::$name::<profstore::store::Store>()
+            })*
+        }
+        #[cfg(feature = "duckdb")]
+        mod columnar {
+            $(#[test]
+            fn $name() {
+                super::$name::<profstore::columnar::Columnar>()
+            })*
+        }
+    };
+}
+
+on_every_backend!(
+    engine_suite,
+    out_of_order_in_one_series_rejects_the_whole_profile,
+    limits_give_clear_errors_and_change_nothing,
+    colliding_and_reserved_pprof_label_names_round_trip,
+    a_profile_with_only_zero_samples_still_records_a_zero_total,
+    documented_label_differences_on_the_way_back,
+    empty_string_matchers_follow_prometheus,
+);
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds:delta";
 const SAMPLES: &str = "process_cpu:samples:count:cpu:nanoseconds:delta";
@@ -321,21 +392,19 @@ fn suite<B: Ingester + Querier>(b: &B) {
     assert_eq!(e.profile_type.to_string(), CPU);
 }
 
-#[test]
-fn store_passes_the_engine_suite() {
-    suite(&Store::temporary().unwrap());
+fn engine_suite<B: Backend>() {
+    suite(&B::empty());
 }
 
-#[test]
-fn out_of_order_in_one_series_rejects_the_whole_profile() {
-    let store = Store::temporary().unwrap();
+fn out_of_order_in_one_series_rejects_the_whole_profile<B: Backend>() {
+    let store = B::empty();
     store
         .ingest(req(
             &[("job", "x")],
             profile(1000, &[(&["a"], 1, &[("k", "1")])]),
         ))
         .unwrap();
-    let before = store.head().num_series();
+    let before = store.num_series();
     // Same timestamp: series k=1 would be out of order, k=2 is new.
     let err = store
         .ingest(req(
@@ -351,7 +420,7 @@ fn out_of_order_in_one_series_rejects_the_whole_profile() {
         "{err}"
     );
     assert!(err.to_string().contains("out of order"), "{err}");
-    assert_eq!(store.head().num_series(), before, "no series created");
+    assert_eq!(store.num_series(), before, "no series created");
     assert_eq!(
         store.label_values("k", &[], TimeRange::ALL).unwrap(),
         vec!["1"]
@@ -366,19 +435,14 @@ fn out_of_order_in_one_series_rejects_the_whole_profile() {
     assert_eq!(r.iter().map(|s| s.points.len()).sum::<usize>(), 1);
 }
 
-#[test]
-fn limits_give_clear_errors_and_change_nothing() {
+fn limits_give_clear_errors_and_change_nothing<B: Backend>() {
     let mut limits = Limits {
         max_series: 3,
         ..Default::default()
     };
     limits.labels.max_label_value_len = 16;
     limits.labels.max_labels_per_series = 4;
-    let store = Store::open(StoreConfig {
-        limits,
-        ..Default::default()
-    })
-    .unwrap();
+    let store = B::with_limits(limits);
     // 2 series (two sample types).
     store
         .ingest(req(&[("job", "x")], profile(1000, &[(&["a"], 1, &[])])))
@@ -391,7 +455,7 @@ fn limits_give_clear_errors_and_change_nothing() {
         matches!(err, IngestError::Head(HeadError::SeriesLimit { limit: 3 })),
         "{err}"
     );
-    assert_eq!(store.head().num_series(), 2);
+    assert_eq!(store.num_series(), 2);
     let err = store
         .ingest(req(
             &[("job", "01234567890123456789")],
@@ -413,13 +477,12 @@ fn limits_give_clear_errors_and_change_nothing() {
         ))
         .unwrap_err();
     assert!(err.to_string().contains("reserved"), "{err}");
-    assert_eq!(store.head().num_series(), 2);
+    assert_eq!(store.num_series(), 2);
     assert_eq!(store.series(&[], TimeRange::ALL).unwrap().len(), 2);
 }
 
-#[test]
-fn colliding_and_reserved_pprof_label_names_round_trip() {
-    let store = Store::temporary().unwrap();
+fn colliding_and_reserved_pprof_label_names_round_trip<B: Backend>() {
+    let store = B::empty();
     store
         .ingest(req(
             &[("job", "x")],
@@ -444,9 +507,8 @@ fn colliding_and_reserved_pprof_label_names_round_trip() {
     );
 }
 
-#[test]
-fn a_profile_with_only_zero_samples_still_records_a_zero_total() {
-    let store = Store::temporary().unwrap();
+fn a_profile_with_only_zero_samples_still_records_a_zero_total<B: Backend>() {
+    let store = B::empty();
     store
         .ingest(req(
             &[("job", "idle")],
@@ -464,12 +526,11 @@ fn a_profile_with_only_zero_samples_still_records_a_zero_total() {
     assert_eq!(r[0].points, vec![(1000, 0)]);
 }
 
-#[test]
-fn documented_label_differences_on_the_way_back() {
+fn documented_label_differences_on_the_way_back<B: Backend>() {
     // Empty string values are dropped, a repeated key keeps its first value,
     // and a label with neither value nor unit is dropped; numeric labels
     // stay (sorted) with the stack.
-    let store = Store::temporary().unwrap();
+    let store = B::empty();
     let mut p = profile(
         1000,
         &[(&["a"], 1, &[("empty", ""), ("k", "first"), ("k", "second")])],
@@ -507,4 +568,189 @@ fn documented_label_differences_on_the_way_back() {
         .label_values("empty", &[], TimeRange::ALL)
         .unwrap()
         .is_empty());
+}
+
+fn empty_string_matchers_follow_prometheus<B: Backend>() {
+    let b = B::empty();
+    b.ingest(req(
+        &[("job", "api"), ("instance", "a")],
+        profile(1000, &[(&["a"], 1, &[])]),
+    ))
+    .unwrap();
+    b.ingest(req(&[("job", "api")], profile(1000, &[(&["a"], 1, &[])])))
+        .unwrap();
+    b.ingest(req(
+        &[("job", "api"), ("instance", "line\nbreak")],
+        profile(1000, &[(&["a"], 1, &[])]),
+    ))
+    .unwrap();
+    let instances = |s: &str| -> Vec<String> {
+        let mut v: Vec<String> = b
+            .series(&sel(&format!("{SAMPLES}{s}")), TimeRange::ALL)
+            .unwrap()
+            .iter()
+            .map(|l| l.get("instance").unwrap_or("-").to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(instances(r#"{instance=""}"#), vec!["-"]);
+    assert_eq!(instances(r#"{instance!=""}"#), vec!["a", "line\nbreak"]);
+    assert_eq!(instances(r#"{instance=~"a|"}"#), vec!["-", "a"]);
+    assert_eq!(instances(r#"{instance=~"|b"}"#), vec!["-"]);
+    assert_eq!(instances(r#"{instance!~"a"}"#), vec!["-", "line\nbreak"]);
+    assert_eq!(instances(r#"{instance=~".*"}"#).len(), 3);
+    assert_eq!(instances(r#"{instance=~".+"}"#), vec!["a", "line\nbreak"]);
+    // Anchored, and `.` matches a newline.
+    assert!(instances(r#"{job=~"p"}"#).is_empty());
+    assert_eq!(instances(r#"{job=~"a.*"}"#).len(), 3);
+    assert_eq!(
+        instances(r#"{instance=~"line.break"}"#),
+        vec!["line\nbreak"]
+    );
+    assert_eq!(instances(r#"{instance=~"[a-z]"}"#), vec!["a"]);
+    assert_eq!(instances(r#"{instance!~"l.*|"}"#), vec!["a"]);
+    assert!(instances(r#"{nope!=""}"#).is_empty());
+    assert_eq!(instances(r#"{nope=""}"#).len(), 3);
+}
+
+/// Both backends fed the identical generated stream answer every query
+/// kind identically (frames compared by content: their ids are the
+/// backends' own).
+#[cfg(feature = "duckdb")]
+#[test]
+fn backends_agree_on_a_workload() {
+    use profstore::engine::SINGLE_WINDOW_MS;
+    use profstore::workload::{Kind, Workload, WorkloadSpec};
+
+    let spec = WorkloadSpec {
+        targets: 3,
+        scrapes: 8,
+        lifetime_scrapes: Some(4),
+        label_cardinality: 3,
+        ..Default::default()
+    };
+    let kinds = Kind::testdata(&common::testdata_dir(), 2).unwrap();
+    let store = Store::temporary().unwrap();
+    let duck = Columnar::open(None).unwrap();
+    for r in Workload::new(spec.clone(), kinds) {
+        let a = store.ingest(r.clone()).unwrap();
+        let b = duck.ingest(r).unwrap();
+        assert_eq!(a, b);
+    }
+    let all = TimeRange::ALL;
+    let mid = TimeRange::new(spec.timestamp(0, 2), spec.timestamp(1, 5)).unwrap();
+    let types = store.profile_types(&[], all).unwrap();
+    assert_eq!(types, duck.profile_types(&[], all).unwrap());
+    assert!(types.len() >= 5, "{types:?}");
+    assert_eq!(
+        store.label_names(&[], all).unwrap(),
+        duck.label_names(&[], all).unwrap()
+    );
+    let norm = |p: profstore::query::Profile| {
+        let mut samples: Vec<(String, i64)> = p
+            .samples
+            .iter()
+            .map(|s| {
+                let frames: Vec<String> = s
+                    .stack
+                    .frames
+                    .iter()
+                    .map(|f| {
+                        let lines: Vec<_> = f
+                            .lines
+                            .iter()
+                            .map(|l| (&*l.function, l.line, l.column))
+                            .collect();
+                        format!(
+                            "{:x} {} {:?} {:?}",
+                            f.address,
+                            f.is_folded,
+                            f.mapping.as_ref().map(|m| &*m.1),
+                            lines
+                        )
+                    })
+                    .collect();
+                (
+                    format!("{frames:?} {:?} {:?}", s.stack.num_labels, s.labels),
+                    s.value,
+                )
+            })
+            .collect();
+        samples.sort();
+        (
+            p.profile_type.to_string(),
+            p.time_ms,
+            p.duration_ns,
+            p.period,
+            samples,
+        )
+    };
+    let mut checked = 0;
+    for t in &types {
+        for extra in [
+            "",
+            r#"instance=~"t1-.*""#,
+            r#"endpoint="v1""#,
+            r#"endpoint="""#,
+            r#"kind!="cpu",instance!~"t0-g0|t2-g1""#,
+        ] {
+            let m = sel(&format!("{t}{{{extra}}}"));
+            for range in [all, mid] {
+                assert_eq!(
+                    store.series(&m, range).unwrap(),
+                    duck.series(&m, range).unwrap()
+                );
+                assert_eq!(
+                    store.label_values("instance", &m, range).unwrap(),
+                    duck.label_values("instance", &m, range).unwrap()
+                );
+                assert_eq!(
+                    store.label_names(&m, range).unwrap(),
+                    duck.label_names(&m, range).unwrap()
+                );
+                // (Steps only on a bounded range: the time-series backend
+                // computes `t - start` in 64 bits.)
+                let steps: &[Option<i64>] = if range == all {
+                    &[None]
+                } else {
+                    &[None, Some(25_000), Some(SINGLE_WINDOW_MS)]
+                };
+                for &step in steps {
+                    assert_eq!(
+                        store.query_range(&m, range, step).unwrap(),
+                        duck.query_range(&m, range, step).unwrap(),
+                        "{t}{{{extra}}} {step:?}"
+                    );
+                }
+                assert_eq!(
+                    norm(store.merge(&m, range).unwrap()),
+                    norm(duck.merge(&m, range).unwrap()),
+                    "merge {t}{{{extra}}}"
+                );
+                checked += 1;
+            }
+            for at in [spec.timestamp(0, 0) - 1, spec.timestamp(2, 3), 0] {
+                assert_eq!(
+                    norm(store.single(&m, at).unwrap()),
+                    norm(duck.single(&m, at).unwrap()),
+                    "single {t}{{{extra}}} at {at}"
+                );
+            }
+            assert_eq!(
+                norm(store.diff((&m, mid), (&m, all)).unwrap()),
+                norm(duck.diff((&m, mid), (&m, all)).unwrap())
+            );
+        }
+    }
+    assert!(checked > 40);
+    // Errors are the same kind.
+    let both = sel(r#"{job="workload"}"#);
+    assert!(matches!(
+        (store.merge(&both, all), duck.merge(&both, all)),
+        (
+            Err(QueryError::MultipleProfileTypes(a)),
+            Err(QueryError::MultipleProfileTypes(b))
+        ) if a == b
+    ));
 }

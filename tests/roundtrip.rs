@@ -1,6 +1,7 @@
 //! Lossless round trip: every corpus profile is ingested into one store, then
 //! merged back per sample type, and the per-stack totals must equal the
-//! input's (see `common::totals` for what "stack" means here).
+//! input's (see `common::totals` for what "stack" means here). With the
+//! `duckdb` feature the same round trip runs on the DuckDB backend.
 
 mod common;
 
@@ -18,8 +19,8 @@ fn eq(name: &str, value: &str) -> Matcher {
     Matcher::new(MatchOp::Equal, name, value).unwrap()
 }
 
-fn ingest_file(
-    store: &Store,
+fn ingest_file<B: Ingester>(
+    store: &B,
     rel: &str,
     path: &std::path::Path,
 ) -> profstore::proto::pprof::Profile {
@@ -37,7 +38,7 @@ fn ingest_file(
 }
 
 /// For each sample type of `input`, the merged output's totals.
-fn check_round_trip(store: &Store, rel: &str, input: &profstore::proto::pprof::Profile) {
+fn check_round_trip<B: Querier>(store: &B, rel: &str, input: &profstore::proto::pprof::Profile) {
     let want = common::totals(input);
     let types = store
         .profile_types(&[eq("file", rel)], TimeRange::ALL)
@@ -93,36 +94,63 @@ fn check_round_trip(store: &Store, rel: &str, input: &profstore::proto::pprof::P
     }
 }
 
-#[test]
-fn every_corpus_profile_round_trips() {
-    let store = Store::temporary().unwrap();
+/// Ingests the whole corpus into `store`, then checks every file's round
+/// trip.
+fn round_trip_corpus<B: Ingester + Querier>(store: &B) {
     let files = common::corpus();
     assert!(files.len() >= 30, "corpus has {} files", files.len());
     let mut inputs = Vec::new();
     let t0 = std::time::Instant::now();
     for (rel, path) in &files {
-        inputs.push((rel.clone(), ingest_file(&store, rel, path)));
+        inputs.push((rel.clone(), ingest_file(store, rel, path)));
     }
     let t1 = std::time::Instant::now();
     for (rel, input) in &inputs {
         let t = std::time::Instant::now();
-        check_round_trip(&store, rel, input);
+        check_round_trip(store, rel, input);
         if t.elapsed().as_secs_f64() > 1.0 {
             eprintln!("{rel}: check took {:?}", t.elapsed());
         }
     }
-    eprintln!("ingest {:?}, check {:?}", t1 - t0, t1.elapsed());
     eprintln!(
-        "round-tripped {} files; {} series; meta {:?}",
+        "round-tripped {} files: ingest {:?}, check {:?}",
         inputs.len(),
+        t1 - t0,
+        t1.elapsed()
+    );
+}
+
+#[test]
+fn every_corpus_profile_round_trips() {
+    let store = Store::temporary().unwrap();
+    round_trip_corpus(&store);
+    eprintln!(
+        "{} series; meta {:?}",
         store.head().num_series(),
         store.meta().counts()
     );
 }
 
+#[cfg(feature = "duckdb")]
+#[test]
+fn every_corpus_profile_round_trips_through_duckdb() {
+    let store = profstore::columnar::Columnar::open(None).unwrap();
+    round_trip_corpus(&store);
+    eprintln!("{} series", store.num_series());
+}
+
 #[test]
 fn merging_ten_consecutive_heap_profiles_sums_per_stack() {
-    let store = Store::temporary().unwrap();
+    merge_ten_heap_profiles(&Store::temporary().unwrap());
+}
+
+#[cfg(feature = "duckdb")]
+#[test]
+fn merging_ten_consecutive_heap_profiles_sums_per_stack_in_duckdb() {
+    merge_ten_heap_profiles(&profstore::columnar::Columnar::open(None).unwrap());
+}
+
+fn merge_ten_heap_profiles<B: Ingester + Querier>(store: &B) {
     let mut files: Vec<_> = common::files_under(&common::testdata_dir().join("parca"))
         .into_iter()
         .filter(|(rel, _)| rel.starts_with("16445"))
@@ -218,9 +246,18 @@ fn same_profile_twice_adds_no_metadata_and_reopen_keeps_ids() {
 
 #[test]
 fn pprof_string_labels_are_selectable_series_labels() {
-    let store = Store::temporary().unwrap();
+    string_labels_are_selectable(&Store::temporary().unwrap());
+}
+
+#[cfg(feature = "duckdb")]
+#[test]
+fn pprof_string_labels_are_selectable_series_labels_in_duckdb() {
+    string_labels_are_selectable(&profstore::columnar::Columnar::open(None).unwrap());
+}
+
+fn string_labels_are_selectable<B: Ingester + Querier>(store: &B) {
     let path = common::testdata_dir().join("parca/cpu_labels.pb.gz");
-    let input = ingest_file(&store, "cpu_labels", &path);
+    let input = ingest_file(store, "cpu_labels", &path);
     let values = store
         .label_values("grpcmethod", &[], TimeRange::ALL)
         .unwrap();

@@ -5,7 +5,7 @@ use super::metrics::ScrapeMetrics;
 use super::scrape_loop::{self, LoopState};
 use super::target::{expand, TargetSpec, TargetStatus};
 use crate::config::{self, ConfigError};
-use crate::store::Store;
+use crate::server::Backend;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -43,7 +43,7 @@ pub struct ApplySummary {
 /// (held across the file read), `loops` is held only while loops are
 /// started or stopped, never across an await.
 pub struct ScrapeManager {
-    store: Arc<Store>,
+    backend: Arc<dyn Backend>,
     metrics: ScrapeMetrics,
     agent: ureq::Agent,
     default_body_limit: usize,
@@ -63,9 +63,13 @@ impl std::fmt::Debug for ScrapeManager {
 impl ScrapeManager {
     /// A manager with no loops; `default_body_limit` is the body limit of
     /// jobs without `body_size_limit` (the daemon's `max_body_bytes`).
-    pub fn new(store: Arc<Store>, metrics: ScrapeMetrics, default_body_limit: usize) -> Self {
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        metrics: ScrapeMetrics,
+        default_body_limit: usize,
+    ) -> Self {
         ScrapeManager {
-            store,
+            backend,
             metrics,
             agent: scrape_loop::agent(),
             default_body_limit,
@@ -107,7 +111,7 @@ impl ScrapeManager {
             let (stop, stopped) = watch::channel(());
             let task = tokio::spawn(scrape_loop::run(
                 Arc::clone(&state),
-                Arc::clone(&self.store),
+                Arc::clone(&self.backend),
                 self.agent.clone(),
                 self.metrics.clone(),
                 stopped,

@@ -11,8 +11,8 @@
 //!   offset in the interval (a hash of the spec, so targets spread over the
 //!   interval and keep their slot across reloads), then one per interval;
 //!   each scrape is a GET with the timeout and a body size limit, then the
-//!   ordinary ingest path ([`crate::store::Store::ingest_raw`]) on tokio's
-//!   blocking pool.
+//!   ordinary ingest path ([`crate::server::Backend::ingest_raw`], the
+//!   store's or DuckDB's) on tokio's blocking pool.
 //! - [`ScrapeManager`]: the running loops; [`ScrapeManager::apply`] starts
 //!   the loops of new specs, stops those of removed specs and leaves equal
 //!   specs alone (a reload does not disturb unchanged targets).
@@ -32,7 +32,7 @@
 //! loops or the daemon; a loop stops when its stop channel closes, between
 //! scrapes or during a fetch (the fetch is abandoned), but never during an
 //! ingest, so [`ScrapeManager::stop`] returns only when no ingest is in
-//! flight and the store can be flushed.
+//! flight and the backend can be flushed.
 
 pub mod config;
 pub mod metrics;

@@ -1,12 +1,13 @@
 //! The loop of one [`TargetSpec`] and its scrapes: fetch (blocking `ureq`
 //! on tokio's blocking pool, bounded by the timeout and the body limit),
-//! then decode and ingest through the store (blocking pool again).
+//! then decode and ingest through the storage backend (blocking pool
+//! again).
 
 use super::metrics::ScrapeMetrics;
 use super::target::{Health, TargetSpec, TargetStatus};
 use super::ScrapeError;
 use crate::ingest::{IngestRequest, IngestSummary};
-use crate::store::Store;
+use crate::server::Backend;
 use parking_lot::Mutex;
 use std::io::Read;
 use std::sync::Arc;
@@ -39,7 +40,7 @@ pub fn agent() -> ureq::Agent {
 /// dropped). Never returns early on a failed scrape.
 pub async fn run(
     state: Arc<LoopState>,
-    store: Arc<Store>,
+    backend: Arc<dyn Backend>,
     agent: ureq::Agent,
     metrics: ScrapeMetrics,
     mut stop: watch::Receiver<()>,
@@ -67,9 +68,9 @@ pub async fn run(
                 r = fetch(&agent, spec) => r?,
             };
             bytes = body.len() as u64;
-            // Not cancellable: the store is flushed only after every
+            // Not cancellable: the backend is flushed only after every
             // ingest in flight has returned.
-            ingest(&store, spec, body, started).await.map(Some)
+            ingest(&backend, spec, body, started).await.map(Some)
         }
         .await;
         let elapsed = clock.elapsed();
@@ -182,12 +183,12 @@ fn fetch_blocking(
 /// stamped with the scrape's start time (see the module doc of
 /// [`crate::scrape`]).
 pub async fn ingest(
-    store: &Arc<Store>,
+    backend: &Arc<dyn Backend>,
     spec: &TargetSpec,
     body: Vec<u8>,
     started: SystemTime,
 ) -> Result<IngestSummary, ScrapeError> {
-    let store = Arc::clone(store);
+    let backend = Arc::clone(backend);
     let name = spec.profile.clone();
     let delta = spec.delta;
     let labels = spec.series_labels();
@@ -195,7 +196,7 @@ pub async fn ingest(
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     tokio::task::spawn_blocking(move || {
-        let mut profile = crate::pprof::decode(&body, &store.limits().decode)
+        let mut profile = crate::pprof::decode(&body, &backend.limits().decode)
             .map_err(ScrapeError::InvalidPprof)?;
         profile.time_nanos = i64::try_from(since_epoch.as_nanos()).unwrap_or(i64::MAX);
         let req = IngestRequest {
@@ -207,7 +208,7 @@ pub async fn ingest(
         };
         // `None`: the log holds the profile re-encoded with the new time,
         // not the bytes as received.
-        store.ingest_raw(&req, None).map_err(ScrapeError::Ingest)
+        backend.ingest_raw(&req, None).map_err(ScrapeError::Ingest)
     })
     .await
     .map_err(|e| ScrapeError::Internal(format!("ingest task failed: {e}")))?

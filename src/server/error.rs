@@ -53,7 +53,8 @@ impl ApiError {
     /// - 413 `bad_data`: body or decompressed body or pprof counts over a
     ///   limit.
     /// - 429 `unavailable`: the series limit.
-    /// - 500 `internal`: the meta store or a bug.
+    /// - 500 `internal`: the meta store, the storage backend (DuckDB) or a
+    ///   bug.
     pub fn status(&self) -> (StatusCode, &'static str) {
         use StatusCode as S;
         let bad = (S::BAD_REQUEST, "bad_data");
@@ -71,7 +72,7 @@ impl ApiError {
                     (S::TOO_MANY_REQUESTS, "unavailable")
                 }
                 IngestError::Head(HeadError::OutOfOrder { .. } | HeadError::TooOld { .. }) => bad,
-                IngestError::Meta(_) | IngestError::Wal(_) => {
+                IngestError::Meta(_) | IngestError::Wal(_) | IngestError::Backend(_) => {
                     (S::INTERNAL_SERVER_ERROR, "internal")
                 }
             },
@@ -80,7 +81,9 @@ impl ApiError {
                 | QueryError::InvalidRange(_)
                 | QueryError::DiffTypeMismatch(..) => bad,
                 QueryError::NoData(_) => (S::NOT_FOUND, "not_found"),
-                QueryError::Meta(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+                QueryError::Meta(_) | QueryError::Backend(_) => {
+                    (S::INTERNAL_SERVER_ERROR, "internal")
+                }
             },
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -106,10 +109,12 @@ impl ApiError {
                 IngestError::Head(HeadError::TooOld { .. }) => "too_old",
                 IngestError::Meta(_) => "meta_store",
                 IngestError::Wal(_) => "wal",
+                IngestError::Backend(_) => "backend",
             },
             ApiError::Query(e) => match e {
                 QueryError::NoData(_) => "no_data",
                 QueryError::Meta(_) => "meta_store",
+                QueryError::Backend(_) => "backend",
                 _ => "bad_query",
             },
             ApiError::Internal(_) => "internal",

@@ -1,13 +1,13 @@
 //! The route handlers.
 
 use super::params::{parse_duration, Params};
+use super::Backend;
 use super::{blocking, read_body, ApiError, AppState};
-use crate::engine::{Querier, QueryError, TimeRange, SINGLE_WINDOW_MS};
+use crate::engine::{QueryError, TimeRange, SINGLE_WINDOW_MS};
 use crate::index::{parse_selector, MatchOp, Matcher};
 use crate::labels::{Labels, METRIC_NAME};
 use crate::query::{self, Profile};
 use crate::render;
-use crate::store::Store;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
@@ -102,7 +102,10 @@ pub async fn write(State(st): State<AppState>, req: Request) -> ApiResult {
     }
     let body = read_body(req.into_body(), st.max_body_bytes).await?;
     let now = now_ms();
-    let summary = blocking(&st.store, move |s| s.ingest_bytes(&body, name, labels, now)).await?;
+    let summary = blocking(&st.backend, move |s| {
+        s.ingest_bytes(&body, name, labels, now)
+    })
+    .await?;
     tracing::debug!(
         series = summary.series,
         samples = summary.samples,
@@ -172,7 +175,7 @@ pub async fn query_range(State(st): State<AppState>, params: Params) -> ApiResul
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
         ));
     }
-    let series = blocking(&st.store, move |s| {
+    let series = blocking(&st.backend, move |s| {
         s.query_range(&matchers, range, Some(step))
     })
     .await?;
@@ -196,7 +199,7 @@ pub async fn query(State(st): State<AppState>, params: Params) -> ApiResult {
     let matchers = selector(&params, "query")?;
     let t = params.time_or("time", now_ms())?;
     let range = TimeRange::new(t.saturating_sub(LOOKBACK_MS), t)?;
-    let series = blocking(&st.store, move |s| s.query_range(&matchers, range, None)).await?;
+    let series = blocking(&st.backend, move |s| s.query_range(&matchers, range, None)).await?;
     let result: Vec<Value> = series
         .iter()
         .filter_map(|sp| {
@@ -217,9 +220,9 @@ async fn union<T, F>(
 ) -> Result<BTreeSet<T>, ApiError>
 where
     T: Ord + Send + 'static,
-    F: Fn(&Store, &[Matcher]) -> Result<Vec<T>, QueryError> + Send + 'static,
+    F: Fn(&dyn Backend, &[Matcher]) -> Result<Vec<T>, QueryError> + Send + 'static,
 {
-    blocking(&st.store, move |s| {
+    blocking(&st.backend, move |s| {
         let mut out = BTreeSet::new();
         for m in &sets {
             out.extend(query(s, m)?);
@@ -359,7 +362,7 @@ pub async fn profile(State(st): State<AppState>, params: Params) -> ApiResult {
     let query = params.required("query")?.to_string();
     let matchers = selector(&params, "query")?;
     let t = params.time_or("time", now_ms().saturating_sub(SINGLE_WINDOW_MS))?;
-    let r = blocking(&st.store, move |s| {
+    let r = blocking(&st.backend, move |s| {
         let p = s.single(&matchers, t)?;
         render(&p, format, &query)
     })
@@ -373,7 +376,7 @@ pub async fn merge(State(st): State<AppState>, params: Params) -> ApiResult {
     let query = params.required("query")?.to_string();
     let matchers = selector(&params, "query")?;
     let range = required_range(&params, "start", "end")?;
-    let r = blocking(&st.store, move |s| {
+    let r = blocking(&st.backend, move |s| {
         let p = s.merge(&matchers, range)?;
         render(&p, format, &query)
     })
@@ -393,7 +396,7 @@ pub async fn diff(State(st): State<AppState>, params: Params) -> ApiResult {
         params.required("query_b")?,
         params.required("query_a")?
     );
-    let r = blocking(&st.store, move |s| {
+    let r = blocking(&st.backend, move |s| {
         let p = s.diff((&ma, ra), (&mb, rb))?;
         render(&p, format, &title)
     })

@@ -1,12 +1,23 @@
 //! `/metrics`: the daemon's own metrics in Prometheus text format
 //! (prometheus-client).
 //!
+//! Every backend:
+//!
 //! | metric | type | what |
 //! |---|---|---|
 //! | `profstore_ingested_profiles_total` | counter | profiles accepted |
 //! | `profstore_ingested_samples_total` | counter | (series, stack) samples appended |
 //! | `profstore_ingested_bytes_total` | counter | pprof bytes accepted (as received) |
-//! | `profstore_series` | gauge | series in the head |
+//! | `profstore_series` | gauge | series in the store (the head's, for the time-series store) |
+//! | `profstore_http_request_duration_seconds{handler}` | histogram | request latency by route |
+//! | `profstore_http_requests_total{handler,code}` | counter | requests by route and status |
+//! | `profstore_errors_total{kind}` | counter | failed requests by error kind |
+//! | `profstore_scrape_*` | | scrape health, durations, bytes, failures: see [`crate::scrape::metrics`] |
+//!
+//! The time-series store only ([`StoreMetrics`]):
+//!
+//! | metric | type | what |
+//! |---|---|---|
 //! | `profstore_meta_entities{kind}` | gauge | mappings, functions, locations, stacks in the meta store |
 //! | `profstore_head_chunk_bytes` | gauge | bytes of the head's compressed columns |
 //! | `profstore_wal_replayed_records` | gauge | WAL records replayed at start |
@@ -23,16 +34,19 @@
 //! | `profstore_meta_gc_runs_total` | counter | garbage collections of the meta store |
 //! | `profstore_meta_gc_deleted_total` | counter | meta entries deleted by garbage collection |
 //! | `profstore_maintenance_failures_total` | counter | failed maintenance steps (each logged) |
-//! | `profstore_http_request_duration_seconds{handler}` | histogram | request latency by route |
-//! | `profstore_http_requests_total{handler,code}` | counter | requests by route and status |
-//! | `profstore_errors_total{kind}` | counter | failed requests by error kind |
-//! | `profstore_scrape_*` | | scrape health, durations, bytes, failures: see [`crate::scrape::metrics`] |
 //!
-//! The store's counters and sizes are read when `/metrics` is scraped; the
-//! HTTP metrics are recorded by [`track`], a middleware around every route.
+//! The DuckDB backend only: `profstore_duckdb_memory_bytes` (gauge), the
+//! bytes DuckDB's buffer manager holds.
+//!
+//! The backend's counters and sizes are read when `/metrics` is scraped
+//! (the backend-specific ones through the refresher that
+//! [`Backend::register_metrics`] returned); the HTTP metrics are recorded
+//! by [`track`], a middleware around every route.
 
+use super::backend::{Backend, RefreshMetrics};
 use super::AppState;
 use crate::scrape::ScrapeMetrics;
+use crate::store::Store;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
@@ -45,6 +59,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The kind of a failed request, attached to error responses as an
@@ -109,17 +124,13 @@ const COUNTERS: &[(&str, &str)] = &[
 /// The daemon's metrics.
 pub struct Metrics {
     registry: Registry,
+    backend: Arc<dyn Backend>,
+    /// Sets the backend's own metrics (see [`Backend::register_metrics`]).
+    refresh_backend: RefreshMetrics,
     profiles: Counter,
     samples: Counter,
     bytes: Counter,
     series: Gauge,
-    entities: Family<KindLabels, Gauge>,
-    chunk_bytes: Gauge,
-    wal_records: Gauge,
-    wal_corruptions: Gauge,
-    /// Store gauges and counters read at scrape time, by name.
-    gauges: Vec<(&'static str, Gauge)>,
-    counters: Vec<(&'static str, Counter)>,
     latency: Family<HandlerLabels, Histogram>,
     requests: Family<RequestLabels, Counter>,
     errors: Family<KindLabels, Counter>,
@@ -133,49 +144,121 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
-    }
-}
-
 impl Metrics {
-    /// Registers every metric.
-    pub fn new() -> Metrics {
+    /// Registers every metric: the daemon's and `backend`'s own.
+    pub fn new(backend: Arc<dyn Backend>) -> Metrics {
         let mut registry = Registry::with_prefix("profstore");
-        let m = Metrics {
-            profiles: Counter::default(),
-            samples: Counter::default(),
-            bytes: Counter::default(),
-            series: Gauge::default(),
-            entities: Family::default(),
-            chunk_bytes: Gauge::default(),
-            wal_records: Gauge::default(),
-            wal_corruptions: Gauge::default(),
-            gauges: Vec::new(),
-            counters: Vec::new(),
-            // 0.5 ms … ~16 s.
-            latency: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-            }),
-            requests: Family::default(),
-            errors: Family::default(),
-            scrape: ScrapeMetrics::default(),
-            registry: Registry::default(),
-        };
+        let profiles = Counter::default();
+        let samples = Counter::default();
+        let bytes = Counter::default();
+        let series = Gauge::default();
+        // 0.5 ms … ~16 s.
+        let latency: Family<HandlerLabels, Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)));
+        let requests: Family<RequestLabels, Counter> = Family::default();
+        let errors: Family<KindLabels, Counter> = Family::default();
+        let scrape = ScrapeMetrics::default();
         let r = &mut registry;
-        r.register("ingested_profiles", "Profiles accepted", m.profiles.clone());
+        r.register("ingested_profiles", "Profiles accepted", profiles.clone());
         r.register(
             "ingested_samples",
             "(series, stack) samples appended",
-            m.samples.clone(),
+            samples.clone(),
         );
         r.register(
             "ingested_bytes",
             "pprof bytes accepted, as received",
-            m.bytes.clone(),
+            bytes.clone(),
         );
-        r.register("series", "Series in the head", m.series.clone());
+        r.register(
+            "series",
+            "Series in the store (the head's, for the time-series store)",
+            series.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        r.register(
+            "http_requests",
+            "HTTP requests by route and status code",
+            requests.clone(),
+        );
+        r.register("errors", "Failed requests by error kind", errors.clone());
+        scrape.register(r);
+        let refresh_backend = Arc::clone(&backend).register_metrics(r);
+        Metrics {
+            registry,
+            backend,
+            refresh_backend,
+            profiles,
+            samples,
+            bytes,
+            series,
+            latency,
+            requests,
+            errors,
+            scrape,
+        }
+    }
+
+    /// Renders every metric, reading the backend's figures first (blocks:
+    /// call it on the blocking pool).
+    pub fn render(&self) -> String {
+        let stats = self.backend.ingest_stats();
+        // The backend's counters are the source of truth (they only grow):
+        // mirror them.
+        self.profiles.inner().store(stats.profiles, Relaxed);
+        self.samples.inner().store(stats.samples, Relaxed);
+        self.bytes.inner().store(stats.bytes, Relaxed);
+        self.series
+            .set(i64::try_from(self.backend.num_series()).unwrap_or(i64::MAX));
+        (self.refresh_backend)();
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The time-series store's own metrics (see the module docs), registered
+/// by its [`Backend::register_metrics`].
+pub(crate) struct StoreMetrics {
+    entities: Family<KindLabels, Gauge>,
+    chunk_bytes: Gauge,
+    wal_records: Gauge,
+    wal_corruptions: Gauge,
+    /// Gauges and counters read at scrape time, by name.
+    gauges: Vec<(&'static str, Gauge)>,
+    counters: Vec<(&'static str, Counter)>,
+}
+
+impl StoreMetrics {
+    /// Registers the store's metrics in `r`.
+    pub(crate) fn register(r: &mut Registry) -> StoreMetrics {
+        let m = StoreMetrics {
+            entities: Family::default(),
+            chunk_bytes: Gauge::default(),
+            wal_records: Gauge::default(),
+            wal_corruptions: Gauge::default(),
+            gauges: GAUGES
+                .iter()
+                .map(|(name, help)| {
+                    let g = Gauge::default();
+                    r.register(*name, *help, g.clone());
+                    (*name, g)
+                })
+                .collect(),
+            counters: COUNTERS
+                .iter()
+                .map(|(name, help)| {
+                    let c = Counter::default();
+                    r.register(*name, *help, c.clone());
+                    (*name, c)
+                })
+                .collect(),
+        };
         r.register(
             "meta_entities",
             "Entities in the meta store by kind",
@@ -196,51 +279,11 @@ impl Metrics {
             "Damaged write-ahead log ranges found at start",
             m.wal_corruptions.clone(),
         );
-        r.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by route",
-            m.latency.clone(),
-        );
-        r.register(
-            "http_requests",
-            "HTTP requests by route and status code",
-            m.requests.clone(),
-        );
-        r.register("errors", "Failed requests by error kind", m.errors.clone());
-        let gauges: Vec<(&'static str, Gauge)> = GAUGES
-            .iter()
-            .map(|(name, help)| {
-                let g = Gauge::default();
-                r.register(*name, *help, g.clone());
-                (*name, g)
-            })
-            .collect();
-        let counters: Vec<(&'static str, Counter)> = COUNTERS
-            .iter()
-            .map(|(name, help)| {
-                let c = Counter::default();
-                r.register(*name, *help, c.clone());
-                (*name, c)
-            })
-            .collect();
-        m.scrape.register(r);
-        Metrics {
-            registry,
-            gauges,
-            counters,
-            ..m
-        }
+        m
     }
 
-    /// Renders every metric, reading the store's figures first.
-    pub fn render(&self, store: &crate::store::Store) -> String {
-        let stats = store.stats();
-        // The store's counters are the source of truth (they only grow):
-        // mirror them.
-        self.profiles.inner().store(stats.profiles, Relaxed);
-        self.samples.inner().store(stats.samples, Relaxed);
-        self.bytes.inner().store(stats.bytes, Relaxed);
-        self.series.set(store.head().num_series() as i64);
+    /// Sets every store metric from `store`.
+    pub(crate) fn refresh(&self, store: &Store) {
         self.chunk_bytes.set(store.head().chunk_bytes() as i64);
         let c = store.meta().counts();
         for (kind, n) in [
@@ -282,18 +325,13 @@ impl Metrics {
                 Relaxed,
             );
         }
-        let mut out = String::new();
-        // Writing to a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
-        out
     }
 }
 
 /// `GET /metrics`.
 pub async fn metrics(State(st): State<AppState>) -> Response {
-    let store = st.store.clone();
     let metrics = st.metrics.clone();
-    match tokio::task::spawn_blocking(move || metrics.render(&store)).await {
+    match tokio::task::spawn_blocking(move || metrics.render()).await {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,

@@ -1,13 +1,18 @@
 //! The HTTP daemon: a Prometheus-style JSON API and pprof downloads over a
-//! [`Store`].
+//! storage [`Backend`]: the time-series [`Store`](crate::store::Store) or,
+//! with the `duckdb` feature, the DuckDB
+//! [`Columnar`](crate::columnar::Columnar) backend. Nothing here depends on
+//! which one.
 //!
-//! Every handler parses its parameters ([`params`]), runs the store call on
-//! tokio's blocking pool (sled and query work are blocking) and answers JSON
+//! Every handler parses its parameters ([`params`]), runs the backend call
+//! on tokio's blocking pool (sled, DuckDB and query work are blocking) and
+//! answers JSON
 //! in Prometheus's envelope, or a gzipped pprof. Every error goes through
 //! [`ApiError::status`], the one place that maps errors to statuses.
 //!
 //! See the "The daemon" section of README.md for the API table.
 
+mod backend;
 mod error;
 mod handlers;
 mod metrics;
@@ -15,11 +20,11 @@ pub mod params;
 mod pyroscope;
 mod scrape;
 
+pub use backend::{Backend, RefreshMetrics};
 pub use error::ApiError;
 pub use metrics::{ErrorKind, Metrics};
 
 use crate::scrape::ScrapeManager;
-use crate::store::Store;
 use axum::body::{Body, Bytes};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -29,8 +34,8 @@ use std::sync::Arc;
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
-    /// The store.
-    pub store: Arc<Store>,
+    /// The storage backend.
+    pub backend: Arc<dyn Backend>,
     /// Largest request body accepted by `/api/v1/write` (and the Pyroscope
     /// push routes), in bytes.
     pub max_body_bytes: usize,
@@ -41,17 +46,17 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over `store` with fresh metrics and no scrape loops (jobs
+    /// State over `backend` with fresh metrics and no scrape loops (jobs
     /// without `body_size_limit` scrape at most `max_body_bytes`).
-    pub fn new(store: Arc<Store>, max_body_bytes: usize) -> AppState {
-        let metrics = Arc::new(Metrics::new());
+    pub fn new(backend: Arc<dyn Backend>, max_body_bytes: usize) -> AppState {
+        let metrics = Arc::new(Metrics::new(Arc::clone(&backend)));
         let scrape = Arc::new(ScrapeManager::new(
-            Arc::clone(&store),
+            Arc::clone(&backend),
             metrics.scrape.clone(),
             max_body_bytes,
         ));
         AppState {
-            store,
+            backend,
             max_body_bytes,
             metrics,
             scrape,
@@ -122,15 +127,15 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
     }
 }
 
-/// Runs `f(store)` on the blocking pool.
-pub(crate) async fn blocking<T, E, F>(store: &Arc<Store>, f: F) -> Result<T, ApiError>
+/// Runs `f(backend)` on the blocking pool.
+pub(crate) async fn blocking<T, E, F>(backend: &Arc<dyn Backend>, f: F) -> Result<T, ApiError>
 where
-    F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
+    F: FnOnce(&dyn Backend) -> Result<T, E> + Send + 'static,
     T: Send + 'static,
     E: Into<ApiError> + Send + 'static,
 {
-    let store = Arc::clone(store);
-    match tokio::task::spawn_blocking(move || f(&store)).await {
+    let backend = Arc::clone(backend);
+    match tokio::task::spawn_blocking(move || f(&*backend)).await {
         Ok(r) => r.map_err(Into::into),
         Err(e) => Err(ApiError::Internal(format!("task failed: {e}"))),
     }

@@ -26,7 +26,6 @@
 
 use super::params::Params;
 use super::{blocking, read_body, ApiError, AppState};
-use crate::engine::Ingester;
 use crate::pyroscope::legacy::{self, Format, IngestParams};
 use crate::pyroscope::{self as pyro, Codec, PyroscopeError};
 use axum::body::{Body, Bytes};
@@ -188,10 +187,10 @@ async fn push_inner(st: AppState, req: Request) -> Result<Response, ConnectError
     };
     check_declared_length(headers, st.max_body_bytes)?;
     let body = read_body(req.into_body(), st.max_body_bytes).await?;
-    let store = std::sync::Arc::clone(&st.store);
+    let backend = std::sync::Arc::clone(&st.backend);
     let now = now_ms();
     let task = tokio::task::spawn_blocking(move || -> Result<(), ConnectError> {
-        let limits = store.limits();
+        let limits = backend.limits();
         let decode = &limits.decode;
         let raw: Cow<'_, [u8]> = if gzipped {
             Cow::Owned(pyro::gunzip_bounded(&body, decode.max_decompressed_bytes)?)
@@ -212,7 +211,7 @@ async fn push_inner(st: AppState, req: Request) -> Result<Response, ConnectError
         for p in plan {
             let context = p.context.clone();
             let req = p.into_request(decode, now)?;
-            store
+            backend
                 .ingest(req)
                 .map_err(|e| ConnectError::from(ApiError::from(e)).with_context(&context))?;
         }
@@ -271,7 +270,7 @@ pub async fn ingest(State(st): State<AppState>, req: Request) -> Result<Response
         owned("sampleRate"),
     );
     let now = now_ms();
-    blocking(&st.store, move |s| -> Result<(), ApiError> {
+    blocking(&st.backend, move |s| -> Result<(), ApiError> {
         let p = IngestParams {
             name: name.as_deref(),
             from: from.as_deref(),

@@ -1,0 +1,902 @@
+//! The comparison runner: the time-series store (`Store`) against the DuckDB
+//! columnar backend (`Columnar`), on the same generated workload, through the
+//! same `Ingester` / `Querier` traits, in one run of this process.
+//!
+//! Run with (release build; the `duckdb` feature needs the library fetched
+//! by `scripts/setup-duckdb`):
+//!
+//! ```text
+//! eval "$(bash scripts/setup-duckdb)"
+//! cargo bench --features duckdb --bench compare -- --quick          # < 2 min
+//! cargo bench --features duckdb --bench compare -- --out docs/bench # full
+//! ```
+//!
+//! Options: `--quick` (smaller scenarios, fewer query repetitions),
+//! `--out DIR` (default `target/compare`), `--only NAME` (a scenario; may be
+//! repeated), `--testdata DIR` (default `testdata/pprof`).
+//!
+//! # Scenarios
+//! Each is a [`WorkloadSpec`] over the real profiles of
+//! [`profstore::workload::SMALL_KINDS`] (a CPU profile with pprof labels,
+//! a small service's heap profile and an fgprof profile: 121, 54 and 175
+//! samples per profile; full size, `--quick` in brackets):
+//! - `steady`: 100 targets × 3 kinds × 360 scrapes at 10 s (10 × 3 × 36);
+//! - `cardinality`: a pprof string label with 10, 100, 1k, 10k and 100k
+//!   distinct values (10, 1k, 100k), 10 targets × 1 kind × 60 scrapes
+//!   (5 × 1 × 12), one run per value;
+//! - `churn`: 100 targets × 1 kind × 360 scrapes, each target replaced
+//!   after 5 scrapes (10 × 1 × 36);
+//! - `long_range`: one target × 1 kind × 8,640 scrapes (one day at 10 s)
+//!   (720: two hours).
+//!
+//! `steady`, `churn` and `long_range` are measured at a quarter, half and
+//! all of their scrapes, so the figures show growth with data size.
+//!
+//! # Setup (what makes the comparison fair)
+//! - Both backends persist to a fresh directory on the same disk and sync
+//!   every acknowledged write: the store's write-ahead log with
+//!   [`SyncPolicy::Always`] (its default is a 1 s group commit), DuckDB's
+//!   own log at each transaction's commit.
+//! - The store cuts blocks as the daemon's maintenance thread would
+//!   (`compact()` when the head spans 1.5 blocks), inside the timed ingest.
+//! - Requests are generated before the clock starts, each with its pprof
+//!   gzipped at level 1 as Go's `runtime/pprof` sends it; only the ingest
+//!   call is timed. It is the daemon's path after decoding: the store's WAL
+//!   logs those bytes as received, DuckDB keeps only the rows.
+//! - After each checkpoint every query kind runs `reps` times (7; quick 5)
+//!   over windows stepping back from the newest data, and the two backends'
+//!   answers are checked to agree (totals of every merge and range query).
+//!
+//! # Figures
+//! - ingest profiles/s and samples/s (a sample = one (stack, value) row of
+//!   one series; both backends count them the same way);
+//! - memory: bytes per sample in the backend's own structures (store: head
+//!   chunks + postings + block indexes; DuckDB: `duckdb_memory()`), and the
+//!   peak RSS growth of the process during the run (`VmHWM`, reset through
+//!   `/proc/self/clear_refs` before each backend; freed memory is returned
+//!   with `malloc_trim` in between);
+//! - disk: bytes per sample after everything is in its final on-disk form
+//!   (store: every head series cut into blocks, plus the meta store;
+//!   DuckDB: after `CHECKPOINT`), at the last checkpoint of each run;
+//! - latency p50 / p99 per query kind (nearest rank: with 5 or 7
+//!   repetitions, p99 is the slowest one).
+//!
+//! Output: `compare.md` (the tables, also printed), `compare.json` (every
+//! figure) and one SVG per scenario in `--out`.
+
+use clap::Parser;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use indicatif::{ProgressBar, ProgressStyle};
+use plotters::prelude::*;
+use profstore::columnar::Columnar;
+use profstore::engine::{Ingester, Querier, TimeRange};
+use profstore::index::{parse_selector, Matcher};
+use profstore::ingest::{IngestError, IngestRequest, IngestSummary};
+use profstore::proto::pprof::Profile;
+use profstore::store::{Store, StoreConfig};
+use profstore::wal::{SyncPolicy, WalOptions};
+use profstore::workload::{Kind, Workload, WorkloadSpec, SMALL_KINDS};
+use prost::Message;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(about = "Compare the time-series store and the DuckDB backend")]
+struct Args {
+    /// Smaller scenarios (under 2 minutes on 2 cores).
+    #[arg(long)]
+    quick: bool,
+    /// Where to write compare.md, compare.json and the plots.
+    #[arg(long, default_value = "target/compare")]
+    out: PathBuf,
+    /// Run only these scenarios.
+    #[arg(long)]
+    only: Vec<String>,
+    /// The profiles the workload is made of.
+    #[arg(long, default_value = "testdata/pprof")]
+    testdata: PathBuf,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// What the runner needs from a backend beyond the traits.
+trait Subject: Ingester + Querier + Sized {
+    const NAME: &'static str;
+    /// A fresh backend persisting into `dir`.
+    fn open(dir: &Path) -> Self;
+    /// Stores `req`, received as the pprof bytes `raw` (the daemon's path).
+    fn ingest_sent(&self, req: &IngestRequest, raw: &[u8]) -> Result<IngestSummary, IngestError>;
+    /// Background work the daemon would do between writes.
+    fn maintain(&self);
+    /// Bytes held in the backend's own in-memory structures.
+    fn memory_bytes(&self) -> u64;
+    /// Puts everything into its final on-disk form; returns the bytes on
+    /// disk under `dir`.
+    fn settle_on_disk(&self, dir: &Path) -> u64;
+}
+
+impl Subject for Store {
+    const NAME: &'static str = "time-series";
+    fn open(dir: &Path) -> Self {
+        Store::open(StoreConfig {
+            data_dir: Some(dir.to_path_buf()),
+            wal: WalOptions {
+                sync: SyncPolicy::Always,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .expect("open the store")
+    }
+    fn ingest_sent(&self, req: &IngestRequest, raw: &[u8]) -> Result<IngestSummary, IngestError> {
+        self.ingest_raw(req, Some(raw))
+    }
+    fn maintain(&self) {
+        if self.needs_compaction() {
+            self.compact().expect("compact");
+        }
+    }
+    fn memory_bytes(&self) -> u64 {
+        let head = self.head();
+        (head.chunk_bytes() + head.postings_bytes()) as u64
+            + self.maintenance_stats().block_memory_bytes as u64
+    }
+    fn settle_on_disk(&self, dir: &Path) -> u64 {
+        self.cut_all().expect("cut the head into blocks");
+        self.flush().expect("flush");
+        dir_bytes(dir)
+    }
+}
+
+impl Subject for Columnar {
+    const NAME: &'static str = "columnar";
+    fn open(dir: &Path) -> Self {
+        Columnar::open(Some(&dir.join("profiles.duckdb"))).expect("open the DuckDB backend")
+    }
+    fn ingest_sent(&self, req: &IngestRequest, raw: &[u8]) -> Result<IngestSummary, IngestError> {
+        self.ingest_raw(req, Some(raw))
+    }
+    fn maintain(&self) {}
+    fn memory_bytes(&self) -> u64 {
+        Columnar::memory_bytes(self).expect("duckdb_memory()")
+    }
+    fn settle_on_disk(&self, dir: &Path) -> u64 {
+        self.checkpoint().expect("CHECKPOINT");
+        dir_bytes(dir)
+    }
+}
+
+/// A profile's bytes as a Go program sends them: `runtime/pprof` gzips at
+/// level 1 (`gzip.BestSpeed`).
+fn as_sent(p: &Profile) -> Vec<u8> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    // Writing into a Vec cannot fail (it only allocates).
+    gz.write_all(&p.encode_to_vec())
+        .expect("gzip into a Vec cannot fail");
+    gz.finish().expect("gzip into a Vec cannot fail")
+}
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        total += if m.is_dir() {
+            dir_bytes(&e.path())
+        } else {
+            m.len()
+        };
+    }
+    total
+}
+
+/// One run of a workload: an x value on the scenario's plots, the spec, how
+/// many kinds, and after how many scrapes to measure.
+struct Run {
+    x: f64,
+    spec: WorkloadSpec,
+    kinds: usize,
+    checkpoints: Vec<usize>,
+}
+
+struct Scenario {
+    name: &'static str,
+    what: String,
+    x_name: &'static str,
+    runs: Vec<Run>,
+}
+
+fn scenarios(quick: bool) -> Vec<Scenario> {
+    let q = |full: usize, small: usize| if quick { small } else { full };
+    let checkpoints = |n: usize| vec![n / 4, n / 2, n];
+    let base = WorkloadSpec {
+        lifetime_scrapes: None,
+        label_cardinality: 0,
+        ..Default::default()
+    };
+    let steady = WorkloadSpec {
+        targets: q(100, 10),
+        scrapes: q(360, 36),
+        ..base.clone()
+    };
+    let churn = WorkloadSpec {
+        targets: q(100, 10),
+        scrapes: q(360, 36),
+        lifetime_scrapes: Some(5),
+        ..base.clone()
+    };
+    let long = WorkloadSpec {
+        targets: 1,
+        scrapes: q(8640, 720),
+        ..base.clone()
+    };
+    let cardinalities: &[usize] = if quick {
+        &[10, 1_000, 100_000]
+    } else {
+        &[10, 100, 1_000, 10_000, 100_000]
+    };
+    let card_runs = cardinalities
+        .iter()
+        .map(|&c| {
+            let spec = WorkloadSpec {
+                targets: q(10, 5),
+                scrapes: q(60, 12),
+                label_cardinality: c,
+                ..base.clone()
+            };
+            Run {
+                x: c as f64,
+                checkpoints: vec![spec.scrapes],
+                spec,
+                kinds: 1,
+            }
+        })
+        .collect();
+    let one = |spec: WorkloadSpec, kinds: usize| Run {
+        x: 0.0,
+        checkpoints: checkpoints(spec.scrapes),
+        spec,
+        kinds,
+    };
+    let describe = |s: &WorkloadSpec, k: usize| {
+        format!(
+            "{} targets × {k} kinds × {} scrapes at {} s",
+            s.targets,
+            s.scrapes,
+            s.interval_ms / 1000
+        )
+    };
+    vec![
+        Scenario {
+            name: "steady",
+            what: describe(&steady, 3),
+            x_name: "samples stored",
+            runs: vec![one(steady, 3)],
+        },
+        Scenario {
+            name: "cardinality",
+            what: format!(
+                "pprof label `endpoint` with {cardinalities:?} distinct values; {} targets × 1 kind × {} scrapes",
+                q(10, 5),
+                q(60, 12)
+            ),
+            x_name: "distinct pprof label values",
+            runs: card_runs,
+        },
+        Scenario {
+            name: "churn",
+            what: format!("{}; every target lives 5 scrapes", describe(&churn, 1)),
+            x_name: "samples stored",
+            runs: vec![one(churn, 1)],
+        },
+        Scenario {
+            name: "long_range",
+            what: describe(&long, 1),
+            x_name: "samples stored",
+            runs: vec![one(long, 1)],
+        },
+    ]
+}
+
+/// The query kinds, in table order.
+const QUERIES: &[&str] = &[
+    "labels",
+    "label_values",
+    "series",
+    "profile_types",
+    "range_one_1h",
+    "range_all_1h",
+    "single_one",
+    "merge_one_1h",
+    "merge_all_1h",
+    "merge_one_all_time",
+    "diff_all_1h",
+];
+
+/// Every figure of one backend at one checkpoint.
+#[derive(Debug, Clone, Serialize)]
+struct Point {
+    scenario: String,
+    backend: String,
+    x: f64,
+    scrapes: usize,
+    profiles: u64,
+    samples: u64,
+    /// Ingest time of the profiles since the previous checkpoint (s).
+    ingest_secs: f64,
+    /// Profiles and samples since the previous checkpoint.
+    segment_profiles: u64,
+    segment_samples: u64,
+    memory_bytes: u64,
+    peak_rss_growth_bytes: u64,
+    disk_bytes: Option<u64>,
+    /// Query kind → (p50, p99) in ms.
+    latency_ms: BTreeMap<String, (f64, f64)>,
+    /// Query kind → a checksum of the answers (sum of totals), to compare
+    /// the backends.
+    #[serde(skip)]
+    answers: BTreeMap<String, i128>,
+}
+
+impl Point {
+    fn samples_per_s(&self) -> f64 {
+        self.segment_samples as f64 / self.ingest_secs
+    }
+    fn memory_per_sample(&self) -> f64 {
+        self.memory_bytes as f64 / self.samples as f64
+    }
+    fn disk_per_sample(&self) -> Option<f64> {
+        self.disk_bytes.map(|d| d as f64 / self.samples as f64)
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let kinds = Kind::load(&args.testdata, SMALL_KINDS, 3)?;
+    let mut scenarios = scenarios(args.quick);
+    if !args.only.is_empty() {
+        scenarios.retain(|s| args.only.iter().any(|o| o == s.name));
+        if scenarios.is_empty() {
+            return Err(format!("no scenario named {:?}", args.only).into());
+        }
+    }
+    let reps = if args.quick { 5 } else { 7 };
+    std::fs::create_dir_all(&args.out)?;
+    let total: u64 = scenarios
+        .iter()
+        .flat_map(|s| &s.runs)
+        .map(|r| 2 * r.spec.requests(r.kinds) as u64)
+        .sum();
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {pos}/{len} profiles  eta {eta}  {msg}",
+        )?
+        .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let mut points: Vec<Point> = Vec::new();
+    for sc in &scenarios {
+        for run in &sc.runs {
+            let kinds = kinds[..run.kinds].to_vec();
+            let ts = measure::<Store>(sc, run, &kinds, reps, &bar)?;
+            let col = measure::<Columnar>(sc, run, &kinds, reps, &bar)?;
+            for (a, b) in ts.iter().zip(&col) {
+                check_agreement(a, b)?;
+            }
+            points.extend(ts);
+            points.extend(col);
+        }
+    }
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+    let md = report(&scenarios, &points, args.quick, reps, elapsed);
+    println!("{md}");
+    std::fs::write(args.out.join("compare.md"), &md)?;
+    std::fs::write(
+        args.out.join("compare.json"),
+        serde_json::to_string_pretty(&points)?,
+    )?;
+    for sc in &scenarios {
+        let path = args.out.join(format!("{}.svg", sc.name));
+        plot(sc, &points, &path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    eprintln!(
+        "compare: {} scenarios in {:.1} s; tables in {}",
+        scenarios.len(),
+        elapsed.as_secs_f64(),
+        args.out.join("compare.md").display()
+    );
+    Ok(())
+}
+
+/// The two backends must have stored the same samples and answered every
+/// query alike.
+fn check_agreement(a: &Point, b: &Point) -> Result<(), String> {
+    if a.samples != b.samples {
+        return Err(format!(
+            "{} at {} scrapes: {} stored {} samples, {} stored {}",
+            a.scenario, a.scrapes, a.backend, a.samples, b.backend, b.samples
+        ));
+    }
+    if a.answers != b.answers {
+        return Err(format!(
+            "{} at {} scrapes: the answers differ:\n  {}: {:?}\n  {}: {:?}",
+            a.scenario, a.scrapes, a.backend, a.answers, b.backend, b.answers
+        ));
+    }
+    Ok(())
+}
+
+/// Ingests `run` into a fresh `B`, measuring at each checkpoint.
+fn measure<B: Subject>(
+    sc: &Scenario,
+    run: &Run,
+    kinds: &[Kind],
+    reps: usize,
+    bar: &ProgressBar,
+) -> Result<Vec<Point>, Box<dyn std::error::Error>> {
+    trim_and_reset_peak();
+    let rss0 = rss_bytes();
+    let dir = tempfile::tempdir()?;
+    let backend = B::open(dir.path());
+    let workload = Workload::new(run.spec.clone(), kinds.to_vec());
+    let per_scrape = run.spec.targets * kinds.len();
+    let mut points = Vec::new();
+    let (mut profiles, mut samples) = (0u64, 0u64);
+    let mut done_scrapes = 0;
+    let mut cpu_type: Option<String> = None;
+    for (i, &upto) in run.checkpoints.iter().enumerate() {
+        bar.set_message(format!("{} x={} {}: ingest", sc.name, run.x, B::NAME));
+        let (mut secs, mut seg_p, mut seg_s) = (0.0, 0u64, 0u64);
+        for s in done_scrapes..upto {
+            // One scrape's requests, generated (and gzipped as a client
+            // sends them) before the clock starts.
+            let reqs: Vec<(IngestRequest, Vec<u8>)> = (0..run.spec.targets)
+                .flat_map(|n| (0..kinds.len()).map(move |k| (n, k)))
+                .map(|(n, k)| {
+                    let req = workload.request(s, n, k);
+                    let raw = as_sent(&req.profile);
+                    (req, raw)
+                })
+                .collect();
+            let t = Instant::now();
+            for (req, raw) in reqs {
+                let summary = backend.ingest_sent(&req, &raw)?;
+                seg_p += 1;
+                seg_s += summary.samples as u64;
+                if cpu_type.is_none() {
+                    cpu_type = summary
+                        .profile_types
+                        .iter()
+                        .find(|t| t.contains(":cpu:nanoseconds:"))
+                        .or(summary.profile_types.first())
+                        .cloned();
+                }
+                backend.maintain();
+            }
+            secs += t.elapsed().as_secs_f64();
+            bar.inc(per_scrape as u64);
+        }
+        done_scrapes = upto;
+        profiles += seg_p;
+        samples += seg_s;
+        bar.set_message(format!("{} x={} {}: queries", sc.name, run.x, B::NAME));
+        let cpu = cpu_type.clone().ok_or("the workload stored no profile")?;
+        let newest = run.spec.timestamp(run.spec.targets - 1, upto - 1);
+        let (latency_ms, answers) = queries(&backend, &run.spec, upto, newest, &cpu, reps)?;
+        let last = i + 1 == run.checkpoints.len();
+        // Memory before the store moves its head into blocks.
+        let memory_bytes = backend.memory_bytes();
+        let disk_bytes = last.then(|| backend.settle_on_disk(dir.path()));
+        points.push(Point {
+            scenario: sc.name.to_string(),
+            backend: B::NAME.to_string(),
+            x: if run.x > 0.0 { run.x } else { samples as f64 },
+            scrapes: upto,
+            profiles,
+            samples,
+            ingest_secs: secs,
+            segment_profiles: seg_p,
+            segment_samples: seg_s,
+            memory_bytes,
+            peak_rss_growth_bytes: peak_rss_bytes().saturating_sub(rss0),
+            disk_bytes,
+            latency_ms,
+            answers,
+        });
+    }
+    drop(backend);
+    Ok(points)
+}
+
+type QueryFigures = (BTreeMap<String, (f64, f64)>, BTreeMap<String, i128>);
+
+/// Runs every query kind `reps` times; returns (p50, p99) in ms and a
+/// checksum of the answers per kind.
+fn queries<B: Subject>(
+    b: &B,
+    spec: &WorkloadSpec,
+    scrapes: usize,
+    newest: i64,
+    cpu: &str,
+    reps: usize,
+) -> Result<QueryFigures, Box<dyn std::error::Error>> {
+    const HOUR: i64 = 3600 * 1000;
+    let oldest = spec.start_ms;
+    let sel =
+        |s: &str| -> Result<Vec<Matcher>, Box<dyn std::error::Error>> { Ok(parse_selector(s)?) };
+    let all = sel(&format!(r#"{{__name__="{cpu}"}}"#))?;
+    let job = sel(r#"{job="workload"}"#)?;
+    let whole = TimeRange::new(oldest, newest)?;
+    let mut lat: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut sums: BTreeMap<String, i128> = BTreeMap::new();
+    let mut time = |name: &str, f: &mut dyn FnMut() -> Result<i128, Box<dyn std::error::Error>>| {
+        let t = Instant::now();
+        let r = f();
+        lat.entry(name.to_string())
+            .or_default()
+            .push(t.elapsed().as_secs_f64() * 1e3);
+        r.map(|v| *sums.entry(name.to_string()).or_default() += v)
+    };
+    // A checksum of a profile: its total and its number of samples.
+    let total = |p: &profstore::query::Profile| -> i128 {
+        i128::from(p.total()) * 1_000_003 + p.samples.len() as i128
+    };
+    for r in 0..reps {
+        // Windows step back from the newest data, 1/reps of the span each.
+        let span = (newest - oldest).max(1);
+        let end = newest - (span * r as i64) / (reps as i64 * 2);
+        let hour = TimeRange::new((end - HOUR).max(oldest), end)?;
+        let half = TimeRange::new((end - HOUR / 2).max(oldest), end)?;
+        let first_half = TimeRange::new(hour.start, half.start.max(hour.start))?;
+        // One target: slot r's instance at the checkpoint's last scrape.
+        let n = r % spec.targets;
+        let one = sel(&format!(
+            r#"{{__name__="{cpu}", instance="{}"}}"#,
+            spec.instance(n, scrapes - 1)
+        ))?;
+        time("labels", &mut || {
+            Ok(b.label_names(&job, whole)?.len() as i128)
+        })?;
+        time("label_values", &mut || {
+            Ok(b.label_values("instance", &job, whole)?.len() as i128)
+        })?;
+        time("series", &mut || {
+            Ok(b.series(&sel(r#"{kind="cpu"}"#)?, hour)?.len() as i128)
+        })?;
+        time("profile_types", &mut || {
+            Ok(b.profile_types(&job, whole)?.len() as i128)
+        })?;
+        let range_sum = |pts: Vec<profstore::engine::SeriesPoints>| -> i128 {
+            pts.iter()
+                .flat_map(|s| s.points.iter().map(|&(_, v)| i128::from(v)))
+                .sum()
+        };
+        time("range_one_1h", &mut || {
+            Ok(range_sum(b.query_range(&one, hour, Some(60_000))?))
+        })?;
+        time("range_all_1h", &mut || {
+            Ok(range_sum(b.query_range(&all, hour, Some(60_000))?))
+        })?;
+        // A scrape time of the target inside the hour.
+        // (Under churn, only while the newest generation lives.)
+        let mut s = scrapes.saturating_sub(1 + r * scrapes / (reps * 2));
+        if spec.generation(n, s) != spec.generation(n, scrapes - 1) {
+            s = scrapes - 1;
+        }
+        let at = spec.timestamp(n, s);
+        time("single_one", &mut || Ok(total(&b.single(&one, at)?)))?;
+        time("merge_one_1h", &mut || Ok(total(&b.merge(&one, hour)?)))?;
+        time("merge_all_1h", &mut || Ok(total(&b.merge(&all, hour)?)))?;
+        time("merge_one_all_time", &mut || {
+            Ok(total(&b.merge(&one, whole)?))
+        })?;
+        time("diff_all_1h", &mut || {
+            Ok(total(&b.diff((&all, first_half), (&all, half))?))
+        })?;
+    }
+    let figures = lat
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort_by(f64::total_cmp);
+            (k, (percentile(&v, 50), percentile(&v, 99)))
+        })
+        .collect();
+    Ok((figures, sums))
+}
+
+/// Nearest-rank percentile of sorted `v`.
+fn percentile(v: &[f64], p: usize) -> f64 {
+    let rank = (p * v.len()).div_ceil(100).max(1);
+    v[rank - 1]
+}
+
+/// Returns freed heap to the system and resets the peak RSS mark.
+fn trim_and_reset_peak() {
+    // SAFETY: malloc_trim only releases free memory of glibc's allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    // "5" resets VmHWM to the current RSS (Linux ≥ 4.0); without it the peak
+    // is the process's since start.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn rss_bytes() -> u64 {
+    status_kb("VmRSS:") * 1024
+}
+
+fn peak_rss_bytes() -> u64 {
+    status_kb("VmHWM:") * 1024
+}
+
+// ---- the report ----
+
+fn ratio(ts: f64, col: f64) -> String {
+    if col > 0.0 && ts.is_finite() && col.is_finite() {
+        format!("{:.2}", ts / col)
+    } else {
+        "–".into()
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn report(
+    scenarios: &[Scenario],
+    points: &[Point],
+    quick: bool,
+    reps: usize,
+    elapsed: Duration,
+) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "Mode: {}; {reps} repetitions per query kind; {:.0} s in all. \
+         Ratio = time-series / columnar (above 1: the time-series store has more of it).\n",
+        if quick { "quick" } else { "full" },
+        elapsed.as_secs_f64()
+    );
+    for sc in scenarios {
+        let _ = writeln!(md, "### {}\n\n{}\n", sc.name, sc.what);
+        let mine: Vec<&Point> = points.iter().filter(|p| p.scenario == sc.name).collect();
+        // The summary: each run's last checkpoint.
+        let finals: Vec<(&Point, &Point)> = sc
+            .runs
+            .iter()
+            .filter_map(|r| {
+                let last = |b: &str| {
+                    mine.iter()
+                        .rev()
+                        .find(|p| p.backend == b && (r.x == 0.0 || p.x == r.x))
+                        .copied()
+                };
+                Some((last(Store::NAME)?, last(Columnar::NAME)?))
+            })
+            .collect();
+        for (ts, col) in finals {
+            if sc.runs.len() > 1 {
+                let _ = writeln!(md, "**{} = {}**\n", sc.x_name, ts.x);
+            }
+            let _ = writeln!(
+                md,
+                "| figure ({} profiles, {} samples) | time-series | columnar | ratio |",
+                ts.profiles, ts.samples
+            );
+            let _ = writeln!(md, "|---|---:|---:|---:|");
+            let mut row = |name: &str, a: f64, b: f64| {
+                let _ = writeln!(
+                    md,
+                    "| {name} | {} | {} | {} |",
+                    fmt_num(a),
+                    fmt_num(b),
+                    ratio(a, b)
+                );
+            };
+            let all_secs = |p: &Point| -> f64 {
+                mine.iter()
+                    .filter(|q| q.backend == p.backend && q.scrapes <= p.scrapes)
+                    .filter(|q| sc.runs.len() == 1 || q.x == p.x)
+                    .map(|q| q.ingest_secs)
+                    .sum()
+            };
+            row(
+                "ingest profiles/s",
+                ts.profiles as f64 / all_secs(ts),
+                col.profiles as f64 / all_secs(col),
+            );
+            row(
+                "ingest samples/s",
+                ts.samples as f64 / all_secs(ts),
+                col.samples as f64 / all_secs(col),
+            );
+            row(
+                "memory B/sample (structures)",
+                ts.memory_per_sample(),
+                col.memory_per_sample(),
+            );
+            row(
+                "peak RSS growth MB",
+                ts.peak_rss_growth_bytes as f64 / 1e6,
+                col.peak_rss_growth_bytes as f64 / 1e6,
+            );
+            row(
+                "disk B/sample",
+                ts.disk_per_sample().unwrap_or(f64::NAN),
+                col.disk_per_sample().unwrap_or(f64::NAN),
+            );
+            for q in QUERIES {
+                if let (Some(a), Some(b)) = (ts.latency_ms.get(*q), col.latency_ms.get(*q)) {
+                    row(&format!("{q} p50 ms"), a.0, b.0);
+                    row(&format!("{q} p99 ms"), a.1, b.1);
+                }
+            }
+            md.push('\n');
+        }
+        // Growth over the checkpoints.
+        if sc.runs.len() == 1 && sc.runs[0].checkpoints.len() > 1 {
+            let _ = writeln!(
+                md,
+                "Growth (time-series / columnar at each checkpoint):\n\n\
+                 | scrapes | samples | ingest samples/s | memory B/sample | merge_all_1h p50 ms | range_all_1h p50 ms |\n\
+                 |---:|---:|---:|---:|---:|---:|"
+            );
+            let ts: Vec<&&Point> = mine.iter().filter(|p| p.backend == Store::NAME).collect();
+            let col: Vec<&&Point> = mine
+                .iter()
+                .filter(|p| p.backend == Columnar::NAME)
+                .collect();
+            for (a, b) in ts.iter().zip(&col) {
+                let lat = |p: &Point, q: &str| p.latency_ms.get(q).map_or(f64::NAN, |l| l.0);
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} / {} | {} / {} | {} / {} | {} / {} |",
+                    a.scrapes,
+                    a.samples,
+                    fmt_num(a.samples_per_s()),
+                    fmt_num(b.samples_per_s()),
+                    fmt_num(a.memory_per_sample()),
+                    fmt_num(b.memory_per_sample()),
+                    fmt_num(lat(a, "merge_all_1h")),
+                    fmt_num(lat(b, "merge_all_1h")),
+                    fmt_num(lat(a, "range_all_1h")),
+                    fmt_num(lat(b, "range_all_1h")),
+                );
+            }
+            md.push('\n');
+        }
+    }
+    md
+}
+
+// ---- the plots ----
+
+type Figure = (&'static str, fn(&Point) -> Option<f64>);
+
+const PANELS: &[Figure] = &[
+    ("ingest samples/s", |p| Some(p.samples_per_s())),
+    ("memory B/sample (structures)", |p| {
+        Some(p.memory_per_sample())
+    }),
+    ("disk B/sample", |p| p.disk_per_sample()),
+    ("peak RSS growth (MB)", |p| {
+        Some(p.peak_rss_growth_bytes as f64 / 1e6)
+    }),
+    ("merge_all_1h p50 (ms)", |p| {
+        p.latency_ms.get("merge_all_1h").map(|l| l.0)
+    }),
+    ("range_all_1h p50 (ms)", |p| {
+        p.latency_ms.get("range_all_1h").map(|l| l.0)
+    }),
+];
+
+const COLORS: [RGBColor; 2] = [RGBColor(31, 119, 180), RGBColor(230, 100, 20)];
+
+/// One SVG per scenario: a panel per figure, both backends, log-log.
+fn plot(sc: &Scenario, points: &[Point], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::new(path, (1200, 1100)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(
+        &format!("{}: time-series vs columnar ({})", sc.name, sc.what),
+        ("sans-serif", 18),
+    )?;
+    for (area, (title, get)) in root.split_evenly((3, 2)).iter().zip(PANELS) {
+        let lines: Vec<(&str, Vec<(f64, f64)>)> = [Store::NAME, Columnar::NAME]
+            .iter()
+            .map(|b| {
+                let pts = points
+                    .iter()
+                    .filter(|p| p.scenario == sc.name && p.backend == *b)
+                    .filter_map(|p| Some((p.x, get(p)?)))
+                    .filter(|&(x, y)| x > 0.0 && y > 0.0 && y.is_finite())
+                    .collect();
+                (*b, pts)
+            })
+            .collect();
+        let all: Vec<(f64, f64)> = lines.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        if all.is_empty() {
+            continue;
+        }
+        let (x0, x1) = bounds(all.iter().map(|p| p.0));
+        let (y0, y1) = bounds(all.iter().map(|p| p.1));
+        let mut chart = ChartBuilder::on(area)
+            .caption(*title, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc(sc.x_name)
+            .x_labels(6)
+            .y_labels(6)
+            .x_label_formatter(&|v| short(*v))
+            .y_label_formatter(&|v| short(*v))
+            .draw()?;
+        for (i, (name, pts)) in lines.into_iter().enumerate() {
+            let color = COLORS[i];
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+            chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// A log axis' range around `v`, with a margin.
+fn bounds(v: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = v.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
+    (lo / 1.5, hi * 1.5)
+}
+
+/// 1234567 → "1.2M".
+fn short(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e9 {
+        format!("{:.1}G", v / 1e9)
+    } else if a >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if a >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else if a >= 1.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
