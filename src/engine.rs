@@ -184,7 +184,8 @@ mod bucket_tests {
         assert!(b.windows(2).all(|w| w[0].0 < w[1].0), "{b:?}");
         for &(t, _) in &pts {
             assert!(
-                b.iter().any(|&(s, _)| s <= t && t - s < 10),
+                b.iter()
+                    .any(|&(s, _)| s <= t && i128::from(t) - i128::from(s) < 10),
                 "{t} has no bucket in {b:?}"
             );
         }
