@@ -587,3 +587,140 @@ fn single_finds_a_profile_in_a_block() {
     assert_eq!(store.compact().unwrap(), 1);
     assert_eq!(sorted(store.single(&m, T0).unwrap()), sorted(want));
 }
+
+/// Copies the block files (only those) of `from` into `to/blocks`.
+fn copy_blocks(from: &Path, to: &Path) -> usize {
+    std::fs::create_dir_all(to.join("blocks")).unwrap();
+    let mut n = 0;
+    for e in std::fs::read_dir(from.join("blocks")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "block") {
+            std::fs::copy(&p, to.join("blocks").join(p.file_name().unwrap())).unwrap();
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn blocks_copied_alone_into_an_empty_data_dir_answer_every_query_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 2, None);
+    fill(&store, T0, 10);
+    store.cut_all().unwrap();
+    // Collection now keeps only what the (empty) head uses: the blocks
+    // carry their own symbols.
+    store.collect_garbage().unwrap();
+    assert_eq!(store.meta().counts().stacks, 0);
+    let want = answers(&store, 10);
+    drop(store);
+
+    let other = tempfile::tempdir().unwrap();
+    assert!(copy_blocks(dir.path(), other.path()) >= 5);
+    let copy = open(other.path(), 2, None);
+    assert_eq!(
+        copy.meta().counts(),
+        Default::default(),
+        "nothing but blocks"
+    );
+    assert_eq!(answers(&copy, 10), want);
+    // And new writes next to the copied blocks resolve from the new node's
+    // meta store.
+    fill(&copy, T0 + 12 * MINUTE, 1);
+    let m = parse_selector(
+        r#"{__name__="process_cpu:cpu:nanoseconds:cpu:nanoseconds:delta", job="cpu"}"#,
+    )
+    .unwrap();
+    let old = copy
+        .merge(&m, TimeRange::new(T0, T0 + 10 * MINUTE).unwrap())
+        .unwrap();
+    let new = copy
+        .merge(
+            &m,
+            TimeRange::new(T0 + 12 * MINUTE, T0 + 14 * MINUTE).unwrap(),
+        )
+        .unwrap();
+    let both = copy
+        .merge(&m, TimeRange::new(T0, T0 + 14 * MINUTE).unwrap())
+        .unwrap();
+    assert!(old.total() > 0 && new.total() > 0);
+    assert_eq!(both.total(), old.total() + new.total());
+}
+
+#[test]
+fn the_same_profiles_get_the_same_ids_in_two_stores() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (sa, sb) = (open(a.path(), 2, None), open(b.path(), 2, None));
+    // One store keeps everything in its head, the other cuts blocks (whose
+    // ids then come from the blocks' symbols): ids do not depend on it.
+    fill(&sa, T0, 6);
+    fill(&sb, T0, 6);
+    assert!(sb.compact().unwrap() >= 1);
+    let stacks = |s: &Store| {
+        let mut ids: Vec<_> = s
+            .head()
+            .all_series()
+            .iter()
+            .flat_map(|x| {
+                let mut set = Default::default();
+                x.stack_ids(&mut set);
+                set.into_iter().collect::<Vec<_>>()
+            })
+            .chain(s.blocks().iter().flat_map(|b| b.stack_ids().unwrap()))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let ids = stacks(&sa);
+    assert!(ids.len() > 100, "{} stacks", ids.len());
+    assert!(ids.iter().all(|id| id.0.get_version_num() == 8));
+    assert_eq!(ids, stacks(&sb));
+    let (wa, wb) = (answers(&sa, 6), answers(&sb, 6));
+    for (la, lb) in wa.lines().zip(wb.lines()) {
+        assert_eq!(la, lb, "frame and function ids too");
+    }
+}
+
+#[test]
+fn a_data_dir_of_the_earlier_format_is_refused_with_what_to_do() {
+    // A block of format version 1: refused, and left where it is.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("blocks")).unwrap();
+    let old = dir.path().join("blocks/0_7200000.block");
+    let mut bytes = b"PSBLK\0\0\x01".to_vec();
+    bytes.extend_from_slice(&[0u8; 64]);
+    std::fs::write(&old, &bytes).unwrap();
+    let err = Store::open(StoreConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..StoreConfig::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("format version 1"), "{err}");
+    assert!(err.contains("move the data directory aside"), "{err}");
+    assert!(old.exists(), "an old block is not moved aside as damaged");
+
+    // A meta store with entities and no format marker (random ids).
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path().join("meta")).unwrap();
+        let id = uuid::Uuid::from_u128(0x1234_5678_9abc_4def_8123_4567_89ab_cdef);
+        db.insert(
+            b"functions/by-key/\0\0\0\0\0\0\0\0",
+            id.as_bytes().as_slice(),
+        )
+        .unwrap();
+        db.insert(b"counts/functions", 1u64.to_be_bytes().as_slice())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(StoreConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..StoreConfig::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("random ids"), "{err}");
+    assert!(err.contains("move the data directory aside"), "{err}");
+}

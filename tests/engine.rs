@@ -754,3 +754,55 @@ fn backends_agree_on_a_workload() {
         ) if a == b
     ));
 }
+
+/// Both backends give every location, function and mapping the same
+/// content id (frames compared by id, not by content).
+#[cfg(feature = "duckdb")]
+#[test]
+fn backends_give_every_entity_the_same_id() {
+    use profstore::workload::{Kind, Workload, WorkloadSpec};
+
+    let spec = WorkloadSpec {
+        targets: 2,
+        scrapes: 3,
+        ..Default::default()
+    };
+    let kinds = Kind::testdata(&common::testdata_dir(), 2).unwrap();
+    let store = Store::temporary().unwrap();
+    let duck = Columnar::open(None).unwrap();
+    for r in Workload::new(spec, kinds) {
+        store.ingest(r.clone()).unwrap();
+        duck.ingest(r).unwrap();
+    }
+    let ids = |p: profstore::query::Profile| {
+        let mut v: Vec<String> = p
+            .samples
+            .iter()
+            .map(|s| {
+                let frames: Vec<_> = s
+                    .stack
+                    .frames
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.id,
+                            f.mapping.as_ref().map(|m| m.0),
+                            f.lines.iter().map(|l| l.function_id).collect::<Vec<_>>(),
+                        )
+                    })
+                    .collect();
+                format!("{frames:?} {:?} {}", s.labels, s.value)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let types = store.profile_types(&[], TimeRange::ALL).unwrap();
+    assert!(types.len() >= 3);
+    for t in types {
+        let m = sel(&format!("{t}"));
+        let a = ids(store.merge(&m, TimeRange::ALL).unwrap());
+        assert!(!a.is_empty());
+        assert_eq!(a, ids(duck.merge(&m, TimeRange::ALL).unwrap()), "{t}");
+    }
+}

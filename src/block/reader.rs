@@ -1,7 +1,10 @@
 //! Opening and reading a block file (see the module docs of
 //! [`crate::block`]).
 
-use super::{BlockError, FOOTER_LEN, FOOTER_MAGIC, MAGIC, MAX_BLOB_BYTES, MAX_INDEX_BYTES};
+use super::symbols::BlockSymbols;
+use super::{
+    BlockError, FOOTER_LEN, FOOTER_MAGIC, MAGIC, MAGIC_PREFIX, MAX_BLOB_BYTES, MAX_INDEX_BYTES,
+};
 use crate::head::ChunkSet;
 use crate::index::{select, Matcher, MemPostings, SeriesRef};
 use crate::labels::{Labels, METRIC_NAME};
@@ -37,9 +40,11 @@ pub struct Block {
     max_time: i64,
     series: Vec<SeriesMeta>,
     postings: MemPostings,
-    stacks: (u64, u64, u32),
+    /// The symbols section: offset, length, CRC32.
+    symbols_at: (u64, u64, u32),
+    /// The decoded symbols section, once a query needed it.
+    symbols: parking_lot::Mutex<Option<Arc<BlockSymbols>>>,
     profiles: u64,
-    samples: u64,
     bytes: u64,
     damaged: AtomicU64,
 }
@@ -78,9 +83,16 @@ impl Block {
         }
         let magic = read_at(&file, path, 0, MAGIC.len() as u64)?;
         if magic != MAGIC {
-            return Err(corrupt(
-                "bad magic (not a block, or another version)".into(),
-            ));
+            if magic.starts_with(MAGIC_PREFIX) && magic[7] < MAGIC[7] {
+                return Err(BlockError::Version {
+                    path: path.to_path_buf(),
+                    version: magic[7],
+                    hint: "it was written by an earlier profstore whose blocks need that \
+                           node's meta store; move the data directory aside and start with \
+                           an empty one (the earlier version still reads the old one)",
+                });
+            }
+            return Err(corrupt("bad magic (not a block)".into()));
         }
         let footer = read_at(&file, path, bytes - FOOTER_LEN as u64, FOOTER_LEN as u64)?;
         let word = |i: usize| -> [u8; 8] {
@@ -117,10 +129,10 @@ impl Block {
         let index = pb::BlockIndex::decode(index_bytes.as_slice())
             .map_err(|e| corrupt(format!("undecodable index: {e}")))?;
         drop(index_bytes);
-        if index.stacks_offset.checked_add(index.stacks_len) > Some(index_offset)
-            || index.stacks_len % 16 != 0
+        if index.symbols_offset < MAGIC.len() as u64
+            || index.symbols_offset.checked_add(index.symbols_len) > Some(index_offset)
         {
-            return Err(corrupt("stacks section out of bounds".into()));
+            return Err(corrupt("symbols section out of bounds".into()));
         }
         let mut series = Vec::with_capacity(index.series.len());
         let mut postings = MemPostings::new();
@@ -136,7 +148,7 @@ impl Block {
                 ProfileType::parse(name).map_err(|err| corrupt(format!("series {i}: {err}")))?;
             if e.chunks_len > MAX_BLOB_BYTES
                 || e.chunks_offset < MAGIC.len() as u64
-                || e.chunks_offset.checked_add(u64::from(e.chunks_len)) > Some(index.stacks_offset)
+                || e.chunks_offset.checked_add(u64::from(e.chunks_len)) > Some(index.symbols_offset)
             {
                 return Err(corrupt(format!("series {i}: chunks out of bounds")));
             }
@@ -172,9 +184,9 @@ impl Block {
             max_time: index.max_time,
             series,
             postings,
-            stacks: (index.stacks_offset, index.stacks_len, index.stacks_crc32),
+            symbols_at: (index.symbols_offset, index.symbols_len, index.symbols_crc32),
+            symbols: parking_lot::Mutex::new(None),
             profiles: index.profiles,
-            samples: index.samples,
             bytes,
             damaged: AtomicU64::new(0),
         })
@@ -205,19 +217,16 @@ impl Block {
         self.profiles
     }
 
-    /// (stack, profile) values in the block.
-    pub fn num_samples(&self) -> u64 {
-        self.samples
-    }
-
     /// Bytes of the file.
     pub fn size_bytes(&self) -> u64 {
         self.bytes
     }
 
-    /// Approximate bytes of memory the open block holds (its index).
+    /// Approximate bytes of memory the open block holds (its index, and its
+    /// symbols once a query read them).
     pub fn memory_bytes(&self) -> usize {
-        self.postings.size_bytes()
+        self.symbols.lock().as_ref().map_or(0, |s| s.memory_bytes())
+            + self.postings.size_bytes()
             + self
                 .series
                 .iter()
@@ -269,23 +278,35 @@ impl Block {
             .collect()
     }
 
-    /// The distinct stacks the block references.
-    pub fn stack_ids(&self) -> Result<Vec<StackId>, BlockError> {
-        let (offset, len, crc) = self.stacks;
+    /// The block's symbols, read and checked at the first call and kept
+    /// while the block is open.
+    pub fn symbols(&self) -> Result<Arc<BlockSymbols>, BlockError> {
+        let mut cached = self.symbols.lock();
+        if let Some(s) = &*cached {
+            return Ok(s.clone());
+        }
+        let corrupt = |reason: String| BlockError::Corrupt {
+            path: self.path.clone(),
+            reason,
+        };
+        let (offset, len, crc) = self.symbols_at;
         let b = read_at(&self.file, &self.path, offset, len)?;
         if crc32fast::hash(&b) != crc {
-            return Err(BlockError::Corrupt {
-                path: self.path.clone(),
-                reason: "stacks section CRC32 mismatch".into(),
-            });
+            return Err(corrupt("symbols section CRC32 mismatch".into()));
         }
-        Ok(b.chunks_exact(16)
-            .map(|c| {
-                let mut id = [0u8; 16];
-                id.copy_from_slice(c);
-                StackId(uuid::Uuid::from_bytes(id))
-            })
-            .collect())
+        let s = Arc::new(BlockSymbols::decode(&b).map_err(corrupt)?);
+        *cached = Some(s.clone());
+        Ok(s)
+    }
+
+    /// The distinct stacks the block references.
+    pub fn stack_ids(&self) -> Result<Vec<StackId>, BlockError> {
+        Ok(self.symbols()?.stack_ids().collect())
+    }
+
+    /// Bytes of the symbols section on disk.
+    pub fn symbols_bytes(&self) -> u64 {
+        self.symbols_at.1
     }
 
     /// Reads and checks series `idx`'s chunk sets.

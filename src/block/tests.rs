@@ -2,12 +2,63 @@ use super::*;
 use crate::head::{build_sets, sets_merge_into, sets_totals, AppendProfile};
 use crate::index::{MatchOp, Matcher};
 use crate::labels::Labels;
-use crate::meta::StackId;
+use crate::meta::{Function, Line, Location, MetaStore, StackId, Stacktrace, SymbolSource};
 use rustc_hash::FxHashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// Stacks the synthetic series use, in a meta store the writer reads their
+/// symbols from: stack `i` is one frame of function `f{i}`.
+fn fixture() -> &'static (MetaStore, Vec<StackId>) {
+    static F: OnceLock<(MetaStore, Vec<StackId>)> = OnceLock::new();
+    F.get_or_init(|| {
+        let m = MetaStore::temporary().unwrap();
+        let functions = m
+            .function_ids(
+                (0..1000)
+                    .map(|i| Function {
+                        name: format!("f{i}"),
+                        filename: "f.go".into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        let locations = m
+            .location_ids(
+                functions
+                    .iter()
+                    .map(|f| Location {
+                        lines: vec![Line {
+                            function: *f,
+                            line: 7,
+                            column: 0,
+                        }],
+                        ..Default::default()
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        let stacks = m
+            .stack_ids(
+                locations
+                    .iter()
+                    .map(|l| Stacktrace {
+                        locations: vec![*l],
+                        num_labels: Vec::new(),
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        (m, stacks)
+    })
+}
 
 fn stack(i: u128) -> StackId {
-    StackId(uuid::Uuid::from_u128(i))
+    fixture().1[i as usize]
+}
+
+fn symbols() -> &'static dyn SymbolSource {
+    &fixture().0
 }
 
 /// `n` series of 300 profiles each, stacks coming and going.
@@ -53,7 +104,7 @@ fn write(dir: &std::path::Path, n: usize) -> (std::path::PathBuf, Vec<BlockSerie
     let path = dir.join("0_3000000.block");
     let want = series(n);
     let again = series(n);
-    let w = write_block(&path, 0, 3_000_000, again).unwrap();
+    let w = write_block(&path, 0, 3_000_000, again, symbols()).unwrap();
     assert_eq!(w.series, n);
     assert_eq!(w.profiles, 300 * n as u64);
     (path, want)

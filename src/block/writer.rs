@@ -3,7 +3,7 @@
 use super::{BlockError, FOOTER_LEN, FOOTER_MAGIC, MAGIC};
 use crate::head::ChunkSet;
 use crate::labels::Labels;
-use crate::meta::StackId;
+use crate::meta::{StackId, SymbolSource};
 use crate::proto::block as pb;
 use prost::Message;
 use std::collections::BTreeSet;
@@ -33,6 +33,8 @@ pub struct WrittenBlock {
     pub samples: u64,
     /// Distinct stacks.
     pub stacks: usize,
+    /// Bytes of the symbols section.
+    pub symbol_bytes: u64,
     /// Bytes of the file.
     pub bytes: u64,
 }
@@ -47,12 +49,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlockError + '_ {
 /// Writes a block of `series` (sorted by labels; series without sets are
 /// skipped) covering `[min_time, max_time)` to `path`, atomically: a
 /// temporary file is written and synced, then renamed, then the directory is
-/// synced.
+/// synced. The stacks the chunks refer to, and what they reach, are read
+/// from `symbols` into the block's symbols section.
 pub fn write_block(
     path: &Path,
     min_time: i64,
     max_time: i64,
     series: impl IntoIterator<Item = BlockSeriesData>,
+    symbols: &dyn SymbolSource,
 ) -> Result<WrittenBlock, BlockError> {
     let tmp = path.with_extension("tmp");
     let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
@@ -122,14 +126,17 @@ pub fn write_block(
         written.profiles += u64::from(entry.profiles);
         index.series.push(entry);
     }
-    let mut stack_bytes = Vec::with_capacity(stacks.len() * 16);
-    for s in &stacks {
-        stack_bytes.extend_from_slice(s.0.as_bytes());
-    }
-    index.stacks_offset = offset;
-    index.stacks_len = stack_bytes.len() as u64;
-    index.stacks_crc32 = crc32fast::hash(&stack_bytes);
-    put(&mut w, &mut offset, &stack_bytes).map_err(io(&tmp))?;
+    let stacks: Vec<StackId> = stacks.into_iter().collect();
+    let symbol_bytes =
+        super::symbols::encode(symbols, &stacks).map_err(|source| BlockError::Symbols {
+            path: tmp.clone(),
+            source,
+        })?;
+    index.symbols_offset = offset;
+    index.symbols_len = symbol_bytes.len() as u64;
+    index.symbols_crc32 = crc32fast::hash(&symbol_bytes);
+    written.symbol_bytes = symbol_bytes.len() as u64;
+    put(&mut w, &mut offset, &symbol_bytes).map_err(io(&tmp))?;
     index.profiles = written.profiles;
     index.samples = written.samples;
     let index_bytes = index.encode_to_vec();

@@ -45,11 +45,11 @@
 //! creates series. Matchers become SQL over that map (see [`sql`]).
 //!
 //! # Identities and invariants
-//! - Mapping, function, location and stack ids are the 128-bit XXH3 hashes
-//!   of the meta store's keys ([`crate::meta::keys`]), so two profiles share
-//!   an entity exactly when the time-series backend would; like there, the
-//!   first writer's values are kept (a dimension row is appended only when
-//!   its id is new). Frames of a query result carry these ids as UUIDs.
+//! - Mapping, function, location and stack ids are the content ids the
+//!   time-series backend uses ([`crate::meta::keys::content_id`]), as
+//!   128-bit integers, so the two backends give every entity the same id;
+//!   a dimension row is appended only when its id is new. Frames of a query
+//!   result carry these ids as UUIDs.
 //! - Series ids count up from 0 in creation order (the order of
 //!   [`crate::ingest`]'s plan), like the head's series refs, so "the last
 //!   series" of a merge (whose period a result reports) is the same series.
@@ -60,15 +60,14 @@
 //!   series or in none.
 //! - The normalization (series per sample type and string-label group,
 //!   renamed colliding pprof labels, stack identity, numeric labels, zero
-//!   sums, the empty profile, timestamps) follows [`crate::ingest`] rule for
-//!   rule; its public checks are called, its private ones are mirrored in
-//!   [`plan`].
+//!   sums, the empty profile, timestamps) is [`crate::ingest::plan`], the
+//!   one the time-series backend uses.
 //!
 //! # Concurrency
 //! One connection behind a mutex: ingests and queries are serialized. (A
 //! later version can give readers their own connections.)
 
-mod plan;
+mod dimensions;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -90,7 +89,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use plan::Plan;
+use crate::ingest::Plan;
 
 /// Errors of the columnar layer.
 #[derive(Debug, thiserror::Error)]
@@ -244,7 +243,7 @@ impl Columnar {
         req: &IngestRequest,
         raw: Option<&[u8]>,
     ) -> Result<IngestSummary, IngestError> {
-        let plan = plan::plan(req, &self.limits.labels)?;
+        let plan = crate::ingest::plan(req, &self.limits.labels)?;
         let summary = self.inner.lock().write(&plan, &self.limits)?;
         let bytes = raw.map_or_else(|| req.profile.encoded_len(), <[u8]>::len);
         self.stats.profiles.fetch_add(1, Relaxed);
@@ -466,7 +465,7 @@ impl Inner {
             }
             self.series[id as usize].max_time = Some(plan.timestamp);
         }
-        plan.entities.publish(&mut self.known);
+        dimensions::publish(&plan.symbols, &mut self.known);
         Ok(plan.summary())
     }
 
@@ -511,7 +510,7 @@ impl Inner {
                 params![created[0].0],
             )?;
         }
-        plan.entities.append_new(&self.conn, &self.known)?;
+        dimensions::append_new(&plan.symbols, &self.conn, &self.known)?;
         {
             let mut a = self.conn.appender("profiles")?;
             for (ps, &id) in plan.series.iter().zip(ids) {
@@ -529,7 +528,7 @@ impl Inner {
             let mut a = self.conn.appender("samples")?;
             for (ps, &id) in plan.series.iter().zip(ids) {
                 for &(stack, value) in &ps.samples {
-                    a.append_row(params![id, plan.timestamp, stack, value])?;
+                    a.append_row(params![id, plan.timestamp, stack.0.as_u128(), value])?;
                 }
             }
             a.flush()?;

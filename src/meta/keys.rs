@@ -5,6 +5,7 @@
 //! two different entities share a key.
 
 use super::{Function, Location, Mapping, NumLabel};
+use uuid::Uuid;
 
 /// Prefix of the mapping by-key index.
 pub const MAPPING_BY_KEY: &[u8] = b"mappings/by-key/";
@@ -31,6 +32,32 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
     // Strings in keys are bounded by the ingest limits, far below u32::MAX.
     buf.extend_from_slice(&(s.len() as u32).to_be_bytes());
     buf.extend_from_slice(s.as_bytes());
+}
+
+/// The content id of the entity whose by-key suffix is `key`: a UUIDv8
+/// (RFC 9562) whose 122 free bits are the first bits of XXH3-128(`key`).
+///
+/// Every node, every block and both backends derive the same id from the
+/// same entity, so ids can be compared and merged anywhere. The key of a
+/// location holds its mapping's and functions' ids, and a stack's key is a
+/// hash over its locations' ids, so an id names the whole entity down to its
+/// strings.
+///
+/// Collisions: with n entities of one kind the chance that any two share an
+/// id is about n²/2^123 (10^-19 for a billion). A collision would make the
+/// second entity read as the first (its samples attributed to the first's
+/// frames); nothing else breaks. XXH3 is fast but not a cryptographic hash:
+/// a writer who can push profiles and wants to could search for a key that
+/// collides with another writer's entity. Deployments that accept profiles
+/// from mutually distrusting writers should keep them in separate stores.
+pub fn content_id(key: &[u8]) -> Uuid {
+    Uuid::new_v8(xxhash_rust::xxh3::xxh3_128(key).to_be_bytes())
+}
+
+/// Whether `id` is a content id as [`content_id`] makes them (version 8),
+/// not a random id of the first meta store format (version 4).
+pub fn is_content_id(id: &Uuid) -> bool {
+    id.get_version_num() == 8
 }
 
 /// The by-key suffix of a mapping (without the prefix).
@@ -124,9 +151,8 @@ pub fn location_key_parts(
 /// Stacks are the most numerous entity (a large profile has ~10^5) and their
 /// full key is 16 bytes per frame, so the index keeps a 16-byte hash instead:
 /// it halves what sled writes for a new stack and what the cache holds. Two
-/// different stacks collide with probability ~n²/2^129 (n stacks); location
-/// ids are random UUIDs that writers never see, so a writer cannot aim a
-/// collision at another writer's stacks.
+/// different stacks collide with probability ~n²/2^129 (n stacks), below the
+/// bound of the id itself ([`content_id`], which hashes this key again).
 pub fn stack_key<'a>(
     buf: &mut Vec<u8>,
     locations: impl IntoIterator<Item = &'a super::LocationId>,

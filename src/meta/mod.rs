@@ -1,13 +1,18 @@
 //! The meta store: deduplicated mappings, functions, locations and stacks.
 //!
-//! Every entity gets a random UUID the first time it is seen and is found
-//! again through a by-key index, so the same entity in any later profile (from
-//! any writer) gets the same id. Entities never change once written; they
-//! are deleted only by garbage collection ([`gc`]), when no live stack reaches
-//! them, and then always before anything they refer to (stacks, then
-//! locations, then functions and mappings), so every id stored in a value
-//! resolves. An entity created again after its deletion gets a new id; ids
-//! are never reused.
+//! Every entity's id is its content id ([`keys::content_id`]): a UUIDv8
+//! derived from its key, so the same entity gets the same id in every
+//! profile, on every node, in every block and in both backends. The by-key
+//! index confirms that an entity is stored; it never allocates an id.
+//! Entities never change once written; they are deleted only by garbage
+//! collection ([`gc`]), when no live stack reaches them, and then always
+//! before anything they refer to (stacks, then locations, then functions and
+//! mappings), so every id stored in a value resolves. An entity stored again
+//! after its deletion gets the same id again.
+//!
+//! A store written by an earlier version (random UUIDv4 ids, no `format`
+//! marker) is refused at open with [`MetaError::OldFormat`]: its ids are in
+//! its blocks too, so it cannot be converted in place.
 //!
 //! # Layout in sled (one tree, keys by prefix; values are `proto/meta.proto`)
 //!
@@ -21,6 +26,8 @@
 //! | `locations/by-id/` + uuid | `meta.Location` (with its lines) |
 //! | `stacktraces/by-key/` + XXH3-128 (16 bytes BE) of: location ids (16 bytes each, leaf first), then, if any, `0xff` + per numeric label: key, unit (each u32 BE length + bytes) + value (i64 BE) | stack id |
 //! | `stacktraces/by-id/` + uuid | `meta.Stacktrace` |
+//! | `counts/mappings`, `counts/functions`, `counts/locations`, `counts/stacktraces` | entities of the kind (u64 BE) |
+//! | `format` | `content-ids/1`, written with the first entity |
 //!
 //! Differences from Parca's 2021 layout, on purpose:
 //! - A location's lines are part of its key for every location, not only for
@@ -36,8 +43,8 @@
 //!
 //! # Caching
 //! The ingest path never reads sled: every by-key entry is loaded into memory
-//! when the store opens (a key → id map per kind, see [`store`]), so a cache
-//! miss means a new entity. New entities of one kind are written in one sled
+//! when the store opens (an id → key map per kind, see [`store`]; each id is
+//! checked against its key), so a cache miss means a new entity. New entities of one kind are written in one sled
 //! batch under a creation lock, then published to the caches, so two writers
 //! can never give the same entity two ids. Entities themselves (id → value)
 //! are read from sled on first use by a query and cached.
@@ -177,6 +184,21 @@ pub struct Stacktrace {
     pub num_labels: Vec<NumLabel>,
 }
 
+/// A place entities are read from by id: the meta store, or the symbols
+/// section of a block. Content ids mean the same everywhere, so any source
+/// that has an id has the same entity; `Ok(None)` means this source does
+/// not have it.
+pub trait SymbolSource {
+    /// The mapping `id`, if this source has it.
+    fn mapping(&self, id: MappingId) -> Result<Option<std::sync::Arc<Mapping>>, MetaError>;
+    /// The function `id`, if this source has it.
+    fn function(&self, id: FunctionId) -> Result<Option<std::sync::Arc<Function>>, MetaError>;
+    /// The location `id`, if this source has it.
+    fn location(&self, id: LocationId) -> Result<Option<std::sync::Arc<Location>>, MetaError>;
+    /// The stack `id`, if this source has it.
+    fn stack(&self, id: StackId) -> Result<Option<std::sync::Arc<Stacktrace>>, MetaError>;
+}
+
 /// Errors of the meta store layer.
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -186,6 +208,13 @@ pub enum MetaError {
     /// A stored value could not be decoded, or an id is missing.
     #[error("meta store corrupt: {0}")]
     Corrupt(String),
+    /// The store was written by an earlier version, with random ids.
+    #[error(
+        "the meta store was written by an earlier profstore, with node-local random ids; \
+         this version derives ids from content and cannot read it: move the data directory \
+         aside and start with an empty one (the earlier version still reads the old one)"
+    )]
+    OldFormat,
     /// An id that should exist was not found.
     #[error("meta store: {kind} {id} not found")]
     NotFound {

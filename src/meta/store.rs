@@ -18,11 +18,20 @@ use super::{
 use crate::proto::meta as pb;
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use uuid::Uuid;
+
+/// The key of the format marker: present, with [`FORMAT_CONTENT_IDS`] as
+/// its value, once the store holds an entity.
+pub const FORMAT_KEY: &[u8] = b"format";
+/// The format marker's value: ids are content ids
+/// ([`keys::content_id`]). A store with entities but no marker was written
+/// with random ids by an earlier version and is refused
+/// ([`MetaError::OldFormat`]).
+pub const FORMAT_CONTENT_IDS: &[u8] = b"content-ids/1";
 
 /// Number of entities of each kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -247,8 +256,8 @@ impl Entity for Stacktrace {
 /// [`MetaStore::collect_garbage`], after the entity's deletion is in sled
 /// (entities are immutable and ids never reused).
 pub(super) struct Table<E> {
-    /// by-key suffix (no prefix) → id: exactly the by-key entries in sled.
-    pub(super) by_key: RwLock<FxHashMap<Box<[u8]>, Uuid>>,
+    /// id → by-key suffix (no prefix): exactly the by-key entries in sled.
+    pub(super) by_key: RwLock<FxHashMap<Uuid, Box<[u8]>>>,
     /// id → entity, for the entities read or created since open.
     pub(super) by_id: RwLock<FxHashMap<Uuid, Arc<E>>>,
     /// Entities in sled (persisted under `E::COUNT_KEY`, in the same batch as
@@ -265,7 +274,18 @@ impl<E: Entity> Table<E> {
         for kv in db.scan_prefix(E::BY_KEY) {
             let (k, v) = kv?;
             let id = Uuid::from_slice(&v).map_err(corrupt(E::KIND))?;
-            by_key.insert(k[E::BY_KEY.len()..].into(), id);
+            let key = &k[E::BY_KEY.len()..];
+            if id != keys::content_id(key) {
+                return Err(if keys::is_content_id(&id) {
+                    MetaError::Corrupt(format!(
+                        "{} {id}: the id is not the content id of its key",
+                        E::KIND
+                    ))
+                } else {
+                    MetaError::OldFormat
+                });
+            }
+            by_key.insert(id, key.into());
         }
         if by_key.len() as u64 != count {
             return Err(MetaError::Corrupt(format!(
@@ -287,8 +307,8 @@ impl<E: Entity> Table<E> {
     /// hash map slot, used or spare, counts an entry's size.
     fn cache_bytes(&self) -> usize {
         let k = self.by_key.read();
-        let key_slot = std::mem::size_of::<(Box<[u8]>, Uuid)>() + 1;
-        let keys: usize = k.keys().map(|b| b.len()).sum::<usize>() + k.capacity() * key_slot;
+        let key_slot = std::mem::size_of::<(Uuid, Box<[u8]>)>() + 1;
+        let keys: usize = k.values().map(|b| b.len()).sum::<usize>() + k.capacity() * key_slot;
         let v = self.by_id.read();
         let id_slot = std::mem::size_of::<(Uuid, Arc<E>)>() + 1;
         let values: usize = v
@@ -317,6 +337,9 @@ pub struct MetaStore {
     pub(super) functions: Table<Function>,
     pub(super) locations: Table<Location>,
     pub(super) stacks: Table<Stacktrace>,
+    /// Whether sled holds the format marker (written with the first
+    /// entity).
+    marked: AtomicBool,
 }
 
 impl std::fmt::Debug for MetaStore {
@@ -357,7 +380,21 @@ impl MetaStore {
     }
 
     fn with_db(db: sled::Db) -> Result<MetaStore, MetaError> {
+        let marked = match db.get(FORMAT_KEY)? {
+            Some(v) if v.as_ref() == FORMAT_CONTENT_IDS => true,
+            Some(v) => {
+                return Err(MetaError::Corrupt(format!(
+                    "unknown meta store format {:?}",
+                    String::from_utf8_lossy(&v)
+                )))
+            }
+            None => false,
+        };
+        if !marked && db.scan_prefix(b"counts/").next().is_some() {
+            return Err(MetaError::OldFormat);
+        }
         Ok(MetaStore {
+            marked: AtomicBool::new(marked),
             mappings: Table::load(&db)?,
             functions: Table::load(&db)?,
             locations: Table::load(&db)?,
@@ -372,6 +409,15 @@ impl MetaStore {
         self.db.flush()?;
         Ok(())
     }
+
+    /// The key of the format marker: present, with [`FORMAT_CONTENT_IDS`] as
+    /// its value, once the store holds an entity.
+    pub const FORMAT_KEY: &[u8] = b"format";
+    /// The format marker's value: ids are content ids
+    /// ([`keys::content_id`]). A store with entities but no marker was written
+    /// with random ids by an earlier version and is refused
+    /// ([`MetaError::OldFormat`]).
+    pub const FORMAT_CONTENT_IDS: &[u8] = b"content-ids/1";
 
     /// Number of entities of each kind.
     pub fn counts(&self) -> MetaCounts {
@@ -396,82 +442,86 @@ impl MetaStore {
         self.db.size_on_disk().unwrap_or(0)
     }
 
-    /// Ids of `items`, creating the ones not seen before (in one batch).
+    /// Ids of `items`, storing the ones not stored yet (in one batch).
     pub fn mapping_ids(&self, items: Vec<Mapping>) -> Result<Vec<MappingId>, MetaError> {
-        self.mapping_ids_with(items.len(), |i, b| items[i].key(b), |i| items[i].clone())
+        let ids = ids_of(&items, MappingId);
+        self.ensure_mappings(items.len(), |i| ids[i], |i| items[i].clone())?;
+        Ok(ids)
     }
 
-    /// Ids of `items`, creating the ones not seen before (in one batch).
+    /// Ids of `items`, storing the ones not stored yet (in one batch).
     pub fn function_ids(&self, items: Vec<Function>) -> Result<Vec<FunctionId>, MetaError> {
-        self.function_ids_with(items.len(), |i, b| items[i].key(b), |i| items[i].clone())
+        let ids = ids_of(&items, FunctionId);
+        self.ensure_functions(items.len(), |i| ids[i], |i| items[i].clone())?;
+        Ok(ids)
     }
 
-    /// Ids of `items`, creating the ones not seen before (in one batch).
+    /// Ids of `items`, storing the ones not stored yet (in one batch).
     pub fn location_ids(&self, items: Vec<Location>) -> Result<Vec<LocationId>, MetaError> {
-        self.location_ids_with(items.len(), |i, b| items[i].key(b), |i| items[i].clone())
+        let ids = ids_of(&items, LocationId);
+        self.ensure_locations(items.len(), |i| ids[i], |i| items[i].clone())?;
+        Ok(ids)
     }
 
-    /// Ids of `items`, creating the ones not seen before (in one batch).
+    /// Ids of `items`, storing the ones not stored yet (in one batch).
     pub fn stack_ids(&self, items: Vec<Stacktrace>) -> Result<Vec<StackId>, MetaError> {
-        self.stack_ids_with(items.len(), |i, b| items[i].key(b), |i| items[i].clone())
+        let ids = ids_of(&items, StackId);
+        self.ensure_stacks(items.len(), |i| ids[i], |i| items[i].clone())?;
+        Ok(ids)
     }
 
-    /// Ids of `n` mappings given by their keys ([`keys::mapping_key_parts`]);
-    /// `make(i)` builds mapping `i`, and is called only for new ones. This is
-    /// the ingest hot path: a known entity costs a key and a lookup.
-    pub fn mapping_ids_with(
+    /// Stores the mappings among `n` given by their content ids (`id(i)`)
+    /// that are not stored yet; `make(i)` builds mapping `i` and is called
+    /// only for new ones. Returns how many were new. This is the ingest hot
+    /// path: a known entity costs one lookup of its id.
+    ///
+    /// Every id must be [`keys::content_id`] of its entity's key; a new
+    /// entity whose id is not is refused ([`MetaError::Corrupt`]) and
+    /// nothing of the call is stored.
+    pub fn ensure_mappings(
         &self,
         n: usize,
-        key: impl FnMut(usize, &mut Vec<u8>),
+        id: impl Fn(usize) -> MappingId,
         make: impl FnMut(usize) -> Mapping,
-    ) -> Result<Vec<MappingId>, MetaError> {
-        Ok(self
-            .resolve(&self.mappings, n, key, make)?
-            .into_iter()
-            .map(MappingId)
-            .collect())
+    ) -> Result<usize, MetaError> {
+        self.ensure(&self.mappings, n, |i| id(i).0, make)
     }
 
-    /// Like [`MetaStore::mapping_ids_with`], for functions.
-    pub fn function_ids_with(
+    /// Like [`MetaStore::ensure_mappings`], for functions.
+    pub fn ensure_functions(
         &self,
         n: usize,
-        key: impl FnMut(usize, &mut Vec<u8>),
+        id: impl Fn(usize) -> FunctionId,
         make: impl FnMut(usize) -> Function,
-    ) -> Result<Vec<FunctionId>, MetaError> {
-        Ok(self
-            .resolve(&self.functions, n, key, make)?
-            .into_iter()
-            .map(FunctionId)
-            .collect())
+    ) -> Result<usize, MetaError> {
+        self.ensure(&self.functions, n, |i| id(i).0, make)
     }
 
-    /// Like [`MetaStore::mapping_ids_with`], for locations.
-    pub fn location_ids_with(
+    /// Like [`MetaStore::ensure_mappings`], for locations (their mappings
+    /// and functions must be stored first).
+    pub fn ensure_locations(
         &self,
         n: usize,
-        key: impl FnMut(usize, &mut Vec<u8>),
+        id: impl Fn(usize) -> LocationId,
         make: impl FnMut(usize) -> Location,
-    ) -> Result<Vec<LocationId>, MetaError> {
-        Ok(self
-            .resolve(&self.locations, n, key, make)?
-            .into_iter()
-            .map(LocationId)
-            .collect())
+    ) -> Result<usize, MetaError> {
+        self.ensure(&self.locations, n, |i| id(i).0, make)
     }
 
-    /// Like [`MetaStore::mapping_ids_with`], for stacks.
-    pub fn stack_ids_with(
+    /// Like [`MetaStore::ensure_mappings`], for stacks (their locations
+    /// must be stored first).
+    pub fn ensure_stacks(
         &self,
         n: usize,
-        key: impl FnMut(usize, &mut Vec<u8>),
+        id: impl Fn(usize) -> StackId,
         make: impl FnMut(usize) -> Stacktrace,
-    ) -> Result<Vec<StackId>, MetaError> {
-        Ok(self
-            .resolve(&self.stacks, n, key, make)?
-            .into_iter()
-            .map(StackId)
-            .collect())
+    ) -> Result<usize, MetaError> {
+        self.ensure(&self.stacks, n, |i| id(i).0, make)
+    }
+
+    /// Whether the stack `id` is stored.
+    pub fn has_stack(&self, id: StackId) -> bool {
+        self.stacks.by_key.read().contains_key(&id.0)
     }
 
     /// The mapping with id `id`.
@@ -507,67 +557,105 @@ impl MetaStore {
         Ok(e)
     }
 
-    fn resolve<E: Entity>(
+    fn ensure<E: Entity>(
         &self,
         t: &Table<E>,
         n: usize,
-        mut key: impl FnMut(usize, &mut Vec<u8>),
+        id: impl Fn(usize) -> Uuid,
         mut make: impl FnMut(usize) -> E,
-    ) -> Result<Vec<Uuid>, MetaError> {
-        let mut out = vec![Uuid::nil(); n];
-        let mut buf = Vec::with_capacity(256);
-        let mut misses: Vec<(usize, Box<[u8]>)> = Vec::new();
-        {
-            let cache = t.by_key.read();
-            for (i, slot) in out.iter_mut().enumerate() {
-                buf.clear();
-                key(i, &mut buf);
-                match cache.get(buf.as_slice()) {
-                    Some(id) => *slot = *id,
-                    None => misses.push((i, buf.as_slice().into())),
-                }
-            }
-        }
+    ) -> Result<usize, MetaError> {
+        let misses: Vec<usize> = {
+            let known = t.by_key.read();
+            (0..n).filter(|&i| !known.contains_key(&id(i))).collect()
+        };
         if misses.is_empty() {
-            return Ok(out);
+            return Ok(0);
         }
 
         let _guard = self.create.lock();
         let mut batch = sled::Batch::default();
-        let mut created: Vec<(Box<[u8]>, Uuid, E)> = Vec::new();
-        let mut local: FxHashMap<Box<[u8]>, Uuid> = FxHashMap::default();
+        let mut created: Vec<(Uuid, Box<[u8]>, E)> = Vec::new();
+        let mut local: FxHashSet<Uuid> = FxHashSet::default();
+        let mut key = Vec::with_capacity(256);
         {
-            let cache = t.by_key.read();
-            for (i, key) in misses {
-                if let Some(id) = cache.get(&key).or_else(|| local.get(&key)) {
-                    out[i] = *id;
+            let known = t.by_key.read();
+            for i in misses {
+                let id = id(i);
+                // Re-checked under the creation lock: another writer may have
+                // stored it since the first look.
+                if known.contains_key(&id) || !local.insert(id) {
                     continue;
                 }
-                // The cache holds every by-key entry in sled (loaded at
-                // open), so a miss is a new entity.
-                let id = Uuid::new_v4();
                 let item = make(i);
+                key.clear();
+                item.key(&mut key);
+                if keys::content_id(&key) != id {
+                    return Err(MetaError::Corrupt(format!(
+                        "{} {id} is not the content id of its key",
+                        E::KIND
+                    )));
+                }
                 batch.insert(with_prefix(E::BY_KEY, &key), id.as_bytes().as_slice());
                 batch.insert(with_prefix(E::BY_ID, id.as_bytes()), item.encode());
-                created.push((key.clone(), id, item));
-                local.insert(key, id);
-                out[i] = id;
+                created.push((id, key.as_slice().into(), item));
             }
         }
-        if !created.is_empty() {
-            let n = t.count.load(Ordering::Relaxed) + created.len() as u64;
-            batch.insert(E::COUNT_KEY, n.to_be_bytes().as_slice());
-            self.db.apply_batch(batch)?;
-            t.count.store(n, Ordering::Relaxed);
+        if created.is_empty() {
+            return Ok(0);
         }
+        let count = t.count.load(Ordering::Relaxed) + created.len() as u64;
+        batch.insert(E::COUNT_KEY, count.to_be_bytes().as_slice());
+        if !self.marked.load(Ordering::Relaxed) {
+            batch.insert(FORMAT_KEY, FORMAT_CONTENT_IDS);
+        }
+        self.db.apply_batch(batch)?;
+        self.marked.store(true, Ordering::Relaxed);
+        t.count.store(count, Ordering::Relaxed);
+        let new = created.len();
         let mut by_key = t.by_key.write();
         let mut by_id = t.by_id.write();
-        for (key, id, item) in created {
-            by_key.insert(key, id);
+        for (id, key, item) in created {
+            by_key.insert(id, key);
             by_id.insert(id, Arc::new(item));
         }
-        Ok(out)
+        Ok(new)
     }
+}
+
+fn found<T>(r: Result<T, MetaError>) -> Result<Option<T>, MetaError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(MetaError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl super::SymbolSource for MetaStore {
+    fn mapping(&self, id: MappingId) -> Result<Option<Arc<Mapping>>, MetaError> {
+        found(MetaStore::mapping(self, id))
+    }
+    fn function(&self, id: FunctionId) -> Result<Option<Arc<Function>>, MetaError> {
+        found(MetaStore::function(self, id))
+    }
+    fn location(&self, id: LocationId) -> Result<Option<Arc<Location>>, MetaError> {
+        found(MetaStore::location(self, id))
+    }
+    fn stack(&self, id: StackId) -> Result<Option<Arc<Stacktrace>>, MetaError> {
+        found(MetaStore::stack(self, id))
+    }
+}
+
+/// The content ids of `items`.
+fn ids_of<E: Entity, I>(items: &[E], wrap: impl Fn(Uuid) -> I) -> Vec<I> {
+    let mut key = Vec::with_capacity(256);
+    items
+        .iter()
+        .map(|e| {
+            key.clear();
+            e.key(&mut key);
+            wrap(keys::content_id(&key))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,26 +1,50 @@
-//! Turning stack ids into resolved stacks through the meta store, with a
-//! per-query cache so every location, mapping and function is read once.
+//! Turning stack ids into resolved stacks, with a per-query cache so every
+//! location, mapping and function is read once.
+//!
+//! A resolver reads from a list of [`SymbolSource`]s in order: the symbols
+//! of the blocks a query read, then the meta store for the head's stacks.
+//! Ids are content ids, so the first source that has an entity has the
+//! right one.
 
 use super::{Frame, FrameLine, Stack};
-use crate::meta::{LocationId, MappingId, MetaError, MetaStore, StackId};
+use crate::meta::{
+    Function, FunctionId, LocationId, Mapping, MappingId, MetaError, StackId, SymbolSource,
+};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 /// Resolves stacks for one query.
 pub struct Resolver<'a> {
-    meta: &'a MetaStore,
+    sources: Vec<&'a dyn SymbolSource>,
     frames: FxHashMap<LocationId, Arc<Frame>>,
-    mappings: FxHashMap<MappingId, Arc<crate::meta::Mapping>>,
+    mappings: FxHashMap<MappingId, Arc<Mapping>>,
+    functions: FxHashMap<FunctionId, Arc<Function>>,
     stacks: FxHashMap<StackId, Arc<Stack>>,
 }
 
+/// The first of `sources` that has the entity `id`, or `NotFound`.
+fn first<T>(
+    sources: &[&dyn SymbolSource],
+    kind: &'static str,
+    id: uuid::Uuid,
+    get: impl Fn(&dyn SymbolSource) -> Result<Option<T>, MetaError>,
+) -> Result<T, MetaError> {
+    for s in sources {
+        if let Some(v) = get(*s)? {
+            return Ok(v);
+        }
+    }
+    Err(MetaError::NotFound { kind, id })
+}
+
 impl<'a> Resolver<'a> {
-    /// A resolver over `meta`.
-    pub fn new(meta: &'a MetaStore) -> Self {
+    /// A resolver over `sources`, asked in order.
+    pub fn new(sources: Vec<&'a dyn SymbolSource>) -> Self {
         Resolver {
-            meta,
+            sources,
             frames: FxHashMap::default(),
             mappings: FxHashMap::default(),
+            functions: FxHashMap::default(),
             stacks: FxHashMap::default(),
         }
     }
@@ -30,7 +54,7 @@ impl<'a> Resolver<'a> {
         if let Some(s) = self.stacks.get(&id) {
             return Ok(s.clone());
         }
-        let st = self.meta.stack(id)?;
+        let st = first(&self.sources, "stacktrace", id.0, |s| s.stack(id))?;
         let mut frames = Vec::with_capacity(st.locations.len());
         for l in &st.locations {
             frames.push(self.frame(*l)?);
@@ -47,14 +71,14 @@ impl<'a> Resolver<'a> {
         if let Some(f) = self.frames.get(&id) {
             return Ok(f.clone());
         }
-        let loc = self.meta.location(id)?;
+        let loc = first(&self.sources, "location", id.0, |s| s.location(id))?;
         let mapping = match loc.mapping {
             None => None,
             Some(mid) => {
                 let m = match self.mappings.get(&mid) {
                     Some(m) => m.clone(),
                     None => {
-                        let m = self.meta.mapping(mid)?;
+                        let m = first(&self.sources, "mapping", mid.0, |s| s.mapping(mid))?;
                         self.mappings.insert(mid, m.clone());
                         m
                     }
@@ -64,9 +88,19 @@ impl<'a> Resolver<'a> {
         };
         let mut lines = Vec::with_capacity(loc.lines.len());
         for l in &loc.lines {
+            let function = match self.functions.get(&l.function) {
+                Some(f) => f.clone(),
+                None => {
+                    let f = first(&self.sources, "function", l.function.0, |s| {
+                        s.function(l.function)
+                    })?;
+                    self.functions.insert(l.function, f.clone());
+                    f
+                }
+            };
             lines.push(FrameLine {
                 function_id: l.function.0,
-                function: self.meta.function(l.function)?,
+                function,
                 line: l.line,
                 column: l.column,
             });

@@ -7,12 +7,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// A fresh id for a test frame, function or mapping.
+fn new_id() -> Uuid {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    Uuid::from_u128(u128::from(
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+    ))
+}
+
 /// A frame with the given function names, innermost first.
 fn frame(lines: &[&str]) -> Arc<Frame> {
     let lines = lines
         .iter()
         .map(|n| FrameLine {
-            function_id: Uuid::new_v4(),
+            function_id: new_id(),
             function: Arc::new(Function {
                 name: n.to_string(),
                 ..Default::default()
@@ -22,7 +30,7 @@ fn frame(lines: &[&str]) -> Arc<Frame> {
         })
         .collect();
     Arc::new(Frame {
-        id: Uuid::new_v4(),
+        id: new_id(),
         address: 0x1000,
         is_folded: false,
         mapping: None,
@@ -36,10 +44,10 @@ fn addr_frame(address: u64, mapping: &str) -> Arc<Frame> {
         ..Default::default()
     };
     Arc::new(Frame {
-        id: Uuid::new_v4(),
+        id: new_id(),
         address,
         is_folded: false,
-        mapping: Some((Uuid::new_v4(), Arc::new(m))),
+        mapping: Some((new_id(), Arc::new(m))),
         lines: vec![],
     })
 }

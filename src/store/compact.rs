@@ -19,15 +19,29 @@
 //! holds every profile, and replay skips what a block already holds.
 
 use super::{Recovery, Store};
-use crate::block::{write_block, Block, BlockError, BlockSeriesData};
+use crate::block::{write_block, Block, BlockError, BlockSeriesData, BlockSymbols};
 use crate::head::build_sets;
-use crate::meta::{MetaError, StackId};
+use crate::meta::{MetaError, MetaStore, StackId};
 use crate::wal::WalError;
 use rustc_hash::FxHashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Stores in `meta` the entities of a block's symbols it does not hold yet,
+/// children first.
+fn store_block_symbols(meta: &MetaStore, s: &BlockSymbols) -> Result<(), MetaError> {
+    let m = s.mappings();
+    meta.ensure_mappings(m.len(), |i| m[i].0, |i| (*m[i].1).clone())?;
+    let f = s.functions();
+    meta.ensure_functions(f.len(), |i| f[i].0, |i| (*f[i].1).clone())?;
+    let l = s.locations();
+    meta.ensure_locations(l.len(), |i| l[i].0, |i| (*l[i].1).clone())?;
+    let st = s.stacks();
+    meta.ensure_stacks(st.len(), |i| st[i].0, |i| (*st[i].1).clone())?;
+    Ok(())
+}
 
 /// Name of the head snapshot in the data directory.
 pub const SNAPSHOT: &str = "head.snapshot";
@@ -126,6 +140,7 @@ impl Store {
             }
             match Block::open(&path) {
                 Ok(b) => blocks.push(Arc::new(b)),
+                Err(e @ BlockError::Version { .. }) => return Err(e.into()),
                 Err(e) => {
                     tracing::error!("{e}; moved aside, its profiles are not served");
                     recovery.damaged_blocks += 1;
@@ -142,8 +157,13 @@ impl Store {
         *self.state.write() = blocks;
         let snap = dir.join(SNAPSHOT);
         if snap.exists() {
-            match Block::open(&snap) {
-                Ok(b) => recovery.snapshot_series = self.load_snapshot(Arc::new(b)),
+            match Block::open(&snap)
+                .map_err(StoreError::from)
+                .and_then(|b| self.load_snapshot(Arc::new(b)))
+            {
+                Ok(n) => recovery.snapshot_series = n,
+                Err(e @ StoreError::Block(BlockError::Version { .. })) => return Err(e),
+                Err(StoreError::Meta(e)) => return Err(e.into()),
                 Err(e) => {
                     // The WAL of the session before the snapshot was deleted
                     // after the snapshot was synced, so this is data loss; keep
@@ -160,8 +180,11 @@ impl Store {
     }
 
     /// Loads the snapshot's series into the empty head, dropping what blocks
-    /// already hold. Returns the series loaded.
-    fn load_snapshot(&self, snap: Arc<Block>) -> usize {
+    /// already hold, and stores its symbols in the meta store (which
+    /// resolves the head's stacks). Returns the series loaded.
+    fn load_snapshot(&self, snap: Arc<Block>) -> Result<usize, StoreError> {
+        let symbols = snap.symbols()?;
+        store_block_symbols(&self.meta, &symbols)?;
         let min_valid = self.min_valid.load(Relaxed);
         let mut n = 0;
         for s in snap.select(&[], i64::MIN, i64::MAX) {
@@ -196,7 +219,7 @@ impl Store {
             }
             n += 1;
         }
-        n
+        Ok(n)
     }
 
     /// True when the head spans enough time to cut a block.
@@ -303,9 +326,10 @@ impl Store {
                 sets: build_sets(&profiles),
             })
         });
-        let written = write_block(&path, mint, maxt, data).inspect_err(|_| {
-            self.mstats.failures.fetch_add(1, Relaxed);
-        })?;
+        let written =
+            write_block(&path, mint, maxt, data, self.meta.as_ref()).inspect_err(|_| {
+                self.mstats.failures.fetch_add(1, Relaxed);
+            })?;
         let block = Arc::new(Block::open(&path)?);
         // 3.
         let mut removed = 0;
@@ -399,27 +423,16 @@ impl Store {
         Ok(doomed.len())
     }
 
-    /// Collects meta entries referenced by no block and no head series.
-    /// Returns the number of entries deleted.
+    /// Collects meta entries no head series references (blocks carry their
+    /// own symbols). Returns the number of entries deleted.
     pub fn collect_garbage(&self) -> Result<u64, StoreError> {
         let _m = self.maintenance.lock();
         self.collect_garbage_locked()
     }
 
     fn collect_garbage_locked(&self) -> Result<u64, StoreError> {
-        let blocks = self.state.write();
+        let _blocks = self.state.write();
         let mut live: FxHashSet<StackId> = FxHashSet::default();
-        for b in blocks.iter() {
-            match b.stack_ids() {
-                Ok(ids) => live.extend(ids),
-                Err(e) => {
-                    // Without the block's stacks nothing can be proved dead.
-                    tracing::error!("{e}; garbage collection skipped");
-                    self.mstats.failures.fetch_add(1, Relaxed);
-                    return Ok(0);
-                }
-            }
-        }
         for s in self.head.all_series() {
             s.stack_ids(&mut live);
         }
@@ -461,7 +474,7 @@ impl Store {
             sets: s.chunk_sets(),
         });
         let snap = dir.join(SNAPSHOT);
-        let written = write_block(&snap, i64::MIN, i64::MAX, data)?;
+        let written = write_block(&snap, i64::MIN, i64::MAX, data, self.meta.as_ref())?;
         self.meta.flush()?;
         let mut segments = 0;
         if let Some(wal) = &self.wal {

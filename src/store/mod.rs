@@ -40,7 +40,7 @@ use crate::head::{Head, HeadError, MergeStats};
 use crate::index::{MatchOp, Matcher};
 use crate::ingest::{self, IngestError, IngestRequest, IngestSummary, LabelLimits};
 use crate::labels::{Labels, METRIC_NAME};
-use crate::meta::{MetaError, MetaStore, StackId};
+use crate::meta::{MetaError, MetaStore, StackId, SymbolSource};
 use crate::pprof::DecodeLimits;
 use crate::profile_type::ProfileType;
 use crate::proto::wal::{Label as WalLabel, ProfileRecord as WalProfile};
@@ -499,15 +499,32 @@ impl Store {
         matchers: &[Matcher],
         range: TimeRange,
     ) -> Vec<SeriesGroup> {
+        self.select_from(blocks, matchers, range, &mut Vec::new())
+    }
+
+    /// [`Store::select`], also pushing to `used` each block that holds a
+    /// part of a selected series.
+    fn select_from(
+        &self,
+        blocks: &[Arc<Block>],
+        matchers: &[Matcher],
+        range: TimeRange,
+        used: &mut Vec<Arc<Block>>,
+    ) -> Vec<SeriesGroup> {
         let mut groups: BTreeMap<Labels, Vec<Arc<dyn SeriesReader>>> = BTreeMap::new();
         for b in blocks.iter().filter(|b| b.overlaps(range.start, range.end)) {
+            let mut any = false;
             for s in b.select(matchers, range.start, range.end) {
                 if SeriesReader::overlaps(&s, range.start, range.end) {
+                    any = true;
                     groups
                         .entry(s.labels().clone())
                         .or_default()
                         .push(Arc::new(s));
                 }
+            }
+            if any {
+                used.push(b.clone());
             }
         }
         for s in self.head.select_in_range(matchers, range.start, range.end) {
@@ -550,11 +567,15 @@ impl Store {
     /// Merges per-series accumulations into a resolved profile. The
     /// duration counts each ingested profile once, although a profile with
     /// pprof string labels is split over several series.
+    ///
+    /// Stacks resolve from the symbols of `blocks` (the blocks the parts
+    /// were read from) first, then from the meta store (the head's).
     fn build(
         &self,
         profile_type: ProfileType,
         parts: Vec<SeriesPart>,
         stats: MergeStats,
+        blocks: &[Arc<Block>],
     ) -> Result<Profile, QueryError> {
         let mut seen: BTreeSet<(u64, i64)> = BTreeSet::new();
         let mut duration: i64 = 0;
@@ -574,7 +595,15 @@ impl Store {
                 *x = x.wrapping_add(v);
             }
         }
-        let mut resolver = Resolver::new(&self.meta);
+        let symbols = blocks
+            .iter()
+            .map(|b| b.symbols())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| QueryError::Meta(MetaError::Corrupt(e.to_string())))?;
+        let mut sources: Vec<&dyn SymbolSource> = Vec::with_capacity(symbols.len() + 1);
+        sources.extend(symbols.iter().map(|s| s.as_ref() as &dyn SymbolSource));
+        sources.push(self.meta.as_ref());
+        let mut resolver = Resolver::new(sources);
         let mut samples = Vec::new();
         for (labels, acc) in by_labels {
             let mut stacks: Vec<(StackId, i64)> =
@@ -700,7 +729,8 @@ impl Querier for Store {
     fn single(&self, matchers: &[Matcher], t: i64) -> Result<Profile, QueryError> {
         let end = t.saturating_add(SINGLE_WINDOW_MS);
         let blocks = self.state.read();
-        let series = self.select(&blocks, matchers, TimeRange { start: t, end });
+        let mut used = Vec::new();
+        let series = self.select_from(&blocks, matchers, TimeRange { start: t, end }, &mut used);
         let pt = Self::one_type(&series, matchers)?;
         let mut stats = MergeStats::empty();
         let mut parts = Vec::with_capacity(series.len());
@@ -712,12 +742,13 @@ impl Querier for Store {
                 parts.push(SeriesPart::new(s, acc, &st));
             }
         }
-        self.build(pt, parts, stats)
+        self.build(pt, parts, stats, &used)
     }
 
     fn merge(&self, matchers: &[Matcher], range: TimeRange) -> Result<Profile, QueryError> {
         let blocks = self.state.read();
-        let series = self.select(&blocks, matchers, range);
+        let mut used = Vec::new();
+        let series = self.select_from(&blocks, matchers, range, &mut used);
         let pt = Self::one_type(&series, matchers)?;
         let mut stats = MergeStats::empty();
         let mut parts = Vec::with_capacity(series.len());
@@ -727,6 +758,6 @@ impl Querier for Store {
             stats.add(&st);
             parts.push(SeriesPart::new(s, acc, &st));
         }
-        self.build(pt, parts, stats)
+        self.build(pt, parts, stats, &used)
     }
 }
