@@ -1,5 +1,5 @@
 //! Ingest and query cost of each storage backend, through the same
-//! `Ingester` / `Querier` traits, on one generated workload.
+//! `Storage` trait, on one generated workload.
 //!
 //! Data ([`profstore::workload`], fixed seed): 20 targets × the `cpu` kind
 //! (`testdata/pprof/parca/cpu_labels.pb.gz`) × 360 scrapes at 10 s — one hour
@@ -24,9 +24,9 @@
 //! (both); add `-- --quick` for a short run.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use profstore::engine::{Ingester, Querier, TimeRange};
-use profstore::index::parse_selector;
-use profstore::store::Store;
+use profstore::engine::{Storage, TimeRange};
+use profstore::model::parse_selector;
+use profstore::tsdb::Store;
 use profstore::workload::{Kind, Workload, WorkloadSpec};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ const TARGETS: usize = 20;
 const SCRAPES: usize = 360;
 
 /// A backend under test.
-trait Subject: Ingester + Querier {
+trait Subject: Storage {
     const NAME: &'static str;
     fn empty() -> Self;
 }

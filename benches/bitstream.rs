@@ -3,7 +3,7 @@
 //! The question (from the chunk-encoding issue): use `bitvec` for the chunk
 //! bit stream only if it is as fast as a hand-rolled bit buffer. Both sides
 //! write and read the same MSB-first stream of fields:
-//! - `hand`: `profstore::chunkenc::bstream::{BitWriter, BitReader}` (the
+//! - `hand`: `profstore::tsdb::chunkenc::bstream::{BitWriter, BitReader}` (the
 //!   stream the chunks use);
 //! - `bitvec/store`: `BitVec<u8, Msb0>`, grown with `resize`, each field
 //!   written with `store_be`;
@@ -26,7 +26,7 @@
 
 use bitvec::prelude::*;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use profstore::chunkenc::bstream::{BitReader, BitWriter};
+use profstore::tsdb::chunkenc::bstream::{BitReader, BitWriter};
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
 use std::time::Duration;

@@ -29,7 +29,7 @@
 //! run, or a filter such as `-- xor/`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use profstore::chunkenc::{RleChunk, TimestampChunk, XorChunk};
+use profstore::tsdb::chunkenc::{RleChunk, TimestampChunk, XorChunk};
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
 use std::time::Duration;

@@ -70,12 +70,12 @@ use flate2::Compression;
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 use profstore::columnar::Columnar;
-use profstore::engine::{Ingester, Querier, TimeRange};
-use profstore::index::{parse_selector, Matcher};
+use profstore::engine::{Storage, TimeRange};
 use profstore::ingest::{IngestError, IngestRequest, IngestSummary};
+use profstore::model::{parse_selector, Matcher};
 use profstore::proto::pprof::Profile;
-use profstore::store::{Store, StoreConfig};
-use profstore::wal::{SyncPolicy, WalOptions};
+use profstore::tsdb::wal::{SyncPolicy, WalOptions};
+use profstore::tsdb::{Store, StoreConfig};
 use profstore::workload::{Kind, Workload, WorkloadSpec, SMALL_KINDS};
 use prost::Message;
 use serde::Serialize;
@@ -547,7 +547,7 @@ fn queries<B: Subject>(
         r.map(|v| *sums.entry(name.to_string()).or_default() += v)
     };
     // A checksum of a profile: its total and its number of samples.
-    let total = |p: &profstore::query::Profile| -> i128 {
+    let total = |p: &profstore::model::Profile| -> i128 {
         i128::from(p.total()) * 1_000_003 + p.samples.len() as i128
     };
     for r in 0..reps {

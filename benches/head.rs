@@ -16,12 +16,12 @@
 //! Run with: `cargo bench --bench head` (add `-- --quick` for a short run).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use profstore::engine::{Ingester, Querier, TimeRange};
+use profstore::engine::{Storage, TimeRange};
 use profstore::ingest::IngestRequest;
-use profstore::labels::Labels;
+use profstore::model::labels::Labels;
 use profstore::pprof::decode;
 use profstore::proto::pprof::Profile;
-use profstore::store::Store;
+use profstore::tsdb::Store;
 use rand::{Rng, SeedableRng};
 use rustc_hash::FxHashMap;
 use std::path::Path;
@@ -78,7 +78,7 @@ fn bench_head(c: &mut Criterion) {
         store.head().num_series(),
         bytes as f64 / samples as f64
     );
-    let sel = profstore::index::parse_selector(
+    let sel = profstore::model::parse_selector(
         "process_cpu:cpu:nanoseconds:cpu:nanoseconds:delta{job=\"bench\"}",
     )
     .unwrap();

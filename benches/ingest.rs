@@ -14,11 +14,11 @@
 //! Run with: `cargo bench --bench ingest` (add `-- --quick` for a short run).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use profstore::engine::Ingester;
+use profstore::engine::Storage;
 use profstore::ingest::IngestRequest;
-use profstore::labels::Labels;
+use profstore::model::labels::Labels;
 use profstore::pprof::{decode, DecodeLimits};
-use profstore::store::Store;
+use profstore::tsdb::Store;
 use prost::Message;
 use std::io::Read;
 use std::path::Path;

@@ -34,8 +34,9 @@
 //! as `-- 1000000` picks one size).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use profstore::index::{parse_selector, select, MatchOp, Matcher, MemPostings, SeriesRef};
-use profstore::labels::Labels;
+use profstore::model::labels::Labels;
+use profstore::model::{parse_selector, MatchOp, Matcher};
+use profstore::tsdb::index::{select, MemPostings, SeriesRef};
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
 use std::time::{Duration, Instant};

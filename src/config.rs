@@ -33,10 +33,10 @@
 //! (see [`crate::scrape::config`] for the format). They are validated when
 //! the file is read, and every error names the file and the line.
 
+use crate::engine::Limits;
+use crate::model::time::parse_duration;
 use crate::scrape::config::{self as scrape_config, ScrapeConfigFile, ScrapeJob};
-use crate::server::params::parse_duration;
-use crate::store::Limits;
-use crate::wal::{SyncPolicy, WalOptions};
+use crate::tsdb::wal::{SyncPolicy, WalOptions};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -87,8 +87,8 @@ pub struct LimitSettings {
 
 /// The storage backend of the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Storage {
-    /// The time-series store ([`crate::store::Store`]): the default.
+pub enum BackendKind {
+    /// The time-series store ([`crate::tsdb::Store`]): the default.
     #[default]
     Tsdb,
     /// The DuckDB columnar backend (`<data_dir>/profiles.duckdb`); only in a
@@ -96,20 +96,20 @@ pub enum Storage {
     DuckDb,
 }
 
-impl Storage {
+impl BackendKind {
     /// The setting's values, as the messages list them.
     pub const NAMES: &'static str = "tsdb, duckdb";
 
     /// The setting's value of `self`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Storage::Tsdb => "tsdb",
-            Storage::DuckDb => "duckdb",
+            BackendKind::Tsdb => "tsdb",
+            BackendKind::DuckDb => "duckdb",
         }
     }
 }
 
-impl std::fmt::Display for Storage {
+impl std::fmt::Display for BackendKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
@@ -122,18 +122,18 @@ pub const DUCKDB_BUILD_HINT: &str = "this profstore was built without the `duckd
 
 /// Parses the `storage` setting; `duckdb` only when this binary has the
 /// `duckdb` feature.
-fn storage_setting(value: &str) -> Result<Storage, ConfigError> {
+fn storage_setting(value: &str) -> Result<BackendKind, ConfigError> {
     let invalid = |message: String| ConfigError::Invalid {
         name: "storage",
         message,
     };
     match value {
-        "tsdb" => Ok(Storage::Tsdb),
-        "duckdb" if cfg!(feature = "duckdb") => Ok(Storage::DuckDb),
+        "tsdb" => Ok(BackendKind::Tsdb),
+        "duckdb" if cfg!(feature = "duckdb") => Ok(BackendKind::DuckDb),
         "duckdb" => Err(invalid(format!("\"duckdb\": {DUCKDB_BUILD_HINT}"))),
         other => Err(invalid(format!(
             "{other:?}: unknown storage backend (allowed: {})",
-            Storage::NAMES
+            BackendKind::NAMES
         ))),
     }
 }
@@ -146,7 +146,7 @@ pub struct ServeConfig {
     /// Data directory.
     pub data_dir: PathBuf,
     /// The storage backend.
-    pub storage: Storage,
+    pub storage: BackendKind,
     /// The settings of the time-series store only (`retention`,
     /// `block_duration`, `wal_sync`) given in the flags or the file, so the
     /// daemon can warn that another backend ignores them.
@@ -378,7 +378,7 @@ mod tests {
         assert_eq!(c.wal.sync, SyncPolicy::default());
         assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(c.limits.max_series, 1_000_000);
-        assert_eq!(c.storage, Storage::Tsdb);
+        assert_eq!(c.storage, BackendKind::Tsdb);
         assert!(c.tsdb_settings_given.is_empty());
 
         let file = parse_yaml(
@@ -456,15 +456,15 @@ mod tests {
         };
         assert_eq!(
             resolve(&flags("tsdb"), &none).unwrap().storage,
-            Storage::Tsdb
+            BackendKind::Tsdb
         );
         let file = parse_yaml("storage: tsdb\n").unwrap();
-        assert_eq!(resolve(&none, &file).unwrap().storage, Storage::Tsdb);
+        assert_eq!(resolve(&none, &file).unwrap().storage, BackendKind::Tsdb);
         let e = resolve(&flags("bogus"), &none).unwrap_err().to_string();
         assert!(e.contains("tsdb") && e.contains("duckdb"), "{e}");
         let duck = resolve(&flags("duckdb"), &file);
         if cfg!(feature = "duckdb") {
-            assert_eq!(duck.unwrap().storage, Storage::DuckDb);
+            assert_eq!(duck.unwrap().storage, BackendKind::DuckDb);
         } else {
             let e = duck.unwrap_err().to_string();
             assert!(e.contains("--features duckdb"), "{e}");

@@ -4,10 +4,11 @@
 
 use clap::{Parser, Subcommand};
 use profstore::cli;
-use profstore::config::{self, LimitSettings, ServeConfig, Settings, Storage};
+use profstore::config::{self, BackendKind, LimitSettings, ServeConfig, Settings};
+use profstore::engine::Storage;
 use profstore::scrape::ScrapeManager;
-use profstore::server::{router, AppState, Backend};
-use profstore::store::{Store, StoreConfig};
+use profstore::server::{router, AppState};
+use profstore::tsdb::{Store, StoreConfig};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -179,12 +180,12 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 async fn run(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(), String> {
     match config.storage {
-        Storage::Tsdb => run_tsdb(config, config_file).await,
+        BackendKind::Tsdb => run_tsdb(config, config_file).await,
         #[cfg(feature = "duckdb")]
-        Storage::DuckDb => run_duckdb(config, config_file).await,
+        BackendKind::DuckDb => run_duckdb(config, config_file).await,
         // `config::resolve` rejects `duckdb` in a build without it.
         #[cfg(not(feature = "duckdb"))]
-        Storage::DuckDb => Err(config::DUCKDB_BUILD_HINT.to_string()),
+        BackendKind::DuckDb => Err(config::DUCKDB_BUILD_HINT.to_string()),
     }
 }
 
@@ -222,23 +223,8 @@ async fn run_tsdb(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(
         elapsed_ms = r.wal.elapsed.as_millis() as u64,
         "write-ahead log replayed"
     );
-    let store = Arc::new(store);
-    let maintenance = spawn_maintenance(Arc::clone(&store))?;
-    serve_backend(Arc::clone(&store) as Arc<dyn Backend>, &config, config_file).await?;
-    tracing::info!("writing the head snapshot");
-    maintenance
-        .stop
-        .store(true, std::sync::atomic::Ordering::Release);
-    store.wake();
-    tokio::task::spawn_blocking(move || {
-        let _ = maintenance.thread.join();
-        store.close()
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("shutdown snapshot failed: {e}"))?;
-    tracing::info!("bye");
-    Ok(())
+    tracing::info!("on shutdown: the head snapshot is written");
+    run_storage(Arc::new(store), &config, config_file).await
 }
 
 /// Runs the daemon over the DuckDB backend in `<data_dir>/profiles.duckdb`:
@@ -279,32 +265,48 @@ async fn run_duckdb(config: ServeConfig, config_file: Option<PathBuf>) -> Result
             config.tsdb_settings_given.join(", ")
         );
     }
-    let db = Arc::new(db);
-    serve_backend(Arc::clone(&db) as Arc<dyn Backend>, &config, config_file).await?;
-    tracing::info!("checkpointing the DuckDB database");
-    tokio::task::spawn_blocking(move || db.checkpoint())
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("shutdown checkpoint failed: {e}"))?;
-    tracing::info!("bye");
-    Ok(())
+    tracing::info!("on shutdown: the DuckDB database is checkpointed");
+    run_storage(Arc::new(db), &config, config_file).await
 }
 
 /// The DuckDB backend's database file in the data directory.
 #[cfg(feature = "duckdb")]
 const DUCKDB_FILE: &str = "profiles.duckdb";
 
+/// Starts the backend's background work, serves until SIGINT or SIGTERM,
+/// then closes the backend (making it durable for the next start).
+async fn run_storage(
+    storage: Arc<dyn Storage>,
+    config: &ServeConfig,
+    config_file: Option<PathBuf>,
+) -> Result<(), String> {
+    Arc::clone(&storage)
+        .start_background()
+        .map_err(|e| format!("cannot start the background work: {e}"))?;
+    serve_backend(Arc::clone(&storage), config, config_file).await?;
+    tracing::info!("closing the storage");
+    tokio::task::spawn_blocking(move || storage.close())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("shutdown failed: {e}"))?;
+    tracing::info!("bye");
+    Ok(())
+}
+
 /// Serves HTTP and scrapes over `backend` until SIGINT or SIGTERM; returns
 /// once the server stopped and no scrape ingest is in flight, so the
 /// caller can flush the backend.
 async fn serve_backend(
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn Storage>,
     config: &ServeConfig,
     config_file: Option<PathBuf>,
 ) -> Result<(), String> {
     let state = AppState::new(backend, config.max_body_bytes);
     let scrape = Arc::clone(&state.scrape);
-    scrape.set_config_file(config_file);
+    scrape.set_job_source(config_file.map(|path| {
+        Arc::new(move || config::read_scrape_jobs(&path).map_err(|e| e.to_string()))
+            as profstore::scrape::JobSource
+    }));
     let started = scrape.apply(&config.scrape).await;
     if started.added > 0 {
         tracing::info!(loops = started.added, "scraping");
@@ -332,32 +334,6 @@ async fn serve_backend(
     tracing::info!("shutting down: stopping the scrapes");
     scrape.stop().await;
     Ok(())
-}
-
-/// The maintenance thread and its stop flag.
-struct Maintenance {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-/// Starts the thread that cuts blocks when the head is due (woken by
-/// ingest) and applies retention at least every minute.
-fn spawn_maintenance(store: Arc<Store>) -> Result<Maintenance, String> {
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let thread = std::thread::Builder::new()
-        .name("maintenance".into())
-        .spawn(move || {
-            while !flag.load(std::sync::atomic::Ordering::Acquire) {
-                if let Err(e) = store.compact() {
-                    store.note_failure();
-                    tracing::error!("maintenance failed: {e}");
-                }
-                store.wait_for_work(std::time::Duration::from_secs(60));
-            }
-        })
-        .map_err(|e| format!("cannot start the maintenance thread: {e}"))?;
-    Ok(Maintenance { stop, thread })
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is

@@ -26,7 +26,7 @@
 //! be computed without the ones before it.
 
 use crate::ingest::IngestRequest;
-use crate::labels::Labels;
+use crate::model::labels::Labels;
 use crate::pprof::{DecodeLimits, PprofError};
 use crate::proto::pprof::{Label, Profile};
 use std::path::Path;

@@ -6,13 +6,13 @@
 
 mod common;
 
-use profstore::engine::{Ingester, Querier, TimeRange};
-use profstore::index::parse_selector;
+use profstore::engine::{Storage, TimeRange};
 use profstore::ingest::IngestRequest;
-use profstore::labels::Labels;
+use profstore::model::labels::Labels;
+use profstore::model::parse_selector;
 use profstore::pprof::{decode, DecodeLimits};
 use profstore::proto::pprof::Profile;
-use profstore::store::{Store, StoreConfig};
+use profstore::tsdb::{Store, StoreConfig};
 use std::path::Path;
 
 const MINUTE: i64 = 60_000;
@@ -136,7 +136,7 @@ fn answers(store: &Store, end_minutes: i64) -> String {
 
 /// Samples in a canonical order (the order of equal-stack samples from
 /// different sources is not part of the answer).
-fn sorted(mut p: profstore::query::Profile) -> profstore::query::Profile {
+fn sorted(mut p: profstore::model::Profile) -> profstore::model::Profile {
     p.samples.sort_by(|a, b| {
         format!("{:?}", (a.labels.clone(), &a.stack))
             .cmp(&format!("{:?}", (b.labels.clone(), &b.stack)))

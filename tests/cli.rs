@@ -4,8 +4,8 @@
 mod common;
 
 use common::daemon::Server;
+use profstore::model::time::parse_time;
 use profstore::pprof::{decode, DecodeLimits};
-use profstore::server::params::parse_time;
 use std::process::{Command, Output};
 
 const CPU: &str = "testdata/pprof/parca/cpu_labels.pb.gz";

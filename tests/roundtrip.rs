@@ -5,12 +5,12 @@
 
 mod common;
 
-use profstore::engine::{Ingester, Querier, TimeRange};
-use profstore::index::{parse_selector, MatchOp, Matcher};
+use profstore::engine::{Storage, TimeRange};
 use profstore::ingest::IngestRequest;
-use profstore::labels::Labels;
-use profstore::query::to_pprof;
-use profstore::store::{Store, StoreConfig};
+use profstore::model::labels::Labels;
+use profstore::model::to_pprof;
+use profstore::model::{parse_selector, MatchOp, Matcher};
+use profstore::tsdb::{Store, StoreConfig};
 use std::collections::BTreeMap;
 
 const RECEIVED_AT: i64 = 1_700_000_000_000;
@@ -19,7 +19,7 @@ fn eq(name: &str, value: &str) -> Matcher {
     Matcher::new(MatchOp::Equal, name, value).unwrap()
 }
 
-fn ingest_file<B: Ingester>(
+fn ingest_file<B: Storage>(
     store: &B,
     rel: &str,
     path: &std::path::Path,
@@ -38,7 +38,7 @@ fn ingest_file<B: Ingester>(
 }
 
 /// For each sample type of `input`, the merged output's totals.
-fn check_round_trip<B: Querier>(store: &B, rel: &str, input: &profstore::proto::pprof::Profile) {
+fn check_round_trip<B: Storage>(store: &B, rel: &str, input: &profstore::proto::pprof::Profile) {
     let want = common::totals(input);
     let types = store
         .profile_types(&[eq("file", rel)], TimeRange::ALL)
@@ -96,7 +96,7 @@ fn check_round_trip<B: Querier>(store: &B, rel: &str, input: &profstore::proto::
 
 /// Ingests the whole corpus into `store`, then checks every file's round
 /// trip.
-fn round_trip_corpus<B: Ingester + Querier>(store: &B) {
+fn round_trip_corpus<B: Storage>(store: &B) {
     let files = common::corpus();
     assert!(files.len() >= 30, "corpus has {} files", files.len());
     let mut inputs = Vec::new();
@@ -150,7 +150,7 @@ fn merging_ten_consecutive_heap_profiles_sums_per_stack_in_duckdb() {
     merge_ten_heap_profiles(&profstore::columnar::Columnar::open(None).unwrap());
 }
 
-fn merge_ten_heap_profiles<B: Ingester + Querier>(store: &B) {
+fn merge_ten_heap_profiles<B: Storage>(store: &B) {
     let mut files: Vec<_> = common::files_under(&common::testdata_dir().join("parca"))
         .into_iter()
         .filter(|(rel, _)| rel.starts_with("16445"))
@@ -255,7 +255,7 @@ fn pprof_string_labels_are_selectable_series_labels_in_duckdb() {
     string_labels_are_selectable(&profstore::columnar::Columnar::open(None).unwrap());
 }
 
-fn string_labels_are_selectable<B: Ingester + Querier>(store: &B) {
+fn string_labels_are_selectable<B: Storage>(store: &B) {
     let path = common::testdata_dir().join("parca/cpu_labels.pb.gz");
     let input = ingest_file(store, "cpu_labels", &path);
     let values = store
@@ -285,4 +285,49 @@ fn string_labels_are_selectable<B: Ingester + Querier>(store: &B) {
     let rest = store.merge(&sel, TimeRange::ALL).unwrap();
     let rest = common::totals(&to_pprof(&rest)).pop().unwrap();
     assert_eq!(seen + rest.len(), want_all.len());
+}
+
+/// Every output format of a real merged profile agrees with its total, and
+/// the SVG is well-formed XML naming the widest root child.
+#[test]
+fn real_profiles_render_consistently() {
+    use profstore::model::{MatchOp, Matcher, METRIC_NAME};
+    use profstore::render::{flamegraph, folded, svg, top};
+    let store = Store::temporary().unwrap();
+    let bytes = std::fs::read(common::testdata_dir().join("parca/alloc_objects.pb.gz")).unwrap();
+    store.ingest_bytes(&bytes, None, Labels::new(), 0).unwrap();
+    let types = store.profile_types(&[], TimeRange::ALL).unwrap();
+    assert!(!types.is_empty());
+    for pt in types {
+        let m = Matcher::new(MatchOp::Equal, METRIC_NAME, pt.to_string()).unwrap();
+        let p = store.merge(&[m], TimeRange::ALL).unwrap();
+        assert!(p.samples.len() > 10);
+        let total = p.total();
+        let fg = flamegraph(&p);
+        assert_eq!(fg["root"]["total"], total);
+        assert_eq!(top(&p)["total"], total);
+        let folded_sum: i64 = folded(&p)
+            .lines()
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap())
+            .sum();
+        assert_eq!(folded_sum, total);
+        let s = svg(&p, "a <title> & more").unwrap();
+        let mut r = quick_xml::Reader::from_reader(&s[..]);
+        let mut buf = Vec::new();
+        loop {
+            match r.read_event_into(&mut buf) {
+                Ok(quick_xml::events::Event::Eof) => break,
+                Ok(_) => buf.clear(),
+                Err(e) => panic!("bad XML at {}: {e}", r.buffer_position()),
+            }
+        }
+        let widest = fg["root"]["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .max_by_key(|c| c["total"].as_i64())
+            .unwrap();
+        let name = widest["name"].as_str().unwrap();
+        assert!(String::from_utf8_lossy(&s).contains(name), "{pt}: {name}");
+    }
 }

@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use profstore::chunkenc::RleChunk;
+use profstore::tsdb::chunkenc::RleChunk;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(c) = RleChunk::from_bytes(data) else {

@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use profstore::chunkenc::TimestampChunk;
+use profstore::tsdb::chunkenc::TimestampChunk;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(c) = TimestampChunk::from_bytes(data) else {

@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use profstore::chunkenc::XorChunk;
+use profstore::tsdb::chunkenc::XorChunk;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(c) = XorChunk::from_bytes(data) else {

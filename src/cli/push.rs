@@ -93,7 +93,7 @@ fn push_one(client: &Client, file: &str, params: &[(&str, &str)]) -> Result<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{parse_selector, MatchOp};
+    use crate::model::{parse_selector, MatchOp};
 
     #[test]
     fn label_sets_quote_and_round_trip() {

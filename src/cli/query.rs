@@ -2,8 +2,8 @@
 
 use super::client::Client;
 use super::{push::label_set, table, time, Conn};
+use crate::model::time::parse_duration;
 use crate::pprof::{decode, DecodeLimits};
-use crate::server::params::parse_duration;
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
 

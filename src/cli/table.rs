@@ -7,10 +7,10 @@
 //! Each line of a location is a function, inlined callees included (the
 //! first line of the leaf location is the leaf). A location without lines
 //! reads as its address. In a diff (base samples negated, see
-//! [`crate::query::DIFF_BASE_LABEL`]) both are net changes.
+//! [`crate::model::DIFF_BASE_LABEL`]) both are net changes.
 
+use crate::model::DIFF_BASE_LABEL;
 use crate::proto::pprof::{Location, Profile};
-use crate::query::DIFF_BASE_LABEL;
 use std::collections::{HashMap, HashSet};
 
 /// One function's row.

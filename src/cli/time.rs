@@ -2,7 +2,7 @@
 //! RFC 3339) plus relative forms `now`, `now-1h`, `now+5m` and `-30m`
 //! (before now), all resolved client-side to milliseconds.
 
-use crate::server::params::{parse_duration, parse_time};
+use crate::model::time::{parse_duration, parse_time};
 
 /// Milliseconds since the epoch now.
 pub fn now_ms() -> i64 {

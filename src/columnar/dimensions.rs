@@ -3,7 +3,7 @@
 //! locations and numeric labels), appended when their content id is new.
 //!
 //! Ids are the same content ids the time-series backend's meta store uses
-//! ([`crate::meta::keys::content_id`]), stored as 128-bit integers.
+//! ([`crate::model::keys::content_id`]), stored as 128-bit integers.
 
 use super::{ColumnarError, Known};
 use crate::ingest::ProfileSymbols;

@@ -1,6 +1,6 @@
 //! [`Columnar`]: a second storage backend on embedded DuckDB, implementing
-//! [`Ingester`] and [`Querier`] with the same answers as
-//! [`crate::store::Store`] (built with the `duckdb` cargo feature).
+//! [`Storage`](crate::engine::Storage) with the same answers as
+//! [`crate::tsdb::Store`] (built with the `duckdb` cargo feature).
 //!
 //! # Layout
 //!
@@ -46,7 +46,7 @@
 //!
 //! # Identities and invariants
 //! - Mapping, function, location and stack ids are the content ids the
-//!   time-series backend uses ([`crate::meta::keys::content_id`]), as
+//!   time-series backend uses ([`crate::model::keys::content_id`]), as
 //!   128-bit integers, so the two backends give every entity the same id;
 //!   a dimension row is appended only when its id is new. Frames of a query
 //!   result carry these ids as UUIDs.
@@ -72,24 +72,22 @@ mod sql;
 #[cfg(test)]
 mod tests;
 
-use crate::engine::{Ingester, Querier, QueryError, SeriesPoints, TimeRange, SINGLE_WINDOW_MS};
-use crate::head::HeadError;
-use crate::index::{MatchOp, Matcher};
-use crate::ingest::{IngestError, IngestRequest, IngestSummary};
-use crate::labels::{Labels, METRIC_NAME};
-use crate::profile_type::ProfileType;
-use crate::query::{Profile, Sample, Stack};
-use crate::store::{IngestStats, Limits};
+use crate::engine::{
+    check_step, IngestStats, Limits, Partial, Pick, QueryError, RefreshMetrics, SeriesPoints,
+    Storage, TimeRange,
+};
+use crate::ingest::{IngestError, IngestRequest, IngestSummary, Plan};
+use crate::model::{Labels, Matcher, ProfileType, Stack, StackId, StorageError};
 use duckdb::{params, params_from_iter, Connection};
 use parking_lot::Mutex;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use prost::Message;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-
-use crate::ingest::Plan;
 
 /// Errors of the columnar layer.
 #[derive(Debug, thiserror::Error)]
@@ -104,13 +102,13 @@ pub enum ColumnarError {
 
 impl From<ColumnarError> for QueryError {
     fn from(e: ColumnarError) -> Self {
-        QueryError::Backend(e.to_string())
+        StorageError::new("database", e).into()
     }
 }
 
 impl From<ColumnarError> for IngestError {
     fn from(e: ColumnarError) -> Self {
-        IngestError::Backend(e.to_string())
+        StorageError::new("database", e).into()
     }
 }
 
@@ -226,7 +224,7 @@ impl Columnar {
     }
 
     /// What was accepted since the database was opened (as
-    /// [`crate::store::Store::stats`]).
+    /// [`crate::tsdb::Store::stats`]).
     pub fn stats(&self) -> IngestStats {
         IngestStats {
             profiles: self.stats.profiles.load(Relaxed),
@@ -276,25 +274,6 @@ impl Columnar {
     pub fn checkpoint(&self) -> Result<(), ColumnarError> {
         self.inner.lock().conn.execute_batch("CHECKPOINT")?;
         Ok(())
-    }
-
-    /// Decodes, validates and ingests a pprof body (gzipped or not).
-    pub fn ingest_bytes(
-        &self,
-        body: &[u8],
-        name: Option<String>,
-        labels: Labels,
-        received_at_ms: i64,
-    ) -> Result<IngestSummary, IngestError> {
-        let profile = crate::pprof::decode(body, &self.limits.decode)?;
-        let req = IngestRequest {
-            name,
-            labels,
-            delta: None,
-            profile,
-            received_at_ms,
-        };
-        self.ingest_raw(&req, Some(body))
     }
 }
 
@@ -414,12 +393,11 @@ impl Inner {
                     let s = &self.series[id as usize];
                     if let Some(max) = s.max_time {
                         if plan.timestamp <= max {
-                            return Err(HeadError::OutOfOrder {
+                            return Err(IngestError::OutOfOrder {
                                 labels: s.labels.to_string(),
                                 timestamp: plan.timestamp,
                                 max_time: max,
-                            }
-                            .into());
+                            });
                         }
                     }
                 }
@@ -427,10 +405,9 @@ impl Inner {
             }
         }
         if new_series > 0 && self.series.len() + new_series > limits.max_series {
-            return Err(HeadError::SeriesLimit {
+            return Err(IngestError::SeriesLimit {
                 limit: limits.max_series,
-            }
-            .into());
+            });
         }
         let first_new = self.series.len() as u32;
         let mut ids = Vec::with_capacity(plan.series.len());
@@ -550,60 +527,28 @@ impl Inner {
         Ok(out)
     }
 
-    /// The single profile type of `ids`, or the error for zero or several
-    /// (as [`crate::store::Store`] decides it).
-    fn one_type(&self, ids: &[u32], matchers: &[Matcher]) -> Result<ProfileType, QueryError> {
-        let types: BTreeSet<&ProfileType> = ids
-            .iter()
-            .map(|&i| &self.series[i as usize].profile_type)
-            .collect();
-        let mut it = types.iter();
-        match (it.next(), it.next()) {
-            (Some(t), None) => Ok((*t).clone()),
-            (None, _) => matchers
-                .iter()
-                .find(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal)
-                .and_then(|m| ProfileType::parse(&m.value).ok())
-                .ok_or_else(|| {
-                    QueryError::NoData(
-                        "no series match the selector in the range, and it names no profile type"
-                            .into(),
-                    )
-                }),
-            _ => Err(QueryError::MultipleProfileTypes(
-                types.iter().map(|t| t.to_string()).collect(),
-            )),
-        }
-    }
-
-    /// Merges the profiles that `reads` (SQL yielding `series_id, ts` of the
-    /// profiles to read, with `args`) selects into one resolved profile.
-    fn merge_reads(
-        &self,
-        profile_type: ProfileType,
-        reads: &str,
-        args: &[sql::Arg],
-    ) -> Result<Profile, QueryError> {
+    /// The partial result of the profiles that `reads` (SQL yielding
+    /// `series_id, ts` of the profiles to read, with `args`) selects.
+    fn partial_reads(&self, reads: &str, args: &[sql::Arg]) -> Result<Partial, QueryError> {
         self.conn.execute(
             &format!("CREATE OR REPLACE TEMP TABLE q_reads AS {reads}"),
             params_from_iter(args.iter()),
         )?;
-        // Time, duration (once per ingested profile: per origin and
-        // timestamp, the first series' duration) and the last period.
-        let (count, min_time, duration, period): (i64, Option<i64>, Option<i128>, Option<i64>) =
-            self.conn.query_row(
-                "WITH r AS (SELECT p.series_id, p.ts, p.duration, p.period, s.origin
-                            FROM q_reads q JOIN profiles p USING (series_id, ts)
-                            JOIN series s USING (series_id)),
-                      d AS (SELECT arg_min(duration, series_id) AS d FROM r GROUP BY origin, ts)
-                 SELECT (SELECT count(*) FROM r), (SELECT min(ts) FROM r),
-                        (SELECT sum(d)::HUGEINT FROM d),
-                        (SELECT last(period ORDER BY series_id, ts) FROM r)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        let mut out = Partial::default();
+        {
+            let mut st = self.conn.prepare(
+                "SELECT p.series_id, p.ts, p.duration, p.period, s.origin
+                 FROM q_reads q JOIN profiles p USING (series_id, ts)
+                 JOIN series s USING (series_id)",
             )?;
+            let mut q = st.query([])?;
+            while let Some(r) = q.next()? {
+                let id: u32 = r.get(0)?;
+                let s = &self.series[id as usize];
+                out.add_read(&s.labels, r.get(4)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            }
+        }
         // Per pprof label group and stack, the sum over the reads.
-        let mut sums: Vec<(u32, u128, i64)> = Vec::new();
         {
             let mut st = self.conn.prepare(
                 "CREATE OR REPLACE TEMP TABLE q_stacks AS
@@ -615,45 +560,32 @@ impl Inner {
             let mut st = self.conn.prepare("SELECT g, stack_id, v FROM q_stacks")?;
             let mut q = st.query([])?;
             while let Some(r) = q.next()? {
+                let g: u32 = r.get(0)?;
+                let stack: u128 = r.get(1)?;
                 let v: i128 = r.get(2)?;
                 // Wrapping, as the head sums.
                 let v = v as i64;
                 if v != 0 {
-                    sums.push((r.get(0)?, r.get(1)?, v));
+                    out.sums
+                        .entry(self.groups[g as usize].clone())
+                        .or_default()
+                        .insert(StackId(uuid::Uuid::from_u128(stack)), v);
                 }
             }
         }
-        let stacks = resolve::stacks(&self.conn)?;
-        let mut samples = Vec::with_capacity(sums.len());
-        // Sorted as the time-series backend sorts: pprof labels, then stack.
-        sums.sort_unstable_by(|a, b| {
-            self.groups[a.0 as usize]
-                .cmp(&self.groups[b.0 as usize])
-                .then(a.1.cmp(&b.1))
-        });
-        for (g, stack, value) in sums {
-            let stack = match stacks.get(&stack) {
-                Some(s) => s.clone(),
-                None => Arc::new(Stack {
+        for (id, stack) in resolve::stacks(&self.conn)? {
+            out.stacks.insert(StackId(uuid::Uuid::from_u128(id)), stack);
+        }
+        // A stack without dimension rows reads as the empty stack.
+        for id in out.stack_ids() {
+            out.stacks.entry(id).or_insert_with(|| {
+                Arc::new(Stack {
                     frames: Vec::new(),
                     num_labels: Vec::new(),
-                }),
-            };
-            samples.push(Sample {
-                stack,
-                labels: self.groups[g as usize].clone(),
-                value,
+                })
             });
         }
-        Ok(Profile {
-            profile_type,
-            time_ms: if count == 0 { 0 } else { min_time.unwrap_or(0) },
-            duration_ns: duration
-                .unwrap_or(0)
-                .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64,
-            period: period.unwrap_or(0),
-            samples,
-        })
+        Ok(out)
     }
 }
 
@@ -677,8 +609,8 @@ mod resolve {
     //! stacks.
 
     use super::ColumnarError;
-    use crate::meta::{Function, Mapping, NumLabel};
-    use crate::query::{Frame, FrameLine, Stack};
+    use crate::model::{Frame, FrameLine, Stack};
+    use crate::model::{Function, Mapping, NumLabel};
     use duckdb::Connection;
     use rustc_hash::FxHashMap;
     use std::sync::Arc;
@@ -823,13 +755,27 @@ mod resolve {
     }
 }
 
-impl Ingester for Columnar {
-    fn ingest(&self, req: IngestRequest) -> Result<IngestSummary, IngestError> {
-        self.ingest_raw(&req, None)
+impl Storage for Columnar {
+    fn limits(&self) -> &Limits {
+        &self.limits
     }
-}
 
-impl Querier for Columnar {
+    fn ingest_raw(
+        &self,
+        req: &IngestRequest,
+        raw: Option<&[u8]>,
+    ) -> Result<IngestSummary, IngestError> {
+        Columnar::ingest_raw(self, req, raw)
+    }
+
+    fn ingest_stats(&self) -> IngestStats {
+        self.stats()
+    }
+
+    fn num_series(&self) -> usize {
+        Columnar::num_series(self)
+    }
+
     fn label_names(
         &self,
         matchers: &[Matcher],
@@ -903,13 +849,7 @@ impl Querier for Columnar {
         range: TimeRange,
         step: Option<i64>,
     ) -> Result<Vec<SeriesPoints>, QueryError> {
-        if let Some(step) = step {
-            if step <= 0 {
-                return Err(QueryError::InvalidRange(format!(
-                    "step {step} ms must be positive"
-                )));
-            }
-        }
+        check_step(step)?;
         let inner = self.inner.lock();
         let (sel, sel_args) = sql::select_series(matchers, range);
         let mut args = Vec::new();
@@ -956,40 +896,58 @@ impl Querier for Columnar {
         Ok(out)
     }
 
-    fn single(&self, matchers: &[Matcher], t: i64) -> Result<Profile, QueryError> {
-        let end = t.saturating_add(SINGLE_WINDOW_MS);
-        let range = TimeRange { start: t, end };
+    fn partial(&self, matchers: &[Matcher], pick: Pick) -> Result<Partial, QueryError> {
+        let range = pick.range();
         let inner = self.inner.lock();
         let ids = inner.select(matchers, range)?;
-        let pt = inner.one_type(&ids, matchers)?;
-        let (sel, sel_args) = sql::select_series(matchers, range);
-        let mut args = vec![sql::Arg::Int(t), sql::Arg::Int(end)];
-        args.extend(sel_args);
-        inner.merge_reads(
-            pt,
-            &format!(
-                "SELECT series_id, min(ts) AS ts FROM profiles
-                 WHERE ts BETWEEN ? AND ? AND series_id IN ({sel}) GROUP BY series_id"
-            ),
-            &args,
-        )
-    }
-
-    fn merge(&self, matchers: &[Matcher], range: TimeRange) -> Result<Profile, QueryError> {
-        let inner = self.inner.lock();
-        let ids = inner.select(matchers, range)?;
-        let pt = inner.one_type(&ids, matchers)?;
+        let types: BTreeSet<ProfileType> = ids
+            .iter()
+            .map(|&i| inner.series[i as usize].profile_type.clone())
+            .collect();
+        if types.len() > 1 {
+            // The query is an error: reading more would be wasted.
+            return Ok(Partial {
+                types,
+                ..Partial::default()
+            });
+        }
         let (sel, sel_args) = sql::select_series(matchers, range);
         let mut args = vec![sql::Arg::Int(range.start), sql::Arg::Int(range.end)];
         args.extend(sel_args);
-        inner.merge_reads(
-            pt,
-            &format!(
+        let reads = match pick {
+            Pick::All(_) => format!(
                 "SELECT series_id, ts FROM profiles
                  WHERE ts BETWEEN ? AND ? AND series_id IN ({sel})"
             ),
-            &args,
-        )
+            Pick::First(_) => format!(
+                "SELECT series_id, min(ts) AS ts FROM profiles
+                 WHERE ts BETWEEN ? AND ? AND series_id IN ({sel}) GROUP BY series_id"
+            ),
+        };
+        let mut p = inner.partial_reads(&reads, &args)?;
+        p.types = types;
+        Ok(p)
+    }
+
+    fn register_metrics(self: Arc<Self>, registry: &mut Registry) -> RefreshMetrics {
+        let memory: Gauge = Gauge::default();
+        registry.register(
+            "duckdb_memory_bytes",
+            "Bytes held by DuckDB's buffer manager (duckdb_memory())",
+            memory.clone(),
+        );
+        Box::new(move || match self.memory_bytes() {
+            Ok(b) => {
+                memory.set(i64::try_from(b).unwrap_or(i64::MAX));
+            }
+            // The gauge keeps its last value; the scrape still answers.
+            Err(e) => tracing::warn!("reading DuckDB's memory use: {e}"),
+        })
+    }
+
+    fn close(&self) -> Result<(), StorageError> {
+        self.checkpoint()
+            .map_err(|e| StorageError::new("database", e))
     }
 }
 

@@ -7,13 +7,13 @@
 //!
 //! Regexes are fully anchored as in Prometheus: `regexp_full_match(v,
 //! '(?s:re)')` (DuckDB's regexes are RE2, Prometheus' are Go's RE2 syntax;
-//! `(?s)` lets `.` match a newline, as [`crate::index::Matcher`] does). A
+//! `(?s)` lets `.` match a newline, as [`crate::model::Matcher`] does). A
 //! regex that [`Matcher::set_matches`] reduces to a finite set of literals
 //! becomes `IN (…)`. Every value is a bound parameter, never spliced into the
 //! SQL text.
 
 use crate::engine::TimeRange;
-use crate::index::{MatchOp, Matcher};
+use crate::model::{MatchOp, Matcher};
 use duckdb::types::{ToSql, ToSqlOutput};
 
 /// A bound parameter.

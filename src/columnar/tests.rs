@@ -2,7 +2,7 @@
 //! the shared suite in `tests/engine.rs`.
 
 use super::*;
-use crate::index::parse_selector;
+use crate::model::parse_selector;
 
 #[test]
 fn reopen_keeps_series_and_profiles() {

@@ -1,8 +1,10 @@
-//! Ingest: turns one validated pprof into per-series appends.
+//! Ingest: the rules that turn one validated pprof into per-series appends,
+//! the same for every backend ([`plan`]), and the request, summary and
+//! error types of a write.
 //!
 //! Rules (see also `README.md`):
 //! - Every sample type becomes its own profile type (`__name__`, see
-//!   [`crate::profile_type`]).
+//!   [`crate::model::profile_type`]).
 //! - Every pprof *string* sample label becomes a series label, so samples with
 //!   different string labels land in different series of one profile type and
 //!   `{customer="X"}` selects them. A pprof label whose name collides with a
@@ -19,20 +21,18 @@
 //!   the series without pprof labels, so totals over time show the zero.
 //! - Timestamp = `time_nanos` / 10^6 (ms, floored); when `time_nanos` is 0,
 //!   the receive time. Duration and period are kept as given.
-//! - A profile is appended to all its series or to none: every series is
-//!   checked (order, limits) before the meta store is touched, and the appends
-//!   happen with every target series locked.
+//! - A profile is stored in all its series or in none: [`plan`] checks every
+//!   rule and limit before a backend writes anything, and each backend
+//!   checks order and its series limit for every series first.
 
 pub mod plan;
 
 pub use plan::{plan, Plan, PlannedSeries, PlannedStack, ProfileSymbols};
 
-use crate::head::{AppendProfile, Head, HeadError, MemSeries};
-use crate::labels::Labels;
-use crate::meta::{MetaError, MetaStore};
+use crate::model::labels::Labels;
+use crate::model::StorageError;
 use crate::pprof::PprofError;
 use crate::proto::pprof::Profile;
-use std::sync::Arc;
 
 /// Limits on labels; each is reported with a clear error when hit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub struct IngestSummary {
     pub profile_types: Vec<String>,
 }
 
-/// Errors of the ingest layer.
+/// Errors of the ingest layer, the same for every backend.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The pprof body is invalid or too large.
@@ -96,19 +96,36 @@ pub enum IngestError {
     /// A label limit was hit.
     #[error("limit exceeded: {0}")]
     Limit(String),
-    /// Out of order, or the series limit.
+    /// A profile at or before its series' latest timestamp.
+    #[error("out of order: series {labels} already has a profile at {max_time} ms, got {timestamp} ms (timestamps must increase)")]
+    OutOfOrder {
+        /// The series.
+        labels: String,
+        /// The rejected timestamp.
+        timestamp: i64,
+        /// The series' latest timestamp.
+        max_time: i64,
+    },
+    /// A profile older than what the backend still accepts (that time is
+    /// already written to a block).
+    #[error(
+        "too old: profiles before {min_time} ms are already written to a block, got {timestamp} ms"
+    )]
+    TooOld {
+        /// The rejected timestamp.
+        timestamp: i64,
+        /// The backend's lower bound.
+        min_time: i64,
+    },
+    /// Creating the series would exceed the series limit.
+    #[error("series limit reached: the store holds {limit} series (limit max_series)")]
+    SeriesLimit {
+        /// The limit.
+        limit: usize,
+    },
+    /// The backend failed; nothing was written.
     #[error(transparent)]
-    Head(#[from] HeadError),
-    /// The meta store failed.
-    #[error(transparent)]
-    Meta(#[from] MetaError),
-    /// The write-ahead log failed; nothing was written.
-    #[error(transparent)]
-    Wal(#[from] crate::wal::WalError),
-    /// A storage backend other than the meta store failed (the DuckDB
-    /// backend's database); nothing was written.
-    #[error("storage backend: {0}")]
-    Backend(String),
+    Storage(#[from] StorageError),
 }
 
 /// Checks one label: a non-empty name, name and value within the limits.
@@ -166,100 +183,4 @@ pub fn profile_timestamp(req: &IngestRequest) -> i64 {
     } else {
         req.received_at_ms
     }
-}
-
-/// Appends `req` to `head`, storing the entities it brings that `meta`
-/// does not hold yet.
-///
-/// `log` runs once every check has passed, with every target series locked,
-/// right before the appends: the write-ahead log writes its record there, so
-/// for every series the log's order is the order of its appends, and a
-/// failed `log` leaves the head untouched.
-pub fn ingest(
-    head: &Head,
-    meta: &MetaStore,
-    limits: &LabelLimits,
-    req: &IngestRequest,
-    log: &mut dyn FnMut() -> Result<(), IngestError>,
-) -> Result<IngestSummary, IngestError> {
-    // 1. Normalize: series, content ids, per-stack sums.
-    let mut plan = plan::plan(req, limits)?;
-    let timestamp = plan.timestamp;
-
-    // 2. Check order and the series limit before touching the meta store.
-    let mut new_series = 0;
-    for ps in &plan.series {
-        match head.get(&ps.labels) {
-            Some(series) => {
-                let data = series.lock();
-                series.check_append(&data, timestamp)?;
-            }
-            None => new_series += 1,
-        }
-    }
-    if new_series > 0 && head.num_series() + new_series > head.max_series() {
-        return Err(HeadError::SeriesLimit {
-            limit: head.max_series(),
-        }
-        .into());
-    }
-
-    // 3. Store the entities the meta store does not hold yet, children
-    //    before the entities that refer to them.
-    store_symbols(meta, &plan.symbols)?;
-
-    // 4. Create the series, lock them all (in ref order), check, log,
-    //    append.
-    let summary = plan.summary();
-    let mut targets: Vec<(Arc<MemSeries>, AppendProfile)> = Vec::with_capacity(plan.series.len());
-    for ps in &mut plan.series {
-        let series = head.get_or_create(
-            ps.labels.clone(),
-            ps.profile_type.clone(),
-            ps.pprof_labels.clone(),
-        )?;
-        targets.push((
-            series,
-            AppendProfile {
-                timestamp,
-                duration: plan.duration,
-                period: plan.period,
-                samples: std::mem::take(&mut ps.samples),
-            },
-        ));
-    }
-    targets.sort_by_key(|(s, _)| s.sref);
-    let mut guards: Vec<_> = targets.iter().map(|(s, _)| s.lock()).collect();
-    for ((series, _), g) in targets.iter().zip(guards.iter()) {
-        series.check_append(g, timestamp)?;
-    }
-    log()?;
-    for ((series, append), g) in targets.iter().zip(guards.iter_mut()) {
-        series.append_locked(g, append)?;
-    }
-    drop(guards);
-    Ok(summary)
-}
-
-/// Stores in `meta` the entities of `sym` it does not hold yet: mappings
-/// and functions, then locations, then stacks, so every id a stored value
-/// refers to resolves.
-pub fn store_symbols(meta: &MetaStore, sym: &ProfileSymbols<'_>) -> Result<(), MetaError> {
-    meta.ensure_mappings(
-        sym.mappings.len(),
-        |k| sym.mapping_id(sym.mappings[k]),
-        |k| sym.mapping(sym.mappings[k]),
-    )?;
-    meta.ensure_functions(
-        sym.functions.len(),
-        |k| sym.function_id(sym.functions[k]),
-        |k| sym.function(sym.functions[k]),
-    )?;
-    meta.ensure_locations(
-        sym.locations.len(),
-        |k| sym.location_id(sym.locations[k]),
-        |k| sym.location(sym.locations[k]),
-    )?;
-    meta.ensure_stacks(sym.stacks.len(), |k| sym.stacks[k].id, |k| sym.stack(k))?;
-    Ok(())
 }

@@ -25,12 +25,12 @@ use super::{
     check_label, check_profile_name, check_writer_labels, profile_timestamp, IngestError,
     IngestRequest, IngestSummary, LabelLimits,
 };
-use crate::labels::{Labels, METRIC_NAME};
-use crate::meta::{
+use crate::model::labels::{Labels, METRIC_NAME};
+use crate::model::profile_type::{infer_name, ProfileType};
+use crate::model::{
     keys, Function, FunctionId, Line, Location, LocationId, Mapping, MappingId, NumLabel, StackId,
     Stacktrace,
 };
-use crate::profile_type::{infer_name, ProfileType};
 use crate::proto::pprof::Profile;
 use rustc_hash::{FxHashMap, FxHashSet};
 use uuid::Uuid;

@@ -76,7 +76,7 @@
 use super::folded::{self, ProfileShape};
 use super::PyroscopeError;
 use crate::ingest::{check_writer_labels, IngestRequest, LabelLimits};
-use crate::labels::Labels;
+use crate::model::labels::Labels;
 use crate::pprof::DecodeLimits;
 
 /// One row of the kind table (see the [module docs](self#kinds)).

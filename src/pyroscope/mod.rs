@@ -52,7 +52,7 @@ pub mod folded;
 pub mod legacy;
 
 use crate::ingest::{check_profile_name, check_writer_labels, IngestRequest, LabelLimits};
-use crate::labels::{Labels, METRIC_NAME};
+use crate::model::labels::{Labels, METRIC_NAME};
 use crate::pprof::{DecodeLimits, PprofError};
 use crate::proto::pprof::Profile;
 use crate::proto::pyroscope::push::v1::{PushRequest, RawProfileSeries, RawSample};

@@ -1,7 +1,7 @@
 //! The JSON call tree.
 
 use super::{is_diff, paths, Vals};
-use crate::query::Profile;
+use crate::model::Profile;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 

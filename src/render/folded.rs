@@ -1,7 +1,7 @@
 //! Collapsed stacks.
 
 use super::{is_diff, paths, Vals, NO_STACK};
-use crate::query::Profile;
+use crate::model::Profile;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 

@@ -23,7 +23,7 @@
 //! the single frame [`NO_STACK`] in [`folded`] and [`svg`].
 //!
 //! Diffs: a profile holding any sample labelled
-//! [`DIFF_BASE_LABEL`](crate::query::DIFF_BASE_LABEL) is a diff
+//! [`DIFF_BASE_LABEL`](crate::model::DIFF_BASE_LABEL) is a diff
 //! ([`is_diff`]; see [`crate::query`] for the convention). Every format then
 //! shows both sides: the compared side as usual and the base side made
 //! positive again (`base_*` fields in JSON, the `BASE COMPARE` columns of the
@@ -43,7 +43,7 @@ pub use folded::folded;
 pub use svg::svg;
 pub use top::top;
 
-use crate::query::{Frame, Profile, Sample, DIFF_BASE_LABEL};
+use crate::model::{Frame, Profile, Sample, DIFF_BASE_LABEL};
 
 /// The single frame name that [`folded`] and [`svg`] give empty stacks.
 pub const NO_STACK: &str = "[no stack]";

@@ -2,7 +2,7 @@
 
 use super::folded::folded_stacks;
 use super::{is_diff, RenderError};
-use crate::query::Profile;
+use crate::model::Profile;
 use inferno::flamegraph::{from_lines, Options};
 
 /// An interactive flame graph (SVG with JavaScript) of the profile, drawn by

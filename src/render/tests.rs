@@ -1,7 +1,7 @@
 use super::*;
-use crate::meta::{Function, Mapping};
-use crate::profile_type::ProfileType;
-use crate::query::{diff, FrameLine, Stack};
+use crate::model::profile_type::ProfileType;
+use crate::model::{diff, FrameLine, Stack};
+use crate::model::{Function, Mapping};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -371,40 +371,4 @@ fn empty_and_negative_profiles() {
     let p = diff(profile(vec![sample(vec![main], &[], 5)]), profile(vec![]));
     check_folded(&p);
     assert!(check_svg(&p).contains("no samples"));
-}
-
-#[test]
-fn real_profile() {
-    use crate::engine::{Querier, TimeRange};
-    use crate::index::{MatchOp, Matcher};
-    use crate::labels::{Labels, METRIC_NAME};
-    use crate::store::Store;
-    let store = Store::temporary().unwrap();
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/testdata/pprof/parca/alloc_objects.pb.gz"
-    );
-    let bytes = std::fs::read(path).unwrap();
-    store.ingest_bytes(&bytes, None, Labels::new(), 0).unwrap();
-    let types = store.profile_types(&[], TimeRange::ALL).unwrap();
-    assert!(!types.is_empty());
-    for pt in types {
-        let m = Matcher::new(MatchOp::Equal, METRIC_NAME, pt.to_string()).unwrap();
-        let p = store.merge(&[m], TimeRange::ALL).unwrap();
-        assert!(p.samples.len() > 10);
-        let total = p.total();
-        assert_eq!(flamegraph(&p)["root"]["total"], total);
-        assert_eq!(top(&p)["total"], total);
-        check_folded(&p);
-        let s = check_svg(&p);
-        let fg = flamegraph(&p);
-        let widest = fg["root"]["children"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .max_by_key(|c| c["total"].as_i64())
-            .unwrap();
-        let name = widest["name"].as_str().unwrap();
-        assert!(s.contains(name), "{pt}: {name}");
-    }
 }

@@ -1,7 +1,7 @@
 //! The table of functions.
 
 use super::{is_diff, paths, Vals};
-use crate::query::Profile;
+use crate::model::Profile;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{json, Map, Value};
 

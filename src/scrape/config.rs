@@ -34,8 +34,8 @@
 //! non-empty; profile names are valid profile names and paths start with `/`;
 //! the enabled profiles are sorted by name.
 
-use crate::labels::METRIC_NAME;
-use crate::server::params::parse_duration;
+use crate::model::labels::METRIC_NAME;
+use crate::model::time::parse_duration;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};

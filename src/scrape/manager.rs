@@ -4,11 +4,9 @@ use super::config::ScrapeJob;
 use super::metrics::ScrapeMetrics;
 use super::scrape_loop::{self, LoopState};
 use super::target::{expand, TargetSpec, TargetStatus};
-use crate::config::{self, ConfigError};
-use crate::server::Backend;
+use crate::engine::Storage;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -37,17 +35,24 @@ pub struct ApplySummary {
     pub unchanged: usize,
 }
 
+/// Where a reload reads the scrape jobs from: the daemon's config file,
+/// read by the layer that owns it (`crate::config`). The error says why the
+/// jobs cannot be read.
+pub type JobSource = Arc<dyn Fn() -> Result<Vec<ScrapeJob>, String> + Send + Sync>;
+
 /// The scrape loops of the daemon and the config file they come from.
 ///
 /// `loops` holds exactly the loops that run; `reload` serializes reloads
 /// (held across the file read), `loops` is held only while loops are
 /// started or stopped, never across an await.
 pub struct ScrapeManager {
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn Storage>,
     metrics: ScrapeMetrics,
     agent: ureq::Agent,
     default_body_limit: usize,
-    config_file: Mutex<Option<PathBuf>>,
+    /// Reads the scrape jobs again for a reload (the daemon's config
+    /// file), when there is one.
+    source: Mutex<Option<JobSource>>,
     reload: tokio::sync::Mutex<()>,
     loops: Mutex<BTreeMap<TargetSpec, Running>>,
 }
@@ -64,7 +69,7 @@ impl ScrapeManager {
     /// A manager with no loops; `default_body_limit` is the body limit of
     /// jobs without `body_size_limit` (the daemon's `max_body_bytes`).
     pub fn new(
-        backend: Arc<dyn Backend>,
+        backend: Arc<dyn Storage>,
         metrics: ScrapeMetrics,
         default_body_limit: usize,
     ) -> Self {
@@ -73,17 +78,17 @@ impl ScrapeManager {
             metrics,
             agent: scrape_loop::agent(),
             default_body_limit,
-            config_file: Mutex::new(None),
+            source: Mutex::new(None),
             reload: tokio::sync::Mutex::new(()),
             loops: Mutex::new(BTreeMap::new()),
         }
     }
 
-    /// Sets the file that [`reload`](Self::reload) reads.
-    pub fn set_config_file(&self, path: Option<PathBuf>) {
-        *self.config_file.lock() = path;
+    /// Sets where [`ScrapeManager::reload`] reads the jobs from (none: a
+    /// reload is refused).
+    pub fn set_job_source(&self, source: Option<JobSource>) {
+        *self.source.lock() = source;
     }
-
     /// Makes the running loops those of `jobs`: starts new specs, stops
     /// removed ones, leaves equal ones running. Must be called on a tokio
     /// runtime (it spawns the loops).
@@ -133,21 +138,18 @@ impl ScrapeManager {
     /// Reads the config file again and applies its `scrape_configs`; on any
     /// error the running loops are kept and the error says why. Other
     /// settings of the file need a restart.
-    pub async fn reload(&self) -> Result<ApplySummary, ConfigError> {
+    pub async fn reload(&self) -> Result<ApplySummary, String> {
         let _serial = self.reload.lock().await;
-        let path = self.config_file.lock().clone();
-        let Some(path) = path else {
-            return Err(ConfigError::Invalid {
-                name: "config",
-                message: "no config file to reload: the daemon was started without --config".into(),
-            });
+        let source = self.source.lock().clone();
+        let Some(source) = source else {
+            return Err(
+                "invalid config: no config file to reload: the daemon was started without --config"
+                    .into(),
+            );
         };
-        let jobs = tokio::task::spawn_blocking(move || config::read_scrape_jobs(&path))
+        let jobs = tokio::task::spawn_blocking(move || source())
             .await
-            .map_err(|e| ConfigError::Invalid {
-                name: "config",
-                message: format!("reload task failed: {e}"),
-            })??;
+            .map_err(|e| format!("invalid config: reload task failed: {e}"))??;
         Ok(self.apply_locked(&jobs))
     }
 

@@ -11,7 +11,7 @@
 //!   offset in the interval (a hash of the spec, so targets spread over the
 //!   interval and keep their slot across reloads), then one per interval;
 //!   each scrape is a GET with the timeout and a body size limit, then the
-//!   ordinary ingest path ([`crate::server::Backend::ingest_raw`], the
+//!   ordinary ingest path ([`crate::engine::Storage::ingest_raw`], the
 //!   store's or DuckDB's) on tokio's blocking pool.
 //! - [`ScrapeManager`]: the running loops; [`ScrapeManager::apply`] starts
 //!   the loops of new specs, stops those of removed specs and leaves equal
@@ -42,7 +42,7 @@ pub mod target;
 mod manager;
 
 pub use config::{ScrapeConfigFile, ScrapeJob};
-pub use manager::{ApplySummary, ScrapeManager};
+pub use manager::{ApplySummary, JobSource, ScrapeManager};
 pub use metrics::ScrapeMetrics;
 pub use target::{Health, TargetSpec, TargetStatus};
 

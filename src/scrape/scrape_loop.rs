@@ -6,8 +6,8 @@
 use super::metrics::ScrapeMetrics;
 use super::target::{Health, TargetSpec, TargetStatus};
 use super::ScrapeError;
+use crate::engine::Storage;
 use crate::ingest::{IngestRequest, IngestSummary};
-use crate::server::Backend;
 use parking_lot::Mutex;
 use std::io::Read;
 use std::sync::Arc;
@@ -40,7 +40,7 @@ pub fn agent() -> ureq::Agent {
 /// dropped). Never returns early on a failed scrape.
 pub async fn run(
     state: Arc<LoopState>,
-    backend: Arc<dyn Backend>,
+    backend: Arc<dyn Storage>,
     agent: ureq::Agent,
     metrics: ScrapeMetrics,
     mut stop: watch::Receiver<()>,
@@ -183,7 +183,7 @@ fn fetch_blocking(
 /// stamped with the scrape's start time (see the module doc of
 /// [`crate::scrape`]).
 pub async fn ingest(
-    backend: &Arc<dyn Backend>,
+    backend: &Arc<dyn Storage>,
     spec: &TargetSpec,
     body: Vec<u8>,
     started: SystemTime,

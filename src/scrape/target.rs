@@ -7,7 +7,7 @@
 
 use super::config::ScrapeJob;
 use super::metrics::TargetLabels;
-use crate::labels::Labels;
+use crate::model::labels::Labels;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 

@@ -2,9 +2,8 @@
 //! HTTP status and a Prometheus `errorType`.
 
 use crate::engine::QueryError;
-use crate::head::HeadError;
-use crate::index::SelectorError;
 use crate::ingest::IngestError;
+use crate::model::SelectorError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -68,20 +67,16 @@ impl ApiError {
                 IngestError::Pprof(_) | IngestError::InvalidLabels(_) | IngestError::Limit(_) => {
                     bad
                 }
-                IngestError::Head(HeadError::SeriesLimit { .. }) => {
-                    (S::TOO_MANY_REQUESTS, "unavailable")
-                }
-                IngestError::Head(HeadError::OutOfOrder { .. } | HeadError::TooOld { .. }) => bad,
-                IngestError::Meta(_) | IngestError::Wal(_) | IngestError::Backend(_) => {
-                    (S::INTERNAL_SERVER_ERROR, "internal")
-                }
+                IngestError::SeriesLimit { .. } => (S::TOO_MANY_REQUESTS, "unavailable"),
+                IngestError::OutOfOrder { .. } | IngestError::TooOld { .. } => bad,
+                IngestError::Storage(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
             },
             ApiError::Query(e) => match e {
                 QueryError::MultipleProfileTypes(_)
                 | QueryError::InvalidRange(_)
                 | QueryError::DiffTypeMismatch(..) => bad,
                 QueryError::NoData(_) => (S::NOT_FOUND, "not_found"),
-                QueryError::Meta(_) | QueryError::Backend(_) => {
+                QueryError::Symbols(_) | QueryError::Storage(_) => {
                     (S::INTERNAL_SERVER_ERROR, "internal")
                 }
             },
@@ -104,17 +99,15 @@ impl ApiError {
                 IngestError::Pprof(_) => "invalid_pprof",
                 IngestError::InvalidLabels(_) => "invalid_labels",
                 IngestError::Limit(_) => "label_limit",
-                IngestError::Head(HeadError::SeriesLimit { .. }) => "series_limit",
-                IngestError::Head(HeadError::OutOfOrder { .. }) => "out_of_order",
-                IngestError::Head(HeadError::TooOld { .. }) => "too_old",
-                IngestError::Meta(_) => "meta_store",
-                IngestError::Wal(_) => "wal",
-                IngestError::Backend(_) => "backend",
+                IngestError::SeriesLimit { .. } => "series_limit",
+                IngestError::OutOfOrder { .. } => "out_of_order",
+                IngestError::TooOld { .. } => "too_old",
+                IngestError::Storage(e) => e.part,
             },
             ApiError::Query(e) => match e {
                 QueryError::NoData(_) => "no_data",
-                QueryError::Meta(_) => "meta_store",
-                QueryError::Backend(_) => "backend",
+                QueryError::Symbols(_) => "symbols",
+                QueryError::Storage(e) => e.part,
                 _ => "bad_query",
             },
             ApiError::Internal(_) => "internal",
@@ -166,16 +159,13 @@ mod tests {
             ),
             (IngestError::InvalidLabels("x".into()).into(), 400),
             (IngestError::Limit("x".into()).into(), 400),
+            (IngestError::SeriesLimit { limit: 1 }.into(), 429),
             (
-                IngestError::Head(HeadError::SeriesLimit { limit: 1 }).into(),
-                429,
-            ),
-            (
-                IngestError::Head(HeadError::OutOfOrder {
+                IngestError::OutOfOrder {
                     labels: "{}".into(),
                     timestamp: 1,
                     max_time: 2,
-                })
+                }
                 .into(),
                 400,
             ),

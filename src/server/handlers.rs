@@ -1,12 +1,13 @@
 //! The route handlers.
 
-use super::params::{parse_duration, Params};
-use super::Backend;
+use super::params::Params;
 use super::{blocking, read_body, ApiError, AppState};
+use crate::engine::Storage;
 use crate::engine::{QueryError, TimeRange, SINGLE_WINDOW_MS};
-use crate::index::{parse_selector, MatchOp, Matcher};
-use crate::labels::{Labels, METRIC_NAME};
-use crate::query::{self, Profile};
+use crate::model::labels::{Labels, METRIC_NAME};
+use crate::model::time::parse_duration;
+use crate::model::{self, Profile};
+use crate::model::{parse_selector, MatchOp, Matcher};
 use crate::render;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, Uri};
@@ -220,7 +221,7 @@ async fn union<T, F>(
 ) -> Result<BTreeSet<T>, ApiError>
 where
     T: Ord + Send + 'static,
-    F: Fn(&dyn Backend, &[Matcher]) -> Result<Vec<T>, QueryError> + Send + 'static,
+    F: Fn(&dyn Storage, &[Matcher]) -> Result<Vec<T>, QueryError> + Send + 'static,
 {
     blocking(&st.backend, move |s| {
         let mut out = BTreeSet::new();
@@ -324,7 +325,7 @@ enum Rendered {
 /// Renders `p` (on the blocking pool, where the query ran).
 fn render(p: &Profile, format: Format, title: &str) -> Result<Rendered, ApiError> {
     Ok(match format {
-        Format::Pprof => Rendered::Pprof(crate::pprof::encode_gzip(&query::to_pprof(p))),
+        Format::Pprof => Rendered::Pprof(crate::pprof::encode_gzip(&model::to_pprof(p))),
         Format::Flamegraph => Rendered::Json(render::flamegraph(p)),
         Format::Top => Rendered::Json(render::top(p)),
         Format::Folded => Rendered::Text(render::folded(p)),

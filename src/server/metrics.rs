@@ -14,7 +14,7 @@
 //! | `profstore_errors_total{kind}` | counter | failed requests by error kind |
 //! | `profstore_scrape_*` | | scrape health, durations, bytes, failures: see [`crate::scrape::metrics`] |
 //!
-//! The time-series store only ([`StoreMetrics`]):
+//! The time-series store only ([`crate::tsdb::metrics`]):
 //!
 //! | metric | type | what |
 //! |---|---|---|
@@ -40,13 +40,12 @@
 //!
 //! The backend's counters and sizes are read when `/metrics` is scraped
 //! (the backend-specific ones through the refresher that
-//! [`Backend::register_metrics`] returned); the HTTP metrics are recorded
+//! [`Storage::register_metrics`] returned); the HTTP metrics are recorded
 //! by [`track`], a middleware around every route.
 
-use super::backend::{Backend, RefreshMetrics};
 use super::AppState;
+use crate::engine::{RefreshMetrics, Storage};
 use crate::scrape::ScrapeMetrics;
-use crate::store::Store;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
@@ -83,49 +82,11 @@ struct KindLabels {
     kind: String,
 }
 
-/// Gauges read from the store at scrape time: (name, help).
-const GAUGES: &[(&str, &str)] = &[
-    ("blocks", "Open on-disk blocks"),
-    ("block_bytes", "Bytes of the open blocks' files"),
-    (
-        "block_index_memory_bytes",
-        "Memory held by the open blocks' indexes",
-    ),
-    (
-        "damaged_blocks",
-        "Block files found damaged at start (moved aside, not served)",
-    ),
-];
-
-/// Counters read from the store at scrape time: (name, help).
-const COUNTERS: &[(&str, &str)] = &[
-    (
-        "block_damaged_reads",
-        "Chunk reads that found damage in a block",
-    ),
-    ("blocks_written", "Blocks cut from the head"),
-    ("blocks_deleted", "Blocks deleted by retention"),
-    (
-        "wal_segments_deleted",
-        "WAL segments deleted after a block cut or a snapshot",
-    ),
-    (
-        "head_series_removed",
-        "Head series removed with no profiles left",
-    ),
-    ("meta_gc_runs", "Garbage collections of the meta store"),
-    (
-        "meta_gc_deleted",
-        "Meta entries deleted by garbage collection",
-    ),
-    ("maintenance_failures", "Failed maintenance steps"),
-];
-
 /// The daemon's metrics.
 pub struct Metrics {
     registry: Registry,
-    backend: Arc<dyn Backend>,
-    /// Sets the backend's own metrics (see [`Backend::register_metrics`]).
+    backend: Arc<dyn Storage>,
+    /// Sets the backend's own metrics (see [`Storage::register_metrics`]).
     refresh_backend: RefreshMetrics,
     profiles: Counter,
     samples: Counter,
@@ -146,7 +107,7 @@ impl std::fmt::Debug for Metrics {
 
 impl Metrics {
     /// Registers every metric: the daemon's and `backend`'s own.
-    pub fn new(backend: Arc<dyn Backend>) -> Metrics {
+    pub fn new(backend: Arc<dyn Storage>) -> Metrics {
         let mut registry = Registry::with_prefix("profstore");
         let profiles = Counter::default();
         let samples = Counter::default();
@@ -219,112 +180,6 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
-    }
-}
-
-/// The time-series store's own metrics (see the module docs), registered
-/// by its [`Backend::register_metrics`].
-pub(crate) struct StoreMetrics {
-    entities: Family<KindLabels, Gauge>,
-    chunk_bytes: Gauge,
-    wal_records: Gauge,
-    wal_corruptions: Gauge,
-    /// Gauges and counters read at scrape time, by name.
-    gauges: Vec<(&'static str, Gauge)>,
-    counters: Vec<(&'static str, Counter)>,
-}
-
-impl StoreMetrics {
-    /// Registers the store's metrics in `r`.
-    pub(crate) fn register(r: &mut Registry) -> StoreMetrics {
-        let m = StoreMetrics {
-            entities: Family::default(),
-            chunk_bytes: Gauge::default(),
-            wal_records: Gauge::default(),
-            wal_corruptions: Gauge::default(),
-            gauges: GAUGES
-                .iter()
-                .map(|(name, help)| {
-                    let g = Gauge::default();
-                    r.register(*name, *help, g.clone());
-                    (*name, g)
-                })
-                .collect(),
-            counters: COUNTERS
-                .iter()
-                .map(|(name, help)| {
-                    let c = Counter::default();
-                    r.register(*name, *help, c.clone());
-                    (*name, c)
-                })
-                .collect(),
-        };
-        r.register(
-            "meta_entities",
-            "Entities in the meta store by kind",
-            m.entities.clone(),
-        );
-        r.register(
-            "head_chunk_bytes",
-            "Bytes of the head's compressed columns",
-            m.chunk_bytes.clone(),
-        );
-        r.register(
-            "wal_replayed_records",
-            "Write-ahead log records replayed at start",
-            m.wal_records.clone(),
-        );
-        r.register(
-            "wal_corruptions",
-            "Damaged write-ahead log ranges found at start",
-            m.wal_corruptions.clone(),
-        );
-        m
-    }
-
-    /// Sets every store metric from `store`.
-    pub(crate) fn refresh(&self, store: &Store) {
-        self.chunk_bytes.set(store.head().chunk_bytes() as i64);
-        let c = store.meta().counts();
-        for (kind, n) in [
-            ("mapping", c.mappings),
-            ("function", c.functions),
-            ("location", c.locations),
-            ("stack", c.stacks),
-        ] {
-            self.entities
-                .get_or_create(&KindLabels { kind: kind.into() })
-                .set(n as i64);
-        }
-        let r = store.recovery();
-        self.wal_records.set(r.wal.records as i64);
-        self.wal_corruptions.set(r.wal.corruptions.len() as i64);
-        let ms = store.maintenance_stats();
-        for (name, g) in &self.gauges {
-            g.set(match *name {
-                "blocks" => ms.blocks as i64,
-                "block_bytes" => ms.block_bytes as i64,
-                "block_index_memory_bytes" => ms.block_memory_bytes as i64,
-                "damaged_blocks" => r.damaged_blocks as i64,
-                _ => 0,
-            });
-        }
-        for (name, c) in &self.counters {
-            c.inner().store(
-                match *name {
-                    "block_damaged_reads" => ms.block_damaged_reads,
-                    "blocks_written" => ms.blocks_written,
-                    "blocks_deleted" => ms.blocks_deleted,
-                    "wal_segments_deleted" => ms.wal_segments_deleted,
-                    "head_series_removed" => ms.series_removed,
-                    "meta_gc_runs" => ms.gc_runs,
-                    "meta_gc_deleted" => ms.gc_deleted,
-                    "maintenance_failures" => ms.failures,
-                    _ => 0,
-                },
-                Relaxed,
-            );
-        }
     }
 }
 

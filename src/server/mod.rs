@@ -1,5 +1,5 @@
 //! The HTTP daemon: a Prometheus-style JSON API and pprof downloads over a
-//! storage [`Backend`]: the time-series [`Store`](crate::store::Store) or,
+//! storage [`Storage`](crate::engine::Storage): the time-series [`Store`](crate::tsdb::Store) or,
 //! with the `duckdb` feature, the DuckDB
 //! [`Columnar`](crate::columnar::Columnar) backend. Nothing here depends on
 //! which one.
@@ -12,7 +12,6 @@
 //!
 //! See the "The daemon" section of README.md for the API table.
 
-mod backend;
 mod error;
 mod handlers;
 mod metrics;
@@ -20,10 +19,10 @@ pub mod params;
 mod pyroscope;
 mod scrape;
 
-pub use backend::{Backend, RefreshMetrics};
 pub use error::ApiError;
 pub use metrics::{ErrorKind, Metrics};
 
+use crate::engine::Storage;
 use crate::scrape::ScrapeManager;
 use axum::body::{Body, Bytes};
 use axum::extract::DefaultBodyLimit;
@@ -35,7 +34,7 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct AppState {
     /// The storage backend.
-    pub backend: Arc<dyn Backend>,
+    pub backend: Arc<dyn Storage>,
     /// Largest request body accepted by `/api/v1/write` (and the Pyroscope
     /// push routes), in bytes.
     pub max_body_bytes: usize,
@@ -48,7 +47,7 @@ pub struct AppState {
 impl AppState {
     /// State over `backend` with fresh metrics and no scrape loops (jobs
     /// without `body_size_limit` scrape at most `max_body_bytes`).
-    pub fn new(backend: Arc<dyn Backend>, max_body_bytes: usize) -> AppState {
+    pub fn new(backend: Arc<dyn Storage>, max_body_bytes: usize) -> AppState {
         let metrics = Arc::new(Metrics::new(Arc::clone(&backend)));
         let scrape = Arc::new(ScrapeManager::new(
             Arc::clone(&backend),
@@ -128,9 +127,9 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
 }
 
 /// Runs `f(backend)` on the blocking pool.
-pub(crate) async fn blocking<T, E, F>(backend: &Arc<dyn Backend>, f: F) -> Result<T, ApiError>
+pub(crate) async fn blocking<T, E, F>(backend: &Arc<dyn Storage>, f: F) -> Result<T, ApiError>
 where
-    F: FnOnce(&dyn Backend) -> Result<T, E> + Send + 'static,
+    F: FnOnce(&dyn Storage) -> Result<T, E> + Send + 'static,
     T: Send + 'static,
     E: Into<ApiError> + Send + 'static,
 {

@@ -1,0 +1,148 @@
+//! Fuzzes block files, the decoder of bytes from disk that a start or a
+//! query reads: `Block::open` (magic, footer, index), every series' chunk
+//! blob, and the symbols section (`BlockSymbols::decode`). Arbitrary bytes
+//! give an error (or a block whose damaged parts read as empty), never a
+//! panic, a hang or a huge allocation.
+//!
+//! The first input byte picks what the rest is:
+//! - 0: a whole file;
+//! - 1: a change to a valid block written once per process (two bytes of
+//!   offset, then bytes XORed in there), so the fuzzer reaches the index,
+//!   the blobs and the symbols behind a valid footer;
+//! - 2: a symbols section alone.
+//!
+//! Run from the crate root: `RUSTC_BOOTSTRAP=1 cargo fuzz run block_file`.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use profstore::model::{Function, Labels, Line, Location, Stacktrace};
+use profstore::tsdb::block::{write_block, Block, BlockSeriesData, BlockSymbols};
+use profstore::tsdb::chunkset::{build_sets, AppendProfile};
+use profstore::tsdb::meta::MetaStore;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// A directory of this process for the files under test.
+fn dir() -> &'static PathBuf {
+    static D: OnceLock<PathBuf> = OnceLock::new();
+    D.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("profstore-fuzz-block-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    })
+}
+
+/// A small valid block: two series, three stacks.
+fn valid() -> &'static Vec<u8> {
+    static V: OnceLock<Vec<u8>> = OnceLock::new();
+    V.get_or_init(|| {
+        let meta = MetaStore::temporary().unwrap();
+        let f = meta
+            .function_ids(
+                ["main", "work", "idle"]
+                    .iter()
+                    .map(|n| Function {
+                        name: n.to_string(),
+                        filename: "main.go".into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        let l = meta
+            .location_ids(
+                f.iter()
+                    .map(|f| Location {
+                        address: 0x1000,
+                        lines: vec![Line {
+                            function: *f,
+                            line: 3,
+                            column: 0,
+                        }],
+                        ..Default::default()
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        let s = meta
+            .stack_ids(
+                (0..3)
+                    .map(|i| Stacktrace {
+                        locations: l[..=i].to_vec(),
+                        num_labels: Vec::new(),
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        let series = (0..2)
+            .map(|i| {
+                let profiles: Vec<AppendProfile> = (0..5)
+                    .map(|p| AppendProfile {
+                        timestamp: 1_000 + p * 10_000,
+                        duration: 10,
+                        period: 1,
+                        samples: vec![(s[i], p + 1), (s[2], 7)],
+                    })
+                    .collect();
+                BlockSeriesData {
+                    labels: Labels::from_pairs([
+                        ("__name__", "memory:alloc_space:bytes:space:bytes"),
+                        ("instance", if i == 0 { "a" } else { "b" }),
+                    ]),
+                    pprof_labels: Vec::new(),
+                    sets: build_sets(&profiles),
+                }
+            })
+            .collect::<Vec<_>>();
+        let path = dir().join("valid.block");
+        write_block(&path, 0, 100_000, series, &meta).unwrap();
+        std::fs::read(&path).unwrap()
+    })
+}
+
+fn read_all(bytes: &[u8]) {
+    let path = dir().join("input.block");
+    std::fs::write(&path, bytes).unwrap();
+    let Ok(b) = Block::open(&path) else {
+        return;
+    };
+    let b = std::sync::Arc::new(b);
+    for s in b.select(&[], i64::MIN, i64::MAX) {
+        let _ = s.sets().len();
+    }
+    if let Ok(sym) = b.symbols() {
+        let _ = sym.num_stacks();
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    match mode % 3 {
+        0 => read_all(rest),
+        1 => {
+            let mut b = valid().clone();
+            if rest.len() >= 2 {
+                let at = usize::from(u16::from_le_bytes([rest[0], rest[1]])) % b.len();
+                for (i, x) in rest[2..].iter().enumerate() {
+                    if let Some(y) = b.get_mut(at + i) {
+                        *y ^= x;
+                    }
+                }
+            }
+            read_all(&b);
+        }
+        _ => {
+            if let Ok(s) = BlockSymbols::decode(rest) {
+                // Every stack's locations resolve within the table.
+                for (_, st) in s.stacks() {
+                    for l in &st.locations {
+                        assert!(s.locations().iter().any(|(id, _)| id == l));
+                    }
+                }
+            }
+        }
+    }
+});

@@ -1,0 +1,113 @@
+//! Blocks: immutable files, each holding every series' profiles of one time
+//! range, cut from the head.
+//!
+//! # Format
+//! One file per block, `blocks/<min_time>_<max_time>.block`, laid out as in
+//! `docs/format/block.md`:
+//!
+//! ```text
+//! magic "PSBLK\0\0\x02" (8 bytes; the last byte is the format version)
+//! series chunk blobs   (one SeriesChunks message per series; each blob's
+//!                       offset, length and CRC32 are in the index)
+//! symbols section      (a Symbols message: the stacks the chunks refer to
+//!                       and the locations, functions, mappings and strings
+//!                       they reach; see [`symbols`])
+//! index section        (a BlockIndex message: time range, series entries,
+//!                       counts, the symbols section's offset/length/CRC32)
+//! footer (32 bytes)    index offset u64 LE | index length u64 LE |
+//!                       index CRC32 u32 LE | footer CRC32 u32 LE (over the
+//!                       previous 20 bytes) | magic "PSBLKEND"
+//! ```
+//!
+//! The same format, with every head series, is the head snapshot a clean
+//! shutdown writes (`head.snapshot`).
+//!
+//! A block is self-contained: copied alone into another data directory (or
+//! read by another node) it answers every query, because its stacks resolve
+//! from its own symbols and ids are content ids.
+//!
+//! # Reading
+//! [`Block::open`] checks the magic, the footer and the index CRC, and keeps
+//! in memory only the index: each series' labels and where its blob is, and
+//! postings over the series (memory grows with series, not with profiles).
+//! Chunk blobs are read with positioned reads when a query needs them, and
+//! their CRC32 is checked on every read: a damaged blob is logged, counted
+//! ([`Block::damaged_reads`]) and read as empty, so the rest of the block is
+//! still served. The symbols section is read and decoded at the first query
+//! that resolves a stack from the block, and kept while the block is open.
+//!
+//! # Invariants
+//! - A block file is written to a temporary name, synced, renamed and its
+//!   directory synced: a block either exists whole or not at all.
+//! - Every profile of a block has `min_time <= t < max_time`; blocks written
+//!   by one store never overlap in time.
+//! - Series entries are sorted by labels and unique.
+
+mod reader;
+pub mod symbols;
+mod writer;
+
+pub use reader::{Block, BlockSeries};
+pub use symbols::BlockSymbols;
+pub use writer::{write_block, BlockSeriesData, WrittenBlock};
+
+use std::path::PathBuf;
+
+/// The magic at the start of every block file; the last byte is the format
+/// version.
+pub const MAGIC: &[u8; 8] = b"PSBLK\0\0\x02";
+/// The start of every block file's magic, before the version byte.
+pub const MAGIC_PREFIX: &[u8; 7] = b"PSBLK\0\0";
+/// The magic at the end of every block file.
+pub const FOOTER_MAGIC: &[u8; 8] = b"PSBLKEND";
+/// Bytes of the footer.
+pub const FOOTER_LEN: usize = 32;
+/// Largest index section accepted (a bound on what opening a damaged file
+/// can allocate).
+pub const MAX_INDEX_BYTES: u64 = 1 << 31;
+/// Largest series blob accepted.
+pub const MAX_BLOB_BYTES: u32 = 1 << 30;
+
+/// Errors of writing or opening a block.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The file is a block of another format version (`version`); unlike a
+    /// damaged block it is not moved aside.
+    #[error("{path}: block format version {version}, this profstore reads version {}: {hint}", MAGIC[7])]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// Its version byte.
+        version: u8,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// The symbols section could not be written: the source lacks an
+    /// entity.
+    #[error("{path}: cannot write the symbols section: {source}")]
+    Symbols {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: crate::model::SymbolError,
+    },
+    /// The file is not a whole, undamaged block.
+    #[error("{path}: damaged block: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+#[cfg(test)]
+mod tests;

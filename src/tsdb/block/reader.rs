@@ -1,0 +1,386 @@
+//! Opening and reading a block file (see the module docs of
+//! [`crate::tsdb::block`]).
+
+use super::symbols::BlockSymbols;
+use super::{
+    BlockError, FOOTER_LEN, FOOTER_MAGIC, MAGIC, MAGIC_PREFIX, MAX_BLOB_BYTES, MAX_INDEX_BYTES,
+};
+use crate::model::labels::{Labels, METRIC_NAME};
+use crate::model::profile_type::ProfileType;
+use crate::model::Matcher;
+use crate::model::StackId;
+use crate::proto::block as pb;
+use crate::tsdb::chunkset::ChunkSet;
+use crate::tsdb::index::{select, MemPostings, SeriesRef};
+use prost::Message;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// What the index says about one series.
+#[derive(Debug)]
+struct SeriesMeta {
+    labels: Labels,
+    profile_type: ProfileType,
+    pprof_labels: Vec<(String, String)>,
+    min_time: i64,
+    max_time: i64,
+    offset: u64,
+    len: u32,
+    crc32: u32,
+}
+
+/// An open block: its index in memory, its chunks on disk.
+#[derive(Debug)]
+pub struct Block {
+    path: PathBuf,
+    file: File,
+    min_time: i64,
+    max_time: i64,
+    series: Vec<SeriesMeta>,
+    postings: MemPostings,
+    /// The symbols section: offset, length, CRC32.
+    symbols_at: (u64, u64, u32),
+    /// The decoded symbols section, once a query needed it.
+    symbols: parking_lot::Mutex<Option<Arc<BlockSymbols>>>,
+    profiles: u64,
+    bytes: u64,
+    damaged: AtomicU64,
+}
+
+fn read_at(file: &File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, BlockError> {
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, offset)
+        .map_err(|source| BlockError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(buf)
+}
+
+impl Block {
+    /// Opens a block file: checks its magic, footer and index, and builds
+    /// the postings of its series.
+    pub fn open(path: &Path) -> Result<Block, BlockError> {
+        let corrupt = |reason: String| BlockError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let file = File::open(path).map_err(|source| BlockError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bytes = file
+            .metadata()
+            .map_err(|source| BlockError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
+        if bytes < (MAGIC.len() + FOOTER_LEN) as u64 {
+            return Err(corrupt(format!("{bytes} bytes is too short for a block")));
+        }
+        let magic = read_at(&file, path, 0, MAGIC.len() as u64)?;
+        if magic != MAGIC {
+            if magic.starts_with(MAGIC_PREFIX) && magic[7] < MAGIC[7] {
+                return Err(BlockError::Version {
+                    path: path.to_path_buf(),
+                    version: magic[7],
+                    hint: "it was written by an earlier profstore whose blocks need that \
+                           node's meta store; move the data directory aside and start with \
+                           an empty one (the earlier version still reads the old one)",
+                });
+            }
+            return Err(corrupt("bad magic (not a block)".into()));
+        }
+        let footer = read_at(&file, path, bytes - FOOTER_LEN as u64, FOOTER_LEN as u64)?;
+        let word = |i: usize| -> [u8; 8] {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&footer[i..i + 8]);
+            w
+        };
+        let half = |i: usize| -> u32 {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&footer[i..i + 4]);
+            u32::from_le_bytes(w)
+        };
+        if word(24) != *FOOTER_MAGIC {
+            return Err(corrupt("bad footer magic (the file is truncated?)".into()));
+        }
+        if crc32fast::hash(&footer[..20]) != half(20) {
+            return Err(corrupt("footer CRC32 mismatch".into()));
+        }
+        let index_offset = u64::from_le_bytes(word(0));
+        let index_len = u64::from_le_bytes(word(8));
+        let data_end = bytes - FOOTER_LEN as u64;
+        if index_len > MAX_INDEX_BYTES
+            || index_offset < MAGIC.len() as u64
+            || index_offset.checked_add(index_len) != Some(data_end)
+        {
+            return Err(corrupt(format!(
+                "index at {index_offset}+{index_len} does not end where the footer starts ({data_end})"
+            )));
+        }
+        let index_bytes = read_at(&file, path, index_offset, index_len)?;
+        if crc32fast::hash(&index_bytes) != half(16) {
+            return Err(corrupt("index CRC32 mismatch".into()));
+        }
+        let index = pb::BlockIndex::decode(index_bytes.as_slice())
+            .map_err(|e| corrupt(format!("undecodable index: {e}")))?;
+        drop(index_bytes);
+        if index.symbols_offset < MAGIC.len() as u64
+            || index.symbols_offset.checked_add(index.symbols_len) > Some(index_offset)
+        {
+            return Err(corrupt("symbols section out of bounds".into()));
+        }
+        let mut series = Vec::with_capacity(index.series.len());
+        let mut postings = MemPostings::new();
+        for (i, e) in index.series.into_iter().enumerate() {
+            let mut labels = Labels::new();
+            for l in e.labels {
+                labels.set(l.name, l.value);
+            }
+            let name = labels
+                .get(METRIC_NAME)
+                .ok_or_else(|| corrupt(format!("series {i} has no {METRIC_NAME}")))?;
+            let profile_type =
+                ProfileType::parse(name).map_err(|err| corrupt(format!("series {i}: {err}")))?;
+            if e.chunks_len > MAX_BLOB_BYTES
+                || e.chunks_offset < MAGIC.len() as u64
+                || e.chunks_offset.checked_add(u64::from(e.chunks_len)) > Some(index.symbols_offset)
+            {
+                return Err(corrupt(format!("series {i}: chunks out of bounds")));
+            }
+            if series
+                .last()
+                .is_some_and(|p: &SeriesMeta| p.labels >= labels)
+            {
+                return Err(corrupt(format!("series {i} is out of order")));
+            }
+            let Ok(sref) = u32::try_from(i) else {
+                return Err(corrupt("more than 2^32 series".into()));
+            };
+            postings.add(SeriesRef(sref), &labels);
+            series.push(SeriesMeta {
+                labels,
+                profile_type,
+                pprof_labels: e
+                    .pprof_labels
+                    .into_iter()
+                    .map(|p| (p.series_name, p.pprof_name))
+                    .collect(),
+                min_time: e.min_time,
+                max_time: e.max_time,
+                offset: e.chunks_offset,
+                len: e.chunks_len,
+                crc32: e.chunks_crc32,
+            });
+        }
+        Ok(Block {
+            path: path.to_path_buf(),
+            file,
+            min_time: index.min_time,
+            max_time: index.max_time,
+            series,
+            postings,
+            symbols_at: (index.symbols_offset, index.symbols_len, index.symbols_crc32),
+            symbols: parking_lot::Mutex::new(None),
+            profiles: index.profiles,
+            bytes,
+            damaged: AtomicU64::new(0),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// First ms of the block's range.
+    pub fn min_time(&self) -> i64 {
+        self.min_time
+    }
+
+    /// First ms after the block's range (exclusive end).
+    pub fn max_time(&self) -> i64 {
+        self.max_time
+    }
+
+    /// Series in the block.
+    pub fn num_series(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Profiles in the block (summed over series).
+    pub fn num_profiles(&self) -> u64 {
+        self.profiles
+    }
+
+    /// Bytes of the file.
+    pub fn size_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Approximate bytes of memory the open block holds (its index, and its
+    /// symbols once a query read them).
+    pub fn memory_bytes(&self) -> usize {
+        self.symbols.lock().as_ref().map_or(0, |s| s.memory_bytes())
+            + self.postings.size_bytes()
+            + self
+                .series
+                .iter()
+                .map(|s| {
+                    std::mem::size_of::<SeriesMeta>()
+                        + s.labels
+                            .iter()
+                            .map(|l| l.name.len() + l.value.len() + 48)
+                            .sum::<usize>()
+                })
+                .sum::<usize>()
+    }
+
+    /// Chunk reads that found damage since the block was opened.
+    pub fn damaged_reads(&self) -> u64 {
+        self.damaged.load(Ordering::Relaxed)
+    }
+
+    /// True when the block may hold profiles in `[start, end]`.
+    pub fn overlaps(&self, start: i64, end: i64) -> bool {
+        self.min_time <= end && self.max_time > start
+    }
+
+    /// The series matching `matchers` (all when empty) whose time range
+    /// touches `[start, end]`, in label order.
+    pub fn select(
+        self: &Arc<Self>,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Vec<BlockSeries> {
+        let bitmap = if matchers.is_empty() {
+            self.postings.all().clone()
+        } else {
+            select(&self.postings, matchers)
+        };
+        bitmap
+            .iter()
+            .map(|r| r as usize)
+            .filter(|&i| {
+                let s = &self.series[i];
+                s.min_time <= end && s.max_time >= start
+            })
+            .map(|idx| BlockSeries {
+                block: self.clone(),
+                idx,
+                sets: OnceLock::new(),
+            })
+            .collect()
+    }
+
+    /// The block's symbols, read and checked at the first call and kept
+    /// while the block is open.
+    pub fn symbols(&self) -> Result<Arc<BlockSymbols>, BlockError> {
+        let mut cached = self.symbols.lock();
+        if let Some(s) = &*cached {
+            return Ok(s.clone());
+        }
+        let corrupt = |reason: String| BlockError::Corrupt {
+            path: self.path.clone(),
+            reason,
+        };
+        let (offset, len, crc) = self.symbols_at;
+        let b = read_at(&self.file, &self.path, offset, len)?;
+        if crc32fast::hash(&b) != crc {
+            return Err(corrupt("symbols section CRC32 mismatch".into()));
+        }
+        let s = Arc::new(BlockSymbols::decode(&b).map_err(corrupt)?);
+        *cached = Some(s.clone());
+        Ok(s)
+    }
+
+    /// The distinct stacks the block references.
+    pub fn stack_ids(&self) -> Result<Vec<StackId>, BlockError> {
+        Ok(self.symbols()?.stack_ids().collect())
+    }
+
+    /// Bytes of the symbols section on disk.
+    pub fn symbols_bytes(&self) -> u64 {
+        self.symbols_at.1
+    }
+
+    /// Reads and checks series `idx`'s chunk sets.
+    fn read_sets(&self, idx: usize) -> Result<Vec<ChunkSet>, String> {
+        let s = &self.series[idx];
+        let b = read_at(&self.file, &self.path, s.offset, u64::from(s.len))
+            .map_err(|e| e.to_string())?;
+        if crc32fast::hash(&b) != s.crc32 {
+            return Err("chunk CRC32 mismatch".into());
+        }
+        let chunks =
+            pb::SeriesChunks::decode(b.as_slice()).map_err(|e| format!("undecodable: {e}"))?;
+        let mut sets: Vec<ChunkSet> = Vec::with_capacity(chunks.sets.len());
+        for c in &chunks.sets {
+            let set = ChunkSet::from_proto(c)?;
+            if let Some(prev) = sets.last() {
+                if set.time_range().0 <= prev.time_range().1 {
+                    return Err("chunk sets out of time order".into());
+                }
+            }
+            sets.push(set);
+        }
+        Ok(sets)
+    }
+}
+
+/// One series of an open block; its chunks are read at first use and kept
+/// for the life of the handle (one query).
+#[derive(Debug)]
+pub struct BlockSeries {
+    block: Arc<Block>,
+    idx: usize,
+    sets: OnceLock<Vec<ChunkSet>>,
+}
+
+impl BlockSeries {
+    fn meta(&self) -> &SeriesMeta {
+        &self.block.series[self.idx]
+    }
+
+    /// The series' labels.
+    pub fn labels(&self) -> &Labels {
+        &self.meta().labels
+    }
+
+    /// The series' profile type.
+    pub fn profile_type(&self) -> &ProfileType {
+        &self.meta().profile_type
+    }
+
+    /// Series label name → pprof label name.
+    pub fn pprof_labels(&self) -> &[(String, String)] {
+        &self.meta().pprof_labels
+    }
+
+    /// `(min, max)` timestamps of the series in the block.
+    pub fn time_range(&self) -> (i64, i64) {
+        (self.meta().min_time, self.meta().max_time)
+    }
+
+    /// The series' chunk sets (empty when its chunks are damaged; the
+    /// damage is logged and counted).
+    pub fn sets(&self) -> &[ChunkSet] {
+        self.sets.get_or_init(|| {
+            self.block.read_sets(self.idx).unwrap_or_else(|reason| {
+                self.block.damaged.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    block = %self.block.path.display(),
+                    series = %self.labels(),
+                    "damaged chunks skipped: {reason}"
+                );
+                Vec::new()
+            })
+        })
+    }
+}

@@ -1,0 +1,212 @@
+use super::*;
+use crate::model::labels::Labels;
+use crate::model::{Function, Line, Location, StackId, Stacktrace, SymbolSource};
+use crate::model::{MatchOp, Matcher};
+use crate::tsdb::chunkset::{build_sets, sets_merge_into, sets_totals, AppendProfile};
+use crate::tsdb::meta::MetaStore;
+use rustc_hash::FxHashMap;
+use std::sync::{Arc, OnceLock};
+
+/// Stacks the synthetic series use, in a meta store the writer reads their
+/// symbols from: stack `i` is one frame of function `f{i}`.
+fn fixture() -> &'static (MetaStore, Vec<StackId>) {
+    static F: OnceLock<(MetaStore, Vec<StackId>)> = OnceLock::new();
+    F.get_or_init(|| {
+        let m = MetaStore::temporary().unwrap();
+        let functions = m
+            .function_ids(
+                (0..1000)
+                    .map(|i| Function {
+                        name: format!("f{i}"),
+                        filename: "f.go".into(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        let locations = m
+            .location_ids(
+                functions
+                    .iter()
+                    .map(|f| Location {
+                        lines: vec![Line {
+                            function: *f,
+                            line: 7,
+                            column: 0,
+                        }],
+                        ..Default::default()
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        let stacks = m
+            .stack_ids(
+                locations
+                    .iter()
+                    .map(|l| Stacktrace {
+                        locations: vec![*l],
+                        num_labels: Vec::new(),
+                    })
+                    .collect(),
+            )
+            .unwrap();
+        (m, stacks)
+    })
+}
+
+fn stack(i: u128) -> StackId {
+    fixture().1[i as usize]
+}
+
+fn symbols() -> &'static dyn SymbolSource {
+    &fixture().0
+}
+
+/// `n` series of 300 profiles each, stacks coming and going.
+fn series(n: usize) -> Vec<BlockSeriesData> {
+    let mut seed: u64 = 7;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut out: Vec<BlockSeriesData> = (0..n)
+        .map(|i| {
+            let profiles: Vec<AppendProfile> = (0..300)
+                .map(|p| AppendProfile {
+                    timestamp: 1_000 + p * 10_000,
+                    duration: 10_000_000_000,
+                    period: 100,
+                    samples: (0..12u128)
+                        .filter_map(|s| {
+                            let r = rnd();
+                            (r % 3 == 0)
+                                .then(|| (stack(s + 100 * i as u128), (r / 3 % 500 + 1) as i64))
+                        })
+                        .collect(),
+                })
+                .collect();
+            BlockSeriesData {
+                labels: Labels::from_pairs([
+                    ("__name__", "memory:alloc_space:bytes:space:bytes"),
+                    ("instance", &format!("host-{i}")),
+                ]),
+                pprof_labels: vec![],
+                sets: build_sets(&profiles),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out
+}
+
+fn write(dir: &std::path::Path, n: usize) -> (std::path::PathBuf, Vec<BlockSeriesData>) {
+    let path = dir.join("0_3000000.block");
+    let want = series(n);
+    let again = series(n);
+    let w = write_block(&path, 0, 3_000_000, again, symbols()).unwrap();
+    assert_eq!(w.series, n);
+    assert_eq!(w.profiles, 300 * n as u64);
+    (path, want)
+}
+
+fn merged(sets: &[crate::tsdb::chunkset::ChunkSet]) -> FxHashMap<StackId, i64> {
+    let mut acc = FxHashMap::default();
+    sets_merge_into(sets, i64::MIN, i64::MAX, &mut acc);
+    acc
+}
+
+#[test]
+fn a_written_block_reads_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, want) = write(dir.path(), 5);
+    let b = Arc::new(Block::open(&path).unwrap());
+    assert_eq!((b.min_time(), b.max_time()), (0, 3_000_000));
+    assert_eq!(b.num_series(), 5);
+    let all = b.select(&[], i64::MIN, i64::MAX);
+    assert_eq!(all.len(), 5);
+    for (got, want) in all.iter().zip(&want) {
+        assert_eq!(got.labels(), &want.labels);
+        assert_eq!(
+            sets_totals(got.sets(), i64::MIN, i64::MAX),
+            sets_totals(&want.sets, i64::MIN, i64::MAX)
+        );
+        assert_eq!(merged(got.sets()), merged(&want.sets));
+    }
+    let m = Matcher::new(MatchOp::Equal, "instance", "host-3").unwrap();
+    let one = b.select(&[m], i64::MIN, i64::MAX);
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].labels().get("instance"), Some("host-3"));
+    // Time pruning by the series' range.
+    assert!(b.select(&[], 0, 999).is_empty());
+    let mut stacks = b.stack_ids().unwrap();
+    stacks.sort();
+    let mut expect: Vec<StackId> = want
+        .iter()
+        .flat_map(|s| s.sets.iter().flat_map(|c| c.stack_ids().copied()))
+        .collect();
+    expect.sort();
+    expect.dedup();
+    assert_eq!(stacks, expect);
+    assert_eq!(b.damaged_reads(), 0);
+}
+
+#[test]
+fn a_damaged_footer_or_index_or_truncation_fails_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = write(dir.path(), 3);
+    let good = std::fs::read(&path).unwrap();
+    let n = good.len();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", vec![]),
+        ("truncated by one byte", good[..n - 1].to_vec()),
+        ("truncated to half", good[..n / 2].to_vec()),
+        ("bad magic", {
+            let mut b = good.clone();
+            b[0] ^= 1;
+            b
+        }),
+        ("footer offset flipped", {
+            let mut b = good.clone();
+            b[n - 32] ^= 0x10;
+            b
+        }),
+        ("index byte flipped", {
+            let mut b = good.clone();
+            b[n - 40] ^= 0x01;
+            b
+        }),
+        ("garbage appended", {
+            let mut b = good.clone();
+            b.extend_from_slice(b"garbage");
+            b
+        }),
+    ];
+    for (what, bytes) in cases {
+        let p = dir.path().join("x.block");
+        std::fs::write(&p, &bytes).unwrap();
+        match Block::open(&p) {
+            Err(BlockError::Corrupt { .. }) => {}
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_damaged_blob_is_counted_and_the_other_series_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, want) = write(dir.path(), 4);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Series blobs start right after the magic: flip a byte of the first.
+    bytes[MAGIC.len() + 20] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let b = Arc::new(Block::open(&path).unwrap());
+    let all = b.select(&[], i64::MIN, i64::MAX);
+    assert!(all[0].sets().is_empty());
+    assert_eq!(b.damaged_reads(), 1);
+    for (got, want) in all.iter().zip(&want).skip(1) {
+        assert_eq!(merged(got.sets()), merged(&want.sets));
+    }
+    assert_eq!(b.damaged_reads(), 1);
+}

@@ -1,0 +1,413 @@
+//! [`ChunkSet`]: up to [`CHUNK_PROFILES`] profiles of one series as aligned,
+//! compressed columns — timestamps, durations, periods, totals, and one
+//! value column per stack — and the functions every reader (head series,
+//! block series) computes its answers with.
+//!
+//! Invariants: every chunk of a set holds exactly `len` values, except
+//! stack columns, which hold `len - first` values at most; timestamps
+//! strictly increase within a set; a stack column exists only from the
+//! stack's first profile in the set on.
+
+use crate::model::StackId;
+use crate::tsdb::chunkenc::{RleChunk, TimestampChunk, XorChunk};
+use rustc_hash::FxHashMap;
+
+/// Profiles per chunk set. At a 10 s scrape interval this is 20 minutes: long
+/// enough that the XOR and delta-of-delta encodings amortize their first raw
+/// value (64 bits) over many samples, short enough that a query over a few
+/// minutes decodes little it does not need. It is Prometheus's 120 samples per
+/// chunk, which Parca's head kept.
+pub const CHUNK_PROFILES: usize = 120;
+
+/// One profile to append to a series.
+#[derive(Debug, Clone, Default)]
+pub struct AppendProfile {
+    /// Timestamp in ms.
+    pub timestamp: i64,
+    /// Duration in ns.
+    pub duration: i64,
+    /// Sampling period.
+    pub period: i64,
+    /// Value per stack; stacks are unique and values non-zero.
+    pub samples: Vec<(StackId, i64)>,
+}
+
+/// A stack's values within one chunk set.
+#[derive(Debug, Clone)]
+pub struct StackColumn {
+    /// Index (within the chunk set) of the profile of the column's first
+    /// value.
+    first: u16,
+    values: XorChunk,
+}
+
+/// Up to [`CHUNK_PROFILES`] profiles of a series, as aligned columns.
+#[derive(Debug, Clone)]
+pub struct ChunkSet {
+    min_time: i64,
+    max_time: i64,
+    len: usize,
+    timestamps: TimestampChunk,
+    durations: RleChunk,
+    periods: RleChunk,
+    totals: XorChunk,
+    stacks: FxHashMap<StackId, StackColumn>,
+}
+
+impl ChunkSet {
+    pub(crate) fn new() -> ChunkSet {
+        ChunkSet {
+            min_time: i64::MAX,
+            max_time: i64::MIN,
+            len: 0,
+            timestamps: TimestampChunk::new(),
+            durations: RleChunk::new(),
+            periods: RleChunk::new(),
+            totals: XorChunk::new(),
+            stacks: FxHashMap::default(),
+        }
+    }
+
+    /// Number of profiles.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the set holds no profile.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `(min, max)` timestamps of the set.
+    pub fn time_range(&self) -> (i64, i64) {
+        (self.min_time, self.max_time)
+    }
+
+    /// The distinct stacks of the set.
+    pub fn stack_ids(&self) -> impl Iterator<Item = &StackId> {
+        self.stacks.keys()
+    }
+
+    /// Number of (stack, profile) values stored, padding included.
+    pub fn num_values(&self) -> usize {
+        self.stacks.values().map(|c| c.values.len()).sum()
+    }
+
+    /// The set as a block message (chunk bytes as they are).
+    pub fn to_proto(&self) -> crate::proto::block::ChunkSet {
+        let mut stacks: Vec<_> = self
+            .stacks
+            .iter()
+            .map(|(id, c)| crate::proto::block::StackColumn {
+                stack: id.0.as_bytes().to_vec(),
+                first: u32::from(c.first),
+                values: c.values.bytes().to_vec(),
+            })
+            .collect();
+        stacks.sort_unstable_by(|a, b| a.stack.cmp(&b.stack));
+        crate::proto::block::ChunkSet {
+            min_time: self.min_time,
+            max_time: self.max_time,
+            len: self.len as u32,
+            timestamps: self.timestamps.bytes().to_vec(),
+            durations: self.durations.bytes().to_vec(),
+            periods: self.periods.bytes().to_vec(),
+            totals: self.totals.bytes().to_vec(),
+            stacks,
+        }
+    }
+
+    /// Decodes and checks a set read from a block: every chunk decodes, the
+    /// columns hold `len` values (stack columns at most `len - first`), the
+    /// timestamps increase and lie in `[min_time, max_time]`.
+    pub fn from_proto(p: &crate::proto::block::ChunkSet) -> Result<ChunkSet, String> {
+        let len = p.len as usize;
+        if len == 0 || len > CHUNK_PROFILES {
+            return Err(format!("chunk set of {len} profiles"));
+        }
+        let chunk = |what: &str, e: crate::tsdb::chunkenc::ChunkError| format!("{what}: {e}");
+        let timestamps =
+            TimestampChunk::from_bytes(&p.timestamps).map_err(|e| chunk("timestamps", e))?;
+        let durations = RleChunk::from_bytes(&p.durations).map_err(|e| chunk("durations", e))?;
+        let periods = RleChunk::from_bytes(&p.periods).map_err(|e| chunk("periods", e))?;
+        let totals = XorChunk::from_bytes(&p.totals).map_err(|e| chunk("totals", e))?;
+        if timestamps.len() != len
+            || durations.len() != len
+            || periods.len() != len
+            || totals.len() != len
+        {
+            return Err(format!("columns disagree with the set's {len} profiles"));
+        }
+        if timestamps.iter().next() != Some(p.min_time) || timestamps.last() != Some(p.max_time) {
+            return Err("timestamps disagree with the set's time range".into());
+        }
+        let mut stacks = FxHashMap::default();
+        for c in &p.stacks {
+            let id = uuid::Uuid::from_slice(&c.stack)
+                .map_err(|_| format!("stack id of {} bytes", c.stack.len()))?;
+            let values = XorChunk::from_bytes(&c.values).map_err(|e| chunk("stack column", e))?;
+            let first = c.first as usize;
+            if first >= len || first + values.len() > len || values.is_empty() {
+                return Err(format!(
+                    "stack column of {} values from profile {first} in a set of {len}",
+                    values.len()
+                ));
+            }
+            stacks.insert(
+                StackId(id),
+                StackColumn {
+                    first: first as u16,
+                    values,
+                },
+            );
+        }
+        Ok(ChunkSet {
+            min_time: p.min_time,
+            max_time: p.max_time,
+            len,
+            timestamps,
+            durations,
+            periods,
+            totals,
+            stacks,
+        })
+    }
+
+    /// The profiles of the set with timestamps in `[start, end]`, decoded.
+    pub fn profiles(&self, start: i64, end: i64) -> Vec<AppendProfile> {
+        let (lo, hi, ts) = self.index_range(start, end);
+        if hi == lo {
+            return Vec::new();
+        }
+        let mut out: Vec<AppendProfile> = (lo..hi)
+            .map(|i| AppendProfile {
+                timestamp: ts[i],
+                ..AppendProfile::default()
+            })
+            .collect();
+        for (i, d) in self.durations.iter().enumerate().take(hi).skip(lo) {
+            out[i - lo].duration = d;
+        }
+        for (i, p) in self.periods.iter().enumerate().take(hi).skip(lo) {
+            out[i - lo].period = p;
+        }
+        for (stack, col) in &self.stacks {
+            let first = usize::from(col.first);
+            for (j, v) in col.values.iter().enumerate() {
+                let i = first + j;
+                if i >= hi {
+                    break;
+                }
+                if i >= lo && v != 0 {
+                    out[i - lo].samples.push((*stack, v));
+                }
+            }
+        }
+        for p in &mut out {
+            p.samples.sort_unstable_by_key(|(k, _)| *k);
+        }
+        out
+    }
+
+    /// Appends one profile (the caller has checked that its timestamp is
+    /// after the set's last and that the set is not full).
+    pub(crate) fn push(&mut self, p: &AppendProfile) {
+        let idx = self.len;
+        // Cannot fail: the caller checked the timestamp is after the set's
+        // last one.
+        if self.timestamps.append(p.timestamp).is_err() {
+            unreachable!("timestamps of a chunk set increase");
+        }
+        self.durations.append(p.duration);
+        self.periods.append(p.period);
+        let mut total: i64 = 0;
+        for &(stack, v) in &p.samples {
+            total = total.wrapping_add(v);
+            let col = self.stacks.entry(stack).or_insert_with(|| StackColumn {
+                first: idx as u16,
+                values: XorChunk::new(),
+            });
+            while usize::from(col.first) + col.values.len() < idx {
+                col.values.append(0);
+            }
+            col.values.append(v);
+        }
+        self.totals.append(total);
+        self.len += 1;
+        self.min_time = self.min_time.min(p.timestamp);
+        self.max_time = p.timestamp;
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.timestamps.size_bytes()
+            + self.durations.size_bytes()
+            + self.periods.size_bytes()
+            + self.totals.size_bytes()
+            + self
+                .stacks
+                .values()
+                .map(|c| c.values.size_bytes() + std::mem::size_of::<StackColumn>() + 16)
+                .sum::<usize>()
+    }
+
+    /// Profile indexes `[lo, hi)` of this set whose timestamps are in
+    /// `[start, end]`, with their timestamps.
+    fn index_range(&self, start: i64, end: i64) -> (usize, usize, Vec<i64>) {
+        let ts: Vec<i64> = self.timestamps.iter().collect();
+        let lo = ts.partition_point(|&t| t < start);
+        let hi = ts.partition_point(|&t| t <= end);
+        (lo, hi.max(lo), ts)
+    }
+}
+
+/// Summary of the profiles a merge read from one series.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MergeStats {
+    /// Profiles read.
+    pub profiles: usize,
+    /// Earliest timestamp read (ms), `i64::MAX` when none.
+    pub min_time: i64,
+    /// Sum of the durations read (ns).
+    pub duration: i64,
+    /// Period of the last profile read.
+    pub period: i64,
+    /// `(timestamp, duration)` of every profile read.
+    pub reads: Vec<(i64, i64)>,
+}
+
+impl MergeStats {
+    /// Stats of nothing.
+    pub fn empty() -> MergeStats {
+        MergeStats {
+            profiles: 0,
+            min_time: i64::MAX,
+            duration: 0,
+            period: 0,
+            reads: Vec::new(),
+        }
+    }
+
+    /// Adds `o` into `self`.
+    pub fn add(&mut self, o: &MergeStats) {
+        self.profiles += o.profiles;
+        self.min_time = self.min_time.min(o.min_time);
+        self.duration = self.duration.saturating_add(o.duration);
+        if o.profiles > 0 {
+            self.period = o.period;
+        }
+        self.reads.extend_from_slice(&o.reads);
+    }
+}
+
+/// Chunk sets holding `profiles` (in time order, timestamps increasing).
+pub fn build_sets(profiles: &[AppendProfile]) -> Vec<ChunkSet> {
+    let mut sets: Vec<ChunkSet> = Vec::new();
+    for p in profiles {
+        match sets.last_mut() {
+            Some(s) if s.len < CHUNK_PROFILES && s.max_time < p.timestamp => s.push(p),
+            _ => {
+                let mut s = ChunkSet::new();
+                s.push(p);
+                sets.push(s);
+            }
+        }
+    }
+    sets
+}
+
+/// True when `sets` hold a profile in `[start, end]`.
+pub fn sets_overlap(sets: &[ChunkSet], start: i64, end: i64) -> bool {
+    sets.iter().any(|s| {
+        s.len > 0 && s.min_time <= end && s.max_time >= start && {
+            let (lo, hi, _) = s.index_range(start, end);
+            hi > lo
+        }
+    })
+}
+
+/// `(timestamp, total)` of every profile of `sets` in `[start, end]`.
+pub fn sets_totals(sets: &[ChunkSet], start: i64, end: i64) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    for s in sets {
+        if s.max_time < start || s.min_time > end {
+            continue;
+        }
+        for (t, v) in s.timestamps.iter().zip(s.totals.iter()) {
+            if t >= start && t <= end {
+                out.push((t, v));
+            }
+        }
+    }
+    out
+}
+
+/// Timestamp of the first profile of `sets` in `[start, end]`.
+pub fn sets_first_in(sets: &[ChunkSet], start: i64, end: i64) -> Option<i64> {
+    for s in sets {
+        if s.max_time < start || s.min_time > end {
+            continue;
+        }
+        if let Some(t) = s.timestamps.iter().find(|&t| t >= start && t <= end) {
+            return Some(t);
+        }
+    }
+    None
+}
+
+/// Adds the value of every stack of `sets` over the profiles in
+/// `[start, end]` into `acc`.
+pub fn sets_merge_into(
+    sets: &[ChunkSet],
+    start: i64,
+    end: i64,
+    acc: &mut FxHashMap<StackId, i64>,
+) -> MergeStats {
+    let mut stats = MergeStats::empty();
+    for s in sets {
+        if s.len == 0 || s.max_time < start || s.min_time > end {
+            continue;
+        }
+        let (lo, hi, ts) = s.index_range(start, end);
+        if hi == lo {
+            continue;
+        }
+        stats.min_time = stats.min_time.min(ts[lo]);
+        stats.profiles += hi - lo;
+        for (i, d) in s.durations.iter().enumerate() {
+            if i >= lo && i < hi {
+                stats.duration = stats.duration.saturating_add(d);
+                stats.reads.push((ts[i], d));
+            }
+        }
+        if let Some(p) = s.periods.get(hi - 1) {
+            stats.period = p;
+        }
+        for (stack, col) in &s.stacks {
+            let first = usize::from(col.first);
+            let end_idx = first + col.values.len();
+            if end_idx <= lo || first >= hi {
+                continue;
+            }
+            let mut sum: i64 = 0;
+            if lo <= first && end_idx <= hi {
+                for v in col.values.iter() {
+                    sum = sum.wrapping_add(v);
+                }
+            } else {
+                for (i, v) in col.values.iter().enumerate() {
+                    let idx = first + i;
+                    if idx >= hi {
+                        break;
+                    }
+                    if idx >= lo {
+                        sum = sum.wrapping_add(v);
+                    }
+                }
+            }
+            if sum != 0 {
+                *acc.entry(*stack).or_insert(0) += sum;
+            }
+        }
+    }
+    stats
+}

@@ -1,0 +1,292 @@
+//! The head: the in-memory sample store.
+//!
+//! # Layout
+//! A series is a full label set, `__name__` (the profile type) included. The
+//! series map is striped by label hash ([`STRIPES`] stripes) so that writers of
+//! different series proceed in parallel; each series holds its columns behind
+//! its own mutex. The postings ([`crate::tsdb::index::MemPostings`]) sit behind one
+//! `RwLock`, taken for writing only when a series is created.
+//!
+//! Per series, profiles are stored as aligned columns, cut into chunk sets of
+//! [`CHUNK_PROFILES`] profiles ([`series::ChunkSet`]):
+//! - timestamps (ms): delta-of-delta chunk;
+//! - durations (ns) and periods: run-length chunks;
+//! - totals: an XOR chunk of each profile's total (the "root"), so totals over
+//!   time never touch stacks;
+//! - one XOR value column per stack that occurs in that chunk set, aligned by
+//!   profile index. A column starts at the first profile of the set that has
+//!   the stack (earlier profiles cost nothing) and is padded with zeros only
+//!   when the stack comes back after a gap (a zero after a zero costs one
+//!   bit). Reads past a column's end return 0, so a stack that disappears costs
+//!   nothing more. Unlike Parca's head, a chunk set never allocates a column
+//!   for a stack it has not seen.
+//!
+//! # Invariants
+//! - Timestamps of a series strictly increase; an append at or before the
+//!   series' last timestamp is rejected and changes nothing.
+//! - Every chunk of a chunk set holds exactly `len` values, except stack
+//!   columns, which hold `len - first` values at most.
+//! - A series' labels and profile type never change once created.
+
+pub mod series;
+
+pub use series::MemSeries;
+
+use crate::model::labels::Labels;
+use crate::model::profile_type::ProfileType;
+use crate::model::Matcher;
+use crate::tsdb::index::{select, MemPostings, SeriesRef};
+use parking_lot::RwLock;
+use rustc_hash::FxHashMap;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Number of stripes of the series map.
+pub const STRIPES: usize = 64;
+
+/// Errors of the head.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    /// A profile at or before the series' latest timestamp.
+    #[error("out of order: series {labels} already has a profile at {max_time} ms, got {timestamp} ms (timestamps must increase)")]
+    OutOfOrder {
+        /// The series.
+        labels: String,
+        /// The rejected timestamp.
+        timestamp: i64,
+        /// The series' latest timestamp.
+        max_time: i64,
+    },
+    /// A profile older than the head's lower bound: that time is already
+    /// written to a block.
+    #[error(
+        "too old: profiles before {min_time} ms are already written to a block, got {timestamp} ms"
+    )]
+    TooOld {
+        /// The rejected timestamp.
+        timestamp: i64,
+        /// The head's lower bound.
+        min_time: i64,
+    },
+    /// Creating the series would exceed the series limit.
+    #[error("series limit reached: the store holds {limit} series (limit max_series)")]
+    SeriesLimit {
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl From<HeadError> for crate::ingest::IngestError {
+    fn from(e: HeadError) -> Self {
+        use crate::ingest::IngestError as E;
+        match e {
+            HeadError::OutOfOrder {
+                labels,
+                timestamp,
+                max_time,
+            } => E::OutOfOrder {
+                labels,
+                timestamp,
+                max_time,
+            },
+            HeadError::TooOld {
+                timestamp,
+                min_time,
+            } => E::TooOld {
+                timestamp,
+                min_time,
+            },
+            HeadError::SeriesLimit { limit } => E::SeriesLimit { limit },
+        }
+    }
+}
+
+/// The in-memory store of series.
+pub struct Head {
+    /// label hash → series with that hash.
+    stripes: Vec<RwLock<FxHashMap<u64, Vec<Arc<MemSeries>>>>>,
+    /// series ref → series, striped by ref.
+    by_ref: Vec<RwLock<FxHashMap<SeriesRef, Arc<MemSeries>>>>,
+    postings: RwLock<MemPostings>,
+    next_ref: AtomicU32,
+    num_series: AtomicUsize,
+    max_series: usize,
+}
+
+impl std::fmt::Debug for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Head")
+            .field("series", &self.num_series())
+            .finish()
+    }
+}
+
+impl Head {
+    /// An empty head that holds at most `max_series` series.
+    pub fn new(max_series: usize) -> Head {
+        Head {
+            stripes: (0..STRIPES).map(|_| RwLock::default()).collect(),
+            by_ref: (0..STRIPES).map(|_| RwLock::default()).collect(),
+            postings: RwLock::new(MemPostings::new()),
+            next_ref: AtomicU32::new(1),
+            num_series: AtomicUsize::new(0),
+            max_series,
+        }
+    }
+
+    /// The series limit.
+    pub fn max_series(&self) -> usize {
+        self.max_series
+    }
+
+    /// Number of series.
+    pub fn num_series(&self) -> usize {
+        self.num_series.load(Ordering::Relaxed)
+    }
+
+    /// The series with exactly these labels, if any.
+    pub fn get(&self, labels: &Labels) -> Option<Arc<MemSeries>> {
+        let h = labels.stable_hash();
+        let stripe = self.stripes[(h as usize) % STRIPES].read();
+        stripe
+            .get(&h)
+            .and_then(|v| v.iter().find(|s| &s.labels == labels).cloned())
+    }
+
+    /// The series with these labels, created (and indexed) if new.
+    /// `pprof_labels` maps series label names to the pprof string label names
+    /// they came from; it is kept from the first call that creates the series.
+    pub fn get_or_create(
+        &self,
+        labels: Labels,
+        profile_type: ProfileType,
+        pprof_labels: Vec<(String, String)>,
+    ) -> Result<Arc<MemSeries>, HeadError> {
+        let h = labels.stable_hash();
+        let mut stripe = self.stripes[(h as usize) % STRIPES].write();
+        let bucket = stripe.entry(h).or_default();
+        if let Some(s) = bucket.iter().find(|s| s.labels == labels) {
+            return Ok(s.clone());
+        }
+        // Reserve a slot under the limit without a lock on other stripes.
+        let n = self.num_series.fetch_add(1, Ordering::Relaxed);
+        if n >= self.max_series {
+            self.num_series.fetch_sub(1, Ordering::Relaxed);
+            return Err(HeadError::SeriesLimit {
+                limit: self.max_series,
+            });
+        }
+        let sref = SeriesRef(self.next_ref.fetch_add(1, Ordering::Relaxed));
+        let s = Arc::new(MemSeries::new(sref, labels, profile_type, pprof_labels));
+        bucket.push(s.clone());
+        self.by_ref[(sref.0 as usize) % STRIPES]
+            .write()
+            .insert(sref, s.clone());
+        self.postings.write().add(sref, &s.labels);
+        Ok(s)
+    }
+
+    /// The series with ref `r`.
+    pub fn series(&self, r: SeriesRef) -> Option<Arc<MemSeries>> {
+        self.by_ref[(r.0 as usize) % STRIPES]
+            .read()
+            .get(&r)
+            .cloned()
+    }
+
+    /// Series matching `matchers` (all series when `matchers` is empty),
+    /// sorted by series ref.
+    pub fn select(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
+        let bitmap = {
+            let p = self.postings.read();
+            if matchers.is_empty() {
+                p.all().clone()
+            } else {
+                select(&p, matchers)
+            }
+        };
+        bitmap
+            .iter()
+            .filter_map(|r| self.series(SeriesRef(r)))
+            .collect()
+    }
+
+    /// Series matching `matchers` that have a profile in `[start, end]` (ms).
+    pub fn select_in_range(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Vec<Arc<MemSeries>> {
+        let mut v = self.select(matchers);
+        v.retain(|s| s.overlaps(start, end));
+        v
+    }
+
+    /// Every series, sorted by ref.
+    pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
+        let mut v: Vec<Arc<MemSeries>> = Vec::with_capacity(self.num_series());
+        for stripe in &self.by_ref {
+            v.extend(stripe.read().values().cloned());
+        }
+        v.sort_by_key(|s| s.sref);
+        v
+    }
+
+    /// Removes a series from the series map and the postings. The caller
+    /// makes sure no writer holds it (the store removes series only while
+    /// ingest is excluded).
+    pub fn remove(&self, series: &MemSeries) {
+        let h = series.labels.stable_hash();
+        let mut stripe = self.stripes[(h as usize) % STRIPES].write();
+        let mut removed = false;
+        if let Some(bucket) = stripe.get_mut(&h) {
+            let before = bucket.len();
+            bucket.retain(|s| s.sref != series.sref);
+            removed = bucket.len() < before;
+            if bucket.is_empty() {
+                stripe.remove(&h);
+            }
+        }
+        drop(stripe);
+        if removed {
+            self.by_ref[(series.sref.0 as usize) % STRIPES]
+                .write()
+                .remove(&series.sref);
+            self.postings.write().remove(series.sref, &series.labels);
+            self.num_series.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Releases the memory of series maps left sparse by removals.
+    pub fn shrink(&self) {
+        for stripe in &self.stripes {
+            let mut m = stripe.write();
+            if m.capacity() > 4 * m.len() + 64 {
+                m.shrink_to_fit();
+            }
+        }
+        for stripe in &self.by_ref {
+            let mut m = stripe.write();
+            if m.capacity() > 4 * m.len() + 64 {
+                m.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Bytes held by all chunks of all series.
+    pub fn chunk_bytes(&self) -> usize {
+        let mut total = 0;
+        for stripe in &self.by_ref {
+            for s in stripe.read().values() {
+                total += s.chunk_bytes();
+            }
+        }
+        total
+    }
+
+    /// Approximate bytes held by the postings.
+    pub fn postings_bytes(&self) -> usize {
+        self.postings.read().size_bytes()
+    }
+}

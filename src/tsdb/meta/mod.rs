@@ -1,0 +1,109 @@
+//! The meta store: deduplicated mappings, functions, locations and stacks.
+//!
+//! Every entity's id is its content id ([`keys::content_id`]): a UUIDv8
+//! derived from its key, so the same entity gets the same id in every
+//! profile, on every node, in every block and in both backends. The by-key
+//! index confirms that an entity is stored; it never allocates an id.
+//! Entities never change once written; they are deleted only by garbage
+//! collection ([`gc`]), when no live stack reaches them, and then always
+//! before anything they refer to (stacks, then locations, then functions and
+//! mappings), so every id stored in a value resolves. An entity stored again
+//! after its deletion gets the same id again.
+//!
+//! A store written by an earlier version (random UUIDv4 ids, no `format`
+//! marker) is refused at open with [`MetaError::OldFormat`]: its ids are in
+//! its blocks too, so it cannot be converted in place.
+//!
+//! # Layout in sled (one tree, keys by prefix; values are `proto/meta.proto`)
+//!
+//! | key | value |
+//! |---|---|
+//! | `mappings/by-key/` + size (limit − start rounded up to 4 KiB, u64 BE) + file offset (u64 BE) + `b` + build id, or `f` + file name when there is no build id | mapping id (16 bytes) |
+//! | `mappings/by-id/` + uuid | `meta.Mapping` |
+//! | `functions/by-key/` + start line (i64 BE) + name, system name, file name (each u32 BE length + bytes) | function id |
+//! | `functions/by-id/` + uuid | `meta.Function` |
+//! | `locations/by-key/` + mapping id (or 16 zero bytes) + address (u64 BE) + is_folded (1 byte) + per line: function id (16 bytes) + line (i64 BE) + column (i64 BE) | location id |
+//! | `locations/by-id/` + uuid | `meta.Location` (with its lines) |
+//! | `stacktraces/by-key/` + XXH3-128 (16 bytes BE) of: location ids (16 bytes each, leaf first), then, if any, `0xff` + per numeric label: key, unit (each u32 BE length + bytes) + value (i64 BE) | stack id |
+//! | `stacktraces/by-id/` + uuid | `meta.Stacktrace` |
+//! | `counts/mappings`, `counts/functions`, `counts/locations`, `counts/stacktraces` | entities of the kind (u64 BE) |
+//! | `format` | `content-ids/1`, written with the first entity |
+//!
+//! Differences from Parca's 2021 layout, on purpose:
+//! - A location's lines are part of its key for every location, not only for
+//!   address-less ones: the same address in a mapping of the same name can be
+//!   symbolized differently (or not at all) by different profilers, and
+//!   folding those would lose frames. Every field is written after the
+//!   previous one (Parca wrote the line number over half of the function id).
+//! - Numeric pprof labels (e.g. Go heap `bytes`) are part of a stack's
+//!   identity; string labels are not (they become series labels).
+//!
+//! - A stack's by-key entry is a 128-bit hash of its key (see
+//!   [`keys::stack_key`] for why and the collision bound).
+//!
+//! # Caching
+//! The ingest path never reads sled: every by-key entry is loaded into memory
+//! when the store opens (an id → key map per kind, see [`store`]; each id is
+//! checked against its key), so a cache miss means a new entity. New entities of one kind are written in one sled
+//! batch under a creation lock, then published to the caches, so two writers
+//! can never give the same entity two ids. Entities themselves (id → value)
+//! are read from sled on first use by a query and cached.
+
+pub mod gc;
+pub mod store;
+
+pub use gc::GcStats;
+pub use store::{MetaCounts, MetaStore};
+
+use crate::model::SymbolError;
+use uuid::Uuid;
+
+/// Errors of the meta store layer.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// sled failed (I/O, or its own corruption detection).
+    #[error("meta store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value could not be decoded, or an id is missing.
+    #[error("meta store corrupt: {0}")]
+    Corrupt(String),
+    /// The store was written by an earlier version, with random ids.
+    #[error(
+        "the meta store was written by an earlier profstore, with node-local random ids; \
+         this version derives ids from content and cannot read it: move the data directory \
+         aside and start with an empty one (the earlier version still reads the old one)"
+    )]
+    OldFormat,
+    /// An id that should exist was not found.
+    #[error("meta store: {kind} {id} not found")]
+    NotFound {
+        /// Entity kind.
+        kind: &'static str,
+        /// The id.
+        id: Uuid,
+    },
+}
+
+impl From<MetaError> for SymbolError {
+    fn from(e: MetaError) -> SymbolError {
+        match e {
+            MetaError::NotFound { kind, id } => SymbolError::NotFound { kind, id },
+            e => SymbolError::Unreadable(e.to_string()),
+        }
+    }
+}
+
+impl From<SymbolError> for MetaError {
+    fn from(e: SymbolError) -> MetaError {
+        match e {
+            SymbolError::NotFound { kind, id } => MetaError::NotFound { kind, id },
+            SymbolError::Unreadable(s) => MetaError::Corrupt(s),
+        }
+    }
+}
+
+impl From<MetaError> for crate::ingest::IngestError {
+    fn from(e: MetaError) -> Self {
+        crate::model::StorageError::new("meta_store", e).into()
+    }
+}

@@ -1,0 +1,790 @@
+//! [`MetaStore`]: the sled database plus the in-memory caches in front of it.
+//!
+//! Every by-key entry is loaded into memory at open, so ingest never reads
+//! sled.
+//!
+//! Concurrency: lookups take a read lock on a cache; creating entities takes
+//! the store-wide `create` mutex, re-checks the cache and sled, writes all new
+//! entities of one call in one sled batch, and only then publishes them to the
+//! caches. An id is therefore never visible before it is in sled's log.
+//! Garbage collection ([`super::gc`]) takes the same mutex and removes cache
+//! entries only after their deletion is in sled.
+
+use super::MetaError;
+use crate::model::keys::{self, *};
+use crate::model::{
+    Function, FunctionId, Line, Location, LocationId, Mapping, MappingId, NumLabel, StackId,
+    Stacktrace, SymbolError,
+};
+use crate::proto::meta as pb;
+use parking_lot::{Mutex, RwLock};
+use prost::Message;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// The key of the format marker: present, with [`FORMAT_CONTENT_IDS`] as
+/// its value, once the store holds an entity.
+pub const FORMAT_KEY: &[u8] = b"format";
+/// The format marker's value: ids are content ids
+/// ([`keys::content_id`]). A store with entities but no marker was written
+/// with random ids by an earlier version and is refused
+/// ([`MetaError::OldFormat`]).
+pub const FORMAT_CONTENT_IDS: &[u8] = b"content-ids/1";
+
+/// Number of entities of each kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MetaCounts {
+    /// Mappings.
+    pub mappings: u64,
+    /// Functions.
+    pub functions: u64,
+    /// Locations.
+    pub locations: u64,
+    /// Stacks.
+    pub stacks: u64,
+}
+
+/// How one kind of entity is keyed and stored.
+pub(super) trait Entity: Sized + Send + Sync + 'static {
+    const KIND: &'static str;
+    const BY_KEY: &'static [u8];
+    const BY_ID: &'static [u8];
+    const COUNT_KEY: &'static [u8];
+    fn key(&self, buf: &mut Vec<u8>);
+    fn encode(&self) -> Vec<u8>;
+    fn decode(b: &[u8]) -> Result<Self, MetaError>;
+    /// Heap bytes owned by the value (strings, vectors), for
+    /// [`MetaStore::cache_bytes`].
+    fn heap_bytes(&self) -> usize;
+}
+
+fn corrupt<E: std::fmt::Display>(kind: &str) -> impl FnOnce(E) -> MetaError + '_ {
+    move |e| MetaError::Corrupt(format!("{kind}: {e}"))
+}
+
+fn opt_id(b: &[u8]) -> Result<Option<Uuid>, MetaError> {
+    if b.is_empty() {
+        Ok(None)
+    } else {
+        Uuid::from_slice(b).map(Some).map_err(corrupt("id"))
+    }
+}
+
+impl Entity for Mapping {
+    const KIND: &'static str = "mapping";
+    const BY_KEY: &'static [u8] = MAPPING_BY_KEY;
+    const BY_ID: &'static [u8] = MAPPING_BY_ID;
+    const COUNT_KEY: &'static [u8] = b"counts/mappings";
+    fn key(&self, buf: &mut Vec<u8>) {
+        keys::mapping_key(buf, self)
+    }
+    fn encode(&self) -> Vec<u8> {
+        pb::Mapping {
+            memory_start: self.memory_start,
+            memory_limit: self.memory_limit,
+            file_offset: self.file_offset,
+            filename: self.filename.clone(),
+            build_id: self.build_id.clone(),
+            has_functions: self.has_functions,
+            has_filenames: self.has_filenames,
+            has_line_numbers: self.has_line_numbers,
+            has_inline_frames: self.has_inline_frames,
+        }
+        .encode_to_vec()
+    }
+    fn decode(b: &[u8]) -> Result<Self, MetaError> {
+        let m = pb::Mapping::decode(b).map_err(corrupt("mapping"))?;
+        Ok(Mapping {
+            memory_start: m.memory_start,
+            memory_limit: m.memory_limit,
+            file_offset: m.file_offset,
+            filename: m.filename,
+            build_id: m.build_id,
+            has_functions: m.has_functions,
+            has_filenames: m.has_filenames,
+            has_line_numbers: m.has_line_numbers,
+            has_inline_frames: m.has_inline_frames,
+        })
+    }
+    fn heap_bytes(&self) -> usize {
+        self.filename.capacity() + self.build_id.capacity()
+    }
+}
+
+impl Entity for Function {
+    const KIND: &'static str = "function";
+    const BY_KEY: &'static [u8] = FUNCTION_BY_KEY;
+    const BY_ID: &'static [u8] = FUNCTION_BY_ID;
+    const COUNT_KEY: &'static [u8] = b"counts/functions";
+    fn key(&self, buf: &mut Vec<u8>) {
+        keys::function_key(buf, self)
+    }
+    fn encode(&self) -> Vec<u8> {
+        pb::Function {
+            name: self.name.clone(),
+            system_name: self.system_name.clone(),
+            filename: self.filename.clone(),
+            start_line: self.start_line,
+        }
+        .encode_to_vec()
+    }
+    fn decode(b: &[u8]) -> Result<Self, MetaError> {
+        let f = pb::Function::decode(b).map_err(corrupt("function"))?;
+        Ok(Function {
+            name: f.name,
+            system_name: f.system_name,
+            filename: f.filename,
+            start_line: f.start_line,
+        })
+    }
+    fn heap_bytes(&self) -> usize {
+        self.name.capacity() + self.system_name.capacity() + self.filename.capacity()
+    }
+}
+
+impl Entity for Location {
+    const KIND: &'static str = "location";
+    const BY_KEY: &'static [u8] = LOCATION_BY_KEY;
+    const BY_ID: &'static [u8] = LOCATION_BY_ID;
+    const COUNT_KEY: &'static [u8] = b"counts/locations";
+    fn key(&self, buf: &mut Vec<u8>) {
+        keys::location_key(buf, self)
+    }
+    fn encode(&self) -> Vec<u8> {
+        pb::Location {
+            mapping_id: self
+                .mapping
+                .map(|m| m.as_bytes().to_vec())
+                .unwrap_or_default(),
+            address: self.address,
+            is_folded: self.is_folded,
+            lines: self
+                .lines
+                .iter()
+                .map(|l| pb::Line {
+                    function_id: l.function.as_bytes().to_vec(),
+                    line: l.line,
+                    column: l.column,
+                })
+                .collect(),
+        }
+        .encode_to_vec()
+    }
+    fn decode(b: &[u8]) -> Result<Self, MetaError> {
+        let l = pb::Location::decode(b).map_err(corrupt("location"))?;
+        Ok(Location {
+            mapping: opt_id(&l.mapping_id)?.map(MappingId),
+            address: l.address,
+            is_folded: l.is_folded,
+            lines: l
+                .lines
+                .iter()
+                .map(|x| {
+                    Ok(Line {
+                        function: FunctionId::from_slice(&x.function_id)?,
+                        line: x.line,
+                        column: x.column,
+                    })
+                })
+                .collect::<Result<_, MetaError>>()?,
+        })
+    }
+    fn heap_bytes(&self) -> usize {
+        self.lines.capacity() * std::mem::size_of::<Line>()
+    }
+}
+
+impl Entity for Stacktrace {
+    const KIND: &'static str = "stacktrace";
+    const BY_KEY: &'static [u8] = STACK_BY_KEY;
+    const BY_ID: &'static [u8] = STACK_BY_ID;
+    const COUNT_KEY: &'static [u8] = b"counts/stacktraces";
+    fn key(&self, buf: &mut Vec<u8>) {
+        keys::stack_key(buf, &self.locations, &self.num_labels)
+    }
+    fn encode(&self) -> Vec<u8> {
+        pb::Stacktrace {
+            location_ids: self
+                .locations
+                .iter()
+                .map(|l| l.as_bytes().to_vec())
+                .collect(),
+            num_labels: self
+                .num_labels
+                .iter()
+                .map(|n| pb::NumLabel {
+                    key: n.key.clone(),
+                    value: n.value,
+                    unit: n.unit.clone(),
+                })
+                .collect(),
+        }
+        .encode_to_vec()
+    }
+    fn decode(b: &[u8]) -> Result<Self, MetaError> {
+        let s = pb::Stacktrace::decode(b).map_err(corrupt("stacktrace"))?;
+        Ok(Stacktrace {
+            locations: s
+                .location_ids
+                .iter()
+                .map(|b| LocationId::from_slice(b))
+                .collect::<Result<_, _>>()?,
+            num_labels: s
+                .num_labels
+                .into_iter()
+                .map(|n| NumLabel {
+                    key: n.key,
+                    value: n.value,
+                    unit: n.unit,
+                })
+                .collect(),
+        })
+    }
+    fn heap_bytes(&self) -> usize {
+        self.locations.capacity() * std::mem::size_of::<LocationId>()
+            + self
+                .num_labels
+                .iter()
+                .map(|n| std::mem::size_of::<NumLabel>() + n.key.capacity() + n.unit.capacity())
+                .sum::<usize>()
+    }
+}
+
+/// The caches of one entity kind. Entries are removed only by
+/// [`MetaStore::collect_garbage`], after the entity's deletion is in sled
+/// (entities are immutable and ids never reused).
+pub(super) struct Table<E> {
+    /// id → by-key suffix (no prefix): exactly the by-key entries in sled.
+    pub(super) by_key: RwLock<FxHashMap<Uuid, Box<[u8]>>>,
+    /// id → entity, for the entities read or created since open.
+    pub(super) by_id: RwLock<FxHashMap<Uuid, Arc<E>>>,
+    /// Entities in sled (persisted under `E::COUNT_KEY`, in the same batch as
+    /// every creation or deletion).
+    pub(super) count: AtomicU64,
+}
+
+impl<E: Entity> Table<E> {
+    /// Loads the by-key index of `E` from sled into memory.
+    fn load(db: &sled::Db) -> Result<Self, MetaError> {
+        let count = read_count(db, E::COUNT_KEY)?;
+        let mut by_key = FxHashMap::default();
+        by_key.reserve(count as usize);
+        for kv in db.scan_prefix(E::BY_KEY) {
+            let (k, v) = kv?;
+            let id = Uuid::from_slice(&v).map_err(corrupt(E::KIND))?;
+            let key = &k[E::BY_KEY.len()..];
+            if id != keys::content_id(key) {
+                return Err(if keys::is_content_id(&id) {
+                    MetaError::Corrupt(format!(
+                        "{} {id}: the id is not the content id of its key",
+                        E::KIND
+                    ))
+                } else {
+                    MetaError::OldFormat
+                });
+            }
+            by_key.insert(id, key.into());
+        }
+        if by_key.len() as u64 != count {
+            return Err(MetaError::Corrupt(format!(
+                "{}: {} by-key entries but the counter says {count}",
+                E::KIND,
+                by_key.len()
+            )));
+        }
+        Ok(Table {
+            by_key: RwLock::new(by_key),
+            by_id: RwLock::new(FxHashMap::default()),
+            count: AtomicU64::new(count),
+        })
+    }
+
+    /// Approximate heap bytes of both caches: per by-key entry the key, its
+    /// box and the id (plus a control byte); per by-id entry the id, the
+    /// `Arc` (pointer, counts, value) and the value's own heap bytes. Every
+    /// hash map slot, used or spare, counts an entry's size.
+    fn cache_bytes(&self) -> usize {
+        let k = self.by_key.read();
+        let key_slot = std::mem::size_of::<(Uuid, Box<[u8]>)>() + 1;
+        let keys: usize = k.values().map(|b| b.len()).sum::<usize>() + k.capacity() * key_slot;
+        let v = self.by_id.read();
+        let id_slot = std::mem::size_of::<(Uuid, Arc<E>)>() + 1;
+        let values: usize = v
+            .values()
+            .map(|e| 16 + std::mem::size_of::<E>() + e.heap_bytes())
+            .sum::<usize>()
+            + v.capacity() * id_slot;
+        keys + values
+    }
+}
+
+pub(super) fn with_prefix(prefix: &[u8], suffix: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + suffix.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(suffix);
+    k
+}
+
+/// The meta store. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct MetaStore {
+    pub(super) db: sled::Db,
+    /// Serializes creation of new entities (never held on the cache-hit path)
+    /// and garbage collection.
+    pub(super) create: Mutex<()>,
+    pub(super) mappings: Table<Mapping>,
+    pub(super) functions: Table<Function>,
+    pub(super) locations: Table<Location>,
+    pub(super) stacks: Table<Stacktrace>,
+    /// Whether sled holds the format marker (written with the first
+    /// entity).
+    marked: AtomicBool,
+}
+
+impl std::fmt::Debug for MetaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaStore")
+            .field("counts", &self.counts())
+            .finish()
+    }
+}
+
+fn read_count(db: &sled::Db, key: &[u8]) -> Result<u64, MetaError> {
+    match db.get(key)? {
+        None => Ok(0),
+        Some(v) => {
+            let b: [u8; 8] = v.as_ref().try_into().map_err(|_| {
+                MetaError::Corrupt(format!("counter {key:?} has {} bytes", v.len()))
+            })?;
+            Ok(u64::from_be_bytes(b))
+        }
+    }
+}
+
+impl MetaStore {
+    /// Opens (or creates) the meta store in `dir`.
+    ///
+    /// sled releases its file lock from a background thread after the last
+    /// handle of a database is dropped, so opening again right after a close
+    /// in the same process can find the lock still held: that case is
+    /// retried for up to a second before the error is returned.
+    pub fn open(dir: &Path) -> Result<MetaStore, MetaError> {
+        let mut tries = 0;
+        let db = loop {
+            match sled::Config::new()
+                .path(dir)
+                .mode(sled::Mode::HighThroughput)
+                .open()
+            {
+                Err(sled::Error::Io(e))
+                    if tries < 20 && e.to_string().contains("could not acquire lock") =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                r => break r?,
+            }
+        };
+        Self::with_db(db)
+    }
+
+    /// A meta store that lives in a temporary directory removed on drop
+    /// (for tests and benchmarks).
+    pub fn temporary() -> Result<MetaStore, MetaError> {
+        let db = sled::Config::new().temporary(true).open()?;
+        Self::with_db(db)
+    }
+
+    fn with_db(db: sled::Db) -> Result<MetaStore, MetaError> {
+        let marked = match db.get(FORMAT_KEY)? {
+            Some(v) if v.as_ref() == FORMAT_CONTENT_IDS => true,
+            Some(v) => {
+                return Err(MetaError::Corrupt(format!(
+                    "unknown meta store format {:?}",
+                    String::from_utf8_lossy(&v)
+                )))
+            }
+            None => false,
+        };
+        if !marked && db.scan_prefix(b"counts/").next().is_some() {
+            return Err(MetaError::OldFormat);
+        }
+        Ok(MetaStore {
+            marked: AtomicBool::new(marked),
+            mappings: Table::load(&db)?,
+            functions: Table::load(&db)?,
+            locations: Table::load(&db)?,
+            stacks: Table::load(&db)?,
+            db,
+            create: Mutex::new(()),
+        })
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<(), MetaError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The key of the format marker: present, with [`FORMAT_CONTENT_IDS`] as
+    /// its value, once the store holds an entity.
+    pub const FORMAT_KEY: &[u8] = b"format";
+    /// The format marker's value: ids are content ids
+    /// ([`keys::content_id`]). A store with entities but no marker was written
+    /// with random ids by an earlier version and is refused
+    /// ([`MetaError::OldFormat`]).
+    pub const FORMAT_CONTENT_IDS: &[u8] = b"content-ids/1";
+
+    /// Number of entities of each kind.
+    pub fn counts(&self) -> MetaCounts {
+        MetaCounts {
+            mappings: self.mappings.count.load(Ordering::Relaxed),
+            functions: self.functions.count.load(Ordering::Relaxed),
+            locations: self.locations.count.load(Ordering::Relaxed),
+            stacks: self.stacks.count.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Approximate bytes held by the in-memory caches.
+    pub fn cache_bytes(&self) -> usize {
+        self.mappings.cache_bytes()
+            + self.functions.cache_bytes()
+            + self.locations.cache_bytes()
+            + self.stacks.cache_bytes()
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Ids of `items`, storing the ones not stored yet (in one batch).
+    pub fn mapping_ids(&self, items: Vec<Mapping>) -> Result<Vec<MappingId>, MetaError> {
+        let ids = ids_of(&items, MappingId);
+        self.ensure_mappings(items.len(), |i| ids[i], |i| items[i].clone())?;
+        Ok(ids)
+    }
+
+    /// Ids of `items`, storing the ones not stored yet (in one batch).
+    pub fn function_ids(&self, items: Vec<Function>) -> Result<Vec<FunctionId>, MetaError> {
+        let ids = ids_of(&items, FunctionId);
+        self.ensure_functions(items.len(), |i| ids[i], |i| items[i].clone())?;
+        Ok(ids)
+    }
+
+    /// Ids of `items`, storing the ones not stored yet (in one batch).
+    pub fn location_ids(&self, items: Vec<Location>) -> Result<Vec<LocationId>, MetaError> {
+        let ids = ids_of(&items, LocationId);
+        self.ensure_locations(items.len(), |i| ids[i], |i| items[i].clone())?;
+        Ok(ids)
+    }
+
+    /// Ids of `items`, storing the ones not stored yet (in one batch).
+    pub fn stack_ids(&self, items: Vec<Stacktrace>) -> Result<Vec<StackId>, MetaError> {
+        let ids = ids_of(&items, StackId);
+        self.ensure_stacks(items.len(), |i| ids[i], |i| items[i].clone())?;
+        Ok(ids)
+    }
+
+    /// Stores the mappings among `n` given by their content ids (`id(i)`)
+    /// that are not stored yet; `make(i)` builds mapping `i` and is called
+    /// only for new ones. Returns how many were new. This is the ingest hot
+    /// path: a known entity costs one lookup of its id.
+    ///
+    /// Every id must be [`keys::content_id`] of its entity's key; a new
+    /// entity whose id is not is refused ([`MetaError::Corrupt`]) and
+    /// nothing of the call is stored.
+    pub fn ensure_mappings(
+        &self,
+        n: usize,
+        id: impl Fn(usize) -> MappingId,
+        make: impl FnMut(usize) -> Mapping,
+    ) -> Result<usize, MetaError> {
+        self.ensure(&self.mappings, n, |i| id(i).0, make)
+    }
+
+    /// Like [`MetaStore::ensure_mappings`], for functions.
+    pub fn ensure_functions(
+        &self,
+        n: usize,
+        id: impl Fn(usize) -> FunctionId,
+        make: impl FnMut(usize) -> Function,
+    ) -> Result<usize, MetaError> {
+        self.ensure(&self.functions, n, |i| id(i).0, make)
+    }
+
+    /// Like [`MetaStore::ensure_mappings`], for locations (their mappings
+    /// and functions must be stored first).
+    pub fn ensure_locations(
+        &self,
+        n: usize,
+        id: impl Fn(usize) -> LocationId,
+        make: impl FnMut(usize) -> Location,
+    ) -> Result<usize, MetaError> {
+        self.ensure(&self.locations, n, |i| id(i).0, make)
+    }
+
+    /// Like [`MetaStore::ensure_mappings`], for stacks (their locations
+    /// must be stored first).
+    pub fn ensure_stacks(
+        &self,
+        n: usize,
+        id: impl Fn(usize) -> StackId,
+        make: impl FnMut(usize) -> Stacktrace,
+    ) -> Result<usize, MetaError> {
+        self.ensure(&self.stacks, n, |i| id(i).0, make)
+    }
+
+    /// Whether the stack `id` is stored.
+    pub fn has_stack(&self, id: StackId) -> bool {
+        self.stacks.by_key.read().contains_key(&id.0)
+    }
+
+    /// The mapping with id `id`.
+    pub fn mapping(&self, id: MappingId) -> Result<Arc<Mapping>, MetaError> {
+        self.get(&self.mappings, id.0)
+    }
+
+    /// The function with id `id`.
+    pub fn function(&self, id: FunctionId) -> Result<Arc<Function>, MetaError> {
+        self.get(&self.functions, id.0)
+    }
+
+    /// The location with id `id`.
+    pub fn location(&self, id: LocationId) -> Result<Arc<Location>, MetaError> {
+        self.get(&self.locations, id.0)
+    }
+
+    /// The stack with id `id`.
+    pub fn stack(&self, id: StackId) -> Result<Arc<Stacktrace>, MetaError> {
+        self.get(&self.stacks, id.0)
+    }
+
+    fn get<E: Entity>(&self, t: &Table<E>, id: Uuid) -> Result<Arc<E>, MetaError> {
+        if let Some(e) = t.by_id.read().get(&id) {
+            return Ok(e.clone());
+        }
+        let v = self
+            .db
+            .get(with_prefix(E::BY_ID, id.as_bytes()))?
+            .ok_or(MetaError::NotFound { kind: E::KIND, id })?;
+        let e = Arc::new(E::decode(&v)?);
+        t.by_id.write().insert(id, e.clone());
+        Ok(e)
+    }
+
+    fn ensure<E: Entity>(
+        &self,
+        t: &Table<E>,
+        n: usize,
+        id: impl Fn(usize) -> Uuid,
+        mut make: impl FnMut(usize) -> E,
+    ) -> Result<usize, MetaError> {
+        let misses: Vec<usize> = {
+            let known = t.by_key.read();
+            (0..n).filter(|&i| !known.contains_key(&id(i))).collect()
+        };
+        if misses.is_empty() {
+            return Ok(0);
+        }
+
+        let _guard = self.create.lock();
+        let mut batch = sled::Batch::default();
+        let mut created: Vec<(Uuid, Box<[u8]>, E)> = Vec::new();
+        let mut local: FxHashSet<Uuid> = FxHashSet::default();
+        let mut key = Vec::with_capacity(256);
+        {
+            let known = t.by_key.read();
+            for i in misses {
+                let id = id(i);
+                // Re-checked under the creation lock: another writer may have
+                // stored it since the first look.
+                if known.contains_key(&id) || !local.insert(id) {
+                    continue;
+                }
+                let item = make(i);
+                key.clear();
+                item.key(&mut key);
+                if keys::content_id(&key) != id {
+                    return Err(MetaError::Corrupt(format!(
+                        "{} {id} is not the content id of its key",
+                        E::KIND
+                    )));
+                }
+                batch.insert(with_prefix(E::BY_KEY, &key), id.as_bytes().as_slice());
+                batch.insert(with_prefix(E::BY_ID, id.as_bytes()), item.encode());
+                created.push((id, key.as_slice().into(), item));
+            }
+        }
+        if created.is_empty() {
+            return Ok(0);
+        }
+        let count = t.count.load(Ordering::Relaxed) + created.len() as u64;
+        batch.insert(E::COUNT_KEY, count.to_be_bytes().as_slice());
+        if !self.marked.load(Ordering::Relaxed) {
+            batch.insert(FORMAT_KEY, FORMAT_CONTENT_IDS);
+        }
+        self.db.apply_batch(batch)?;
+        self.marked.store(true, Ordering::Relaxed);
+        t.count.store(count, Ordering::Relaxed);
+        let new = created.len();
+        let mut by_key = t.by_key.write();
+        let mut by_id = t.by_id.write();
+        for (id, key, item) in created {
+            by_key.insert(id, key);
+            by_id.insert(id, Arc::new(item));
+        }
+        Ok(new)
+    }
+}
+
+fn found<T>(r: Result<T, MetaError>) -> Result<Option<T>, SymbolError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(MetaError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl crate::model::SymbolSource for MetaStore {
+    fn mapping(&self, id: MappingId) -> Result<Option<Arc<Mapping>>, SymbolError> {
+        found(MetaStore::mapping(self, id))
+    }
+    fn function(&self, id: FunctionId) -> Result<Option<Arc<Function>>, SymbolError> {
+        found(MetaStore::function(self, id))
+    }
+    fn location(&self, id: LocationId) -> Result<Option<Arc<Location>>, SymbolError> {
+        found(MetaStore::location(self, id))
+    }
+    fn stack(&self, id: StackId) -> Result<Option<Arc<Stacktrace>>, SymbolError> {
+        found(MetaStore::stack(self, id))
+    }
+}
+
+/// The content ids of `items`.
+fn ids_of<E: Entity, I>(items: &[E], wrap: impl Fn(Uuid) -> I) -> Vec<I> {
+    let mut key = Vec::with_capacity(256);
+    items
+        .iter()
+        .map(|e| {
+            key.clear();
+            e.key(&mut key);
+            wrap(keys::content_id(&key))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_entities(store: &MetaStore) -> (MappingId, FunctionId, LocationId, StackId) {
+        let m = store
+            .mapping_ids(vec![Mapping {
+                memory_start: 0x400000,
+                memory_limit: 0x800000,
+                filename: "/bin/app".into(),
+                ..Default::default()
+            }])
+            .unwrap()[0];
+        let f = store
+            .function_ids(vec![Function {
+                name: "main".into(),
+                filename: "main.go".into(),
+                start_line: 3,
+                ..Default::default()
+            }])
+            .unwrap()[0];
+        let l = store
+            .location_ids(vec![Location {
+                mapping: Some(m),
+                address: 0x401000,
+                lines: vec![Line {
+                    function: f,
+                    line: 10,
+                    column: 0,
+                }],
+                ..Default::default()
+            }])
+            .unwrap()[0];
+        let s = store
+            .stack_ids(vec![Stacktrace {
+                locations: vec![l, l],
+                num_labels: vec![NumLabel {
+                    key: "bytes".into(),
+                    value: 64,
+                    unit: "bytes".into(),
+                }],
+            }])
+            .unwrap()[0];
+        (m, f, l, s)
+    }
+
+    #[test]
+    fn same_entity_same_id_and_reopen_returns_same_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = {
+            let store = MetaStore::open(dir.path()).unwrap();
+            let a = sample_entities(&store);
+            let b = sample_entities(&store);
+            assert_eq!(a, b);
+            assert_eq!(
+                store.counts(),
+                MetaCounts {
+                    mappings: 1,
+                    functions: 1,
+                    locations: 1,
+                    stacks: 1
+                }
+            );
+            store.flush().unwrap();
+            a
+        };
+        let store = MetaStore::open(dir.path()).unwrap();
+        assert_eq!(store.counts().stacks, 1);
+        assert_eq!(sample_entities(&store), ids);
+        assert_eq!(store.counts().locations, 1);
+        let loc = store.location(ids.2).unwrap();
+        assert_eq!(loc.mapping, Some(ids.0));
+        assert_eq!(store.function(ids.1).unwrap().name, "main");
+        assert_eq!(store.stack(ids.3).unwrap().locations, vec![ids.2, ids.2]);
+    }
+
+    #[test]
+    fn duplicates_within_one_batch_share_an_id() {
+        let store = MetaStore::temporary().unwrap();
+        let f = Function {
+            name: "x".into(),
+            ..Default::default()
+        };
+        let ids = store.function_ids(vec![f.clone(), f.clone(), f]).unwrap();
+        assert_eq!(ids[0], ids[1]);
+        assert_eq!(ids[1], ids[2]);
+        assert_eq!(store.counts().functions, 1);
+    }
+
+    #[test]
+    fn concurrent_writers_agree() {
+        let store = Arc::new(MetaStore::temporary().unwrap());
+        let fs: Vec<Function> = (0..500)
+            .map(|i| Function {
+                name: format!("f{i}"),
+                ..Default::default()
+            })
+            .collect();
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                let fs = fs.clone();
+                std::thread::spawn(move || store.function_ids(fs).unwrap())
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        for r in &results[1..] {
+            assert_eq!(r, &results[0]);
+        }
+        assert_eq!(store.counts().functions, 500);
+    }
+}

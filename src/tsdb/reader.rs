@@ -1,0 +1,238 @@
+//! The read seam of the time-series backend.
+//!
+//! [`BlockReader`] is a part of the store that queries select from — an
+//! on-disk block or the head (through [`HeadReader`]) — as Prometheus's
+//! `BlockReader` is to its querier: the store selects over its parts with
+//! one loop and resolves stacks from the symbols of the parts it read.
+//!
+//! [`SeriesReader`]: how queries read one series, wherever it is stored.
+//!
+//! The head ([`MemSeries`]) and every block ([`BlockSeries`]) implement it
+//! over their chunk sets with the same functions ([`crate::tsdb::chunkset::sets_totals`]
+//! and friends), so a query computes the same answer whichever holds the
+//! data. [`SeriesGroup`] joins the parts of one series (same labels) found in
+//! several blocks and the head into one reader.
+//!
+//! # Invariants
+//! - The parts of a [`SeriesGroup`] are in time order and do not overlap in
+//!   time: blocks never overlap, and the head accepts only profiles after the
+//!   newest block.
+
+use crate::model::labels::Labels;
+use crate::model::profile_type::ProfileType;
+use crate::model::StackId;
+use crate::model::{Matcher, SymbolError, SymbolSource};
+use crate::tsdb::block::{Block, BlockSeries};
+use crate::tsdb::chunkset::{
+    sets_first_in, sets_merge_into, sets_overlap, sets_totals, MergeStats,
+};
+use crate::tsdb::head::Head;
+use crate::tsdb::head::MemSeries;
+use crate::tsdb::meta::MetaStore;
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+
+/// A part of the store queries select from: a block or the head.
+pub trait BlockReader {
+    /// True when the part may hold profiles in `[start, end]`.
+    fn overlaps(&self, start: i64, end: i64) -> bool;
+    /// The series matching `matchers` (all when empty) with a profile in
+    /// `[start, end]`.
+    fn select_series(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Vec<Arc<dyn SeriesReader>>;
+    /// Where the stacks of the part's series resolve.
+    fn symbols(&self) -> Result<Arc<dyn SymbolSource + Send + Sync>, SymbolError>;
+}
+
+impl BlockReader for Arc<Block> {
+    fn overlaps(&self, start: i64, end: i64) -> bool {
+        Block::overlaps(self, start, end)
+    }
+    fn select_series(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Vec<Arc<dyn SeriesReader>> {
+        self.select(matchers, start, end)
+            .into_iter()
+            .filter(|s| SeriesReader::overlaps(s, start, end))
+            .map(|s| Arc::new(s) as Arc<dyn SeriesReader>)
+            .collect()
+    }
+    fn symbols(&self) -> Result<Arc<dyn SymbolSource + Send + Sync>, SymbolError> {
+        match Block::symbols(self) {
+            Ok(s) => Ok(s),
+            Err(e) => Err(SymbolError::Unreadable(e.to_string())),
+        }
+    }
+}
+
+/// The head as a [`BlockReader`]: its series, and the meta store their
+/// stacks resolve from.
+pub struct HeadReader<'a> {
+    /// The head.
+    pub head: &'a Head,
+    /// The meta store of the head's entities.
+    pub meta: &'a Arc<MetaStore>,
+}
+
+impl BlockReader for HeadReader<'_> {
+    fn overlaps(&self, _start: i64, _end: i64) -> bool {
+        true
+    }
+    fn select_series(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Vec<Arc<dyn SeriesReader>> {
+        self.head
+            .select_in_range(matchers, start, end)
+            .into_iter()
+            .map(|s| s as Arc<dyn SeriesReader>)
+            .collect()
+    }
+    fn symbols(&self) -> Result<Arc<dyn SymbolSource + Send + Sync>, SymbolError> {
+        Ok(self.meta.clone())
+    }
+}
+
+/// Read access to one series' profiles.
+pub trait SeriesReader: Send + Sync {
+    /// The full label set, `__name__` included.
+    fn labels(&self) -> &Labels;
+    /// The profile type.
+    fn profile_type(&self) -> &ProfileType;
+    /// Series label name → pprof label name.
+    fn pprof_labels(&self) -> &[(String, String)];
+    /// True when the series has a profile in `[start, end]`.
+    fn overlaps(&self, start: i64, end: i64) -> bool;
+    /// `(timestamp, total)` of every profile in `[start, end]`, in time order.
+    fn totals(&self, start: i64, end: i64) -> Vec<(i64, i64)>;
+    /// Timestamp of the first profile in `[start, end]`.
+    fn first_in(&self, start: i64, end: i64) -> Option<i64>;
+    /// Adds every stack's value over the profiles in `[start, end]` into
+    /// `acc`.
+    fn merge_into(&self, start: i64, end: i64, acc: &mut FxHashMap<StackId, i64>) -> MergeStats;
+
+    /// The pprof string labels this series stands for, as (pprof name,
+    /// value).
+    fn pprof_label_values(&self) -> Vec<(String, String)> {
+        self.pprof_labels()
+            .iter()
+            .filter_map(|(series_name, pprof_name)| {
+                self.labels()
+                    .get(series_name)
+                    .map(|v| (pprof_name.clone(), v.to_string()))
+            })
+            .collect()
+    }
+}
+
+impl SeriesReader for MemSeries {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    fn profile_type(&self) -> &ProfileType {
+        &self.profile_type
+    }
+    fn pprof_labels(&self) -> &[(String, String)] {
+        &self.pprof_labels
+    }
+    fn overlaps(&self, start: i64, end: i64) -> bool {
+        MemSeries::overlaps(self, start, end)
+    }
+    fn totals(&self, start: i64, end: i64) -> Vec<(i64, i64)> {
+        MemSeries::totals(self, start, end)
+    }
+    fn first_in(&self, start: i64, end: i64) -> Option<i64> {
+        MemSeries::first_in(self, start, end)
+    }
+    fn merge_into(&self, start: i64, end: i64, acc: &mut FxHashMap<StackId, i64>) -> MergeStats {
+        MemSeries::merge_into(self, start, end, acc)
+    }
+}
+
+impl SeriesReader for BlockSeries {
+    fn labels(&self) -> &Labels {
+        BlockSeries::labels(self)
+    }
+    fn profile_type(&self) -> &ProfileType {
+        BlockSeries::profile_type(self)
+    }
+    fn pprof_labels(&self) -> &[(String, String)] {
+        BlockSeries::pprof_labels(self)
+    }
+    fn overlaps(&self, start: i64, end: i64) -> bool {
+        let (lo, hi) = self.time_range();
+        if lo > end || hi < start {
+            return false;
+        }
+        // The first and last profiles are in range: no need to read chunks.
+        if (start..=end).contains(&lo) || (start..=end).contains(&hi) {
+            return true;
+        }
+        sets_overlap(self.sets(), start, end)
+    }
+    fn totals(&self, start: i64, end: i64) -> Vec<(i64, i64)> {
+        sets_totals(self.sets(), start, end)
+    }
+    fn first_in(&self, start: i64, end: i64) -> Option<i64> {
+        sets_first_in(self.sets(), start, end)
+    }
+    fn merge_into(&self, start: i64, end: i64, acc: &mut FxHashMap<StackId, i64>) -> MergeStats {
+        sets_merge_into(self.sets(), start, end, acc)
+    }
+}
+
+/// One series assembled from its parts in blocks and the head.
+pub struct SeriesGroup {
+    /// The parts, in time order (never empty).
+    pub parts: Vec<Arc<dyn SeriesReader>>,
+}
+
+impl std::fmt::Debug for SeriesGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeriesGroup")
+            .field("labels", &self.labels().to_string())
+            .field("parts", &self.parts.len())
+            .finish()
+    }
+}
+
+impl SeriesReader for SeriesGroup {
+    fn labels(&self) -> &Labels {
+        self.parts[0].labels()
+    }
+    fn profile_type(&self) -> &ProfileType {
+        self.parts[0].profile_type()
+    }
+    fn pprof_labels(&self) -> &[(String, String)] {
+        self.parts[0].pprof_labels()
+    }
+    fn overlaps(&self, start: i64, end: i64) -> bool {
+        self.parts.iter().any(|p| p.overlaps(start, end))
+    }
+    fn totals(&self, start: i64, end: i64) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        for p in &self.parts {
+            out.extend(p.totals(start, end));
+        }
+        out
+    }
+    fn first_in(&self, start: i64, end: i64) -> Option<i64> {
+        self.parts.iter().find_map(|p| p.first_in(start, end))
+    }
+    fn merge_into(&self, start: i64, end: i64, acc: &mut FxHashMap<StackId, i64>) -> MergeStats {
+        let mut stats = MergeStats::empty();
+        for p in &self.parts {
+            stats.add(&p.merge_into(start, end, acc));
+        }
+        stats
+    }
+}
