@@ -26,7 +26,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use profstore::engine::{Storage, TimeRange};
 use profstore::model::parse_selector;
-use profstore::tsdb::Store;
+use profstore::tsdb::Tsdb;
 use profstore::workload::{Kind, Workload, WorkloadSpec};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -40,10 +40,10 @@ trait Subject: Storage {
     fn empty() -> Self;
 }
 
-impl Subject for Store {
+impl Subject for Tsdb {
     const NAME: &'static str = "store";
     fn empty() -> Self {
-        Store::temporary().expect("a temporary store")
+        Tsdb::temporary().expect("a temporary store")
     }
 }
 
@@ -148,7 +148,7 @@ fn bench_backend<B: Subject>(c: &mut Criterion) {
 }
 
 fn benches(c: &mut Criterion) {
-    bench_backend::<Store>(c);
+    bench_backend::<Tsdb>(c);
     #[cfg(feature = "duckdb")]
     bench_backend::<profstore::columnar::Columnar>(c);
 }

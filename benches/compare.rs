@@ -1,4 +1,4 @@
-//! The comparison runner: the time-series store (`Store`) against the DuckDB
+//! The comparison runner: the time-series backend (`Tsdb`) against the DuckDB
 //! columnar backend (`Columnar`), on the same generated workload, through the
 //! same `Ingester` / `Querier` traits, in one run of this process.
 //!
@@ -75,7 +75,7 @@ use profstore::ingest::{IngestError, IngestRequest, IngestSummary};
 use profstore::model::{parse_selector, Matcher};
 use profstore::proto::pprof::Profile;
 use profstore::tsdb::wal::{SyncPolicy, WalOptions};
-use profstore::tsdb::{Store, StoreConfig};
+use profstore::tsdb::{Tsdb, TsdbConfig};
 use profstore::workload::{Kind, Workload, WorkloadSpec, SMALL_KINDS};
 use prost::Message;
 use serde::Serialize;
@@ -86,7 +86,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
-#[command(about = "Compare the time-series store and the DuckDB backend")]
+#[command(about = "Compare the time-series backend and the DuckDB backend")]
 struct Args {
     /// Smaller scenarios (under 2 minutes on 2 cores).
     #[arg(long)]
@@ -121,10 +121,10 @@ trait Subject: Ingester + Querier + Sized {
     fn settle_on_disk(&self, dir: &Path) -> u64;
 }
 
-impl Subject for Store {
+impl Subject for Tsdb {
     const NAME: &'static str = "time-series";
     fn open(dir: &Path) -> Self {
-        Store::open(StoreConfig {
+        Tsdb::open(TsdbConfig {
             data_dir: Some(dir.to_path_buf()),
             wal: WalOptions {
                 sync: SyncPolicy::Always,
@@ -138,8 +138,8 @@ impl Subject for Store {
         self.ingest_raw(req, Some(raw))
     }
     fn maintain(&self) {
-        if self.needs_compaction() {
-            self.compact().expect("compact");
+        if self.needs_maintenance() {
+            self.maintain().expect("compact");
         }
     }
     fn memory_bytes(&self) -> u64 {
@@ -385,7 +385,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for sc in &scenarios {
         for run in &sc.runs {
             let kinds = kinds[..run.kinds].to_vec();
-            let ts = measure::<Store>(sc, run, &kinds, reps, &bar)?;
+            let ts = measure::<Tsdb>(sc, run, &kinds, reps, &bar)?;
             let col = measure::<Columnar>(sc, run, &kinds, reps, &bar)?;
             for (a, b) in ts.iter().zip(&col) {
                 check_agreement(a, b)?;
@@ -680,7 +680,7 @@ fn report(
     let _ = writeln!(
         md,
         "Mode: {}; {reps} repetitions per query kind; {:.0} s in all. \
-         Ratio = time-series / columnar (above 1: the time-series store has more of it).\n",
+         Ratio = time-series / columnar (above 1: the time-series backend has more of it).\n",
         if quick { "quick" } else { "full" },
         elapsed.as_secs_f64()
     );
@@ -698,7 +698,7 @@ fn report(
                         .find(|p| p.backend == b && (r.x == 0.0 || p.x == r.x))
                         .copied()
                 };
-                Some((last(Store::NAME)?, last(Columnar::NAME)?))
+                Some((last(Tsdb::NAME)?, last(Columnar::NAME)?))
             })
             .collect();
         for (ts, col) in finals {
@@ -768,7 +768,7 @@ fn report(
                  | scrapes | samples | ingest samples/s | memory B/sample | merge_all_1h p50 ms | range_all_1h p50 ms |\n\
                  |---:|---:|---:|---:|---:|---:|"
             );
-            let ts: Vec<&&Point> = mine.iter().filter(|p| p.backend == Store::NAME).collect();
+            let ts: Vec<&&Point> = mine.iter().filter(|p| p.backend == Tsdb::NAME).collect();
             let col: Vec<&&Point> = mine
                 .iter()
                 .filter(|p| p.backend == Columnar::NAME)
@@ -828,7 +828,7 @@ fn plot(sc: &Scenario, points: &[Point], path: &Path) -> Result<(), Box<dyn std:
         ("sans-serif", 18),
     )?;
     for (area, (title, get)) in root.split_evenly((3, 2)).iter().zip(PANELS) {
-        let lines: Vec<(&str, Vec<(f64, f64)>)> = [Store::NAME, Columnar::NAME]
+        let lines: Vec<(&str, Vec<(f64, f64)>)> = [Tsdb::NAME, Columnar::NAME]
             .iter()
             .map(|b| {
                 let pts = points

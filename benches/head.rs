@@ -21,7 +21,7 @@ use profstore::ingest::IngestRequest;
 use profstore::model::labels::Labels;
 use profstore::pprof::decode;
 use profstore::proto::pprof::Profile;
-use profstore::tsdb::Store;
+use profstore::tsdb::Tsdb;
 use rand::{Rng, SeedableRng};
 use rustc_hash::FxHashMap;
 use std::path::Path;
@@ -48,12 +48,12 @@ pub fn jittered(base: &Profile, n: usize, seed: u64) -> Vec<Profile> {
         .collect()
 }
 
-fn setup() -> (Store, usize) {
+fn setup() -> (Tsdb, usize) {
     let bytes =
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pprof/parca/fib.pb.gz"))
             .unwrap();
     let base = decode(&bytes, &Default::default()).unwrap();
-    let store = Store::temporary().unwrap();
+    let store = Tsdb::temporary().unwrap();
     let mut samples = 0;
     for p in jittered(&base, PROFILES, 7) {
         let s = store

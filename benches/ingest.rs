@@ -18,7 +18,7 @@ use profstore::engine::Storage;
 use profstore::ingest::IngestRequest;
 use profstore::model::labels::Labels;
 use profstore::pprof::{decode, DecodeLimits};
-use profstore::tsdb::Store;
+use profstore::tsdb::Tsdb;
 use prost::Message;
 use std::io::Read;
 use std::path::Path;
@@ -60,7 +60,7 @@ fn bench_ingest(c: &mut Criterion) {
             b.iter(|| decode(&bytes, &limits).unwrap())
         });
 
-        let store = Store::temporary().unwrap();
+        let store = Tsdb::temporary().unwrap();
         let mut ts = 1_000_000_000_000i64;
         let mut req = |profile| {
             ts += 10_000;
@@ -84,7 +84,7 @@ fn bench_ingest(c: &mut Criterion) {
         });
         g.bench_function("ingest_first", |b| {
             b.iter_batched(
-                || Store::temporary().unwrap(),
+                || Tsdb::temporary().unwrap(),
                 |store| {
                     let p = decode(&bytes, &limits).unwrap();
                     store

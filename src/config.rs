@@ -88,7 +88,7 @@ pub struct LimitSettings {
 /// The storage backend of the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendKind {
-    /// The time-series store ([`crate::tsdb::Store`]): the default.
+    /// The time-series backend ([`crate::tsdb::Tsdb`]): the default.
     #[default]
     Tsdb,
     /// The DuckDB columnar backend (`<data_dir>/profiles.duckdb`); only in a
@@ -147,7 +147,7 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// The storage backend.
     pub storage: BackendKind,
-    /// The settings of the time-series store only (`retention`,
+    /// The settings of the time-series backend only (`retention`,
     /// `block_duration`, `wal_sync`) given in the flags or the file, so the
     /// daemon can warn that another backend ignores them.
     pub tsdb_settings_given: Vec<&'static str>,

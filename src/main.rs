@@ -8,7 +8,7 @@ use profstore::config::{self, BackendKind, LimitSettings, ServeConfig, Settings}
 use profstore::engine::Storage;
 use profstore::scrape::ScrapeManager;
 use profstore::server::{router, AppState};
-use profstore::tsdb::{Store, StoreConfig};
+use profstore::tsdb::{Tsdb, TsdbConfig};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,12 +50,12 @@ struct ServeArgs {
     /// Data directory, created if missing [default: ./data].
     #[arg(long, env = "PROFSTORE_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Storage backend: `tsdb`, the time-series store, or `duckdb`, the
+    /// Storage backend: `tsdb`, the time-series backend, or `duckdb`, the
     /// DuckDB columnar backend in `<data-dir>/profiles.duckdb` (needs a
     /// binary built with `--features duckdb`) [default: tsdb].
     #[arg(long, env = "PROFSTORE_STORAGE")]
     storage: Option<String>,
-    /// How long profiles are kept (time-series store only) [default: 15d].
+    /// How long profiles are kept (time-series backend only) [default: 15d].
     #[arg(long, env = "PROFSTORE_RETENTION")]
     retention: Option<String>,
     /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or a
@@ -64,11 +64,11 @@ struct ServeArgs {
     log_level: Option<String>,
     /// When the write-ahead log syncs to disk: `always` (before each answer)
     /// or an interval such as `1s` (a power loss can lose that much; a
-    /// killed process loses nothing) (time-series store only) [default: 1s].
+    /// killed process loses nothing) (time-series backend only) [default: 1s].
     #[arg(long, env = "PROFSTORE_WAL_SYNC")]
     wal_sync: Option<String>,
     /// Span of an on-disk block (the head is cut into a block once it spans
-    /// 1.5 times this) (time-series store only) [default: 2h].
+    /// 1.5 times this) (time-series backend only) [default: 2h].
     #[arg(long, env = "PROFSTORE_BLOCK_DURATION")]
     block_duration: Option<String>,
     /// Largest request body, in bytes (also the largest gzipped pprof)
@@ -189,11 +189,11 @@ async fn run(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(), St
     }
 }
 
-/// Runs the daemon over the time-series store: recovery logs, the
+/// Runs the daemon over the time-series backend: recovery logs, the
 /// maintenance thread (block cuts, retention), and the head snapshot at
 /// shutdown.
 async fn run_tsdb(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(), String> {
-    let store_config = StoreConfig {
+    let store_config = TsdbConfig {
         data_dir: Some(config.data_dir.clone()),
         limits: config.limits.clone(),
         wal: config.wal,
@@ -201,7 +201,7 @@ async fn run_tsdb(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(
         retention_ms: Some(config.retention_ms),
     };
     let data_dir = config.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(store_config))
+    let store = tokio::task::spawn_blocking(move || Tsdb::open(store_config))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("cannot open the store in {}: {e}", data_dir.display()))?;
@@ -261,7 +261,7 @@ async fn run_duckdb(config: ServeConfig, config_file: Option<PathBuf>) -> Result
     tracing::info!("the DuckDB backend keeps every profile: retention is not enforced");
     if !config.tsdb_settings_given.is_empty() {
         tracing::warn!(
-            "ignored with --storage duckdb (time-series store only): {}",
+            "ignored with --storage duckdb (time-series backend only): {}",
             config.tsdb_settings_given.join(", ")
         );
     }

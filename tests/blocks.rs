@@ -1,5 +1,5 @@
 //! Blocks, the shutdown snapshot, retention and garbage collection, through
-//! the `Store` API: the same queries give identical answers from the head
+//! the `Tsdb` API: the same queries give identical answers from the head
 //! only, from head + blocks, and from blocks only after a restart; retention
 //! deletes whole blocks; churn leaves the head and the meta store near their
 //! baseline.
@@ -12,7 +12,7 @@ use profstore::model::labels::Labels;
 use profstore::model::parse_selector;
 use profstore::pprof::{decode, DecodeLimits};
 use profstore::proto::pprof::Profile;
-use profstore::tsdb::{Store, StoreConfig};
+use profstore::tsdb::{Tsdb, TsdbConfig};
 use std::path::Path;
 
 const MINUTE: i64 = 60_000;
@@ -41,18 +41,18 @@ fn variant(base: &Profile, k: usize, t: i64) -> Profile {
     p
 }
 
-fn open(dir: &Path, block_minutes: i64, retention: Option<i64>) -> Store {
-    Store::open(StoreConfig {
+fn open(dir: &Path, block_minutes: i64, retention: Option<i64>) -> Tsdb {
+    Tsdb::open(TsdbConfig {
         data_dir: Some(dir.to_path_buf()),
         block_duration_ms: block_minutes * MINUTE,
         retention_ms: retention,
-        ..StoreConfig::default()
+        ..TsdbConfig::default()
     })
     .unwrap()
 }
 
 /// 3 instances × 2 files, one profile every 10 s for `minutes`.
-fn fill(store: &Store, from: i64, minutes: i64) -> usize {
+fn fill(store: &Tsdb, from: i64, minutes: i64) -> usize {
     let files = [
         ("cpu", corpus("parca/fib.pb.gz")),
         ("heap", corpus("dd-trace-go/heap.pprof")),
@@ -83,7 +83,7 @@ fn fill(store: &Store, from: i64, minutes: i64) -> usize {
 
 /// Every query kind over ranges that cross block edges, as one comparable
 /// string.
-fn answers(store: &Store, end_minutes: i64) -> String {
+fn answers(store: &Tsdb, end_minutes: i64) -> String {
     let mut out = String::new();
     let all = TimeRange::new(T0 - MINUTE, T0 + end_minutes * MINUTE).unwrap();
     let ranges = [
@@ -154,7 +154,7 @@ fn head_head_plus_blocks_and_blocks_after_restart_answer_alike() {
     assert_eq!(store.blocks().len(), 0);
 
     // Head + blocks.
-    let written = store.compact().unwrap();
+    let written = store.maintain().unwrap();
     assert!(written >= 3, "{written} blocks");
     assert!(store.head().num_series() > 0);
     assert_eq!(answers(&store, 10), want, "head + blocks");
@@ -176,7 +176,7 @@ fn a_restart_without_close_after_a_cut_replays_only_what_no_block_holds() {
     let store = open(dir.path(), 2, None);
     fill(&store, T0, 10);
     let want = answers(&store, 10);
-    store.compact().unwrap();
+    store.maintain().unwrap();
     // Dropped without close(), as after a crash: no snapshot, and the WAL
     // still holds the head's profiles (and maybe some that blocks hold).
     drop(store);
@@ -192,7 +192,7 @@ fn clean_shutdown_leaves_nothing_to_replay() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), 2, None);
     fill(&store, T0, 5);
-    store.compact().unwrap();
+    store.maintain().unwrap();
     let want = answers(&store, 10);
     store.close().unwrap();
     drop(store);
@@ -203,7 +203,7 @@ fn clean_shutdown_leaves_nothing_to_replay() {
     // And again after more writes, a cut and a crash: snapshot + WAL.
     fill(&store, T0 + 5 * MINUTE, 5);
     let want = answers(&store, 10);
-    store.compact().unwrap();
+    store.maintain().unwrap();
     drop(store); // no close(): as after a crash, the WAL is kept
     let store = open(dir.path(), 2, None);
     assert_eq!(answers(&store, 10), want);
@@ -214,7 +214,7 @@ fn profiles_older_than_the_newest_block_are_rejected_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), 2, None);
     fill(&store, T0, 5);
-    store.compact().unwrap();
+    store.maintain().unwrap();
     let before = answers(&store, 10);
     let err = store
         .ingest(IngestRequest {
@@ -234,7 +234,7 @@ fn retention_deletes_whole_blocks_and_their_data() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), 1, Some(4 * MINUTE));
     fill(&store, T0, 12);
-    store.compact().unwrap();
+    store.maintain().unwrap();
     let blocks = store.blocks();
     assert!(!blocks.is_empty());
     let oldest = blocks[0].min_time();
@@ -350,7 +350,7 @@ fn churn(generations: i64) {
                     .unwrap();
             }
         }
-        store.compact().unwrap();
+        store.maintain().unwrap();
         let now = (
             store.head().num_series(),
             store.head().postings_bytes(),
@@ -456,7 +456,7 @@ fn report() {
         }
         bytes
     };
-    let timed = |store: &Store| {
+    let timed = |store: &Tsdb| {
         let mut spent = std::time::Duration::ZERO;
         let mut n = 0u64;
         let bytes = stream(&mut |req, raw| {
@@ -468,7 +468,7 @@ fn report() {
         (n, bytes, spent)
     };
     // Without a WAL.
-    let mem = Store::temporary().unwrap();
+    let mem = Tsdb::temporary().unwrap();
     let (n, total, no_wal) = timed(&mem);
     drop(mem);
     // With the WAL (default sync), blocks of 2 h (none are cut here: the
@@ -584,7 +584,7 @@ fn single_finds_a_profile_in_a_block() {
         .unwrap();
     let want = store.single(&m, T0).unwrap();
     assert!(!want.samples.is_empty());
-    assert_eq!(store.compact().unwrap(), 1);
+    assert_eq!(store.maintain().unwrap(), 1);
     assert_eq!(sorted(store.single(&m, T0).unwrap()), sorted(want));
 }
 
@@ -655,8 +655,8 @@ fn the_same_profiles_get_the_same_ids_in_two_stores() {
     // ids then come from the blocks' symbols): ids do not depend on it.
     fill(&sa, T0, 6);
     fill(&sb, T0, 6);
-    assert!(sb.compact().unwrap() >= 1);
-    let stacks = |s: &Store| {
+    assert!(sb.maintain().unwrap() >= 1);
+    let stacks = |s: &Tsdb| {
         let mut ids: Vec<_> = s
             .head()
             .all_series()
@@ -691,9 +691,9 @@ fn a_data_dir_of_the_earlier_format_is_refused_with_what_to_do() {
     let mut bytes = b"PSBLK\0\0\x01".to_vec();
     bytes.extend_from_slice(&[0u8; 64]);
     std::fs::write(&old, &bytes).unwrap();
-    let err = Store::open(StoreConfig {
+    let err = Tsdb::open(TsdbConfig {
         data_dir: Some(dir.path().to_path_buf()),
-        ..StoreConfig::default()
+        ..TsdbConfig::default()
     })
     .unwrap_err()
     .to_string();
@@ -715,9 +715,9 @@ fn a_data_dir_of_the_earlier_format_is_refused_with_what_to_do() {
             .unwrap();
         db.flush().unwrap();
     }
-    let err = Store::open(StoreConfig {
+    let err = Tsdb::open(TsdbConfig {
         data_dir: Some(dir.path().to_path_buf()),
-        ..StoreConfig::default()
+        ..TsdbConfig::default()
     })
     .unwrap_err()
     .to_string();

@@ -1,5 +1,5 @@
 //! The conformance suite of `Storage` ([`profstore::engine::suite`]) on
-//! every backend: the time-series [`Store`] (`store::*`) and, with the
+//! every backend: the time-series [`Tsdb`] (`store::*`) and, with the
 //! `duckdb` feature, the DuckDB [`Columnar`] backend (`columnar::*`). With
 //! the feature, `backends_agree_on_a_workload` also checks that both give
 //! equal answers to every query kind over a generated workload, and
@@ -9,7 +9,7 @@
 mod common;
 
 use profstore::engine::Limits;
-use profstore::tsdb::{Store, StoreConfig};
+use profstore::tsdb::{Tsdb, TsdbConfig};
 
 #[cfg(feature = "duckdb")]
 use profstore::{
@@ -18,9 +18,9 @@ use profstore::{
     model::parse_selector,
 };
 
-/// An empty time-series store with `limits`.
-fn store(limits: Limits) -> Store {
-    Store::open(StoreConfig {
+/// An empty time-series backend with `limits`.
+fn store(limits: Limits) -> Tsdb {
+    Tsdb::open(TsdbConfig {
         limits,
         ..Default::default()
     })
@@ -84,7 +84,7 @@ fn backends_agree_on_a_workload() {
         ..Default::default()
     };
     let kinds = Kind::testdata(&common::testdata_dir(), 2).unwrap();
-    let store = Store::temporary().unwrap();
+    let store = Tsdb::temporary().unwrap();
     let duck = Columnar::open(None).unwrap();
     for r in Workload::new(spec.clone(), kinds) {
         let a = store.ingest(r.clone()).unwrap();
@@ -221,7 +221,7 @@ fn backends_give_every_entity_the_same_id() {
         ..Default::default()
     };
     let kinds = Kind::testdata(&common::testdata_dir(), 2).unwrap();
-    let store = Store::temporary().unwrap();
+    let store = Tsdb::temporary().unwrap();
     let duck = Columnar::open(None).unwrap();
     for r in Workload::new(spec, kinds) {
         store.ingest(r.clone()).unwrap();

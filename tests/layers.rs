@@ -160,7 +160,7 @@ fn every_module_imports_only_the_layers_below_it() {
 #[test]
 fn the_checker_sees_an_import_against_the_rule() {
     let bad =
-        "use crate::tsdb::Store; // crate::server in a comment\nfn f() { crate::columnar::x(); }";
+        "use crate::tsdb::Tsdb; // crate::server in a comment\nfn f() { crate::columnar::x(); }";
     let got = imports(bad);
     assert!(got.contains("tsdb") && got.contains("columnar"));
     assert!(!got.contains("server"), "comments are left out");

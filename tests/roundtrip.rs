@@ -10,7 +10,7 @@ use profstore::ingest::IngestRequest;
 use profstore::model::labels::Labels;
 use profstore::model::to_pprof;
 use profstore::model::{parse_selector, MatchOp, Matcher};
-use profstore::tsdb::{Store, StoreConfig};
+use profstore::tsdb::{Tsdb, TsdbConfig};
 use std::collections::BTreeMap;
 
 const RECEIVED_AT: i64 = 1_700_000_000_000;
@@ -122,7 +122,7 @@ fn round_trip_corpus<B: Storage>(store: &B) {
 
 #[test]
 fn every_corpus_profile_round_trips() {
-    let store = Store::temporary().unwrap();
+    let store = Tsdb::temporary().unwrap();
     round_trip_corpus(&store);
     eprintln!(
         "{} series; meta {:?}",
@@ -141,7 +141,7 @@ fn every_corpus_profile_round_trips_through_duckdb() {
 
 #[test]
 fn merging_ten_consecutive_heap_profiles_sums_per_stack() {
-    merge_ten_heap_profiles(&Store::temporary().unwrap());
+    merge_ten_heap_profiles(&Tsdb::temporary().unwrap());
 }
 
 #[cfg(feature = "duckdb")]
@@ -218,12 +218,12 @@ fn same_profile_twice_adds_no_metadata_and_reopen_keeps_ids() {
     let dir = tempfile::tempdir().unwrap();
     let path = common::testdata_dir().join("parca/alloc_objects.pb.gz");
     let bytes = std::fs::read(&path).unwrap();
-    let config = StoreConfig {
+    let config = TsdbConfig {
         data_dir: Some(dir.path().to_path_buf()),
         ..Default::default()
     };
     let counts = {
-        let store = Store::open(config.clone()).unwrap();
+        let store = Tsdb::open(config.clone()).unwrap();
         store
             .ingest_bytes(&bytes, None, Labels::from_pairs([("a", "1")]), 0)
             .unwrap();
@@ -236,7 +236,7 @@ fn same_profile_twice_adds_no_metadata_and_reopen_keeps_ids() {
         store.flush().unwrap();
         c1
     };
-    let store = Store::open(config).unwrap();
+    let store = Tsdb::open(config).unwrap();
     assert_eq!(store.meta().counts(), counts);
     store
         .ingest_bytes(&bytes, None, Labels::from_pairs([("a", "3")]), 0)
@@ -246,7 +246,7 @@ fn same_profile_twice_adds_no_metadata_and_reopen_keeps_ids() {
 
 #[test]
 fn pprof_string_labels_are_selectable_series_labels() {
-    string_labels_are_selectable(&Store::temporary().unwrap());
+    string_labels_are_selectable(&Tsdb::temporary().unwrap());
 }
 
 #[cfg(feature = "duckdb")]
@@ -293,7 +293,7 @@ fn string_labels_are_selectable<B: Storage>(store: &B) {
 fn real_profiles_render_consistently() {
     use profstore::model::{MatchOp, Matcher, METRIC_NAME};
     use profstore::render::{flamegraph, folded, svg, top};
-    let store = Store::temporary().unwrap();
+    let store = Tsdb::temporary().unwrap();
     let bytes = std::fs::read(common::testdata_dir().join("parca/alloc_objects.pb.gz")).unwrap();
     store.ingest_bytes(&bytes, None, Labels::new(), 0).unwrap();
     let types = store.profile_types(&[], TimeRange::ALL).unwrap();

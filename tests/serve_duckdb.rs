@@ -218,7 +218,7 @@ fn duckdb_daemon_end_to_end_and_restart() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     // The same profile again is out of order for its series: rejected as
-    // by the time-series store.
+    // by the time-series backend.
     let w = srv.write(r#"{job="api",instance="b"}"#, &cpu);
     assert_eq!(w.status, 400, "{}", w.text());
 

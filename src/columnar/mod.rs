@@ -1,6 +1,6 @@
 //! [`Columnar`]: a second storage backend on embedded DuckDB, implementing
 //! [`Storage`](crate::engine::Storage) with the same answers as
-//! [`crate::tsdb::Store`] (built with the `duckdb` cargo feature).
+//! [`crate::tsdb::Tsdb`] (built with the `duckdb` cargo feature).
 //!
 //! # Layout
 //!
@@ -224,7 +224,7 @@ impl Columnar {
     }
 
     /// What was accepted since the database was opened (as
-    /// [`crate::tsdb::Store::stats`]).
+    /// [`crate::tsdb::Tsdb::stats`]).
     pub fn stats(&self) -> IngestStats {
         IngestStats {
             profiles: self.stats.profiles.load(Relaxed),

@@ -8,13 +8,13 @@
 //! | `profstore_ingested_profiles_total` | counter | profiles accepted |
 //! | `profstore_ingested_samples_total` | counter | (series, stack) samples appended |
 //! | `profstore_ingested_bytes_total` | counter | pprof bytes accepted (as received) |
-//! | `profstore_series` | gauge | series in the store (the head's, for the time-series store) |
+//! | `profstore_series` | gauge | series in the store (the head's, for the time-series backend) |
 //! | `profstore_http_request_duration_seconds{handler}` | histogram | request latency by route |
 //! | `profstore_http_requests_total{handler,code}` | counter | requests by route and status |
 //! | `profstore_errors_total{kind}` | counter | failed requests by error kind |
 //! | `profstore_scrape_*` | | scrape health, durations, bytes, failures: see [`crate::scrape::metrics`] |
 //!
-//! The time-series store only ([`crate::tsdb::metrics`]):
+//! The time-series backend only ([`crate::tsdb::metrics`]):
 //!
 //! | metric | type | what |
 //! |---|---|---|
@@ -133,7 +133,7 @@ impl Metrics {
         );
         r.register(
             "series",
-            "Series in the store (the head's, for the time-series store)",
+            "Series in the store (the head's, for the time-series backend)",
             series.clone(),
         );
         r.register(

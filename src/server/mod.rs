@@ -1,5 +1,5 @@
 //! The HTTP daemon: a Prometheus-style JSON API and pprof downloads over a
-//! storage [`Storage`](crate::engine::Storage): the time-series [`Store`](crate::tsdb::Store) or,
+//! storage [`Storage`](crate::engine::Storage): the time-series [`Tsdb`](crate::tsdb::Tsdb) or,
 //! with the `duckdb` feature, the DuckDB
 //! [`Columnar`](crate::columnar::Columnar) backend. Nothing here depends on
 //! which one.

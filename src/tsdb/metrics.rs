@@ -1,9 +1,9 @@
-//! The time-series store's own metrics, registered by its
+//! The time-series backend's own metrics, registered by its
 //! [`crate::engine::Storage::register_metrics`] and read from the store
 //! when `/metrics` is scraped (names and meanings in the module docs of
 //! [`crate::server::metrics`]).
 
-use super::Store;
+use super::Tsdb;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -54,9 +54,9 @@ const COUNTERS: &[(&str, &str)] = &[
     ("maintenance_failures", "Failed maintenance steps"),
 ];
 
-/// The time-series store's own metrics (see the module docs), registered
+/// The time-series backend's own metrics (see the module docs), registered
 /// by its [`crate::engine::Storage::register_metrics`].
-pub struct StoreMetrics {
+pub struct TsdbMetrics {
     entities: Family<KindLabels, Gauge>,
     chunk_bytes: Gauge,
     wal_records: Gauge,
@@ -66,10 +66,10 @@ pub struct StoreMetrics {
     counters: Vec<(&'static str, Counter)>,
 }
 
-impl StoreMetrics {
+impl TsdbMetrics {
     /// Registers the store's metrics in `r`.
-    pub fn register(r: &mut Registry) -> StoreMetrics {
-        let m = StoreMetrics {
+    pub fn register(r: &mut Registry) -> TsdbMetrics {
+        let m = TsdbMetrics {
             entities: Family::default(),
             chunk_bytes: Gauge::default(),
             wal_records: Gauge::default(),
@@ -115,7 +115,7 @@ impl StoreMetrics {
     }
 
     /// Sets every store metric from `store`.
-    pub fn refresh(&self, store: &Store) {
+    pub fn refresh(&self, store: &Tsdb) {
         self.chunk_bytes.set(store.head().chunk_bytes() as i64);
         let c = store.meta().counts();
         for (kind, n) in [

@@ -8,7 +8,7 @@
 //! - [`index`]: series refs, postings and selection over them;
 //! - [`meta`]: the sled meta store of the head's entities;
 //! - [`reader`]: one series read across blocks and the head;
-//! - [`store`]: [`Store`], all of the above behind the engine's traits, and
+//! - [`store`]: [`Tsdb`], all of the above behind the engine's traits, and
 //!   its maintenance (block cuts, retention, garbage collection, the
 //!   shutdown snapshot).
 
@@ -25,6 +25,6 @@ pub mod store;
 pub mod wal;
 
 pub use store::{
-    MaintenanceStats, OpenError, Recovery, Store, StoreConfig, StoreError,
+    MaintenanceStats, OpenError, Recovery, Tsdb, TsdbConfig, MaintenanceError,
     DEFAULT_BLOCK_DURATION_MS,
 };

@@ -1,4 +1,4 @@
-//! Maintenance of a [`Store`]: cutting the head into blocks, checkpointing
+//! Maintenance of a [`Tsdb`]: cutting the head into blocks, checkpointing
 //! the WAL, retention, garbage collection, the shutdown snapshot, and
 //! loading blocks and the snapshot at open.
 //!
@@ -18,7 +18,7 @@
 //! A crash between any two steps loses nothing: until step 4 the WAL still
 //! holds every profile, and replay skips what a block already holds.
 
-use super::{Recovery, Store};
+use super::{Recovery, Tsdb};
 use crate::model::StackId;
 use crate::tsdb::block::{write_block, Block, BlockError, BlockSeriesData, BlockSymbols};
 use crate::tsdb::chunkset::build_sets;
@@ -58,7 +58,7 @@ pub const SNAPSHOT: &str = "head.snapshot";
 
 /// Errors of maintenance.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum MaintenanceError {
     /// Writing or opening a block failed.
     #[error(transparent)]
     Block(#[from] BlockError),
@@ -78,8 +78,8 @@ pub enum StoreError {
     },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MaintenanceError + '_ {
+    move |source| MaintenanceError::Io {
         path: path.to_path_buf(),
         source,
     }
@@ -123,14 +123,14 @@ pub struct MaintenanceStats {
     pub block_damaged_reads: u64,
 }
 
-impl Store {
+impl Tsdb {
     /// Opens every block of `dir/blocks` (a damaged one is renamed to
     /// `*.damaged` and reported) and loads the snapshot into the head.
     pub(super) fn load_blocks_and_snapshot(
         &mut self,
         dir: &Path,
         recovery: &mut Recovery,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), MaintenanceError> {
         let started = Instant::now();
         let bdir = dir.join("blocks");
         std::fs::create_dir_all(&bdir).map_err(io(&bdir))?;
@@ -168,12 +168,12 @@ impl Store {
         let snap = dir.join(SNAPSHOT);
         if snap.exists() {
             match Block::open(&snap)
-                .map_err(StoreError::from)
+                .map_err(MaintenanceError::from)
                 .and_then(|b| self.load_snapshot(Arc::new(b)))
             {
                 Ok(n) => recovery.snapshot_series = n,
-                Err(e @ StoreError::Block(BlockError::Version { .. })) => return Err(e),
-                Err(StoreError::Meta(e)) => return Err(e.into()),
+                Err(e @ MaintenanceError::Block(BlockError::Version { .. })) => return Err(e),
+                Err(MaintenanceError::Meta(e)) => return Err(e.into()),
                 Err(e) => {
                     // The WAL of the session before the snapshot was deleted
                     // after the snapshot was synced, so this is data loss; keep
@@ -192,7 +192,7 @@ impl Store {
     /// Loads the snapshot's series into the empty head, dropping what blocks
     /// already hold, and stores its symbols in the meta store (which
     /// resolves the head's stacks). Returns the series loaded.
-    fn load_snapshot(&self, snap: Arc<Block>) -> Result<usize, StoreError> {
+    fn load_snapshot(&self, snap: Arc<Block>) -> Result<usize, MaintenanceError> {
         let symbols = snap.symbols()?;
         store_block_symbols(&self.meta, &symbols)?;
         let min_valid = self.min_valid.load(Relaxed);
@@ -233,7 +233,7 @@ impl Store {
     }
 
     /// True when the head spans enough time to cut a block.
-    pub fn needs_compaction(&self) -> bool {
+    pub fn needs_maintenance(&self) -> bool {
         self.head_bounds
             .lock()
             .is_some_and(|(lo, hi)| hi.saturating_sub(lo) >= self.block_duration / 2 * 3)
@@ -249,7 +249,7 @@ impl Store {
         *due = false;
     }
 
-    /// Wakes [`Store::wait_for_work`] (e.g. to stop the maintenance loop).
+    /// Wakes [`Tsdb::wait_for_work`] (e.g. to stop the maintenance loop).
     pub fn wake(&self) {
         let (flag, cv) = &self.wake;
         *flag.lock() = true;
@@ -259,7 +259,7 @@ impl Store {
     /// Runs maintenance: cuts blocks while the head is due, applies
     /// retention and collects garbage when blocks were deleted. Returns the
     /// number of blocks written. Without a data directory, does nothing.
-    pub fn compact(&self) -> Result<usize, StoreError> {
+    pub fn maintain(&self) -> Result<usize, MaintenanceError> {
         if self.dir.is_none() {
             return Ok(0);
         }
@@ -276,7 +276,7 @@ impl Store {
     /// Cuts every profile of the head into blocks, whatever the head's span
     /// (the last block ends after the newest profile, so the head then
     /// accepts only later profiles). For tests and tools.
-    pub fn cut_all(&self) -> Result<usize, StoreError> {
+    pub fn cut_all(&self) -> Result<usize, MaintenanceError> {
         if self.dir.is_none() {
             return Ok(0);
         }
@@ -287,7 +287,7 @@ impl Store {
     /// Cuts the oldest aligned block range of the head while the head is
     /// not empty and `due(min, max)` holds for its bounds. Returns the
     /// number of blocks written. The caller holds the maintenance lock.
-    fn cut_while(&self, due: impl Fn(i64, i64) -> bool) -> Result<usize, StoreError> {
+    fn cut_while(&self, due: impl Fn(i64, i64) -> bool) -> Result<usize, MaintenanceError> {
         let mut written = 0;
         loop {
             // The guard must not live through the cut, which sets the bounds.
@@ -310,7 +310,7 @@ impl Store {
     /// Writes the head's profiles in `[mint, maxt)` to a block and drops them
     /// from the head (see the module docs). The caller holds the
     /// maintenance lock.
-    fn cut_block(&self, mint: i64, maxt: i64) -> Result<(), StoreError> {
+    fn cut_block(&self, mint: i64, maxt: i64) -> Result<(), MaintenanceError> {
         let Some(bdir) = self.blocks_dir() else {
             return Ok(());
         };
@@ -387,7 +387,7 @@ impl Store {
         Ok(())
     }
 
-    fn apply_retention_locked(&self) -> Result<usize, StoreError> {
+    fn apply_retention_locked(&self) -> Result<usize, MaintenanceError> {
         let Some(retention) = self.retention else {
             return Ok(0);
         };
@@ -427,12 +427,12 @@ impl Store {
 
     /// Collects meta entries no head series references (blocks carry their
     /// own symbols). Returns the number of entries deleted.
-    pub fn collect_garbage(&self) -> Result<u64, StoreError> {
+    pub fn collect_garbage(&self) -> Result<u64, MaintenanceError> {
         let _m = self.maintenance.lock();
         self.collect_garbage_locked()
     }
 
-    fn collect_garbage_locked(&self) -> Result<u64, StoreError> {
+    fn collect_garbage_locked(&self) -> Result<u64, MaintenanceError> {
         let _blocks = self.state.write();
         let mut live: FxHashSet<StackId> = FxHashSet::default();
         for s in self.head.all_series() {
@@ -461,7 +461,7 @@ impl Store {
     /// Clean shutdown: writes the head to the snapshot, flushes the meta
     /// store and deletes the WAL, so the next start replays nothing.
     /// Ingest is excluded while it runs; call it after the server stopped.
-    pub fn close(&self) -> Result<(), StoreError> {
+    pub fn close(&self) -> Result<(), MaintenanceError> {
         self.stop_maintenance();
         let Some(dir) = &self.dir else {
             return Ok(());
@@ -497,7 +497,7 @@ impl Store {
 
     /// Starts the thread that cuts blocks when the head is due (woken by
     /// ingest), applies retention and collects garbage at least every
-    /// minute; [`Store::close`] stops it. Does nothing when one runs.
+    /// minute; [`Tsdb::close`] stops it. Does nothing when one runs.
     pub fn start_maintenance(self: &Arc<Self>) -> std::io::Result<()> {
         let mut bg = self.background.lock();
         if bg.is_some() {
@@ -510,7 +510,7 @@ impl Store {
             .name("maintenance".into())
             .spawn(move || {
                 while !flag.load(Acquire) {
-                    if let Err(e) = store.compact() {
+                    if let Err(e) = store.maintain() {
                         store.note_failure();
                         tracing::error!("maintenance failed: {e}");
                     }

@@ -1,4 +1,4 @@
-//! [`Store`]: the time-series backend — the head, the blocks, the meta
+//! [`Tsdb`]: the time-series backend — the head, the blocks, the meta
 //! store and the write-ahead log — implementing [`Storage`].
 //!
 //! # Data directory
@@ -29,9 +29,9 @@
 
 mod maintenance;
 
-pub use maintenance::{MaintenanceStats, StoreError, SNAPSHOT};
+pub use maintenance::{MaintenanceStats, MaintenanceError, SNAPSHOT};
 
-use super::metrics::StoreMetrics;
+use super::metrics::TsdbMetrics;
 use crate::engine::{
     bucket_points, check_step, IngestStats, Limits, Partial, Pick, QueryError, RefreshMetrics,
     SeriesPoints, Storage, TimeRange,
@@ -55,7 +55,7 @@ use std::sync::Arc;
 
 /// Where and how a store keeps its data.
 #[derive(Debug, Clone, Default)]
-pub struct StoreConfig {
+pub struct TsdbConfig {
     /// Data directory; `None` keeps everything in a temporary directory that
     /// is removed when the store is dropped (tests, benchmarks), without a
     /// write-ahead log.
@@ -94,7 +94,7 @@ pub enum OpenError {
     Wal(#[from] WalError),
     /// The blocks directory cannot be read, or the snapshot not loaded.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Tsdb(#[from] MaintenanceError),
 }
 
 /// What opening a store replayed from its write-ahead log.
@@ -126,9 +126,9 @@ struct AtomicStats {
     bytes: AtomicU64,
 }
 
-/// The time-series store.
+/// The time-series backend.
 #[derive(Debug)]
-pub struct Store {
+pub struct Tsdb {
     meta: Arc<MetaStore>,
     head: Head,
     limits: Limits,
@@ -153,10 +153,10 @@ pub struct Store {
     background: Mutex<Option<maintenance::Background>>,
 }
 
-impl Store {
+impl Tsdb {
     /// Opens a store (creating its data directory if needed) and replays its
     /// write-ahead log into the head.
-    pub fn open(config: StoreConfig) -> Result<Store, OpenError> {
+    pub fn open(config: TsdbConfig) -> Result<Tsdb, OpenError> {
         let meta = match &config.data_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|source| OpenError::DataDir {
@@ -167,7 +167,7 @@ impl Store {
             }
             None => MetaStore::temporary()?,
         };
-        let mut store = Store {
+        let mut store = Tsdb {
             meta: Arc::new(meta),
             head: Head::new(config.limits.max_series),
             limits: config.limits,
@@ -339,8 +339,8 @@ impl Store {
     }
 
     /// A store in a temporary directory with default limits.
-    pub fn temporary() -> Result<Store, OpenError> {
-        Store::open(StoreConfig::default())
+    pub fn temporary() -> Result<Tsdb, OpenError> {
+        Tsdb::open(TsdbConfig::default())
     }
 
     /// The meta store.
@@ -378,7 +378,7 @@ impl Store {
         self.select_from(blocks, matchers, range, &mut |_| {})
     }
 
-    /// [`Store::select`], calling `used` with each part (block or head)
+    /// [`Tsdb::select`], calling `used` with each part (block or head)
     /// that holds a part of a selected series.
     fn select_from(
         &self,
@@ -475,7 +475,7 @@ impl Store {
     }
 }
 
-impl Storage for Store {
+impl Storage for Tsdb {
     fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -485,7 +485,7 @@ impl Storage for Store {
         req: &IngestRequest,
         raw: Option<&[u8]>,
     ) -> Result<IngestSummary, IngestError> {
-        Store::ingest_raw(self, req, raw)
+        Tsdb::ingest_raw(self, req, raw)
     }
 
     fn ingest_stats(&self) -> IngestStats {
@@ -501,16 +501,16 @@ impl Storage for Store {
     }
 
     fn register_metrics(self: Arc<Self>, registry: &mut Registry) -> RefreshMetrics {
-        let metrics = StoreMetrics::register(registry);
+        let metrics = TsdbMetrics::register(registry);
         Box::new(move || metrics.refresh(&self))
     }
 
     fn start_background(self: Arc<Self>) -> Result<(), StorageError> {
-        Store::start_maintenance(&self).map_err(|e| StorageError::new("maintenance", e))
+        Tsdb::start_maintenance(&self).map_err(|e| StorageError::new("maintenance", e))
     }
 
     fn close(&self) -> Result<(), StorageError> {
-        Store::close(self).map_err(|e| StorageError::new("blocks", e))
+        Tsdb::close(self).map_err(|e| StorageError::new("blocks", e))
     }
 
     fn label_names(
