@@ -25,6 +25,6 @@ pub mod store;
 pub mod wal;
 
 pub use store::{
-    MaintenanceStats, OpenError, Recovery, Tsdb, TsdbConfig, MaintenanceError,
+    MaintenanceError, MaintenanceStats, OpenError, Recovery, Tsdb, TsdbConfig,
     DEFAULT_BLOCK_DURATION_MS,
 };

@@ -29,7 +29,7 @@
 
 mod maintenance;
 
-pub use maintenance::{MaintenanceStats, MaintenanceError, SNAPSHOT};
+pub use maintenance::{MaintenanceError, MaintenanceStats, SNAPSHOT};
 
 use super::metrics::TsdbMetrics;
 use crate::engine::{
