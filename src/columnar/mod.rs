@@ -77,7 +77,7 @@ use crate::engine::{
     Storage, TimeRange,
 };
 use crate::ingest::{IngestError, IngestRequest, IngestSummary, Plan};
-use crate::model::{Labels, Matcher, ProfileType, Stack, StackId, StorageError};
+use crate::model::{Labels, Matcher, ProfileType, Stack, StackId, StorageError, METRIC_NAME};
 use duckdb::{params, params_from_iter, Connection};
 use parking_lot::Mutex;
 use prometheus_client::metrics::gauge::Gauge;
