@@ -106,7 +106,7 @@ struct Args {
 }
 
 /// What the runner needs from a backend beyond the traits.
-trait Subject: Ingester + Querier + Sized {
+trait Subject: Storage + Sized {
     const NAME: &'static str;
     /// A fresh backend persisting into `dir`.
     fn open(dir: &Path) -> Self;
@@ -139,7 +139,7 @@ impl Subject for Tsdb {
     }
     fn maintain(&self) {
         if self.needs_maintenance() {
-            self.maintain().expect("compact");
+            Tsdb::maintain(self).expect("maintain");
         }
     }
     fn memory_bytes(&self) -> u64 {

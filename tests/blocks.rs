@@ -724,3 +724,48 @@ fn a_data_dir_of_the_earlier_format_is_refused_with_what_to_do() {
     assert!(err.contains("random ids"), "{err}");
     assert!(err.contains("move the data directory aside"), "{err}");
 }
+
+/// Block bytes per sample with and without the symbols section, on the
+/// comparison runner's steady workload (`SMALL_KINDS`; 100 targets × 3
+/// kinds × 360 scrapes at 10 s by default). Run in release:
+/// `PROFSTORE_REPORT_TARGETS=100 cargo test --release --test blocks -- --ignored block_bytes --nocapture`.
+#[test]
+#[ignore]
+fn block_bytes_with_and_without_symbols() {
+    use profstore::workload::{Kind, Workload, WorkloadSpec, SMALL_KINDS};
+    let targets: usize = std::env::var("PROFSTORE_REPORT_TARGETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let spec = WorkloadSpec {
+        targets,
+        scrapes: 360,
+        lifetime_scrapes: None,
+        label_cardinality: 0,
+        ..Default::default()
+    };
+    let kinds = Kind::load(&common::testdata_dir(), SMALL_KINDS, 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 120, None);
+    let mut samples = 0u64;
+    for r in Workload::new(spec, kinds) {
+        samples += store.ingest(r).unwrap().samples as u64;
+    }
+    store.cut_all().unwrap();
+    let blocks = store.blocks();
+    let bytes: u64 = blocks.iter().map(|b| b.size_bytes()).sum();
+    let symbols: u64 = blocks.iter().map(|b| b.symbols_bytes()).sum();
+    let stacks: usize = blocks.iter().map(|b| b.stack_ids().unwrap().len()).sum();
+    println!(
+        "{} blocks, {samples} samples, {stacks} stacks (summed over blocks): \
+         {:.3} B/sample with symbols, {:.3} B/sample without; symbols {} bytes \
+         ({:.1} B/stack); a 16-byte id per stack would be {:.3} B/sample",
+        blocks.len(),
+        bytes as f64 / samples as f64,
+        (bytes - symbols) as f64 / samples as f64,
+        symbols,
+        symbols as f64 / stacks as f64,
+        (bytes - symbols + 16 * stacks as u64) as f64 / samples as f64,
+    );
+    assert!(symbols > 0 && bytes > symbols);
+}

@@ -1,8 +1,8 @@
 //! Unit tests of the columnar backend; the trait behaviour is checked by
-//! the shared suite in `tests/engine.rs`.
+//! the conformance suite (`crate::engine::suite`, run by `tests/engine.rs`).
 
 use super::*;
-use crate::model::parse_selector;
+use crate::model::{parse_selector, MatchOp};
 
 #[test]
 fn reopen_keeps_series_and_profiles() {

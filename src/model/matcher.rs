@@ -17,7 +17,7 @@
 //! Known difference from Prometheus: Rust's `\d`, `\w`, `\s` and `\b` are
 //! Unicode-aware where Go's are ASCII-only; `(?-u:\d)` gives the ASCII class.
 
-use super::selector::SelectorError;
+use super::error::SelectorError;
 use crate::model::labels::is_legacy_label_name;
 use regex::Regex;
 use std::fmt;

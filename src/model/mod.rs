@@ -28,10 +28,10 @@ pub use entities::{
     Function, FunctionId, Line, Location, LocationId, Mapping, MappingId, NumLabel, StackId,
     Stacktrace, SymbolError, SymbolSource,
 };
-pub use error::StorageError;
+pub use error::{SelectorError, StorageError};
 pub use labels::{Label, Labels, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher};
 pub use profile::{diff, to_pprof, Frame, FrameLine, Profile, Sample, Stack, DIFF_BASE_LABEL};
 pub use profile_type::ProfileType;
 pub use resolve::Resolver;
-pub use selector::{parse_selector, SelectorError};
+pub use selector::parse_selector;

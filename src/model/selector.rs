@@ -18,49 +18,7 @@ use crate::model::labels::METRIC_NAME;
 use promql_parser::label::MatchOp as PromOp;
 use promql_parser::parser::{self, Expr, VectorSelector};
 
-/// Errors of selector parsing and matcher construction (all invalid input).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SelectorError {
-    /// The input is not valid PromQL.
-    #[error("invalid selector {input:?}: {reason}")]
-    Parse {
-        /// The selector as given.
-        input: String,
-        /// What promql-parser reported.
-        reason: String,
-    },
-    /// Valid PromQL, but not a plain series selector.
-    #[error(
-        "unsupported selector {input:?}: found {found}; only a series selector such as \
-         `profile_type{{label=\"value\"}}` is accepted"
-    )]
-    Unsupported {
-        /// The selector as given.
-        input: String,
-        /// What was found instead, e.g. "function call `rate(...)`".
-        found: String,
-    },
-    /// No metric name and every matcher matches the empty string (`{}`,
-    /// `{job=~".*"}`, or empty input): it would select everything.
-    #[error("vector selector must contain at least one non-empty matcher")]
-    Empty,
-    /// A regex that does not compile.
-    #[error("invalid regex {regex:?} for label {name:?}: {reason}")]
-    InvalidRegex {
-        /// The label name.
-        name: String,
-        /// The regex as written.
-        regex: String,
-        /// Why it does not compile.
-        reason: String,
-    },
-    /// A matcher with an empty label name.
-    #[error("empty label name in matcher (value {value:?})")]
-    EmptyLabelName {
-        /// The matcher's value.
-        value: String,
-    },
-}
+pub use super::error::SelectorError;
 
 /// Parses a series selector into matchers: first `__name__="<metric>"` when a
 /// metric name is given, then the `{...}` matchers in the order written.
