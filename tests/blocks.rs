@@ -727,12 +727,13 @@ fn a_data_dir_of_the_earlier_format_is_refused_with_what_to_do() {
 
 /// Block bytes per sample with and without the symbols section, on the
 /// comparison runner's steady workload (`SMALL_KINDS`; 100 targets × 3
-/// kinds × 360 scrapes at 10 s by default). Run in release:
+/// kinds × 360 scrapes at 10 s by default; `PROFSTORE_REPORT_KINDS=testdata`
+/// takes the larger `TESTDATA_KINDS` profiles instead). Run in release:
 /// `PROFSTORE_REPORT_TARGETS=100 cargo test --release --test blocks -- --ignored block_bytes --nocapture`.
 #[test]
 #[ignore]
 fn block_bytes_with_and_without_symbols() {
-    use profstore::workload::{Kind, Workload, WorkloadSpec, SMALL_KINDS};
+    use profstore::workload::{Kind, Workload, WorkloadSpec, SMALL_KINDS, TESTDATA_KINDS};
     let targets: usize = std::env::var("PROFSTORE_REPORT_TARGETS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -744,7 +745,11 @@ fn block_bytes_with_and_without_symbols() {
         label_cardinality: 0,
         ..Default::default()
     };
-    let kinds = Kind::load(&common::testdata_dir(), SMALL_KINDS, 3).unwrap();
+    let list = match std::env::var("PROFSTORE_REPORT_KINDS").as_deref() {
+        Ok("testdata") => TESTDATA_KINDS,
+        _ => SMALL_KINDS,
+    };
+    let kinds = Kind::load(&common::testdata_dir(), list, 3).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), 120, None);
     let mut samples = 0u64;

@@ -373,9 +373,19 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
         .collect();
 
     // 4. Stacks of the samples with a non-zero value, summed per series.
-    let mut stacks: Vec<PlannedStack> = Vec::new();
-    let mut seen_stacks: FxHashSet<StackId> = FxHashSet::default();
-    let mut sums: Vec<FxHashMap<StackId, i64>> = vec![FxHashMap::default(); series.len()];
+    // Sized for the samples up front: growing these maps was a large part
+    // of a small profile's plan.
+    let mut stacks: Vec<PlannedStack> = Vec::with_capacity(p.sample.len());
+    let mut seen_stacks: FxHashSet<StackId> =
+        FxHashSet::with_capacity_and_hasher(p.sample.len(), Default::default());
+    let per_series = if series.len() == 1 {
+        p.sample.len()
+    } else {
+        p.sample.len() / 2
+    };
+    let mut sums: Vec<FxHashMap<StackId, i64>> = (0..series.len())
+        .map(|_| FxHashMap::with_capacity_and_hasher(per_series, Default::default()))
+        .collect();
     let mut locs: Vec<LocationId> = Vec::with_capacity(64);
     for (si, sample) in p.sample.iter().enumerate() {
         if sample.value.iter().all(|v| *v == 0) {
