@@ -52,7 +52,7 @@ mod xor;
 #[cfg(test)]
 mod tests;
 
-pub use rle::{RleChunk, RleIter};
+pub use rle::{RleChunk, RleIter, MAX_SAMPLES as RLE_MAX_SAMPLES};
 pub use timestamp::{TimestampChunk, TimestampIter};
 pub use xor::{XorChunk, XorIter};
 

@@ -62,7 +62,15 @@ impl RleChunk {
     }
 
     /// Appends a value.
+    ///
+    /// The chunk must hold fewer than [`MAX_SAMPLES`] values: the caller
+    /// cuts chunks long before (the head's hold 120 profiles). Appending to
+    /// a full chunk panics rather than write a count no reader accepts.
     pub fn append(&mut self, v: i64) {
+        assert!(
+            self.count() < MAX_SAMPLES,
+            "append to a full run-length chunk ({MAX_SAMPLES} values)"
+        );
         if self.buf.is_empty() {
             self.buf.extend_from_slice(&[0, 0]);
             self.hdr_len = 2;
@@ -323,5 +331,23 @@ mod tests {
         let d = RleChunk::from_bytes(c.bytes()).unwrap();
         assert_eq!(d, c);
         assert_eq!(c.iter().count(), 20_000);
+    }
+
+    /// A chunk claiming the most values there can be (two long runs, found
+    /// by the fuzzer) reads back, and refuses a further append instead of
+    /// writing a count no reader accepts.
+    #[test]
+    fn a_full_chunk_reads_and_refuses_an_append() {
+        let bytes = [
+            0xff, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x3e, 0xff, 0xff, 0xff, 0xff, 0x0f,
+        ];
+        let c = RleChunk::from_bytes(&bytes).unwrap();
+        assert_eq!(c.len() as u64, MAX_SAMPLES);
+        assert_eq!(c.bytes(), bytes);
+        let full = std::panic::catch_unwind(|| {
+            let mut more = c.clone();
+            more.append(1);
+        });
+        assert!(full.is_err(), "appending to a full chunk must not succeed");
     }
 }
