@@ -8,7 +8,8 @@
 //! listen: 127.0.0.1:7070
 //! data_dir: ./data
 //! storage: tsdb         # or `duckdb` (a binary built with the `duckdb` feature)
-//! retention: 15d
+//! retention: 15d        # older profiles are refused, and deleted
+//! max_future: 10m       # profiles stamped later than now + this are refused
 //! block_duration: 2h    # span of an on-disk block
 //! log_level: info
 //! wal_sync: 1s          # or `always`
@@ -19,6 +20,7 @@
 //!   max_labels_per_series: 32
 //!   max_label_name_len: 1024
 //!   max_label_value_len: 2048
+//!   min_free_bytes: 67108864   # writes get 507 below this much free disk
 //! ```
 //!
 //! Unknown keys are an error, so a typo never silently falls back to a
@@ -53,6 +55,8 @@ pub struct Settings {
     pub storage: Option<String>,
     /// How long profiles are kept, as a duration (`15d`, `12h`).
     pub retention: Option<String>,
+    /// How far after the daemon's clock a profile may be stamped (`10m`).
+    pub max_future: Option<String>,
     /// Span of an on-disk block, as a duration (`2h`).
     pub block_duration: Option<String>,
     /// Log filter.
@@ -83,6 +87,8 @@ pub struct LimitSettings {
     pub max_label_name_len: Option<usize>,
     /// Longest label value, bytes.
     pub max_label_value_len: Option<usize>,
+    /// Free disk space below which writes are refused, bytes.
+    pub min_free_bytes: Option<u64>,
 }
 
 /// The storage backend of the daemon.
@@ -153,6 +159,8 @@ pub struct ServeConfig {
     pub tsdb_settings_given: Vec<&'static str>,
     /// Retention in ms.
     pub retention_ms: i64,
+    /// Free disk space below which writes are refused (time-series backend).
+    pub min_free_bytes: u64,
     /// Block span in ms.
     pub block_duration_ms: i64,
     /// Log filter.
@@ -303,6 +311,8 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
     .collect();
     let retention = pick(&flags.retention, &file.retention, DEFAULT_RETENTION);
     let retention_ms = duration_setting("retention", &retention, 1)?;
+    let max_future = pick(&flags.max_future, &file.max_future, "10m");
+    let max_future_ms = duration_setting("max_future", &max_future, 0)?;
     let block_duration = pick(
         &flags.block_duration,
         &file.block_duration,
@@ -317,6 +327,7 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
     let (fl, fi) = (&flags.limits, &file.limits);
     let lim = |f: Option<usize>, g: Option<usize>, d: usize| f.or(g).unwrap_or(d);
     let mut limits = Limits::default();
+    limits.time.max_future_ms = max_future_ms;
     let max_body_bytes = lim(fl.max_body_bytes, fi.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
     limits.decode.max_compressed_bytes = max_body_bytes;
     limits.decode.max_decompressed_bytes = lim(
@@ -341,6 +352,10 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
         fi.max_label_value_len,
         l.max_label_value_len,
     );
+    let min_free_bytes = fl
+        .min_free_bytes
+        .or(fi.min_free_bytes)
+        .unwrap_or(crate::tsdb::DEFAULT_MIN_FREE_BYTES);
     let scrape =
         scrape_config::validate(&file.scrape_configs).map_err(|e| ConfigError::Invalid {
             name: "scrape_configs",
@@ -353,6 +368,7 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
         storage,
         tsdb_settings_given,
         retention_ms,
+        min_free_bytes,
         block_duration_ms,
         log_level: pick(&flags.log_level, &file.log_level, "info"),
         wal: WalOptions {

@@ -55,9 +55,14 @@ struct ServeArgs {
     /// binary built with `--features duckdb`) [default: tsdb].
     #[arg(long, env = "PROFSTORE_STORAGE")]
     storage: Option<String>,
-    /// How long profiles are kept (time-series backend only) [default: 15d].
+    /// How long profiles are kept; older ones are refused (time-series
+    /// backend only) [default: 15d].
     #[arg(long, env = "PROFSTORE_RETENTION")]
     retention: Option<String>,
+    /// How far after the daemon's clock a profile may be stamped; later
+    /// ones are refused [default: 10m].
+    #[arg(long, env = "PROFSTORE_MAX_FUTURE")]
+    max_future: Option<String>,
     /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or a
     /// tracing `EnvFilter` directive [default: info].
     #[arg(long, env = "PROFSTORE_LOG_LEVEL")]
@@ -67,8 +72,9 @@ struct ServeArgs {
     /// killed process loses nothing) (time-series backend only) [default: 1s].
     #[arg(long, env = "PROFSTORE_WAL_SYNC")]
     wal_sync: Option<String>,
-    /// Span of an on-disk block (the head is cut into a block once it spans
-    /// 1.5 times this) (time-series backend only) [default: 2h].
+    /// Span of an on-disk block (a range is cut into a block half a block
+    /// after it ends, by the wall clock) (time-series backend only)
+    /// [default: 2h].
     #[arg(long, env = "PROFSTORE_BLOCK_DURATION")]
     block_duration: Option<String>,
     /// Largest request body, in bytes (also the largest gzipped pprof)
@@ -91,6 +97,11 @@ struct ServeArgs {
     /// Longest label value, in bytes [default: 2048].
     #[arg(long, env = "PROFSTORE_MAX_LABEL_VALUE_LEN")]
     max_label_value_len: Option<usize>,
+    /// Writes are refused (507) while the data directory's filesystem has
+    /// less than this many bytes free (0: never) (time-series backend only)
+    /// [default: 67108864].
+    #[arg(long, env = "PROFSTORE_MIN_FREE_BYTES")]
+    min_free_bytes: Option<u64>,
 }
 
 impl ServeArgs {
@@ -100,6 +111,7 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             storage: self.storage.clone(),
             retention: self.retention.clone(),
+            max_future: self.max_future.clone(),
             block_duration: self.block_duration.clone(),
             log_level: self.log_level.clone(),
             wal_sync: self.wal_sync.clone(),
@@ -110,6 +122,7 @@ impl ServeArgs {
                 max_labels_per_series: self.max_labels_per_series,
                 max_label_name_len: self.max_label_name_len,
                 max_label_value_len: self.max_label_value_len,
+                min_free_bytes: self.min_free_bytes,
             },
             scrape_configs: Vec::new(),
         }
@@ -193,12 +206,14 @@ async fn run(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(), St
 /// maintenance thread (block cuts, retention), and the head snapshot at
 /// shutdown.
 async fn run_tsdb(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(), String> {
+    let mut limits = config.limits.clone();
+    limits.time.retention_ms = Some(config.retention_ms);
     let store_config = TsdbConfig {
         data_dir: Some(config.data_dir.clone()),
-        limits: config.limits.clone(),
+        limits,
         wal: config.wal,
         block_duration_ms: config.block_duration_ms,
-        retention_ms: Some(config.retention_ms),
+        min_free_bytes: config.min_free_bytes,
     };
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Tsdb::open(store_config))

@@ -6,14 +6,16 @@
 
 mod common;
 
-use profstore::engine::{Storage, TimeRange};
-use profstore::ingest::IngestRequest;
+use profstore::engine::{Limits, Storage, TimeRange};
+use profstore::ingest::{Clock, IngestRequest, TimePolicy};
 use profstore::model::labels::Labels;
 use profstore::model::parse_selector;
 use profstore::pprof::{decode, DecodeLimits};
 use profstore::proto::pprof::Profile;
 use profstore::tsdb::{Tsdb, TsdbConfig};
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::Arc;
 
 const MINUTE: i64 = 60_000;
 const T0: i64 = 1_700_000_000_000;
@@ -41,44 +43,72 @@ fn variant(base: &Profile, k: usize, t: i64) -> Profile {
     p
 }
 
+thread_local! {
+    /// The wall clock of the stores a test opens: the data's time, moved
+    /// by [`tick`] as profiles are written.
+    static NOW: Arc<AtomicI64> = Arc::new(AtomicI64::new(T0));
+}
+
+/// Moves the test's wall clock to `t` (never back).
+fn tick(t: i64) {
+    NOW.with(|n| n.fetch_max(t, Relaxed));
+}
+
+/// A store whose wall clock is the test's ([`tick`]); profiles may be
+/// stamped any time after it (the tests write hours of data at once).
 fn open(dir: &Path, block_minutes: i64, retention: Option<i64>) -> Tsdb {
+    let limits = Limits {
+        time: TimePolicy {
+            max_future_ms: 100 * 365 * 86_400_000,
+            retention_ms: retention,
+            clock: Clock::manual(NOW.with(Arc::clone)),
+        },
+        ..Limits::default()
+    };
     Tsdb::open(TsdbConfig {
         data_dir: Some(dir.to_path_buf()),
         block_duration_ms: block_minutes * MINUTE,
-        retention_ms: retention,
+        limits,
         ..TsdbConfig::default()
     })
     .unwrap()
 }
 
 /// 3 instances × 2 files, one profile every 10 s for `minutes`.
-fn fill(store: &Tsdb, from: i64, minutes: i64) -> usize {
+fn requests(from: i64, minutes: i64) -> Vec<IngestRequest> {
     let files = [
         ("cpu", corpus("parca/fib.pb.gz")),
         ("heap", corpus("dd-trace-go/heap.pprof")),
     ];
-    let mut n = 0;
+    let mut out = Vec::new();
     for step in 0..minutes * 6 {
         for inst in 0..3 {
             for (job, base) in &files {
                 let t = from + step * 10_000 + inst * 7;
-                store
-                    .ingest(IngestRequest {
-                        name: None,
-                        labels: Labels::from_pairs([
-                            ("job", job.to_string()),
-                            ("instance", format!("host-{inst}")),
-                        ]),
-                        delta: None,
-                        profile: variant(base, (step + inst) as usize, t),
-                        received_at_ms: t,
-                    })
-                    .unwrap();
-                n += 1;
+                out.push(IngestRequest {
+                    name: None,
+                    labels: Labels::from_pairs([
+                        ("job", job.to_string()),
+                        ("instance", format!("host-{inst}")),
+                    ]),
+                    delta: None,
+                    profile: variant(base, (step + inst) as usize, t),
+                    received_at_ms: t,
+                });
             }
         }
     }
-    n
+    out
+}
+
+/// Writes [`requests`] in time order, the clock following.
+fn fill(store: &Tsdb, from: i64, minutes: i64) -> usize {
+    let reqs = requests(from, minutes);
+    for r in &reqs {
+        tick(r.received_at_ms);
+        store.ingest(r.clone()).unwrap();
+    }
+    reqs.len()
 }
 
 /// Every query kind over ranges that cross block edges, as one comparable
@@ -209,24 +239,66 @@ fn clean_shutdown_leaves_nothing_to_replay() {
     assert_eq!(answers(&store, 10), want);
 }
 
+/// Profiles written in shuffled order — across block edges, into ranges
+/// already cut into blocks — answer every query as in-order arrival does:
+/// from the late head, after a crash (WAL replay), after compaction and
+/// after a clean restart; retries count once.
 #[test]
-fn profiles_older_than_the_newest_block_are_rejected_and_change_nothing() {
+fn late_profiles_answer_as_if_they_had_arrived_in_order() {
+    let reqs = requests(T0, 10);
+    let reference = tempfile::tempdir().unwrap();
+    let a = open(reference.path(), 2, None);
+    for r in &reqs {
+        a.ingest(r.clone()).unwrap();
+    }
+    let want = answers(&a, 10);
+    drop(a);
+
+    let mut order = reqs.clone();
+    let mut seed: u64 = 0x5eed;
+    for i in (1..order.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        order.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), 2, None);
-    fill(&store, T0, 5);
-    store.maintain().unwrap();
-    let before = answers(&store, 10);
-    let err = store
-        .ingest(IngestRequest {
-            name: None,
-            labels: Labels::from_pairs([("job", "new"), ("instance", "x")]),
-            delta: None,
-            profile: variant(&corpus("parca/fib.pb.gz"), 0, T0 + 10),
-            received_at_ms: T0,
-        })
-        .unwrap_err();
-    assert!(err.to_string().contains("too old"), "{err}");
-    assert_eq!(answers(&store, 10), before);
+    for (i, r) in order.iter().enumerate() {
+        tick(r.received_at_ms);
+        let s = store.ingest(r.clone()).unwrap();
+        assert!(!s.is_duplicate());
+        if i % 40 == 39 {
+            store.maintain().unwrap();
+        }
+    }
+    let ms = store.maintenance_stats();
+    assert!(ms.blocks_written >= 3, "{ms:?}");
+    assert_eq!(answers(&store, 10), want, "blocks, late head and head");
+    for r in order.iter().step_by(7) {
+        assert!(store.ingest(r.clone()).unwrap().is_duplicate());
+    }
+    assert_eq!(answers(&store, 10), want, "after retries");
+    drop(store); // no close(): as after a crash
+    let store = open(dir.path(), 2, None);
+    assert_eq!(store.recovery().failed, 0, "{:?}", store.recovery());
+    assert_eq!(answers(&store, 10), want, "after WAL replay");
+    store.cut_all().unwrap();
+    let ms = store.maintenance_stats();
+    assert!(
+        ms.late_compacted > 100 && ms.compactions >= 3,
+        "profiles that came after their range was cut were compacted into its block: {ms:?}"
+    );
+    assert_eq!(answers(&store, 10), want, "all in blocks");
+    store.close().unwrap();
+    drop(store);
+    let store = open(dir.path(), 2, None);
+    assert_eq!(store.recovery().wal.records, 0);
+    assert_eq!(answers(&store, 10), want, "after a clean restart");
+    let blocks = store.blocks();
+    for w in blocks.windows(2) {
+        assert!(w[0].max_time() <= w[1].min_time(), "blocks do not overlap");
+    }
 }
 
 #[test]
@@ -339,6 +411,7 @@ fn churn(generations: i64) {
             let tag = format!("g{g}i{i}");
             for k in 0..2 {
                 let t = T0 + g * 30_000 + k * 10_000 + i;
+                tick(t);
                 store
                     .ingest(IngestRequest {
                         name: Some("memory".into()),
@@ -584,6 +657,7 @@ fn single_finds_a_profile_in_a_block() {
         .unwrap();
     let want = store.single(&m, T0).unwrap();
     assert!(!want.samples.is_empty());
+    tick(T0 + 4 * 3600 * 1000);
     assert_eq!(store.maintain().unwrap(), 1);
     assert_eq!(sorted(store.single(&m, T0).unwrap()), sorted(want));
 }

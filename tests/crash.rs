@@ -4,7 +4,10 @@
 //!
 //! Every write carries its own timestamp from a shared clock that advances
 //! 1 s per write, and the daemon cuts blocks of 1 minute, so kills also land
-//! while blocks are written and WAL segments deleted.
+//! while blocks are written and WAL segments deleted. Every third write is
+//! stamped minutes before the clock (a late profile, for a range usually in
+//! a block already: the late head and compaction), and every fourth
+//! acknowledged write is sent again (a retry, which must change nothing).
 //!
 //! `crash_cycles` runs 20 cycles; the ignored `crash_cycles_long` runs 200
 //! (`cargo test --release --test crash -- --ignored`).
@@ -64,13 +67,25 @@ fn run(cycles: usize) {
                         );
                         tried.push(inst.clone());
                         let mut p = (*profile).clone();
-                        p.time_nanos = clock.fetch_add(1000, Ordering::Relaxed) * 1_000_000;
+                        let now = clock.fetch_add(1000, Ordering::Relaxed);
+                        let late = (i % 7) as i64 * 20_000 + 120_000;
+                        let ts = if i % 3 == 1 { now - late } else { now };
+                        p.time_nanos = ts * 1_000_000;
                         let body = profstore::pprof::encode(&p);
                         match try_http(&addr, "POST", &target, None, &body) {
                             Ok(r) if r.status == 200 => ok.push(inst),
                             Ok(r) => panic!("write failed: {} {}", r.status, r.text()),
                             // Killed: this write may or may not have landed.
                             Err(_) => break,
+                        }
+                        if i % 4 == 0 {
+                            match try_http(&addr, "POST", &target, None, &body) {
+                                Ok(r) if r.status == 200 => {
+                                    assert_eq!(r.json()["duplicate"], true, "a retry");
+                                }
+                                Ok(r) => panic!("retry failed: {} {}", r.status, r.text()),
+                                Err(_) => break,
+                            }
                         }
                     }
                     (ok, tried)

@@ -59,13 +59,24 @@ macro_rules! on_every_backend {
 
 on_every_backend!(
     engine_suite,
-    out_of_order_in_one_series_rejects_the_whole_profile,
     limits_give_clear_errors_and_change_nothing,
     colliding_and_reserved_pprof_label_names_round_trip,
     a_profile_with_only_zero_samples_still_records_a_zero_total,
     documented_label_differences_on_the_way_back,
     empty_string_matchers_follow_prometheus,
 );
+
+#[test]
+fn tsdb_late_profiles_count_once_and_retries_change_nothing() {
+    profstore::engine::suite::late_profiles_count_once_and_retries_change_nothing(store)
+}
+
+/// The DuckDB backend takes each series' profiles in time order.
+#[cfg(feature = "duckdb")]
+#[test]
+fn columnar_out_of_order_in_one_series_rejects_the_whole_profile() {
+    profstore::engine::suite::out_of_order_in_one_series_rejects_the_whole_profile(columnar)
+}
 
 /// Both backends fed the identical generated stream answer every query
 /// kind identically (frames compared by content: their ids are the

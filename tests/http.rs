@@ -567,9 +567,6 @@ fn daemon_end_to_end() {
         ("POST", write_t(r#"{"my.metric", job="a"}"#), cpu.clone(), 400, "no metric name"),
         ("POST", write_t(&many_labels), cpu.clone(), 400, "limit exceeded"),
         ("POST", write_t(&long_value), cpu.clone(), 400, "limit exceeded"),
-        // Out of order in the head, or too old once a later write made the
-        // maintenance thread cut instance a's profiles into a block.
-        ("POST", write_t(r#"{job="api",instance="a"}"#), cpu.clone(), 400, "out of order|too old"),
         ("GET", "/api/v1/nope".into(), vec![], 404, "not found: /api/v1/nope"),
         ("GET", "/".into(), vec![], 404, "not found"),
         ("DELETE", "/api/v1/query_range".into(), vec![], 405, "method not allowed"),

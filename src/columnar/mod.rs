@@ -241,6 +241,9 @@ impl Columnar {
         req: &IngestRequest,
         raw: Option<&[u8]>,
     ) -> Result<IngestSummary, IngestError> {
+        self.limits
+            .time
+            .check(crate::ingest::profile_timestamp(req))?;
         let plan = crate::ingest::plan(req, &self.limits.labels)?;
         let summary = self.inner.lock().write(&plan, &self.limits)?;
         let bytes = raw.map_or_else(|| req.profile.encoded_len(), <[u8]>::len);

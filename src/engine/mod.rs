@@ -13,7 +13,7 @@ pub mod suite;
 
 pub use partial::{Partial, Pick};
 
-use crate::ingest::{IngestError, IngestRequest, IngestSummary, LabelLimits};
+use crate::ingest::{IngestError, IngestRequest, IngestSummary, LabelLimits, TimePolicy};
 use crate::model::{
     self, Labels, MatchOp, Matcher, Profile, ProfileType, StorageError, SymbolError, METRIC_NAME,
 };
@@ -94,6 +94,8 @@ pub struct Limits {
     pub labels: LabelLimits,
     /// Series in the backend.
     pub max_series: usize,
+    /// Which timestamps are accepted.
+    pub time: TimePolicy,
 }
 
 impl Default for Limits {
@@ -102,6 +104,7 @@ impl Default for Limits {
             decode: DecodeLimits::default(),
             labels: LabelLimits::default(),
             max_series: 1_000_000,
+            time: TimePolicy::default(),
         }
     }
 }

@@ -26,8 +26,10 @@
 //!   checks order and its series limit for every series first.
 
 pub mod plan;
+pub mod time_policy;
 
 pub use plan::{plan, Plan, PlannedSeries, PlannedStack, ProfileSymbols};
+pub use time_policy::{Clock, TimePolicy, DEFAULT_MAX_FUTURE_MS};
 
 use crate::model::labels::Labels;
 use crate::model::StorageError;
@@ -82,6 +84,17 @@ pub struct IngestSummary {
     pub timestamp_ms: i64,
     /// Profile types written, sorted.
     pub profile_types: Vec<String>,
+    /// Series that already held this very profile at this timestamp (a
+    /// retry), so nothing was added to them.
+    pub duplicate_series: usize,
+}
+
+impl IngestSummary {
+    /// True when every series already held the profile: the write was a
+    /// retry and changed nothing.
+    pub fn is_duplicate(&self) -> bool {
+        self.series > 0 && self.duplicate_series == self.series
+    }
 }
 
 /// Errors of the ingest layer, the same for every backend.
@@ -96,8 +109,9 @@ pub enum IngestError {
     /// A label limit was hit.
     #[error("limit exceeded: {0}")]
     Limit(String),
-    /// A profile at or before its series' latest timestamp.
-    #[error("out of order: series {labels} already has a profile at {max_time} ms, got {timestamp} ms (timestamps must increase)")]
+    /// A profile at or before its series' latest timestamp (a backend that
+    /// accepts profiles only in time order: DuckDB's).
+    #[error("out of order: series {labels} already has a profile at {max_time} ms, got {timestamp} ms (this backend takes each series' profiles in time order)")]
     OutOfOrder {
         /// The series.
         labels: String,
@@ -106,17 +120,12 @@ pub enum IngestError {
         /// The series' latest timestamp.
         max_time: i64,
     },
-    /// A profile older than what the backend still accepts (that time is
-    /// already written to a block).
-    #[error(
-        "too old: profiles before {min_time} ms are already written to a block, got {timestamp} ms"
-    )]
-    TooOld {
-        /// The rejected timestamp.
-        timestamp: i64,
-        /// The backend's lower bound.
-        min_time: i64,
-    },
+    /// A profile older than the retention: it would be deleted.
+    #[error("too old: {0}")]
+    TooOld(String),
+    /// A profile stamped further after the daemon's clock than the margin.
+    #[error("too far in the future: {0}")]
+    TooNew(String),
     /// Creating the series would exceed the series limit.
     #[error("series limit reached: the store holds {limit} series (limit max_series)")]
     SeriesLimit {

@@ -231,6 +231,7 @@ impl Plan<'_> {
             samples: self.series.iter().map(|s| s.samples.len()).sum(),
             timestamp_ms: self.timestamp,
             profile_types,
+            duplicate_series: 0,
         }
     }
 }

@@ -168,3 +168,35 @@ pub enum SymbolError {
     #[error("{0}")]
     Unreadable(String),
 }
+
+/// Several sources as one: each entity from the first source that has it.
+pub struct SymbolChain<'a>(pub Vec<&'a dyn SymbolSource>);
+
+impl SymbolChain<'_> {
+    fn first<T>(
+        &self,
+        get: impl Fn(&dyn SymbolSource) -> Result<Option<T>, SymbolError>,
+    ) -> Result<Option<T>, SymbolError> {
+        for s in &self.0 {
+            if let Some(v) = get(*s)? {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl SymbolSource for SymbolChain<'_> {
+    fn mapping(&self, id: MappingId) -> Result<Option<Arc<Mapping>>, SymbolError> {
+        self.first(|s| s.mapping(id))
+    }
+    fn function(&self, id: FunctionId) -> Result<Option<Arc<Function>>, SymbolError> {
+        self.first(|s| s.function(id))
+    }
+    fn location(&self, id: LocationId) -> Result<Option<Arc<Location>>, SymbolError> {
+        self.first(|s| s.location(id))
+    }
+    fn stack(&self, id: StackId) -> Result<Option<Arc<Stacktrace>>, SymbolError> {
+        self.first(|s| s.stack(id))
+    }
+}

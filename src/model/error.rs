@@ -13,6 +13,9 @@ pub struct StorageError {
     pub part: &'static str,
     /// What failed, for people.
     pub message: String,
+    /// The failure is a full disk: the write may succeed once space is
+    /// freed (HTTP 507).
+    pub no_space: bool,
 }
 
 impl StorageError {
@@ -21,6 +24,16 @@ impl StorageError {
         StorageError {
             part,
             message: e.to_string(),
+            no_space: false,
+        }
+    }
+
+    /// A failure of `part` caused by the I/O error `io` (a full disk is
+    /// told apart).
+    pub fn io(part: &'static str, e: impl std::fmt::Display, io: &std::io::Error) -> StorageError {
+        StorageError {
+            no_space: io.kind() == std::io::ErrorKind::StorageFull,
+            ..StorageError::new(part, e)
         }
     }
 }

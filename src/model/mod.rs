@@ -26,7 +26,7 @@ pub mod time;
 
 pub use entities::{
     Function, FunctionId, Line, Location, LocationId, Mapping, MappingId, NumLabel, StackId,
-    Stacktrace, SymbolError, SymbolSource,
+    Stacktrace, SymbolChain, SymbolError, SymbolSource,
 };
 pub use error::{SelectorError, StorageError};
 pub use labels::{Label, Labels, METRIC_NAME};

@@ -117,6 +117,64 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// Formats ms since the epoch as RFC 3339 in UTC with milliseconds
+/// (`2022-02-10T16:07:52.337Z`); the inverse of [`parse_time`] for times in
+/// years 0..=9999.
+pub fn format_time(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
+/// The proleptic Gregorian date of a day number (inverse of
+/// `days_from_civil`, H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Formats a duration in ms (`15d`, `1h30m`, `500ms`; `0s` for zero), the
+/// largest units first and no weeks; the inverse of
+/// [`parse_duration`] for non-negative durations.
+pub fn format_duration(ms: i64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = ms.unsigned_abs();
+    if ms < 0 {
+        out.push('-');
+    }
+    for (unit, size) in [
+        ("y", 365 * 86_400_000u64),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
+
 /// Parses a duration as Prometheus does for `step`: float seconds (`15`,
 /// `0.5`) or a Prometheus duration (`15s`, `1m`, `1h30m`, `500ms`; units
 /// `ms s m h d w y`, largest first). Returns milliseconds.
@@ -171,6 +229,36 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_time_and_duration_invert_the_parsers() {
+        for ms in [
+            0,
+            1_644_509_272_337,
+            -86_400_001,
+            951_782_400_000,
+            4_102_444_800_000,
+            253_402_300_799_999,
+        ] {
+            let s = format_time(ms);
+            assert_eq!(parse_time(&s), Ok(ms), "{s}");
+        }
+        assert_eq!(format_time(1_644_509_272_337), "2022-02-10T16:07:52.337Z");
+        for ms in [
+            1,
+            500,
+            1000,
+            600_000,
+            5_400_000,
+            1_296_000_000,
+            31_536_000_001,
+        ] {
+            let s = format_duration(ms);
+            assert_eq!(parse_duration(&s), Ok(ms), "{s}");
+        }
+        assert_eq!(format_duration(1_296_000_000), "15d");
+        assert_eq!(format_duration(600_000), "10m");
+    }
 
     #[test]
     fn times() {

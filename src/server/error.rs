@@ -68,7 +68,10 @@ impl ApiError {
                     bad
                 }
                 IngestError::SeriesLimit { .. } => (S::TOO_MANY_REQUESTS, "unavailable"),
-                IngestError::OutOfOrder { .. } | IngestError::TooOld { .. } => bad,
+                IngestError::OutOfOrder { .. }
+                | IngestError::TooOld(_)
+                | IngestError::TooNew(_) => bad,
+                IngestError::Storage(e) if e.no_space => (S::INSUFFICIENT_STORAGE, "unavailable"),
                 IngestError::Storage(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
             },
             ApiError::Query(e) => match e {
@@ -101,7 +104,8 @@ impl ApiError {
                 IngestError::Limit(_) => "label_limit",
                 IngestError::SeriesLimit { .. } => "series_limit",
                 IngestError::OutOfOrder { .. } => "out_of_order",
-                IngestError::TooOld { .. } => "too_old",
+                IngestError::TooOld(_) => "too_old",
+                IngestError::TooNew(_) => "too_new",
                 IngestError::Storage(e) => e.part,
             },
             ApiError::Query(e) => match e {
@@ -160,6 +164,17 @@ mod tests {
             (IngestError::InvalidLabels("x".into()).into(), 400),
             (IngestError::Limit("x".into()).into(), 400),
             (IngestError::SeriesLimit { limit: 1 }.into(), 429),
+            (IngestError::TooOld("x".into()).into(), 400),
+            (IngestError::TooNew("x".into()).into(), 400),
+            (
+                IngestError::Storage(crate::model::StorageError {
+                    part: "disk",
+                    message: "full".into(),
+                    no_space: true,
+                })
+                .into(),
+                507,
+            ),
             (
                 IngestError::OutOfOrder {
                     labels: "{}".into(),

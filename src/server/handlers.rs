@@ -117,6 +117,7 @@ pub async fn write(State(st): State<AppState>, req: Request) -> ApiResult {
         "samples": summary.samples,
         "timestamp_ms": summary.timestamp_ms,
         "profile_types": summary.profile_types,
+        "duplicate": summary.is_duplicate(),
     }))
     .into_response())
 }

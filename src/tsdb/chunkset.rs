@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap;
 pub const CHUNK_PROFILES: usize = 120;
 
 /// One profile to append to a series.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppendProfile {
     /// Timestamp in ms.
     pub timestamp: i64,
@@ -287,14 +287,16 @@ impl MergeStats {
         }
     }
 
-    /// Adds `o` into `self`.
+    /// Adds `o` into `self`; the period is the one of the later of the two
+    /// latest profiles (`o`'s on a tie, as when `o`'s profiles follow).
     pub fn add(&mut self, o: &MergeStats) {
+        let latest = |s: &MergeStats| s.reads.iter().map(|r| r.0).max();
+        if o.profiles > 0 && latest(o) >= latest(self) {
+            self.period = o.period;
+        }
         self.profiles += o.profiles;
         self.min_time = self.min_time.min(o.min_time);
         self.duration = self.duration.saturating_add(o.duration);
-        if o.profiles > 0 {
-            self.period = o.period;
-        }
         self.reads.extend_from_slice(&o.reads);
     }
 }
@@ -313,6 +315,28 @@ pub fn build_sets(profiles: &[AppendProfile]) -> Vec<ChunkSet> {
         }
     }
     sets
+}
+
+/// True when `a` and `b` are the same profile: timestamp, duration, period
+/// and the same non-zero value per stack.
+pub fn same_profile(a: &AppendProfile, b: &AppendProfile) -> bool {
+    if a.timestamp != b.timestamp || a.duration != b.duration || a.period != b.period {
+        return false;
+    }
+    let norm = |p: &AppendProfile| {
+        let mut v: Vec<(StackId, i64)> = p.samples.iter().copied().filter(|s| s.1 != 0).collect();
+        v.sort_unstable();
+        v
+    };
+    norm(a) == norm(b)
+}
+
+/// True when `sets` hold a profile equal to `p` ([`same_profile`]).
+pub fn sets_hold(sets: &[ChunkSet], p: &AppendProfile) -> bool {
+    let ts = p.timestamp;
+    sets.iter()
+        .filter(|s| s.len > 0 && s.min_time <= ts && s.max_time >= ts)
+        .any(|s| s.profiles(ts, ts).iter().any(|q| same_profile(q, p)))
 }
 
 /// True when `sets` hold a profile in `[start, end]`.

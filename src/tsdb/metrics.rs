@@ -52,6 +52,14 @@ const COUNTERS: &[(&str, &str)] = &[
         "Meta entries deleted by garbage collection",
     ),
     ("maintenance_failures", "Failed maintenance steps"),
+    (
+        "blocks_compacted",
+        "Blocks written by compaction (late profiles merged into their range)",
+    ),
+    (
+        "late_profiles_compacted",
+        "Late profiles (stamped before the newest block's end) compacted into blocks",
+    ),
 ];
 
 /// The time-series backend's own metrics (see the module docs), registered
@@ -152,6 +160,8 @@ impl TsdbMetrics {
                     "meta_gc_runs" => ms.gc_runs,
                     "meta_gc_deleted" => ms.gc_deleted,
                     "maintenance_failures" => ms.failures,
+                    "blocks_compacted" => ms.compactions,
+                    "late_profiles_compacted" => ms.late_compacted,
                     _ => 0,
                 },
                 Relaxed,

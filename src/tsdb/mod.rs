@@ -25,6 +25,6 @@ pub mod store;
 pub mod wal;
 
 pub use store::{
-    MaintenanceError, MaintenanceStats, OpenError, Recovery, Tsdb, TsdbConfig,
-    DEFAULT_BLOCK_DURATION_MS,
+    free_bytes, MaintenanceError, MaintenanceStats, OpenError, Recovery, Tsdb, TsdbConfig,
+    DEFAULT_BLOCK_DURATION_MS, DEFAULT_MIN_FREE_BYTES,
 };

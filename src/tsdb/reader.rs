@@ -14,9 +14,10 @@
 //! several blocks and the head into one reader.
 //!
 //! # Invariants
-//! - The parts of a [`SeriesGroup`] are in time order and do not overlap in
-//!   time: blocks never overlap, and the head accepts only profiles after the
-//!   newest block.
+//! - The parts of a [`SeriesGroup`] may overlap in time: the late head holds
+//!   profiles inside the blocks' ranges, and a series may hold two different
+//!   profiles at one timestamp. The group reads them as one series in time
+//!   order: totals are sorted and summed per timestamp, merges add up.
 
 use crate::model::labels::Labels;
 use crate::model::profile_type::ProfileType;
@@ -190,9 +191,9 @@ impl SeriesReader for BlockSeries {
     }
 }
 
-/// One series assembled from its parts in blocks and the head.
+/// One series assembled from its parts in blocks and the heads.
 pub struct SeriesGroup {
-    /// The parts, in time order (never empty).
+    /// The parts (never empty); they may overlap in time.
     pub parts: Vec<Arc<dyn SeriesReader>>,
 }
 
@@ -218,15 +219,27 @@ impl SeriesReader for SeriesGroup {
     fn overlaps(&self, start: i64, end: i64) -> bool {
         self.parts.iter().any(|p| p.overlaps(start, end))
     }
+    /// Sorted by timestamp; the profiles at one timestamp are summed.
     fn totals(&self, start: i64, end: i64) -> Vec<(i64, i64)> {
-        let mut out = Vec::new();
+        let mut all = Vec::new();
         for p in &self.parts {
-            out.extend(p.totals(start, end));
+            all.extend(p.totals(start, end));
+        }
+        all.sort_by_key(|t| t.0);
+        let mut out: Vec<(i64, i64)> = Vec::with_capacity(all.len());
+        for (ts, v) in all {
+            match out.last_mut() {
+                Some(last) if last.0 == ts => last.1 = last.1.wrapping_add(v),
+                _ => out.push((ts, v)),
+            }
         }
         out
     }
     fn first_in(&self, start: i64, end: i64) -> Option<i64> {
-        self.parts.iter().find_map(|p| p.first_in(start, end))
+        self.parts
+            .iter()
+            .filter_map(|p| p.first_in(start, end))
+            .min()
     }
     fn merge_into(&self, start: i64, end: i64, acc: &mut FxHashMap<StackId, i64>) -> MergeStats {
         let mut stats = MergeStats::empty();

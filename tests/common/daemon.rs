@@ -19,7 +19,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        Server::start_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// [`Server::start`] with the data directory `dir/data`.
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
         let (child, addr) = spawn(&dir.path().join("data"), extra);
         Server {
             child,

@@ -10,7 +10,7 @@ use crate::model::profile_type::ProfileType;
 use crate::model::Matcher;
 use crate::model::StackId;
 use crate::proto::block as pb;
-use crate::tsdb::chunkset::ChunkSet;
+use crate::tsdb::chunkset::{sets_hold, AppendProfile, ChunkSet};
 use crate::tsdb::index::{select, MemPostings, SeriesRef};
 use prost::Message;
 use std::fs::File;
@@ -305,6 +305,23 @@ impl Block {
         Ok(self.symbols()?.stack_ids().collect())
     }
 
+    /// True when the block holds a profile equal to `p` (timestamp,
+    /// duration, period, samples) in the series `labels`. Damaged chunks
+    /// hold nothing.
+    pub fn holds(&self, labels: &Labels, p: &AppendProfile) -> bool {
+        if p.timestamp < self.min_time || p.timestamp >= self.max_time {
+            return false;
+        }
+        let Ok(idx) = self.series.binary_search_by(|s| s.labels.cmp(labels)) else {
+            return false;
+        };
+        let s = &self.series[idx];
+        if p.timestamp < s.min_time || p.timestamp > s.max_time {
+            return false;
+        }
+        self.read_sets(idx).is_ok_and(|sets| sets_hold(&sets, p))
+    }
+
     /// Bytes of the symbols section on disk.
     pub fn symbols_bytes(&self) -> u64 {
         self.symbols_at.1
@@ -324,7 +341,7 @@ impl Block {
         for c in &chunks.sets {
             let set = ChunkSet::from_proto(c)?;
             if let Some(prev) = sets.last() {
-                if set.time_range().0 <= prev.time_range().1 {
+                if set.time_range().0 < prev.time_range().1 {
                     return Err("chunk sets out of time order".into());
                 }
             }

@@ -50,7 +50,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlockError + '_ {
 /// skipped) covering `[min_time, max_time)` to `path`, atomically: a
 /// temporary file is written and synced, then renamed, then the directory is
 /// synced. The stacks the chunks refer to, and what they reach, are read
-/// from `symbols` into the block's symbols section.
+/// from `symbols` into the block's symbols section. On an error (a full
+/// disk) the temporary file is removed, and `path` is as it was.
 pub fn write_block(
     path: &Path,
     min_time: i64,
@@ -59,6 +60,23 @@ pub fn write_block(
     symbols: &dyn SymbolSource,
 ) -> Result<WrittenBlock, BlockError> {
     let tmp = path.with_extension("tmp");
+    let result = write_block_via(&tmp, path, min_time, max_time, series, symbols);
+    if result.is_err() {
+        // Best effort: an unfinished block is also removed at open.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_block_via(
+    tmp: &Path,
+    path: &Path,
+    min_time: i64,
+    max_time: i64,
+    series: impl IntoIterator<Item = BlockSeriesData>,
+    symbols: &dyn SymbolSource,
+) -> Result<WrittenBlock, BlockError> {
+    let tmp = tmp.to_path_buf();
     let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut offset: u64 = 0;

@@ -22,15 +22,19 @@
 //!   for a stack it has not seen.
 //!
 //! # Invariants
-//! - Timestamps of a series strictly increase; an append at or before the
-//!   series' last timestamp is rejected and changes nothing.
+//! - A series' chunk sets are in time order: timestamps strictly increase
+//!   within a set, and a set starts at or after the previous set's last
+//!   timestamp (two different profiles at one timestamp sit in two sets).
+//!   A profile that arrives out of order rebuilds the set it falls into.
+//! - A series never holds the same profile (timestamp, duration, period
+//!   and samples) twice: a retry is not added again.
 //! - Every chunk of a chunk set holds exactly `len` values, except stack
 //!   columns, which hold `len - first` values at most.
 //! - A series' labels and profile type never change once created.
 
 pub mod series;
 
-pub use series::MemSeries;
+pub use series::{Appended, MemSeries};
 
 use crate::model::labels::Labels;
 use crate::model::profile_type::ProfileType;
@@ -47,26 +51,16 @@ pub const STRIPES: usize = 64;
 /// Errors of the head.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeadError {
-    /// A profile at or before the series' latest timestamp.
-    #[error("out of order: series {labels} already has a profile at {max_time} ms, got {timestamp} ms (timestamps must increase)")]
-    OutOfOrder {
+    /// Chunk sets loaded (from a snapshot) before the series' latest
+    /// profile.
+    #[error("chunk sets out of time order: series {labels} already has a profile at {max_time} ms, a loaded set starts at {timestamp} ms")]
+    SetsOutOfOrder {
         /// The series.
         labels: String,
-        /// The rejected timestamp.
+        /// The first timestamp of the set.
         timestamp: i64,
         /// The series' latest timestamp.
         max_time: i64,
-    },
-    /// A profile older than the head's lower bound: that time is already
-    /// written to a block.
-    #[error(
-        "too old: profiles before {min_time} ms are already written to a block, got {timestamp} ms"
-    )]
-    TooOld {
-        /// The rejected timestamp.
-        timestamp: i64,
-        /// The head's lower bound.
-        min_time: i64,
     },
     /// Creating the series would exceed the series limit.
     #[error("series limit reached: the store holds {limit} series (limit max_series)")]
@@ -80,23 +74,10 @@ impl From<HeadError> for crate::ingest::IngestError {
     fn from(e: HeadError) -> Self {
         use crate::ingest::IngestError as E;
         match e {
-            HeadError::OutOfOrder {
-                labels,
-                timestamp,
-                max_time,
-            } => E::OutOfOrder {
-                labels,
-                timestamp,
-                max_time,
-            },
-            HeadError::TooOld {
-                timestamp,
-                min_time,
-            } => E::TooOld {
-                timestamp,
-                min_time,
-            },
             HeadError::SeriesLimit { limit } => E::SeriesLimit { limit },
+            e @ HeadError::SetsOutOfOrder { .. } => {
+                E::Storage(crate::model::StorageError::new("head", e))
+            }
         }
     }
 }

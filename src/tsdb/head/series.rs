@@ -5,8 +5,8 @@ use crate::model::labels::Labels;
 use crate::model::profile_type::ProfileType;
 use crate::model::StackId;
 use crate::tsdb::chunkset::{
-    sets_first_in, sets_merge_into, sets_overlap, sets_totals, AppendProfile, ChunkSet, MergeStats,
-    CHUNK_PROFILES,
+    build_sets, sets_first_in, sets_hold, sets_merge_into, sets_overlap, sets_totals,
+    AppendProfile, ChunkSet, MergeStats, CHUNK_PROFILES,
 };
 use crate::tsdb::index::SeriesRef;
 use parking_lot::{Mutex, MutexGuard};
@@ -18,6 +18,15 @@ pub struct SeriesData {
     max_time: Option<i64>,
     min_time: Option<i64>,
     sets: Vec<ChunkSet>,
+}
+
+/// What [`MemSeries::append_locked`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// The profile was added.
+    Stored,
+    /// The series already held this very profile; nothing changed.
+    Duplicate,
 }
 
 /// A series: its identity (never changes) and its columns.
@@ -56,36 +65,61 @@ impl MemSeries {
         self.data.lock()
     }
 
-    /// Checks that a profile at `timestamp` may be appended.
-    pub fn check_append(&self, data: &SeriesData, timestamp: i64) -> Result<(), HeadError> {
-        match data.max_time {
-            Some(max) if timestamp <= max => Err(HeadError::OutOfOrder {
-                labels: self.labels.to_string(),
-                timestamp,
-                max_time: max,
-            }),
-            _ => Ok(()),
+    /// True when the series holds a profile equal to `p` (same timestamp,
+    /// duration, period and samples); the caller holds the lock.
+    pub fn holds_locked(&self, data: &SeriesData, p: &AppendProfile) -> bool {
+        match (data.min_time, data.max_time) {
+            (Some(lo), Some(hi)) if (lo..=hi).contains(&p.timestamp) => sets_hold(&data.sets, p),
+            _ => false,
         }
     }
 
-    /// Appends one profile (the caller holds the lock and has called
-    /// [`MemSeries::check_append`]; on a failed check nothing changes).
-    pub fn append_locked(&self, data: &mut SeriesData, p: &AppendProfile) -> Result<(), HeadError> {
-        self.check_append(data, p.timestamp)?;
-        if data.sets.last().is_none_or(|s| s.len() >= CHUNK_PROFILES) {
-            data.sets.push(ChunkSet::new());
-        }
-        let Some(set) = data.sets.last_mut() else {
-            unreachable!("a chunk set was pushed above")
-        };
-        set.push(p);
-        data.max_time = Some(p.timestamp);
-        data.min_time.get_or_insert(p.timestamp);
-        Ok(())
+    /// True when the series holds a profile equal to `p`.
+    pub fn holds(&self, p: &AppendProfile) -> bool {
+        self.holds_locked(&self.data.lock(), p)
     }
 
-    /// Appends one profile.
-    pub fn append(&self, p: &AppendProfile) -> Result<(), HeadError> {
+    /// Adds one profile at its place in time (the caller holds the lock).
+    /// A profile equal to one the series holds is not added again
+    /// ([`Appended::Duplicate`]); another profile at a timestamp the series
+    /// already has is added beside it, and reads sum the two.
+    ///
+    /// A profile after the series' latest goes to the last chunk set; an
+    /// earlier one rebuilds the chunk set it falls into (decoded, inserted,
+    /// encoded again), so the sets stay in time order.
+    pub fn append_locked(&self, data: &mut SeriesData, p: &AppendProfile) -> Appended {
+        if self.holds_locked(data, p) {
+            return Appended::Duplicate;
+        }
+        let ts = p.timestamp;
+        let in_order = data.max_time.is_none_or(|max| ts > max);
+        match data.sets.last_mut() {
+            Some(set) if in_order && set.len() < CHUNK_PROFILES => set.push(p),
+            _ if in_order => {
+                let mut set = ChunkSet::new();
+                set.push(p);
+                data.sets.push(set);
+            }
+            _ => {
+                // `ts <= max_time`, so some set ends at or after `ts`.
+                let i = data
+                    .sets
+                    .iter()
+                    .position(|s| s.time_range().1 >= ts)
+                    .unwrap_or(data.sets.len() - 1);
+                let mut profiles = data.sets[i].profiles(i64::MIN, i64::MAX);
+                let at = profiles.partition_point(|q| q.timestamp <= ts);
+                profiles.insert(at, p.clone());
+                data.sets.splice(i..=i, build_sets(&profiles));
+            }
+        }
+        data.max_time = Some(data.max_time.map_or(ts, |m| m.max(ts)));
+        data.min_time = Some(data.min_time.map_or(ts, |m| m.min(ts)));
+        Appended::Stored
+    }
+
+    /// Adds one profile (see [`MemSeries::append_locked`]).
+    pub fn append(&self, p: &AppendProfile) -> Appended {
         let mut data = self.data.lock();
         self.append_locked(&mut data, p)
     }
@@ -157,15 +191,14 @@ impl MemSeries {
         }
     }
 
-    /// Drops every profile before `t` and returns how many are left. The
-    /// series keeps its latest timestamp, so an append at or before it is
-    /// still out of order.
+    /// Drops every profile before `t` and returns how many are left.
     pub fn truncate_before(&self, t: i64) -> usize {
         let mut d = self.data.lock();
         let keep_from = d.sets.iter().position(|s| s.time_range().1 >= t);
         let Some(k) = keep_from else {
             d.sets.clear();
             d.min_time = None;
+            d.max_time = None;
             return 0;
         };
         d.sets.drain(..k);
@@ -183,13 +216,14 @@ impl MemSeries {
     }
 
     /// Appends whole chunk sets read from a snapshot; they must follow the
-    /// series' profiles in time.
+    /// series' profiles in time (a set may start at the previous set's last
+    /// timestamp: two profiles at one timestamp).
     pub fn load_sets(&self, sets: Vec<ChunkSet>) -> Result<(), HeadError> {
         let mut d = self.data.lock();
         for set in sets {
             if let Some(max) = d.max_time {
-                if set.time_range().0 <= max {
-                    return Err(HeadError::OutOfOrder {
+                if set.time_range().0 < max {
+                    return Err(HeadError::SetsOutOfOrder {
                         labels: self.labels.to_string(),
                         timestamp: set.time_range().0,
                         max_time: max,
@@ -248,8 +282,7 @@ mod tests {
                 duration: 10,
                 period: 7,
                 samples: samples.clone(),
-            })
-            .unwrap();
+            });
             model.push((ts, samples.into_iter().collect()));
         }
         assert_eq!(s.num_profiles(), 300);
@@ -286,24 +319,91 @@ mod tests {
         }
     }
 
-    #[test]
-    fn out_of_order_is_rejected_and_changes_nothing() {
-        let s = series();
-        let p = |ts| AppendProfile {
+    fn profile(ts: i64, seed: u64) -> AppendProfile {
+        let mut samples: Vec<(StackId, i64)> = (0..5u64)
+            .filter(|k| (seed >> k) & 1 == 1)
+            .map(|k| (stack(u128::from(k)), (seed % 97 + k + 1) as i64))
+            .collect();
+        samples.sort_unstable_by_key(|x| x.0);
+        AppendProfile {
             timestamp: ts,
-            duration: 0,
-            period: 1,
-            samples: vec![(stack(1), 5)],
+            duration: 10 + (seed % 3) as i64,
+            period: 7,
+            samples,
+        }
+    }
+
+    /// Any arrival order gives the same series as time order: totals,
+    /// merges and the profiles themselves; retries are not added twice,
+    /// and two different profiles at one timestamp are both kept.
+    #[test]
+    fn any_arrival_order_reads_as_time_order() {
+        let mut seed: u64 = 7;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
         };
-        s.append(&p(10)).unwrap();
-        assert!(matches!(
-            s.append(&p(10)),
-            Err(HeadError::OutOfOrder { .. })
-        ));
-        assert!(matches!(s.append(&p(9)), Err(HeadError::OutOfOrder { .. })));
-        assert_eq!(s.num_profiles(), 1);
-        assert_eq!(s.totals(i64::MIN, i64::MAX), vec![(10, 5)]);
-        s.append(&p(11)).unwrap();
-        assert_eq!(s.first_in(11, 100), Some(11));
+        for round in 0..20 {
+            let n = 50 + (rnd() % 300) as usize;
+            let mut arrivals: Vec<AppendProfile> = (0..n)
+                .map(|i| profile(1000 + (i as i64) * 10 - (rnd() % 3) as i64 * 5, rnd()))
+                .collect();
+            // A few different profiles at an existing timestamp.
+            for _ in 0..5 {
+                let ts = arrivals[(rnd() % n as u64) as usize].timestamp;
+                arrivals.push(profile(ts, rnd() | 1));
+            }
+            let in_order = {
+                let mut v = arrivals.clone();
+                v.sort_by_key(|p| p.timestamp);
+                v
+            };
+            let shuffled = {
+                let mut v = arrivals.clone();
+                for i in (1..v.len()).rev() {
+                    v.swap(i, (rnd() % (i as u64 + 1)) as usize);
+                }
+                v
+            };
+            let (a, b) = (series(), series());
+            for p in &in_order {
+                assert_eq!(a.append(p), Appended::Stored);
+            }
+            for p in &shuffled {
+                assert_eq!(b.append(p), Appended::Stored, "round {round}");
+            }
+            // Retries change nothing.
+            for p in shuffled.iter().take(20) {
+                assert_eq!(b.append(p), Appended::Duplicate);
+            }
+            assert_eq!(a.num_profiles(), in_order.len());
+            assert_eq!(b.num_profiles(), in_order.len());
+            for (start, end) in [(i64::MIN, i64::MAX), (1200, 1900), (995, 1000)] {
+                let (mut ma, mut mb) = (FxHashMap::default(), FxHashMap::default());
+                let sa = a.merge_into(start, end, &mut ma);
+                let sb = b.merge_into(start, end, &mut mb);
+                assert_eq!(ma, mb);
+                assert_eq!(sa.profiles, sb.profiles);
+                assert_eq!(sa.duration, sb.duration);
+                let mut ta = a.totals(start, end);
+                let mut tb = b.totals(start, end);
+                ta.sort_unstable();
+                tb.sort_unstable();
+                assert_eq!(ta, tb);
+                assert_eq!(a.first_in(start, end), b.first_in(start, end));
+            }
+            let sets = b.chunk_sets();
+            for w in sets.windows(2) {
+                assert!(w[0].time_range().1 <= w[1].time_range().0);
+            }
+            let key = |p: &AppendProfile| (p.timestamp, p.samples.clone(), p.duration);
+            let mut pa = a.profiles(i64::MIN, i64::MAX);
+            let mut pb = b.profiles(i64::MIN, i64::MAX);
+            pa.sort_by_key(key);
+            pb.sort_by_key(key);
+            assert_eq!(pa, pb);
+        }
     }
 }

@@ -478,7 +478,15 @@ mod tests {
             profile: p.clone(),
             received_at_ms: 1_000,
         };
-        ingest(&head, m, &LabelLimits::default(), &req, &mut || Ok(())).unwrap();
+        ingest(
+            &head,
+            m,
+            &LabelLimits::default(),
+            &req,
+            &|_, _| false,
+            &mut || Ok(()),
+        )
+        .unwrap();
         let mut acc = FxHashMap::default();
         for s in head.select(&[]) {
             s.merge_into(i64::MIN, i64::MAX, &mut acc);

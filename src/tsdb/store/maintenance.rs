@@ -3,20 +3,26 @@
 //! loading blocks and the snapshot at open.
 //!
 //! # Cutting a block
-//! When the head spans 1.5 block durations, the oldest aligned range
-//! `[mint, mint + d)` is cut:
-//! 1. exclusively: `min_valid` rises to the block's end (older profiles are
-//!    now rejected) and the WAL starts a new segment;
-//! 2. concurrently with ingest and queries: the range's profiles are read
-//!    from the head, encoded again into fresh chunk sets and written to
-//!    `blocks/<mint>_<maxt>.block` (temporary name, sync, rename);
-//! 3. exclusively: the block joins the list, the head drops the range, and
-//!    series left without profiles leave the series map and the postings;
-//! 4. the meta store is flushed, then the WAL segments whose profiles are
-//!    all before the block's end are deleted.
+//! The head's oldest aligned range `[mint, mint + d)` is cut once the wall
+//! clock is half a block past its end (`mint + 1.5 d <= now`), so late
+//! profiles of the last half block still go to the head, and no timestamp a
+//! writer sends can make a cut come early. A maintenance run:
+//! 1. exclusively: the WAL starts a new segment, so the closed segments
+//!    hold only profiles that are in a head now;
+//! 2. per due range, exclusively: `min_valid` rises to the range's end (later
+//!    profiles before it go to the late head); then concurrently with ingest
+//!    and queries: the range's profiles are read from the head, encoded
+//!    again and written to `blocks/<mint>_<maxt>.block` (temporary name,
+//!    sync, rename); then exclusively: the block joins the list, the head
+//!    drops the range, and series left without profiles leave it;
+//! 3. the late head is compacted into the blocks of its ranges (`compact.rs`);
+//! 4. the meta store is flushed, then the closed WAL segments whose
+//!    profiles are all before `min_valid` are deleted: each of their
+//!    profiles is in a block now.
 //!
 //! A crash between any two steps loses nothing: until step 4 the WAL still
-//! holds every profile, and replay skips what a block already holds.
+//! holds every profile, and replay skips what a block already holds (a
+//! duplicate).
 
 use super::{Recovery, Tsdb};
 use crate::model::StackId;
@@ -52,6 +58,11 @@ pub(super) struct Background {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
 }
+
+/// Profiles in the late head that make maintenance compact it at once
+/// (otherwise it is compacted with the next cut, or half a block after its
+/// first profile arrived).
+pub const LATE_MAX_PROFILES: u64 = 50_000;
 
 /// Name of the head snapshot in the data directory.
 pub const SNAPSHOT: &str = "head.snapshot";
@@ -93,7 +104,9 @@ pub(super) struct AtomicMaintenance {
     series_removed: AtomicU64,
     gc_runs: AtomicU64,
     gc_deleted: AtomicU64,
-    failures: AtomicU64,
+    pub(super) failures: AtomicU64,
+    pub(super) compactions: AtomicU64,
+    pub(super) late_compacted: AtomicU64,
 }
 
 /// Counts of maintenance work since the store opened, and the blocks now.
@@ -113,6 +126,10 @@ pub struct MaintenanceStats {
     pub gc_deleted: u64,
     /// Maintenance steps that failed (each logged).
     pub failures: u64,
+    /// Blocks written by compaction (late profiles merged into a range).
+    pub compactions: u64,
+    /// Late profiles compacted into blocks.
+    pub late_compacted: u64,
     /// Open blocks.
     pub blocks: usize,
     /// Bytes of the open blocks' files.
@@ -160,11 +177,14 @@ impl Tsdb {
             }
         }
         blocks.sort_by_key(|b| b.min_time());
-        if let Some(last) = blocks.last() {
-            self.min_valid.store(last.max_time(), Relaxed);
+        if let Some(end) = blocks.iter().map(|b| b.max_time()).max() {
+            self.min_valid.store(end, Relaxed);
         }
         recovery.blocks = blocks.len();
-        *self.state.write() = blocks;
+        self.state.write().blocks = blocks;
+        // Blocks overlap only when a crash stopped a compaction between
+        // writing its block and deleting the blocks it replaced.
+        self.merge_overlapping_blocks()?;
         let snap = dir.join(SNAPSHOT);
         if snap.exists() {
             match Block::open(&snap)
@@ -232,11 +252,28 @@ impl Tsdb {
         Ok(n)
     }
 
-    /// True when the head spans enough time to cut a block.
+    /// True when the head's range starting with `lo` is due for a cut at
+    /// wall-clock time `now`: half a block past the range's end.
+    pub(super) fn cut_due(&self, lo: i64, now: i64) -> bool {
+        let d = self.block_duration;
+        let end = lo.div_euclid(d).saturating_mul(d).saturating_add(d);
+        end.saturating_add(d / 2) <= now
+    }
+
+    /// True when the late head waits to be compacted: it holds
+    /// [`LATE_MAX_PROFILES`], or its first profile came half a block ago.
+    fn late_due(&self, now: i64) -> bool {
+        let since = self.late_since.load(Relaxed);
+        self.late_profiles.load(Relaxed) >= LATE_MAX_PROFILES
+            || (since != i64::MAX && since.saturating_add(self.block_duration / 2) <= now)
+    }
+
+    /// True when the head has a range due for a cut now, or the late head is
+    /// due for compaction.
     pub fn needs_maintenance(&self) -> bool {
-        self.head_bounds
-            .lock()
-            .is_some_and(|(lo, hi)| hi.saturating_sub(lo) >= self.block_duration / 2 * 3)
+        let now = self.limits.time.now_ms();
+        let head = (*self.head_bounds.lock()).is_some_and(|(lo, _)| self.cut_due(lo, now));
+        head || self.late_due(now)
     }
 
     /// Waits until the head is due for a cut or `timeout` passes.
@@ -256,77 +293,118 @@ impl Tsdb {
         cv.notify_all();
     }
 
-    /// Runs maintenance: cuts blocks while the head is due, applies
-    /// retention and collects garbage when blocks were deleted. Returns the
-    /// number of blocks written. Without a data directory, does nothing.
+    /// Runs maintenance: cuts the head's ranges that are due, compacts the
+    /// late head, applies retention and collects garbage when blocks were
+    /// written or deleted. Returns the number of blocks written. Without a
+    /// data directory, does nothing.
     pub fn maintain(&self) -> Result<usize, MaintenanceError> {
         if self.dir.is_none() {
             return Ok(0);
         }
         let _m = self.maintenance.lock();
-        let d = self.block_duration;
-        let written = self.cut_while(|lo, hi| hi.saturating_sub(lo) >= d / 2 * 3)?;
-        let deleted = self.apply_retention_locked()?;
+        let now = self.limits.time.now_ms();
+        let written = self.cut_and_compact(|lo| self.cut_due(lo, now), self.late_due(now))?;
+        let deleted = self.apply_retention_locked(now)?;
         if deleted > 0 || written > 0 {
             self.collect_garbage_locked()?;
         }
         Ok(written)
     }
 
-    /// Cuts every profile of the head into blocks, whatever the head's span
-    /// (the last block ends after the newest profile, so the head then
-    /// accepts only later profiles). For tests and tools.
+    /// Cuts every profile of the head into blocks, whatever the time (the
+    /// last block ends after the newest profile, so later profiles before
+    /// its end go to the late head), and compacts the late head. For tests
+    /// and tools.
     pub fn cut_all(&self) -> Result<usize, MaintenanceError> {
         if self.dir.is_none() {
             return Ok(0);
         }
         let _m = self.maintenance.lock();
-        self.cut_while(|_, _| true)
+        self.cut_and_compact(|_| true, true)
     }
 
-    /// Cuts the oldest aligned block range of the head while the head is
-    /// not empty and `due(min, max)` holds for its bounds. Returns the
-    /// number of blocks written. The caller holds the maintenance lock.
-    fn cut_while(&self, due: impl Fn(i64, i64) -> bool) -> Result<usize, MaintenanceError> {
-        let mut written = 0;
-        loop {
-            // The guard must not live through the cut, which sets the bounds.
-            let bounds = *self.head_bounds.lock();
-            let Some((lo, hi)) = bounds else { break };
-            if !due(lo, hi) {
-                break;
-            }
-            let mint = lo.div_euclid(self.block_duration) * self.block_duration;
-            self.cut_block(mint, mint.saturating_add(self.block_duration))?;
-            written += 1;
+    /// Steps 1 to 4 of the module docs: cuts the head's oldest aligned range
+    /// while `due(head's min time)` holds, then compacts the late head (also
+    /// when `late_due` alone holds), then deletes the WAL segments whose
+    /// profiles are all in blocks. Returns the number of blocks written. The
+    /// caller holds the maintenance lock.
+    fn cut_and_compact(
+        &self,
+        due: impl Fn(i64) -> bool,
+        late_due: bool,
+    ) -> Result<usize, MaintenanceError> {
+        let head_due = (*self.head_bounds.lock()).is_some_and(|(lo, _)| due(lo));
+        let retry = !self.state.read().compacting.is_empty();
+        if !head_due && !late_due && !retry {
+            return Ok(0);
         }
-        Ok(written)
-    }
-
-    fn blocks_dir(&self) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join("blocks"))
-    }
-
-    /// Writes the head's profiles in `[mint, maxt)` to a block and drops them
-    /// from the head (see the module docs). The caller holds the
-    /// maintenance lock.
-    fn cut_block(&self, mint: i64, maxt: i64) -> Result<(), MaintenanceError> {
-        let Some(bdir) = self.blocks_dir() else {
-            return Ok(());
-        };
-        let started = Instant::now();
         // 1.
         let wal_seq = {
             let _w = self.state.write();
-            self.min_valid.fetch_max(maxt, Relaxed);
             match &self.wal {
                 Some(wal) => Some(wal.cut()?),
                 None => None,
             }
         };
         // 2.
+        let mut written = 0;
+        loop {
+            // The guard must not live through the cut, which sets the bounds.
+            let bounds = *self.head_bounds.lock();
+            let Some((lo, _)) = bounds else { break };
+            if !due(lo) {
+                break;
+            }
+            let d = self.block_duration;
+            let mint = lo.div_euclid(d).saturating_mul(d);
+            // A block written under another block duration may end inside
+            // this range.
+            let mint = mint.max(self.min_valid.load(Relaxed));
+            self.cut_block(mint, lo.div_euclid(d).saturating_mul(d).saturating_add(d))?;
+            written += 1;
+        }
+        // 3. Always: the closed segments' late profiles must be in blocks
+        // before the segments go.
+        written += self.compact_late()?;
+        // 4.
+        self.meta.flush()?;
+        if let (Some(wal), Some(seq)) = (&self.wal, wal_seq) {
+            let segments = wal.remove_before(seq, self.min_valid.load(Relaxed))?;
+            self.mstats
+                .wal_segments_deleted
+                .fetch_add(segments as u64, Relaxed);
+        }
+        Ok(written)
+    }
+
+    pub(super) fn blocks_dir(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join("blocks"))
+    }
+
+    /// Writes the head's profiles in `[mint, maxt)` to a block and drops them
+    /// from the head (step 2 of the module docs). The caller holds the
+    /// maintenance lock.
+    fn cut_block(&self, mint: i64, maxt: i64) -> Result<(), MaintenanceError> {
+        let Some(bdir) = self.blocks_dir() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        {
+            let _w = self.state.write();
+            self.min_valid.fetch_max(maxt, Relaxed);
+        }
         let mut series = self.head.all_series();
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        // No profile before `maxt` reaches the head any more, but one may
+        // have come before `mint` (after the bounds were read, above the
+        // previous `min_valid`): the block starts at the head's first
+        // profile then, so step 3's truncation drops nothing unwritten.
+        let first = series
+            .iter()
+            .filter_map(|s| s.time_range())
+            .map(|r| r.0)
+            .min();
+        let mint = first.map_or(mint, |f| f.min(mint));
         let path = bdir.join(format!("{mint}_{maxt}.block"));
         let data = series.iter().filter_map(|s| {
             let profiles = s.profiles(mint, maxt - 1);
@@ -341,12 +419,11 @@ impl Tsdb {
                 self.mstats.failures.fetch_add(1, Relaxed);
             })?;
         let block = Arc::new(Block::open(&path)?);
-        // 3.
         let mut removed = 0;
         {
-            let mut blocks = self.state.write();
-            blocks.push(block);
-            blocks.sort_by_key(|b| b.min_time());
+            let mut parts = self.state.write();
+            parts.blocks.push(block);
+            parts.blocks.sort_by_key(|b| b.min_time());
             let mut bounds: Option<(i64, i64)> = None;
             for s in self.head.all_series() {
                 if s.truncate_before(maxt) == 0 {
@@ -361,58 +438,32 @@ impl Tsdb {
             *self.head_bounds.lock() = bounds;
             self.head.shrink();
         }
-        // 4.
-        self.meta.flush()?;
-        let mut segments = 0;
-        if let (Some(wal), Some(seq)) = (&self.wal, wal_seq) {
-            segments = wal.remove_before(seq, maxt)?;
-        }
         self.mstats.blocks_written.fetch_add(1, Relaxed);
         self.mstats
             .series_removed
             .fetch_add(removed as u64, Relaxed);
-        self.mstats
-            .wal_segments_deleted
-            .fetch_add(segments as u64, Relaxed);
         tracing::info!(
             block = %path.display(),
             series = written.series,
             profiles = written.profiles,
             bytes = written.bytes,
             head_series_removed = removed,
-            wal_segments_deleted = segments,
             ms = started.elapsed().as_millis() as u64,
             "block written"
         );
         Ok(())
     }
 
-    fn apply_retention_locked(&self) -> Result<usize, MaintenanceError> {
-        let Some(retention) = self.retention else {
+    /// Deletes the blocks that end before `now − retention` (wall clock).
+    fn apply_retention_locked(&self, now: i64) -> Result<usize, MaintenanceError> {
+        let Some(cutoff) = self.limits.time.oldest_ms(now) else {
             return Ok(0);
         };
         let doomed: Vec<Arc<Block>> = {
-            let mut blocks = self.state.write();
-            let newest = self
-                .head_bounds
-                .lock()
-                .map(|(_, hi)| hi)
-                .into_iter()
-                .chain(blocks.last().map(|b| b.max_time() - 1))
-                .max();
-            let Some(newest) = newest else {
-                return Ok(0);
-            };
-            // A profile stamped in the future (a skewed clock) must not
-            // make retention delete recent data: never count past now.
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(i64::MAX, |d| d.as_millis() as i64);
-            let newest = newest.min(now);
-            let cutoff = newest.saturating_sub(retention);
+            let mut parts = self.state.write();
             let (old, keep): (Vec<_>, Vec<_>) =
-                blocks.drain(..).partition(|b| b.max_time() <= cutoff);
-            *blocks = keep;
+                parts.blocks.drain(..).partition(|b| b.max_time() <= cutoff);
+            parts.blocks = keep;
             old
         };
         for b in &doomed {
@@ -433,10 +484,12 @@ impl Tsdb {
     }
 
     fn collect_garbage_locked(&self) -> Result<u64, MaintenanceError> {
-        let _blocks = self.state.write();
+        let parts = self.state.write();
         let mut live: FxHashSet<StackId> = FxHashSet::default();
-        for s in self.head.all_series() {
-            s.stack_ids(&mut live);
+        for head in parts.heads().map(|h| h.as_ref()).chain([&self.head]) {
+            for s in head.all_series() {
+                s.stack_ids(&mut live);
+            }
         }
         let before_cache = self.meta.cache_bytes();
         let gc = self.meta.collect_garbage(&live)?;
@@ -458,15 +511,17 @@ impl Tsdb {
         Ok(deleted)
     }
 
-    /// Clean shutdown: writes the head to the snapshot, flushes the meta
-    /// store and deletes the WAL, so the next start replays nothing.
-    /// Ingest is excluded while it runs; call it after the server stopped.
+    /// Clean shutdown: compacts the late head into blocks, writes the head
+    /// to the snapshot, flushes the meta store and deletes the WAL, so the
+    /// next start replays nothing. Ingest is excluded while it runs; call it
+    /// after the server stopped.
     pub fn close(&self) -> Result<(), MaintenanceError> {
         self.stop_maintenance();
         let Some(dir) = &self.dir else {
             return Ok(());
         };
         let _m = self.maintenance.lock();
+        self.compact_late()?;
         let _w = self.state.write();
         let started = Instant::now();
         let mut series = self.head.all_series();
@@ -535,7 +590,8 @@ impl Tsdb {
 
     /// Maintenance counters and the blocks now.
     pub fn maintenance_stats(&self) -> MaintenanceStats {
-        let blocks = self.state.read();
+        let parts = self.state.read();
+        let blocks = &parts.blocks;
         let m = &self.mstats;
         MaintenanceStats {
             blocks_written: m.blocks_written.load(Relaxed),
@@ -545,6 +601,8 @@ impl Tsdb {
             gc_runs: m.gc_runs.load(Relaxed),
             gc_deleted: m.gc_deleted.load(Relaxed),
             failures: m.failures.load(Relaxed),
+            compactions: m.compactions.load(Relaxed),
+            late_compacted: m.late_compacted.load(Relaxed),
             blocks: blocks.len(),
             block_bytes: blocks.iter().map(|b| b.size_bytes()).sum(),
             block_memory_bytes: blocks.iter().map(|b| b.memory_bytes()).sum(),
@@ -554,7 +612,7 @@ impl Tsdb {
 
     /// The open blocks, oldest first.
     pub fn blocks(&self) -> Vec<Arc<Block>> {
-        self.state.read().clone()
+        self.state.read().blocks.clone()
     }
 
     /// Records a failed maintenance step (the caller logs it).

@@ -5,29 +5,57 @@
 //! ```text
 //! meta/           the sled meta store
 //! wal/            write-ahead log segments (docs/format/wal.md)
-//! blocks/         one file per block, <min_time>_<max_time>.block
+//! blocks/         one file per block, <min_time>_<max_time>.block (ms,
+//!                 max exclusive)
 //!                 (docs/format/block.md)
 //! head.snapshot   the head as of the last clean shutdown (block format)
 //! ```
 //!
+//! # Time
+//! A write is accepted when its timestamp lies in the time policy's window
+//! ([`crate::ingest::TimePolicy`]: no older than the retention, no later
+//! than `max_future` after the wall clock), in any order:
+//! - at or after `min_valid` (the newest block's end) it goes to the
+//!   **head**, at its place in its series;
+//! - before it, to the **late head**, a second [`Head`] for profiles whose
+//!   time is already cut into blocks. Compaction (`compact.rs`) later merges
+//!   the late head into the blocks of those ranges.
+//!
+//! Blocks are cut when the wall clock says their range is over (see
+//! `maintenance.rs`), never because of a timestamp a writer sent.
+//!
+//! # Duplicates
+//! A series never stores one profile twice: a profile equal (timestamp,
+//! duration, period, samples) to one the series holds in the head, the late
+//! head or a block is a retry, answered as written and stored once. A
+//! different profile at a timestamp the series already has is stored beside
+//! it, and queries sum the two, as if two processes had sent them. This also
+//! makes WAL replay idempotent: a record already in a block or the snapshot
+//! is a duplicate.
+//!
 //! # Concurrency
-//! One `RwLock` (`state`, over the list of open blocks) orders everything:
-//! an ingest and a query hold it shared for their whole run; cutting a block
-//! (its last step), retention, garbage collection and the shutdown snapshot
-//! hold it exclusively. So a query never sees a profile both in a block and
-//! in the head, and collection never runs between an ingest's meta lookups
-//! and its appends. Maintenance steps are serialized by a second mutex.
+//! One `RwLock` (`state`, over the blocks and the late heads) orders
+//! everything: an ingest and a query hold it shared for their whole run;
+//! cutting a block (its first and last steps), swapping the late head out
+//! for compaction and the blocks in, retention, garbage collection and the
+//! shutdown snapshot hold it exclusively. So a query never sees a profile
+//! twice (in a block and a head), `min_valid` never moves during an ingest,
+//! and collection never runs between an ingest's meta lookups and its
+//! appends. Maintenance steps are serialized by a second mutex.
 //!
 //! # Invariants
-//! - Blocks are sorted by time and never overlap; the head accepts only
-//!   profiles at or after `min_valid` (the newest block's end), so every
-//!   series' parts are in time order: blocks, then the head.
+//! - Listed blocks never overlap in time (after a crash during compaction
+//!   files may; opening merges them). The head holds only profiles at or
+//!   after `min_valid` as of their append, the late heads only profiles
+//!   before it.
 //! - A WAL segment is deleted only once every profile it holds is in a
 //!   block (whose meta entries are flushed) or in the shutdown snapshot.
-//! - Replay is idempotent: a WAL record already in a block is rejected as
-//!   too old, one already in the snapshot as out of order; both are skipped.
 
+mod compact;
+mod disk;
 mod maintenance;
+
+pub use disk::free_bytes;
 
 pub use maintenance::{MaintenanceError, MaintenanceStats, SNAPSHOT};
 
@@ -40,7 +68,8 @@ use crate::ingest::{IngestError, IngestRequest, IngestSummary};
 use crate::model::{Labels, Matcher, ProfileType, Resolver, StorageError, SymbolSource};
 use crate::tsdb::append;
 use crate::tsdb::block::Block;
-use crate::tsdb::head::{Head, HeadError};
+use crate::tsdb::chunkset::AppendProfile;
+use crate::tsdb::head::Head;
 use crate::tsdb::meta::{MetaError, MetaStore};
 use crate::tsdb::reader::{BlockReader, HeadReader, SeriesGroup, SeriesReader};
 use crate::tsdb::wal::{record, RecordType, ReplayStats, Wal, WalError, WalOptions};
@@ -65,12 +94,15 @@ pub struct TsdbConfig {
     /// The write-ahead log's options (used with a data directory).
     pub wal: WalOptions,
     /// Time span of a block in ms ([`DEFAULT_BLOCK_DURATION_MS`] when 0).
-    /// The head is cut into a block once it spans 1.5 times this.
+    /// A range is cut into a block half a block after it ends.
     pub block_duration_ms: i64,
-    /// Blocks that end more than this many ms before the newest profile are
-    /// deleted; `None` keeps everything.
-    pub retention_ms: Option<i64>,
+    /// Writes are refused (HTTP 507) while the data directory's filesystem
+    /// has less than this many bytes free (0: never); see `disk.rs`.
+    pub min_free_bytes: u64,
 }
+
+/// Default reserve of free disk space: 64 MiB.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 << 20;
 
 /// Default block span: 2 h, as Prometheus.
 pub const DEFAULT_BLOCK_DURATION_MS: i64 = 2 * 3600 * 1000;
@@ -119,6 +151,25 @@ pub struct Recovery {
     pub load_elapsed: std::time::Duration,
 }
 
+/// What queries read besides the head, and compaction replaces; see
+/// "Concurrency".
+#[derive(Debug)]
+struct Parts {
+    /// The open blocks, sorted by time.
+    blocks: Vec<Arc<Block>>,
+    /// Profiles before `min_valid`, not yet compacted into blocks.
+    late: Arc<Head>,
+    /// Late heads being compacted (or whose compaction failed and will be
+    /// retried), oldest first.
+    compacting: Vec<Arc<Head>>,
+}
+
+impl Parts {
+    fn heads(&self) -> impl Iterator<Item = &Arc<Head>> {
+        self.compacting.iter().chain(std::iter::once(&self.late))
+    }
+}
+
 #[derive(Debug, Default)]
 struct AtomicStats {
     profiles: AtomicU64,
@@ -136,14 +187,19 @@ pub struct Tsdb {
     recovery: Recovery,
     stats: AtomicStats,
     dir: Option<PathBuf>,
-    /// The open blocks, sorted by time; see "Concurrency" above.
-    state: RwLock<Vec<Arc<Block>>>,
+    /// The blocks and late heads; see "Concurrency" above.
+    state: RwLock<Parts>,
+    /// Profiles added to the late head since it was last swapped out.
+    late_profiles: AtomicU64,
+    /// Wall-clock time (ms) of the late head's first profile, `i64::MAX`
+    /// while it is empty.
+    late_since: AtomicI64,
     /// Profiles before this (ms) are in blocks; the head rejects them.
     min_valid: AtomicI64,
     /// `(min, max)` profile timestamps in the head, when it has any.
     head_bounds: Mutex<Option<(i64, i64)>>,
     block_duration: i64,
-    retention: Option<i64>,
+    min_free_bytes: u64,
     /// Serializes maintenance (cut, retention, collection, snapshot).
     maintenance: Mutex<()>,
     /// Set when the head is due for a cut; the maintenance thread waits on it.
@@ -170,12 +226,18 @@ impl Tsdb {
         let mut store = Tsdb {
             meta: Arc::new(meta),
             head: Head::new(config.limits.max_series),
-            limits: config.limits,
+            limits: config.limits.clone(),
             wal: None,
             recovery: Recovery::default(),
             stats: AtomicStats::default(),
             dir: config.data_dir.clone(),
-            state: RwLock::new(Vec::new()),
+            state: RwLock::new(Parts {
+                blocks: Vec::new(),
+                late: Arc::new(Head::new(config.limits.max_series)),
+                compacting: Vec::new(),
+            }),
+            late_profiles: AtomicU64::new(0),
+            late_since: AtomicI64::new(i64::MAX),
             min_valid: AtomicI64::new(i64::MIN),
             head_bounds: Mutex::new(None),
             block_duration: if config.block_duration_ms > 0 {
@@ -183,7 +245,7 @@ impl Tsdb {
             } else {
                 DEFAULT_BLOCK_DURATION_MS
             },
-            retention: config.retention_ms,
+            min_free_bytes: config.min_free_bytes,
             maintenance: Mutex::new(()),
             wake: (Mutex::new(false), Condvar::new()),
             mstats: maintenance::AtomicMaintenance::default(),
@@ -193,20 +255,16 @@ impl Tsdb {
             let mut recovery = Recovery::default();
             store.load_blocks_and_snapshot(dir, &mut recovery)?;
             let (wal, stats) = Wal::open(&dir.join("wal"), config.wal, |typ, payload| match typ {
-                RecordType::Profile => match store.replay_profile(payload) {
-                    Ok(ts) => {
+                RecordType::Profile => match store.replay_record(payload) {
+                    Ok((ts, true)) => {
                         recovery.profiles += 1;
                         Some(ts)
                     }
-                    Err((
-                        ts,
-                        e @ (IngestError::TooOld { .. } | IngestError::OutOfOrder { .. }),
-                    )) => {
+                    Ok((ts, false)) => {
                         recovery.skipped += 1;
-                        tracing::debug!("WAL record already stored: {e}");
                         Some(ts)
                     }
-                    Err((_, e)) => {
+                    Err(e) => {
                         recovery.failed += 1;
                         tracing::warn!("WAL record not replayed: {e}");
                         None
@@ -220,54 +278,85 @@ impl Tsdb {
         Ok(store)
     }
 
-    /// Replays one WAL record; returns its profile timestamp, also with the
-    /// error when it has one.
-    fn replay_profile(&self, payload: &[u8]) -> Result<i64, (i64, IngestError)> {
-        self.replay_record(payload).map_err(|e| match e {
-            (Some(ts), e) => (ts, e),
-            (None, e) => (i64::MIN, e),
-        })
-    }
-
-    fn replay_record(&self, payload: &[u8]) -> Result<i64, (Option<i64>, IngestError)> {
-        let req = record::decode_profile(payload, &self.limits.decode).map_err(|e| (None, e))?;
+    /// Replays one WAL record: returns its profile's timestamp and whether
+    /// it was stored (false: a block or the snapshot holds it already, or
+    /// retention has passed it).
+    fn replay_record(&self, payload: &[u8]) -> Result<(i64, bool), IngestError> {
+        let req = record::decode_profile(payload, &self.limits.decode)?;
         let ts = crate::ingest::profile_timestamp(&req);
-        append::append(
-            &self.head,
-            &self.meta,
-            &self.limits.labels,
-            &req,
-            &mut || self.check_time(ts),
-        )
-        .map_err(|e| (Some(ts), e))?;
-        self.note_time(ts);
-        Ok(ts)
+        let now = self.limits.time.now_ms();
+        if self
+            .limits
+            .time
+            .oldest_ms(now)
+            .is_some_and(|oldest| ts < oldest)
+        {
+            return Ok((ts, false));
+        }
+        let parts = self.state.read();
+        let summary = self.append_at(&parts, &req, ts, &mut || Ok(()))?;
+        Ok((ts, !summary.is_duplicate()))
     }
 
-    /// Rejects a profile older than the newest block's end.
-    fn check_time(&self, ts: i64) -> Result<(), IngestError> {
-        let min = self.min_valid.load(Relaxed);
-        if ts < min {
-            return Err(HeadError::TooOld {
-                timestamp: ts,
-                min_time: min,
-            }
-            .into());
+    /// Appends `req` (stamped `ts`) to the head or, before `min_valid`, to
+    /// the late head; `log` runs under the series' locks right before the
+    /// appends. The caller holds `state` (`parts`) shared.
+    fn append_at(
+        &self,
+        parts: &Parts,
+        req: &IngestRequest,
+        ts: i64,
+        log: &mut dyn FnMut() -> Result<(), IngestError>,
+    ) -> Result<IngestSummary, IngestError> {
+        let labels = &self.limits.labels;
+        if ts >= self.min_valid.load(Relaxed) {
+            // Nothing at or after `min_valid` is in a block or a late head.
+            let summary = append::append(&self.head, &self.meta, labels, req, &|_, _| false, log)?;
+            self.note_time(ts);
+            return Ok(summary);
         }
-        Ok(())
+        let held = |labels: &Labels, p: &AppendProfile| self.held_outside_late(parts, labels, p);
+        let summary = append::append(&parts.late, &self.meta, labels, req, &held, log)?;
+        if !summary.is_duplicate() {
+            self.note_late();
+        }
+        Ok(summary)
+    }
+
+    /// True when the head, a late head being compacted or a block holds `p`
+    /// in the series `labels` (`p` is before `min_valid`).
+    fn held_outside_late(&self, parts: &Parts, labels: &Labels, p: &AppendProfile) -> bool {
+        let in_head = |h: &Head| h.get(labels).is_some_and(|s| s.holds(p));
+        // The head still holds a range while it is being cut.
+        in_head(&self.head)
+            || parts.compacting.iter().any(|h| in_head(h))
+            || parts.blocks.iter().any(|b| b.holds(labels, p))
+    }
+
+    /// Counts a profile added to the late head; wakes maintenance when the
+    /// late head is due for compaction.
+    fn note_late(&self) {
+        let now = self.limits.time.now_ms();
+        // Keeps the first arrival: a later one never lowers it.
+        let _ = self
+            .late_since
+            .compare_exchange(i64::MAX, now, Relaxed, Relaxed);
+        if self.late_profiles.fetch_add(1, Relaxed) + 1 == maintenance::LATE_MAX_PROFILES {
+            self.wake();
+        }
     }
 
     /// Widens the head's time bounds by `ts`; wakes maintenance when the head
     /// is due for a cut.
     fn note_time(&self, ts: i64) {
-        let due = {
+        let lo = {
             let mut b = self.head_bounds.lock();
             let (lo, hi) = b.get_or_insert((ts, ts));
             *lo = (*lo).min(ts);
             *hi = (*hi).max(ts);
-            hi.saturating_sub(*lo) >= self.block_duration / 2 * 3
+            *lo
         };
-        if due {
+        if self.cut_due(lo, self.limits.time.now_ms()) {
             let (flag, cv) = &self.wake;
             *flag.lock() = true;
             cv.notify_all();
@@ -299,42 +388,35 @@ impl Tsdb {
     /// Ingests `req`, logging it first (with `raw`, the pprof bytes as
     /// received, when the caller has them; otherwise the profile is encoded
     /// again). Returns after the log's commit, so the write can be
-    /// acknowledged.
+    /// acknowledged. A retry of a stored profile is answered as written
+    /// ([`IngestSummary::is_duplicate`]) and changes nothing.
     pub fn ingest_raw(
         &self,
         req: &IngestRequest,
         raw: Option<&[u8]>,
     ) -> Result<IngestSummary, IngestError> {
-        let _state = self.state.read();
-        // The time check runs last among the checks (in `log`), so a request
-        // with another mistake is told about that one.
         let ts = crate::ingest::profile_timestamp(req);
-        let Some(wal) = &self.wal else {
-            let summary = append::append(
-                &self.head,
-                &self.meta,
-                &self.limits.labels,
-                req,
-                &mut || self.check_time(ts),
-            )?;
-            self.note_time(ts);
-            return Ok(summary);
-        };
-        let record = record::encode_profile(req, raw);
-        let summary = append::append(
-            &self.head,
-            &self.meta,
-            &self.limits.labels,
-            req,
-            &mut || {
-                self.check_time(ts)?;
-                Ok(wal.append_at(RecordType::Profile, &record, ts)?)
-            },
-        )?;
-        self.note_time(ts);
-        wal.commit()?;
-        let bytes = raw.map_or_else(|| req.profile.encoded_len(), <[u8]>::len);
-        self.count(&summary, bytes);
+        self.limits.time.check(ts)?;
+        if let Some(dir) = &self.dir {
+            disk::check_reserve(dir, self.min_free_bytes)?;
+        }
+        let parts = self.state.read();
+        let record = self.wal.as_ref().map(|_| record::encode_profile(req, raw));
+        let summary = self.append_at(&parts, req, ts, &mut || {
+            if let (Some(wal), Some(record)) = (&self.wal, &record) {
+                wal.append_at(RecordType::Profile, record, ts)?;
+            }
+            Ok(())
+        })?;
+        drop(parts);
+        if let Some(wal) = &self.wal {
+            // Also for a retry: the profile it repeats may not be durable yet.
+            wal.commit()?;
+        }
+        if !summary.is_duplicate() {
+            let bytes = raw.map_or_else(|| req.profile.encoded_len(), <[u8]>::len);
+            self.count(&summary, bytes);
+        }
         Ok(summary)
     }
 
@@ -369,32 +451,33 @@ impl Tsdb {
 
     /// The series matching `matchers` with a profile in `range`, each
     /// assembled from its parts in `blocks` and the head, sorted by labels.
-    fn select(
-        &self,
-        blocks: &[Arc<Block>],
-        matchers: &[Matcher],
-        range: TimeRange,
-    ) -> Vec<SeriesGroup> {
-        self.select_from(blocks, matchers, range, &mut |_| {})
+    fn select(&self, parts: &Parts, matchers: &[Matcher], range: TimeRange) -> Vec<SeriesGroup> {
+        self.select_from(parts, matchers, range, &mut |_| {})
     }
 
     /// [`Tsdb::select`], calling `used` with each part (block or head)
     /// that holds a part of a selected series.
     fn select_from(
         &self,
-        blocks: &[Arc<Block>],
+        parts: &Parts,
         matchers: &[Matcher],
         range: TimeRange,
         used: &mut dyn FnMut(&dyn BlockReader),
     ) -> Vec<SeriesGroup> {
-        let head = HeadReader {
-            head: &self.head,
-            meta: &self.meta,
-        };
-        let parts = blocks
+        let heads: Vec<HeadReader<'_>> = parts
+            .heads()
+            .map(|h| h.as_ref())
+            .chain(std::iter::once(&self.head))
+            .map(|head| HeadReader {
+                head,
+                meta: &self.meta,
+            })
+            .collect();
+        let parts = parts
+            .blocks
             .iter()
             .map(|b| b as &dyn BlockReader)
-            .chain(std::iter::once(&head as &dyn BlockReader));
+            .chain(heads.iter().map(|h| h as &dyn BlockReader));
         let mut groups: BTreeMap<Labels, Vec<Arc<dyn SeriesReader>>> = BTreeMap::new();
         for part in parts.filter(|p| p.overlaps(range.start, range.end)) {
             let series = part.select_series(matchers, range.start, range.end);
@@ -415,10 +498,10 @@ impl Tsdb {
     /// Stacks resolve from the symbols of the blocks the series were read
     /// from first, then from the meta store (the head's).
     fn read_partial(&self, matchers: &[Matcher], pick: Pick) -> Result<Partial, QueryError> {
-        let blocks = self.state.read();
+        let parts = self.state.read();
         let mut symbols = Vec::new();
         let mut failed = None;
-        let series = self.select_from(&blocks, matchers, pick.range(), &mut |part| match part
+        let series = self.select_from(&parts, matchers, pick.range(), &mut |part| match part
             .symbols()
         {
             Ok(s) => symbols.push(s),
@@ -518,9 +601,9 @@ impl Storage for Tsdb {
         matchers: &[Matcher],
         range: TimeRange,
     ) -> Result<Vec<String>, QueryError> {
-        let blocks = self.state.read();
+        let parts = self.state.read();
         let mut names = BTreeSet::new();
-        for s in self.select(&blocks, matchers, range) {
+        for s in self.select(&parts, matchers, range) {
             for l in s.labels() {
                 names.insert(l.name.clone());
             }
@@ -534,9 +617,9 @@ impl Storage for Tsdb {
         matchers: &[Matcher],
         range: TimeRange,
     ) -> Result<Vec<String>, QueryError> {
-        let blocks = self.state.read();
+        let parts = self.state.read();
         let mut values = BTreeSet::new();
-        for s in self.select(&blocks, matchers, range) {
+        for s in self.select(&parts, matchers, range) {
             if let Some(v) = s.labels().get(name) {
                 values.insert(v.to_string());
             }
@@ -545,9 +628,9 @@ impl Storage for Tsdb {
     }
 
     fn series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>, QueryError> {
-        let blocks = self.state.read();
+        let parts = self.state.read();
         let mut v: Vec<Labels> = self
-            .select(&blocks, matchers, range)
+            .select(&parts, matchers, range)
             .iter()
             .map(|s| s.labels().clone())
             .collect();
@@ -560,9 +643,9 @@ impl Storage for Tsdb {
         matchers: &[Matcher],
         range: TimeRange,
     ) -> Result<Vec<ProfileType>, QueryError> {
-        let blocks = self.state.read();
+        let parts = self.state.read();
         let types: BTreeSet<ProfileType> = self
-            .select(&blocks, matchers, range)
+            .select(&parts, matchers, range)
             .iter()
             .map(|s| s.profile_type().clone())
             .collect();
@@ -576,9 +659,9 @@ impl Storage for Tsdb {
         step: Option<i64>,
     ) -> Result<Vec<SeriesPoints>, QueryError> {
         check_step(step)?;
-        let blocks = self.state.read();
+        let parts = self.state.read();
         let mut out = Vec::new();
-        for s in self.select(&blocks, matchers, range) {
+        for s in self.select(&parts, matchers, range) {
             let points = s.totals(range.start, range.end);
             let points = match step {
                 Some(step) => bucket_points(&points, range, step),

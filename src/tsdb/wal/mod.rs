@@ -131,7 +131,10 @@ pub enum WalError {
 
 impl From<WalError> for crate::ingest::IngestError {
     fn from(e: WalError) -> Self {
-        crate::model::StorageError::new("wal", e).into()
+        match &e {
+            WalError::Io { source, .. } => crate::model::StorageError::io("wal", &e, source).into(),
+            _ => crate::model::StorageError::new("wal", e).into(),
+        }
     }
 }
 
@@ -450,8 +453,13 @@ impl Writer {
             .write(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        file.write_all(SEGMENT_MAGIC).map_err(io_err(&path))?;
-        file.sync_all().map_err(io_err(&path))?;
+        if let Err(e) = file.write_all(SEGMENT_MAGIC).and_then(|()| file.sync_all()) {
+            // A full disk: leave no segment without its magic, so the next
+            // try (and the next start) finds none.
+            drop(file);
+            let _ = std::fs::remove_file(&path);
+            return Err(io_err(&path)(e));
+        }
         // The new file's directory entry must survive a power loss too.
         File::open(dir)
             .and_then(|d| d.sync_all())
