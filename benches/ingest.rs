@@ -9,7 +9,12 @@
 //!   metadata before (the steady state of a scraped target), each iteration at
 //!   a new timestamp into the same series;
 //! - `ingest_first`: decode + ingest into a fresh store (every mapping,
-//!   function, location and stack is new and written to sled).
+//!   function, location and stack is new and written to sled);
+//! - `ingest_out_of_order`: decode + ingest of a profile stamped between two
+//!   the series holds (the head rebuilds the chunk set it falls into);
+//! - `ingest_late`: decode + ingest of a profile stamped inside a range
+//!   already cut into a block (the late head, after the retry check reads
+//!   the series' chunks from the block).
 //!
 //! Run with: `cargo bench --bench ingest` (add `-- --quick` for a short run).
 
@@ -18,7 +23,7 @@ use profstore::engine::Storage;
 use profstore::ingest::IngestRequest;
 use profstore::model::labels::Labels;
 use profstore::pprof::{decode, DecodeLimits};
-use profstore::tsdb::Tsdb;
+use profstore::tsdb::{Tsdb, TsdbConfig};
 use prost::Message;
 use std::io::Read;
 use std::path::Path;
@@ -100,6 +105,49 @@ fn bench_ingest(c: &mut Criterion) {
                 },
                 BatchSize::PerIteration,
             )
+        });
+
+        let store = Tsdb::temporary().unwrap();
+        let t0 = 1_000_000_000_000i64;
+        let at = |t: i64| {
+            let mut p = decode(&bytes, &limits).unwrap();
+            p.time_nanos = t * 1_000_000;
+            IngestRequest {
+                name: None,
+                labels: Labels::from_pairs([("job", "bench")]),
+                delta: None,
+                profile: p,
+                received_at_ms: t,
+            }
+        };
+        for k in 0..120 {
+            store.ingest(at(t0 + k * 10_000)).unwrap();
+        }
+        let mut k = 0i64;
+        g.bench_function("ingest_out_of_order", |b| {
+            b.iter(|| {
+                k += 1;
+                // Between two profiles, never twice at one timestamp.
+                store.ingest(at(t0 + (k % 119) * 10_000 + 1 + k / 119)).unwrap()
+            })
+        });
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Tsdb::open(TsdbConfig {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..TsdbConfig::default()
+        })
+        .unwrap();
+        for k in 0..120 {
+            store.ingest(at(t0 + k * 10_000)).unwrap();
+        }
+        store.cut_all().unwrap();
+        let mut k = 0i64;
+        g.bench_function("ingest_late", |b| {
+            b.iter(|| {
+                k += 1;
+                store.ingest(at(t0 + (k % 119) * 10_000 + 1 + k / 119)).unwrap()
+            })
         });
         g.finish();
     }

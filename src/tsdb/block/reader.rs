@@ -10,6 +10,7 @@ use crate::model::profile_type::ProfileType;
 use crate::model::Matcher;
 use crate::model::StackId;
 use crate::proto::block as pb;
+use crate::tsdb::chunkenc::TimestampChunk;
 use crate::tsdb::chunkset::{sets_hold, AppendProfile, ChunkSet};
 use crate::tsdb::index::{select, MemPostings, SeriesRef};
 use prost::Message;
@@ -316,10 +317,30 @@ impl Block {
             return false;
         };
         let s = &self.series[idx];
-        if p.timestamp < s.min_time || p.timestamp > s.max_time {
+        let ts = p.timestamp;
+        if ts < s.min_time || ts > s.max_time {
             return false;
         }
-        self.read_sets(idx).is_ok_and(|sets| sets_hold(&sets, p))
+        let Ok(b) = read_at(&self.file, &self.path, s.offset, u64::from(s.len)) else {
+            return false;
+        };
+        if crc32fast::hash(&b) != s.crc32 {
+            return false;
+        }
+        let Ok(chunks) = pb::SeriesChunks::decode(b.as_slice()) else {
+            return false;
+        };
+        // Only a set with a profile at `ts` is decoded whole: most late
+        // profiles are new, and their timestamp is in no set.
+        chunks
+            .sets
+            .iter()
+            .filter(|c| c.min_time <= ts && ts <= c.max_time)
+            .filter(|c| {
+                TimestampChunk::from_bytes(&c.timestamps).is_ok_and(|t| t.iter().any(|t| t == ts))
+            })
+            .filter_map(|c| ChunkSet::from_proto(c).ok())
+            .any(|set| sets_hold(std::slice::from_ref(&set), p))
     }
 
     /// Bytes of the symbols section on disk.

@@ -1,4 +1,16 @@
 //! One series of the head: its labels and its chunk sets.
+//!
+//! Profiles after the series' latest go to the in-order chunk sets (`sets`),
+//! in time order, as always. A profile at or before the latest (out of
+//! order) goes to the out-of-order sets (`ooo`): to the one whose last
+//! profile is the latest before it (an append, as in order), or to a new
+//! set. So an out-of-order write costs about an in-order one; nothing is
+//! decoded and encoded again. Out-of-order sets may overlap each other and
+//! the in-order sets in time; reads combine both (totals sorted by time,
+//! merges added up, the first profile the earliest of both), and writing a
+//! block or the snapshot merges them into sets in time order. Patience
+//! sorting bounds their number (about 2√n for n profiles in random order);
+//! past [`MAX_OOO_SETS`] they are merged into sets in time order.
 
 use super::HeadError;
 use crate::model::labels::Labels;
@@ -12,12 +24,48 @@ use crate::tsdb::index::SeriesRef;
 use parking_lot::{Mutex, MutexGuard};
 use rustc_hash::FxHashMap;
 
+/// Out-of-order chunk sets of a series past which they are merged into
+/// sets in time order.
+pub const MAX_OOO_SETS: usize = 32;
+
 /// A series' columns (guarded by [`MemSeries`]' mutex).
 #[derive(Debug, Default)]
 pub struct SeriesData {
     max_time: Option<i64>,
     min_time: Option<i64>,
+    /// In-order chunk sets: in time order, each after the previous.
     sets: Vec<ChunkSet>,
+    /// Out-of-order chunk sets: each in time order, in no order among
+    /// themselves or with `sets`.
+    ooo: Vec<ChunkSet>,
+}
+
+impl SeriesData {
+    fn all_sets(&self) -> impl Iterator<Item = &ChunkSet> {
+        self.sets.iter().chain(&self.ooo)
+    }
+
+    /// Every profile in `[start, end]`, in time order (stable: in-order
+    /// sets first at one timestamp).
+    fn profiles(&self, start: i64, end: i64) -> Vec<AppendProfile> {
+        let mut out = Vec::new();
+        for s in self.all_sets() {
+            if s.time_range().1 >= start && s.time_range().0 <= end {
+                out.extend(s.profiles(start, end));
+            }
+        }
+        if !self.ooo.is_empty() {
+            out.sort_by_key(|p| p.timestamp);
+        }
+        out
+    }
+
+    fn update_range(&mut self) {
+        self.min_time = self.all_sets().map(|s| s.time_range().0).min();
+        if self.min_time.is_none() {
+            self.max_time = None;
+        }
+    }
 }
 
 /// What [`MemSeries::append_locked`] did.
@@ -69,7 +117,9 @@ impl MemSeries {
     /// duration, period and samples); the caller holds the lock.
     pub fn holds_locked(&self, data: &SeriesData, p: &AppendProfile) -> bool {
         match (data.min_time, data.max_time) {
-            (Some(lo), Some(hi)) if (lo..=hi).contains(&p.timestamp) => sets_hold(&data.sets, p),
+            (Some(lo), Some(hi)) if (lo..=hi).contains(&p.timestamp) => {
+                sets_hold(&data.sets, p) || sets_hold(&data.ooo, p)
+            }
             _ => false,
         }
     }
@@ -79,41 +129,49 @@ impl MemSeries {
         self.holds_locked(&self.data.lock(), p)
     }
 
-    /// Adds one profile at its place in time (the caller holds the lock).
-    /// A profile equal to one the series holds is not added again
-    /// ([`Appended::Duplicate`]); another profile at a timestamp the series
-    /// already has is added beside it, and reads sum the two.
-    ///
-    /// A profile after the series' latest goes to the last chunk set; an
-    /// earlier one rebuilds the chunk set it falls into (decoded, inserted,
-    /// encoded again), so the sets stay in time order.
+    /// Adds one profile (the caller holds the lock). A profile equal to one
+    /// the series holds is not added again ([`Appended::Duplicate`]);
+    /// another profile at a timestamp the series already has is added
+    /// beside it, and reads sum the two. See the module docs for where it
+    /// goes.
     pub fn append_locked(&self, data: &mut SeriesData, p: &AppendProfile) -> Appended {
         if self.holds_locked(data, p) {
             return Appended::Duplicate;
         }
         let ts = p.timestamp;
-        let in_order = data.max_time.is_none_or(|max| ts > max);
-        match data.sets.last_mut() {
-            Some(set) if in_order && set.len() < CHUNK_PROFILES => set.push(p),
-            _ if in_order => {
-                let mut set = ChunkSet::new();
-                set.push(p);
-                data.sets.push(set);
+        if data.max_time.is_none_or(|max| ts > max) {
+            match data.sets.last_mut() {
+                Some(set) if set.len() < CHUNK_PROFILES => set.push(p),
+                _ => {
+                    let mut set = ChunkSet::new();
+                    set.push(p);
+                    data.sets.push(set);
+                }
             }
-            _ => {
-                // `ts <= max_time`, so some set ends at or after `ts`.
-                let i = data
-                    .sets
-                    .iter()
-                    .position(|s| s.time_range().1 >= ts)
-                    .unwrap_or(data.sets.len() - 1);
-                let mut profiles = data.sets[i].profiles(i64::MIN, i64::MAX);
-                let at = profiles.partition_point(|q| q.timestamp <= ts);
-                profiles.insert(at, p.clone());
-                data.sets.splice(i..=i, build_sets(&profiles));
+            data.max_time = Some(ts);
+        } else {
+            let best = data
+                .ooo
+                .iter_mut()
+                .filter(|s| s.len() < CHUNK_PROFILES && s.time_range().1 < ts)
+                .max_by_key(|s| s.time_range().1);
+            match best {
+                Some(set) => set.push(p),
+                None => {
+                    let mut set = ChunkSet::new();
+                    set.push(p);
+                    data.ooo.push(set);
+                }
+            }
+            if data.ooo.len() > MAX_OOO_SETS {
+                let mut profiles = Vec::new();
+                for s in &data.ooo {
+                    profiles.extend(s.profiles(i64::MIN, i64::MAX));
+                }
+                profiles.sort_by_key(|p| p.timestamp);
+                data.ooo = build_sets(&profiles);
             }
         }
-        data.max_time = Some(data.max_time.map_or(ts, |m| m.max(ts)));
         data.min_time = Some(data.min_time.map_or(ts, |m| m.min(ts)));
         Appended::Stored
     }
@@ -132,27 +190,40 @@ impl MemSeries {
 
     /// True when the series has a profile in `[start, end]`.
     pub fn overlaps(&self, start: i64, end: i64) -> bool {
-        sets_overlap(&self.data.lock().sets, start, end)
+        let d = self.data.lock();
+        sets_overlap(&d.sets, start, end) || sets_overlap(&d.ooo, start, end)
     }
 
     /// Number of profiles stored.
     pub fn num_profiles(&self) -> usize {
-        self.data.lock().sets.iter().map(ChunkSet::len).sum()
+        self.data.lock().all_sets().map(ChunkSet::len).sum()
     }
 
     /// Bytes held by the series' chunks.
     pub fn chunk_bytes(&self) -> usize {
-        self.data.lock().sets.iter().map(ChunkSet::bytes).sum()
+        self.data.lock().all_sets().map(ChunkSet::bytes).sum()
     }
 
-    /// `(timestamp, total)` of every profile in `[start, end]`.
+    /// `(timestamp, total)` of every profile in `[start, end]`, in time
+    /// order (two profiles at one timestamp are two entries).
     pub fn totals(&self, start: i64, end: i64) -> Vec<(i64, i64)> {
-        sets_totals(&self.data.lock().sets, start, end)
+        let d = self.data.lock();
+        let mut out = sets_totals(&d.sets, start, end);
+        if !d.ooo.is_empty() {
+            out.extend(sets_totals(&d.ooo, start, end));
+            out.sort_by_key(|t| t.0);
+        }
+        out
     }
 
     /// Timestamp of the first profile in `[start, end]`.
     pub fn first_in(&self, start: i64, end: i64) -> Option<i64> {
-        sets_first_in(&self.data.lock().sets, start, end)
+        let d = self.data.lock();
+        let ooo = d
+            .ooo
+            .iter()
+            .filter_map(|s| sets_first_in(std::slice::from_ref(s), start, end));
+        sets_first_in(&d.sets, start, end).into_iter().chain(ooo).min()
     }
 
     /// Adds the value of every stack over the profiles in `[start, end]` into
@@ -163,30 +234,35 @@ impl MemSeries {
         end: i64,
         acc: &mut FxHashMap<StackId, i64>,
     ) -> MergeStats {
-        sets_merge_into(&self.data.lock().sets, start, end, acc)
-    }
-
-    /// The profiles in `[start, end]`, decoded (for writing a block).
-    pub fn profiles(&self, start: i64, end: i64) -> Vec<AppendProfile> {
         let d = self.data.lock();
-        let mut out = Vec::new();
-        for s in &d.sets {
-            if s.time_range().1 >= start && s.time_range().0 <= end {
-                out.extend(s.profiles(start, end));
-            }
+        let mut stats = sets_merge_into(&d.sets, start, end, acc);
+        for s in &d.ooo {
+            stats.add(&sets_merge_into(std::slice::from_ref(s), start, end, acc));
         }
-        out
+        stats
     }
 
-    /// The chunk sets, cloned (for writing a snapshot or a block from a
-    /// series built for it).
+    /// The profiles in `[start, end]`, decoded, in time order (for writing
+    /// a block).
+    pub fn profiles(&self, start: i64, end: i64) -> Vec<AppendProfile> {
+        self.data.lock().profiles(start, end)
+    }
+
+    /// The chunk sets in time order, as a block holds them (for writing a
+    /// snapshot): the in-order sets, cloned, or — with out-of-order sets —
+    /// every profile encoded again.
     pub fn chunk_sets(&self) -> Vec<ChunkSet> {
-        self.data.lock().sets.clone()
+        let d = self.data.lock();
+        if d.ooo.is_empty() {
+            d.sets.clone()
+        } else {
+            build_sets(&d.profiles(i64::MIN, i64::MAX))
+        }
     }
 
     /// Adds the stacks the series references to `into`.
     pub fn stack_ids(&self, into: &mut rustc_hash::FxHashSet<StackId>) {
-        for s in &self.data.lock().sets {
+        for s in self.data.lock().all_sets() {
             into.extend(s.stack_ids().copied());
         }
     }
@@ -195,24 +271,32 @@ impl MemSeries {
     pub fn truncate_before(&self, t: i64) -> usize {
         let mut d = self.data.lock();
         let keep_from = d.sets.iter().position(|s| s.time_range().1 >= t);
-        let Some(k) = keep_from else {
-            d.sets.clear();
-            d.min_time = None;
-            d.max_time = None;
-            return 0;
-        };
-        d.sets.drain(..k);
-        if d.sets[0].time_range().0 < t {
-            // Rebuild the straddling set from its profiles at or after t.
-            let rest = d.sets[0].profiles(t, i64::MAX);
-            let mut set = ChunkSet::new();
-            for p in &rest {
-                set.push(p);
+        match keep_from {
+            None => d.sets.clear(),
+            Some(k) => {
+                d.sets.drain(..k);
+                if d.sets[0].time_range().0 < t {
+                    // Rebuild the straddling set from its profiles at or
+                    // after t.
+                    let rest = d.sets[0].profiles(t, i64::MAX);
+                    let mut set = ChunkSet::new();
+                    for p in &rest {
+                        set.push(p);
+                    }
+                    d.sets[0] = set;
+                }
             }
-            d.sets[0] = set;
         }
-        d.min_time = d.sets.first().map(|s| s.time_range().0);
-        d.sets.iter().map(ChunkSet::len).sum()
+        if d.ooo.iter().any(|s| s.time_range().0 < t) {
+            let mut rest = Vec::new();
+            for s in &d.ooo {
+                rest.extend(s.profiles(t, i64::MAX));
+            }
+            rest.sort_by_key(|p| p.timestamp);
+            d.ooo = build_sets(&rest);
+        }
+        d.update_range();
+        d.all_sets().map(ChunkSet::len).sum()
     }
 
     /// Appends whole chunk sets read from a snapshot; they must follow the
