@@ -4,7 +4,7 @@
 use crate::engine::QueryError;
 use crate::ingest::IngestError;
 use crate::model::SelectorError;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -38,6 +38,26 @@ pub enum ApiError {
     /// A bug or an I/O failure.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The request body did not arrive whole within `limits.body_timeout`.
+    #[error(
+        "timed out reading the request body: not complete after {} (limits.body_timeout)",
+        super::limits::human(*.0)
+    )]
+    BodyTimeout(std::time::Duration),
+    /// Every query slot stayed busy for the queue timeout.
+    #[error(
+        "too many concurrent queries: all {slots} query slots (limits.max_concurrent_queries) stayed busy for {} (limits.query_queue_timeout); retry later",
+        super::limits::human(*.waited)
+    )]
+    Overloaded {
+        /// The number of slots.
+        slots: usize,
+        /// How long the query waited.
+        waited: std::time::Duration,
+    },
+    /// A query over a per-query limit (the message names it).
+    #[error("{0}")]
+    QueryTooLarge(String),
 }
 
 impl ApiError {
@@ -49,11 +69,18 @@ impl ApiError {
     ///   profile types, invalid ranges, diff type mismatches.
     /// - 404 `not_found`: unknown routes and queries without data.
     /// - 405 `bad_data`: wrong method.
+    /// - 408 `timeout`: a request body not received within
+    ///   `limits.body_timeout`.
     /// - 413 `bad_data`: body or decompressed body or pprof counts over a
     ///   limit.
+    /// - 422 `execution`: a query over `limits.max_query_series` or
+    ///   `limits.max_query_samples` (as Prometheus answers a query that
+    ///   would load too many samples).
     /// - 429 `unavailable`: the series limit.
     /// - 500 `internal`: the meta store, the storage backend (DuckDB) or a
     ///   bug.
+    /// - 503 `unavailable`: every query slot stayed busy for
+    ///   `limits.query_queue_timeout` (with a `Retry-After` header).
     pub fn status(&self) -> (StatusCode, &'static str) {
         use StatusCode as S;
         let bad = (S::BAD_REQUEST, "bad_data");
@@ -84,6 +111,9 @@ impl ApiError {
                 }
             },
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::BodyTimeout(_) => (S::REQUEST_TIMEOUT, "timeout"),
+            ApiError::Overloaded { .. } => (S::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::QueryTooLarge(_) => (S::UNPROCESSABLE_ENTITY, "execution"),
         }
     }
 }
@@ -115,14 +145,27 @@ impl ApiError {
                 _ => "bad_query",
             },
             ApiError::Internal(_) => "internal",
+            ApiError::BodyTimeout(_) => "body_timeout",
+            ApiError::Overloaded { .. } => "overloaded",
+            ApiError::QueryTooLarge(_) => "query_limit",
         }
     }
+}
+
+/// `Retry-After` of a 503 for busy query slots: the queue timeout in whole
+/// seconds, at least 1.
+fn retry_after(waited: std::time::Duration) -> HeaderValue {
+    let secs = waited.as_secs() + u64::from(waited.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, error_type) = self.status();
-        if status.is_server_error() {
+        // A refused query under load is counted
+        // (`profstore_errors_total{kind="overloaded"}`), not logged as a
+        // failure: a burst of them would flood the log.
+        if status.is_server_error() && !matches!(self, ApiError::Overloaded { .. }) {
             tracing::error!(error = %self, "request failed");
         } else {
             tracing::debug!(error = %self, status = status.as_u16(), "bad request");
@@ -134,6 +177,10 @@ impl IntoResponse for ApiError {
         });
         let mut r = (status, Json(body)).into_response();
         r.extensions_mut().insert(super::ErrorKind(self.kind()));
+        if let ApiError::Overloaded { waited, .. } = self {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, retry_after(waited));
+        }
         r
     }
 }
@@ -192,9 +239,35 @@ mod tests {
             ),
             (QueryError::NoData("x".into()).into(), 404),
             (ApiError::Internal("x".into()), 500),
+            (
+                ApiError::BodyTimeout(std::time::Duration::from_secs(1)),
+                408,
+            ),
+            (
+                ApiError::Overloaded {
+                    slots: 2,
+                    waited: std::time::Duration::from_secs(1),
+                },
+                503,
+            ),
+            (ApiError::QueryTooLarge("x".into()), 422),
         ];
         for (e, want) in cases {
             assert_eq!(e.status().0.as_u16(), want, "{e:?}");
         }
+    }
+
+    #[test]
+    fn overloaded_answers_retry_after() {
+        use std::time::Duration;
+        let r = ApiError::Overloaded {
+            slots: 2,
+            waited: Duration::from_millis(1500),
+        }
+        .into_response();
+        assert_eq!(r.status().as_u16(), 503);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(retry_after(Duration::ZERO), "1");
+        assert_eq!(retry_after(Duration::from_secs(10)), "10");
     }
 }

@@ -1,9 +1,20 @@
 //! The route handlers.
+//!
+//! The handlers that read profiles or their totals (`query_range`, `query`,
+//! `profile`, `profile/merge`, `profile/diff`) run in a query slot
+//! ([`super::query`]) and within the per-query limits (see
+//! [`super::limits`]): they count the series a selector picks before
+//! reading, and a profile query builds its answer from
+//! [`Storage::partial`] itself, as `Storage::single`/`merge`/`diff` do, so
+//! that its samples are counted before the profile is finished and
+//! rendered.
 
+use super::limits::{check_samples, check_series, partial_samples};
 use super::params::Params;
-use super::{blocking, read_body, ApiError, AppState};
+use super::ServerLimits;
+use super::{blocking, query as run_query, read_body, ApiError, AppState};
 use crate::engine::Storage;
-use crate::engine::{QueryError, TimeRange, SINGLE_WINDOW_MS};
+use crate::engine::{Pick, QueryError, TimeRange, SINGLE_WINDOW_MS};
 use crate::model::labels::{Labels, METRIC_NAME};
 use crate::model::time::parse_duration;
 use crate::model::{self, Profile};
@@ -177,8 +188,10 @@ pub async fn query_range(State(st): State<AppState>, params: Params) -> ApiResul
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
         ));
     }
-    let series = blocking(&st.backend, move |s| {
-        s.query_range(&matchers, range, Some(step))
+    let max_series = st.limits.max_query_series;
+    let series = run_query(&st, move |s| -> Result<_, ApiError> {
+        check_selection(s, &matchers, range, max_series)?;
+        Ok(s.query_range(&matchers, range, Some(step))?)
     })
     .await?;
     let result: Vec<Value> = series
@@ -201,7 +214,12 @@ pub async fn query(State(st): State<AppState>, params: Params) -> ApiResult {
     let matchers = selector(&params, "query")?;
     let t = params.time_or("time", now_ms())?;
     let range = TimeRange::new(t.saturating_sub(LOOKBACK_MS), t)?;
-    let series = blocking(&st.backend, move |s| s.query_range(&matchers, range, None)).await?;
+    let max_series = st.limits.max_query_series;
+    let series = run_query(&st, move |s| -> Result<_, ApiError> {
+        check_selection(s, &matchers, range, max_series)?;
+        Ok(s.query_range(&matchers, range, None)?)
+    })
+    .await?;
     let result: Vec<Value> = series
         .iter()
         .filter_map(|sp| {
@@ -259,6 +277,7 @@ pub async fn series(State(st): State<AppState>, params: Params) -> ApiResult {
     let sets = match_sets(&params, true)?;
     let range = optional_range(&params)?;
     let series = union(&st, sets, move |s, m| s.series(m, range)).await?;
+    check_series(series.len(), st.limits.max_query_series)?;
     Ok(success(Value::Array(series.iter().map(metric).collect())))
 }
 
@@ -364,8 +383,13 @@ pub async fn profile(State(st): State<AppState>, params: Params) -> ApiResult {
     let query = params.required("query")?.to_string();
     let matchers = selector(&params, "query")?;
     let t = params.time_or("time", now_ms().saturating_sub(SINGLE_WINDOW_MS))?;
-    let r = blocking(&st.backend, move |s| {
-        let p = s.single(&matchers, t)?;
+    let limits = st.limits.clone();
+    let r = run_query(&st, move |s| {
+        let window = TimeRange {
+            start: t,
+            end: t.saturating_add(SINGLE_WINDOW_MS),
+        };
+        let p = bounded_profile(s, &matchers, Pick::First(window), &limits)?;
         render(&p, format, &query)
     })
     .await?;
@@ -378,8 +402,9 @@ pub async fn merge(State(st): State<AppState>, params: Params) -> ApiResult {
     let query = params.required("query")?.to_string();
     let matchers = selector(&params, "query")?;
     let range = required_range(&params, "start", "end")?;
-    let r = blocking(&st.backend, move |s| {
-        let p = s.merge(&matchers, range)?;
+    let limits = st.limits.clone();
+    let r = run_query(&st, move |s| {
+        let p = bounded_profile(s, &matchers, Pick::All(range), &limits)?;
         render(&p, format, &query)
     })
     .await?;
@@ -398,12 +423,48 @@ pub async fn diff(State(st): State<AppState>, params: Params) -> ApiResult {
         params.required("query_b")?,
         params.required("query_a")?
     );
-    let r = blocking(&st.backend, move |s| {
-        let p = s.diff((&ma, ra), (&mb, rb))?;
-        render(&p, format, &title)
+    let limits = st.limits.clone();
+    let r = run_query(&st, move |s| {
+        let base = bounded_profile(s, &ma, Pick::All(ra), &limits)?;
+        let compare = bounded_profile(s, &mb, Pick::All(rb), &limits)?;
+        if base.profile_type != compare.profile_type {
+            return Err(QueryError::DiffTypeMismatch(
+                base.profile_type.to_string(),
+                compare.profile_type.to_string(),
+            )
+            .into());
+        }
+        render(&model::diff(base, compare), format, &title)
     })
     .await?;
     Ok(respond(r))
+}
+
+/// Refuses a selector that picks more than `limit` series in `range`
+/// (counted before anything is read).
+fn check_selection(
+    s: &dyn Storage,
+    matchers: &[Matcher],
+    range: TimeRange,
+    limit: usize,
+) -> Result<(), ApiError> {
+    check_series(s.series(matchers, range)?.len(), limit)
+}
+
+/// The profile of `pick` over the series matching `matchers`, as
+/// `Storage::single` and `Storage::merge` build it, within the per-query
+/// limits: the series are counted before reading, the samples before the
+/// profile is finished.
+fn bounded_profile(
+    s: &dyn Storage,
+    matchers: &[Matcher],
+    pick: Pick,
+    limits: &ServerLimits,
+) -> Result<Profile, ApiError> {
+    check_selection(s, matchers, pick.range(), limits.max_query_series)?;
+    let partial = s.partial(matchers, pick)?;
+    check_samples(partial_samples(&partial), limits.max_query_samples)?;
+    Ok(partial.finish(matchers)?)
 }
 
 /// `/-/healthy`.

@@ -10,16 +10,24 @@
 //! in Prometheus's envelope, or a gzipped pprof. Every error goes through
 //! [`ApiError::status`], the one place that maps errors to statuses.
 //!
+//! Requests are bounded ([`limits`]): a body must arrive within
+//! `limits.body_timeout`, the queries that read profiles take one of
+//! `limits.max_concurrent_queries` slots, and a query may select at most
+//! `limits.max_query_series` series and `limits.max_query_samples`
+//! samples.
+//!
 //! See the "The daemon" section of README.md for the API table.
 
 mod error;
 mod handlers;
+pub mod limits;
 mod metrics;
 pub mod params;
 mod pyroscope;
 mod scrape;
 
 pub use error::ApiError;
+pub use limits::{QuerySlots, ServerLimits};
 pub use metrics::{ErrorKind, Metrics};
 
 use crate::engine::Storage;
@@ -42,11 +50,16 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The scrape loops (none until [`ScrapeManager::apply`]).
     pub scrape: Arc<ScrapeManager>,
+    /// Bounds on requests (timeouts, query slots, query sizes).
+    pub limits: ServerLimits,
+    /// The slots of expensive queries (`limits.max_concurrent_queries`).
+    pub queries: QuerySlots,
 }
 
 impl AppState {
-    /// State over `backend` with fresh metrics and no scrape loops (jobs
-    /// without `body_size_limit` scrape at most `max_body_bytes`).
+    /// State over `backend` with fresh metrics, no scrape loops (jobs
+    /// without `body_size_limit` scrape at most `max_body_bytes`) and the
+    /// default [`ServerLimits`].
     pub fn new(backend: Arc<dyn Storage>, max_body_bytes: usize) -> AppState {
         let metrics = Arc::new(Metrics::new(Arc::clone(&backend)));
         let scrape = Arc::new(ScrapeManager::new(
@@ -54,12 +67,22 @@ impl AppState {
             metrics.scrape.clone(),
             max_body_bytes,
         ));
+        let limits = ServerLimits::default();
         AppState {
             backend,
             max_body_bytes,
             metrics,
             scrape,
+            queries: QuerySlots::new(limits.max_concurrent_queries, limits.query_queue_timeout),
+            limits,
         }
+    }
+
+    /// The same state with `limits` (and fresh query slots sized by them).
+    pub fn with_limits(mut self, limits: ServerLimits) -> AppState {
+        self.queries = QuerySlots::new(limits.max_concurrent_queries, limits.query_queue_timeout);
+        self.limits = limits;
+        self
     }
 }
 
@@ -102,6 +125,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
+            state.limits.body_timeout,
+            limits::body_deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
@@ -109,7 +136,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Reads a whole body, failing with [`ApiError::BodyTooLarge`] over `limit`
-/// bytes.
+/// bytes and with [`ApiError::BodyTimeout`] when it missed the deadline
+/// [`limits::body_deadline`] set.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     match axum::body::to_bytes(body, limit).await {
         Ok(b) => Ok(b),
@@ -118,6 +146,9 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
             while let Some(s) = source {
                 if s.is::<http_body_util::LengthLimitError>() {
                     return Err(ApiError::BodyTooLarge(limit));
+                }
+                if let Some(t) = s.downcast_ref::<limits::BodyTimeout>() {
+                    return Err(ApiError::BodyTimeout(t.0));
                 }
                 source = s.source();
             }
@@ -138,4 +169,21 @@ where
         Ok(r) => r.map_err(Into::into),
         Err(e) => Err(ApiError::Internal(format!("task failed: {e}"))),
     }
+}
+
+/// Runs the expensive query `f(backend)` on the blocking pool in one of the
+/// query slots (waiting for one up to the queue timeout). The slot is held
+/// until `f` returns, even if the client has gone meanwhile.
+pub(crate) async fn query<T, E, F>(st: &AppState, f: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&dyn Storage) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    let permit = st.queries.acquire().await?;
+    blocking(&st.backend, move |s| {
+        let _slot = permit;
+        f(s)
+    })
+    .await
 }

@@ -14,6 +14,7 @@
 //! | body over `--max-body-bytes`, decompressed body over `--max-decompressed-bytes`, a pprof over a decode limit, the series limit | `resource_exhausted` | 429 (Connect has no 413) |
 //! | `content-type` other than `application/proto` or `application/json` | `unknown` | 415 (as connect-go) |
 //! | `content-encoding` other than `gzip`/`identity` | `unimplemented` | 501 |
+//! | body not received whole within `limits.body_timeout` | `deadline_exceeded` | 408 |
 //! | a method other than `POST` | `unknown` | 405 (with `Allow: POST`) |
 //! | the meta store failed, a bug | `internal` | 500 |
 //!
@@ -84,7 +85,9 @@ impl From<ApiError> for ConnectError {
                 ConnectError::new(StatusCode::TOO_MANY_REQUESTS, "resource_exhausted", message)
             }
             404 => ConnectError::new(status, "not_found", message),
+            408 => ConnectError::new(status, "deadline_exceeded", message),
             500 => ConnectError::internal(message),
+            503 => ConnectError::new(status, "unavailable", message),
             _ => ConnectError::new(status, "unknown", message),
         }
     }
