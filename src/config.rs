@@ -21,6 +21,12 @@
 //!   max_label_name_len: 1024
 //!   max_label_value_len: 2048
 //!   min_free_bytes: 67108864   # writes get 507 below this much free disk
+//!   # request bounds of the HTTP server (see `server::limits`)
+//!   body_timeout: 30s          # a request body must arrive whole within this (408)
+//!   max_concurrent_queries: 2  # queries reading profiles at once [default: CPUs, at least 2]
+//!   query_queue_timeout: 10s   # wait for a query slot, then 503 (0s: do not wait)
+//!   max_query_series: 10000    # series one query may select (422)
+//!   max_query_samples: 10000000  # samples one profile query may hold (422)
 //! ```
 //!
 //! Unknown keys are an error, so a typo never silently falls back to a
@@ -38,10 +44,12 @@
 use crate::engine::Limits;
 use crate::model::time::parse_duration;
 use crate::scrape::config::{self as scrape_config, ScrapeConfigFile, ScrapeJob};
+use crate::server::ServerLimits;
 use crate::tsdb::wal::{SyncPolicy, WalOptions};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Settings as given in one place (file or flags); `None` is "not given".
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -89,6 +97,16 @@ pub struct LimitSettings {
     pub max_label_value_len: Option<usize>,
     /// Free disk space below which writes are refused, bytes.
     pub min_free_bytes: Option<u64>,
+    /// How long a request body may take to arrive, as a duration.
+    pub body_timeout: Option<String>,
+    /// Expensive queries running at once.
+    pub max_concurrent_queries: Option<usize>,
+    /// How long a query waits for a slot, as a duration.
+    pub query_queue_timeout: Option<String>,
+    /// Most series one query may select.
+    pub max_query_series: Option<usize>,
+    /// Most samples one profile query may hold.
+    pub max_query_samples: Option<usize>,
 }
 
 /// The storage backend of the daemon.
@@ -173,6 +191,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     /// The scrape jobs of the file.
     pub scrape: Vec<ScrapeJob>,
+    /// The HTTP server's bounds on requests.
+    pub server: ServerLimits,
 }
 
 /// Default listen address.
@@ -356,6 +376,7 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
         .min_free_bytes
         .or(fi.min_free_bytes)
         .unwrap_or(crate::tsdb::DEFAULT_MIN_FREE_BYTES);
+    let server = server_limits(fl, fi)?;
     let scrape =
         scrape_config::validate(&file.scrape_configs).map_err(|e| ConfigError::Invalid {
             name: "scrape_configs",
@@ -377,6 +398,65 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
         },
         max_body_bytes,
         limits,
+        server,
+    })
+}
+
+/// Resolves the server's request bounds (`limits.body_timeout`, …) of
+/// `flags` over `file` over the defaults.
+fn server_limits(flags: &LimitSettings, file: &LimitSettings) -> Result<ServerLimits, ConfigError> {
+    let defaults = ServerLimits::default();
+    let duration = |name: &'static str,
+                    f: &Option<String>,
+                    g: &Option<String>,
+                    default: Duration,
+                    zero_ok: bool|
+     -> Result<Duration, ConfigError> {
+        let Some(value) = f.as_ref().or(g.as_ref()) else {
+            return Ok(default);
+        };
+        let invalid = |message: String| ConfigError::Invalid { name, message };
+        match parse_duration(value) {
+            Ok(ms) if ms > 0 || (zero_ok && ms == 0) => Ok(Duration::from_millis(ms as u64)),
+            Ok(_) if zero_ok => Err(invalid(format!("{value:?}: must not be negative"))),
+            Ok(_) => Err(invalid(format!("{value:?}: must be positive"))),
+            Err(message) => Err(invalid(message)),
+        }
+    };
+    let max_concurrent_queries = flags
+        .max_concurrent_queries
+        .or(file.max_concurrent_queries)
+        .unwrap_or(defaults.max_concurrent_queries);
+    if max_concurrent_queries == 0 {
+        return Err(ConfigError::Invalid {
+            name: "limits.max_concurrent_queries",
+            message: "0: must be at least 1".into(),
+        });
+    }
+    Ok(ServerLimits {
+        body_timeout: duration(
+            "limits.body_timeout",
+            &flags.body_timeout,
+            &file.body_timeout,
+            defaults.body_timeout,
+            false,
+        )?,
+        max_concurrent_queries,
+        query_queue_timeout: duration(
+            "limits.query_queue_timeout",
+            &flags.query_queue_timeout,
+            &file.query_queue_timeout,
+            defaults.query_queue_timeout,
+            true,
+        )?,
+        max_query_series: flags
+            .max_query_series
+            .or(file.max_query_series)
+            .unwrap_or(defaults.max_query_series),
+        max_query_samples: flags
+            .max_query_samples
+            .or(file.max_query_samples)
+            .unwrap_or(defaults.max_query_samples),
     })
 }
 
@@ -460,6 +540,59 @@ mod tests {
         ] {
             let e = resolve(&flags, &none).unwrap_err().to_string();
             assert!(e.contains(name), "{e}");
+        }
+    }
+
+    #[test]
+    fn server_limits_resolve_and_are_checked() {
+        let none = Settings::default();
+        let c = resolve(&none, &none).unwrap();
+        assert_eq!(c.server, ServerLimits::default());
+        assert!(c.server.max_concurrent_queries >= 2);
+        assert_eq!(c.server.body_timeout, Duration::from_secs(30));
+        assert_eq!(c.server.query_queue_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.max_query_series, 10_000);
+        assert_eq!(c.server.max_query_samples, 10_000_000);
+
+        let file = parse_yaml(
+            "limits:\n  body_timeout: 5s\n  max_concurrent_queries: 3\n  query_queue_timeout: 0s\n  max_query_series: 7\n  max_query_samples: 8\n",
+        )
+        .unwrap();
+        let c = resolve(&none, &file).unwrap();
+        assert_eq!(
+            c.server,
+            ServerLimits {
+                body_timeout: Duration::from_secs(5),
+                max_concurrent_queries: 3,
+                query_queue_timeout: Duration::ZERO,
+                max_query_series: 7,
+                max_query_samples: 8,
+            }
+        );
+        let mut flags = Settings::default();
+        flags.limits.body_timeout = Some("250ms".into());
+        flags.limits.max_query_series = Some(9);
+        let c = resolve(&flags, &file).unwrap();
+        assert_eq!(c.server.body_timeout, Duration::from_millis(250));
+        assert_eq!(c.server.max_query_series, 9);
+        assert_eq!(c.server.max_concurrent_queries, 3);
+
+        for (yaml, name) in [
+            ("limits:\n  body_timeout: 0s\n", "limits.body_timeout"),
+            ("limits:\n  body_timeout: soon\n", "limits.body_timeout"),
+            (
+                "limits:\n  query_queue_timeout: -1s\n",
+                "limits.query_queue_timeout",
+            ),
+            (
+                "limits:\n  max_concurrent_queries: 0\n",
+                "limits.max_concurrent_queries",
+            ),
+        ] {
+            let e = resolve(&none, &parse_yaml(yaml).unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(name), "{yaml}: {e}");
         }
     }
 

@@ -102,6 +102,26 @@ struct ServeArgs {
     /// [default: 67108864].
     #[arg(long, env = "PROFSTORE_MIN_FREE_BYTES")]
     min_free_bytes: Option<u64>,
+    /// How long a request body may take to arrive whole, from the end of
+    /// its headers; a slower one gets 408 [default: 30s].
+    #[arg(long, env = "PROFSTORE_BODY_TIMEOUT")]
+    body_timeout: Option<String>,
+    /// Queries that read profiles or totals (query_range, query, profile,
+    /// merge, diff) running at once; ingest never waits for them
+    /// [default: the number of CPUs, at least 2].
+    #[arg(long, env = "PROFSTORE_MAX_CONCURRENT_QUERIES")]
+    max_concurrent_queries: Option<usize>,
+    /// How long a query waits for a free slot before it gets 503 with
+    /// Retry-After (`0s`: refuse at once) [default: 10s].
+    #[arg(long, env = "PROFSTORE_QUERY_QUEUE_TIMEOUT")]
+    query_queue_timeout: Option<String>,
+    /// Most series one query may select; more get 422 [default: 10000].
+    #[arg(long, env = "PROFSTORE_MAX_QUERY_SERIES")]
+    max_query_series: Option<usize>,
+    /// Most samples (stack × pprof labels) the profile of one profile query
+    /// may hold; more get 422 [default: 10000000].
+    #[arg(long, env = "PROFSTORE_MAX_QUERY_SAMPLES")]
+    max_query_samples: Option<usize>,
 }
 
 impl ServeArgs {
@@ -123,6 +143,11 @@ impl ServeArgs {
                 max_label_name_len: self.max_label_name_len,
                 max_label_value_len: self.max_label_value_len,
                 min_free_bytes: self.min_free_bytes,
+                body_timeout: self.body_timeout.clone(),
+                max_concurrent_queries: self.max_concurrent_queries,
+                query_queue_timeout: self.query_queue_timeout.clone(),
+                max_query_series: self.max_query_series,
+                max_query_samples: self.max_query_samples,
             },
             scrape_configs: Vec::new(),
         }
@@ -316,7 +341,7 @@ async fn serve_backend(
     config: &ServeConfig,
     config_file: Option<PathBuf>,
 ) -> Result<(), String> {
-    let state = AppState::new(backend, config.max_body_bytes);
+    let state = AppState::new(backend, config.max_body_bytes).with_limits(config.server.clone());
     let scrape = Arc::clone(&state.scrape);
     scrape.set_job_source(config_file.map(|path| {
         Arc::new(move || config::read_scrape_jobs(&path).map_err(|e| e.to_string()))

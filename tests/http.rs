@@ -727,3 +727,250 @@ fn sigterm_right_after_start_exits_0() {
         assert_eq!(srv.terminate(), Some(0));
     }
 }
+
+/// Sends `head` (the request line and headers, without the blank line) and
+/// `body` on a new connection, then waits up to 20 s for the server's answer
+/// and for it to close the connection (no `Connection: close` is sent).
+/// Returns the raw answer and the time from the last byte sent.
+fn send_and_wait(addr: &str, head: &str, body: &[u8]) -> (String, Duration) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let sent = std::time::Instant::now();
+    let mut raw = Vec::new();
+    // An error after the answer (a reset) ends the read as well.
+    let _ = s.read_to_end(&mut raw);
+    (String::from_utf8_lossy(&raw).into_owned(), sent.elapsed())
+}
+
+#[test]
+fn a_slow_body_gets_408_within_the_body_timeout() {
+    let srv = Server::start(&["--body-timeout", "1s"]);
+    let body = corpus_file("parca/cpu_labels.pb.gz");
+    // Headers promise the whole profile; a tenth of it arrives, then nothing.
+    let target = format!("/api/v1/write?{}", qs(&[("labels", r#"{job="slow"}"#)]));
+    let head = format!(
+        "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let (answer, took) = send_and_wait(&srv.addr, &head, &body[..body.len() / 10]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("limits.body_timeout"), "{answer}");
+    assert!(answer.contains(r#""errorType":"timeout""#), "{answer}");
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+
+    // A Pyroscope push that trickles in: a Connect error, same status.
+    let head = format!(
+        "POST /push.v1.PusherService/Push HTTP/1.1\r\nHost: x\r\nContent-Type: application/proto\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let addr = srv.addr.clone();
+    let trickle = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let started = std::time::Instant::now();
+        for b in body.chunks(100).take(50) {
+            if s.write_all(b).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        (
+            String::from_utf8_lossy(&raw).into_owned(),
+            started.elapsed(),
+        )
+    });
+    let (answer, took) = trickle.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"deadline_exceeded""#), "{answer}");
+    assert!(answer.contains("limits.body_timeout"), "{answer}");
+    assert!(took < Duration::from_secs(6), "{took:?}");
+
+    // Nothing of either was stored, and a prompt body still goes through.
+    assert_eq!(
+        srv.data(&format!(
+            "/api/v1/series?{}",
+            qs(&[("match[]", r#"{job="slow"}"#)])
+        )),
+        json!([])
+    );
+    let r = srv.write(r#"{job="fast"}"#, &corpus_file("parca/cpu_labels.pb.gz"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let m = srv.get("/metrics").text();
+    assert!(
+        m.contains(r#"profstore_errors_total{kind="body_timeout"} 1"#),
+        "{m}"
+    );
+    assert_eq!(srv.terminate(), Some(0));
+}
+
+#[test]
+fn queries_over_the_series_or_sample_limits_are_422() {
+    let srv = Server::start(&["--max-query-series", "2", "--max-query-samples", "3"]);
+    let cpu = corpus_file("parca/cpu_labels.pb.gz");
+    for inst in ["a", "b", "c"] {
+        let r = srv.write(&format!(r#"{{job="api",instance="{inst}"}}"#), &cpu);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let cpu_type = "process_cpu:cpu:nanoseconds:cpu:nanoseconds:delta";
+    let wide = format!(r#"{cpu_type}{{job="api"}}"#);
+    let range = [("start", "0"), ("end", "4102444800")];
+    let refused = |target: String| {
+        let r = srv.get(&target);
+        assert_eq!(r.status, 422, "{target}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["errorType"], "execution", "{v}");
+        v["error"].as_str().unwrap().to_string()
+    };
+    for target in [
+        format!(
+            "/api/v1/query_range?{}",
+            qs(&[
+                &[("query", wide.as_str()), ("step", "100000000")][..],
+                &range
+            ]
+            .concat())
+        ),
+        format!(
+            "/api/v1/profile/merge?{}",
+            qs(&[&[("query", wide.as_str()), ("format", "svg")][..], &range].concat())
+        ),
+        format!("/api/v1/series?{}", qs(&[("match[]", r#"{job="api"}"#)])),
+    ] {
+        let e = refused(target);
+        assert!(
+            e.starts_with("query selects ")
+                && e.contains(
+                    "series, the limit is 2 (limits.max_query_series); narrow the selector"
+                ),
+            "{e}"
+        );
+    }
+    // One series: within the series limit, over the sample limit.
+    let one = format!(r#"{cpu_type}{{job="api",instance="a",grpcmethod=""}}"#);
+    let merge_one = format!(
+        "/api/v1/profile/merge?{}",
+        qs(&[&[("query", one.as_str()), ("format", "top")][..], &range].concat())
+    );
+    let e = refused(merge_one.clone());
+    assert!(
+        e.starts_with("query result holds ")
+            && e.contains("samples, the limit is 3 (limits.max_query_samples)"),
+        "{e}"
+    );
+    let diff = format!(
+        "/api/v1/profile/diff?{}",
+        qs(&[
+            ("query_a", one.as_str()),
+            ("start_a", "0"),
+            ("end_a", "4102444800"),
+            ("query_b", one.as_str()),
+            ("start_b", "0"),
+            ("end_b", "4102444800"),
+        ])
+    );
+    assert!(refused(diff).contains("limits.max_query_samples"));
+    // Totals of that series are not bounded by samples.
+    let qr = format!(
+        "/api/v1/query_range?{}",
+        qs(&[
+            &[("query", one.as_str()), ("step", "100000000")][..],
+            &range
+        ]
+        .concat())
+    );
+    assert_eq!(srv.data(&qr)["result"].as_array().unwrap().len(), 1);
+    let m = srv.get("/metrics").text();
+    assert!(
+        m.contains(r#"profstore_errors_total{kind="query_limit"} 5"#),
+        "{m}"
+    );
+    assert_eq!(srv.terminate(), Some(0));
+}
+
+#[test]
+fn busy_query_slots_answer_503_with_retry_after_and_ingest_goes_on() {
+    // One slot and no queue: a query that finds the slot taken is refused.
+    let srv = Server::start(&[
+        "--max-concurrent-queries",
+        "1",
+        "--query-queue-timeout",
+        "0s",
+    ]);
+    let alloc = corpus_file("parca/alloc_objects.pb.gz");
+    for i in 0..4 {
+        let r = srv.write(&format!(r#"{{job="heap",instance="{i}"}}"#), &alloc);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let target = format!(
+        "/api/v1/profile/merge?{}",
+        qs(&[
+            (
+                "query",
+                r#"memory:alloc_objects:count:space:bytes{job="heap"}"#
+            ),
+            ("start", "0"),
+            ("end", "4102444800"),
+            ("format", "svg"),
+        ])
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, target, stop) = (srv.addr.clone(), target.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut statuses = BTreeMap::<u16, usize>::new();
+                let mut refusal = None;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    && std::time::Instant::now() < deadline
+                {
+                    let r = http(&addr, "GET", &target, None, b"");
+                    *statuses.entry(r.status).or_default() += 1;
+                    if r.status == 503 && refusal.is_none() {
+                        refusal = Some((r.header("retry-after").map(str::to_string), r.json()));
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                (statuses, refusal)
+            })
+        })
+        .collect();
+    // Ingest does not take query slots: writes go through meanwhile.
+    let cpu = corpus_file("parca/cpu_labels.pb.gz");
+    let mut writes = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) && std::time::Instant::now() < deadline {
+        let r = srv.write(&format!(r#"{{job="w",instance="{writes}"}}"#), &cpu);
+        assert_eq!(r.status, 200, "{}", r.text());
+        writes += 1;
+    }
+    let mut refusal = None;
+    for reader in readers {
+        let (statuses, r) = reader.join().unwrap();
+        assert!(
+            statuses.keys().all(|s| *s == 200 || *s == 503),
+            "{statuses:?}"
+        );
+        refusal = refusal.or(r);
+    }
+    let (retry_after, body) = refusal.expect("no query was refused within 60 s");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert_eq!(body["errorType"], "unavailable");
+    let e = body["error"].as_str().unwrap();
+    assert!(
+        e.contains("all 1 query slots (limits.max_concurrent_queries)")
+            && e.contains("limits.query_queue_timeout"),
+        "{e}"
+    );
+    // The slot is free again once the queries are done.
+    let r = srv.get(&target);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(srv.terminate(), Some(0));
+}

@@ -52,7 +52,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "config",
         &[
-            "proto", "pprof", "model", "ingest", "engine", "scrape", "tsdb",
+            "proto", "pprof", "model", "ingest", "engine", "scrape", "tsdb", "server",
         ],
     ),
 ];
