@@ -23,6 +23,7 @@
 //!   min_free_bytes: 67108864   # writes get 507 below this much free disk
 //!   # request bounds of the HTTP server (see `server::limits`)
 //!   body_timeout: 30s          # a request body must arrive whole within this (408)
+//!   header_timeout: 30s        # request headers within this; also closes idle connections
 //!   max_concurrent_queries: 2  # queries reading profiles at once [default: CPUs, at least 2]
 //!   query_queue_timeout: 10s   # wait for a query slot, then 503 (0s: do not wait)
 //!   max_query_series: 10000    # series one query may select (422)
@@ -99,6 +100,8 @@ pub struct LimitSettings {
     pub min_free_bytes: Option<u64>,
     /// How long a request body may take to arrive, as a duration.
     pub body_timeout: Option<String>,
+    /// How long request headers may take to arrive, as a duration.
+    pub header_timeout: Option<String>,
     /// Expensive queries running at once.
     pub max_concurrent_queries: Option<usize>,
     /// How long a query waits for a slot, as a duration.
@@ -441,6 +444,13 @@ fn server_limits(flags: &LimitSettings, file: &LimitSettings) -> Result<ServerLi
             defaults.body_timeout,
             false,
         )?,
+        header_timeout: duration(
+            "limits.header_timeout",
+            &flags.header_timeout,
+            &file.header_timeout,
+            defaults.header_timeout,
+            false,
+        )?,
         max_concurrent_queries,
         query_queue_timeout: duration(
             "limits.query_queue_timeout",
@@ -555,7 +565,7 @@ mod tests {
         assert_eq!(c.server.max_query_samples, 10_000_000);
 
         let file = parse_yaml(
-            "limits:\n  body_timeout: 5s\n  max_concurrent_queries: 3\n  query_queue_timeout: 0s\n  max_query_series: 7\n  max_query_samples: 8\n",
+            "limits:\n  body_timeout: 5s\n  header_timeout: 2s\n  max_concurrent_queries: 3\n  query_queue_timeout: 0s\n  max_query_series: 7\n  max_query_samples: 8\n",
         )
         .unwrap();
         let c = resolve(&none, &file).unwrap();
@@ -563,6 +573,7 @@ mod tests {
             c.server,
             ServerLimits {
                 body_timeout: Duration::from_secs(5),
+                header_timeout: Duration::from_secs(2),
                 max_concurrent_queries: 3,
                 query_queue_timeout: Duration::ZERO,
                 max_query_series: 7,
@@ -579,7 +590,7 @@ mod tests {
 
         for (yaml, name) in [
             ("limits:\n  body_timeout: 0s\n", "limits.body_timeout"),
-            ("limits:\n  body_timeout: soon\n", "limits.body_timeout"),
+            ("limits:\n  header_timeout: soon\n", "limits.header_timeout"),
             (
                 "limits:\n  query_queue_timeout: -1s\n",
                 "limits.query_queue_timeout",

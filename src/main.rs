@@ -106,6 +106,11 @@ struct ServeArgs {
     /// its headers; a slower one gets 408 [default: 30s].
     #[arg(long, env = "PROFSTORE_BODY_TIMEOUT")]
     body_timeout: Option<String>,
+    /// How long a client may take to send a request's headers; the
+    /// connection is closed after it (and after this long idle)
+    /// [default: 30s].
+    #[arg(long, env = "PROFSTORE_HEADER_TIMEOUT")]
+    header_timeout: Option<String>,
     /// Queries that read profiles or totals (query_range, query, profile,
     /// merge, diff) running at once; ingest never waits for them
     /// [default: the number of CPUs, at least 2].
@@ -144,6 +149,7 @@ impl ServeArgs {
                 max_label_value_len: self.max_label_value_len,
                 min_free_bytes: self.min_free_bytes,
                 body_timeout: self.body_timeout.clone(),
+                header_timeout: self.header_timeout.clone(),
                 max_concurrent_queries: self.max_concurrent_queries,
                 query_queue_timeout: self.query_queue_timeout.clone(),
                 max_query_series: self.max_query_series,
@@ -367,10 +373,7 @@ async fn serve_backend(
     reload_on_sighup(Arc::clone(&scrape))?;
     println!("listening on {addr}");
     let _ = std::io::stdout().flush();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    profstore::server::serve(listener, app, config.server.header_timeout, shutdown).await;
     tracing::info!("shutting down: stopping the scrapes");
     scrape.stop().await;
     Ok(())

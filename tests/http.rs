@@ -812,6 +812,22 @@ fn a_slow_body_gets_408_within_the_body_timeout() {
 }
 
 #[test]
+fn slow_headers_are_cut_off_after_the_header_timeout() {
+    let srv = Server::start(&["--header-timeout", "1s"]);
+    // Half a request line, then silence.
+    let (answer, took) = send_and_wait(&srv.addr, "GET /-/heal", b"");
+    assert!(!answer.contains("200 OK"), "{answer}");
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // An idle connection is closed after the same time.
+    let (answer, took) = send_and_wait(&srv.addr, "", b"");
+    assert!(answer.is_empty(), "{answer}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(srv.get("/-/healthy").status, 200);
+    assert_eq!(srv.terminate(), Some(0));
+}
+
+#[test]
 fn queries_over_the_series_or_sample_limits_are_422() {
     let srv = Server::start(&["--max-query-series", "2", "--max-query-samples", "3"]);
     let cpu = corpus_file("parca/cpu_labels.pb.gz");

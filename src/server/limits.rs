@@ -4,7 +4,9 @@
 //! - **Body deadline.** [`body_deadline`], a middleware on every route,
 //!   gives each request body [`ServerLimits::body_timeout`] to arrive
 //!   whole, counted from the end of its headers; [`super::read_body`]
-//!   turns a late body into [`ApiError::BodyTimeout`] (408).
+//!   turns a late body into [`ApiError::BodyTimeout`] (408). The headers
+//!   themselves are bounded by hyper's header read timeout
+//!   ([`ServerLimits::header_timeout`], set in [`super::serve`]).
 //! - **Query slots.** [`QuerySlots`] is a semaphore of
 //!   [`ServerLimits::max_concurrent_queries`] permits. The handlers that
 //!   read profiles or their totals (`query_range`, `query`, `profile`,
@@ -40,6 +42,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Default [`ServerLimits::body_timeout`]: 30 s.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`ServerLimits::header_timeout`]: 30 s (hyper's own default,
+/// which takes effect only when the server has a timer).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default [`ServerLimits::query_queue_timeout`]: 10 s.
 pub const DEFAULT_QUERY_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default [`ServerLimits::max_query_series`].
@@ -67,6 +72,9 @@ pub struct ServerLimits {
     /// How long a request body may take to arrive whole, from the end of
     /// its headers.
     pub body_timeout: Duration,
+    /// How long a client may take to send a request's headers (also how
+    /// long an idle keep-alive connection stays open).
+    pub header_timeout: Duration,
     /// Expensive queries running at once (at least 1).
     pub max_concurrent_queries: usize,
     /// How long a query waits for a slot before it is refused.
@@ -82,6 +90,7 @@ impl Default for ServerLimits {
     fn default() -> Self {
         ServerLimits {
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
             max_concurrent_queries: default_max_concurrent_queries(),
             query_queue_timeout: DEFAULT_QUERY_QUEUE_TIMEOUT,
             max_query_series: DEFAULT_MAX_QUERY_SERIES,

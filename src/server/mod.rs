@@ -14,7 +14,7 @@
 //! `limits.body_timeout`, the queries that read profiles take one of
 //! `limits.max_concurrent_queries` slots, and a query may select at most
 //! `limits.max_query_series` series and `limits.max_query_samples`
-//! samples.
+//! samples. [`serve`] runs the router on hyper with a header read timeout.
 //!
 //! See the "The daemon" section of README.md for the API table.
 
@@ -25,10 +25,12 @@ mod metrics;
 pub mod params;
 mod pyroscope;
 mod scrape;
+mod serve;
 
 pub use error::ApiError;
 pub use limits::{QuerySlots, ServerLimits};
 pub use metrics::{ErrorKind, Metrics};
+pub use serve::serve;
 
 use crate::engine::Storage;
 use crate::scrape::ScrapeManager;
