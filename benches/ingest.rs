@@ -128,7 +128,9 @@ fn bench_ingest(c: &mut Criterion) {
             b.iter(|| {
                 k += 1;
                 // Between two profiles, never twice at one timestamp.
-                store.ingest(at(t0 + (k % 119) * 10_000 + 1 + k / 119)).unwrap()
+                store
+                    .ingest(at(t0 + (k % 119) * 10_000 + 1 + k / 119))
+                    .unwrap()
             })
         });
 
@@ -146,7 +148,9 @@ fn bench_ingest(c: &mut Criterion) {
         g.bench_function("ingest_late", |b| {
             b.iter(|| {
                 k += 1;
-                store.ingest(at(t0 + (k % 119) * 10_000 + 1 + k / 119)).unwrap()
+                store
+                    .ingest(at(t0 + (k % 119) * 10_000 + 1 + k / 119))
+                    .unwrap()
             })
         });
         g.finish();

@@ -223,7 +223,10 @@ impl MemSeries {
             .ooo
             .iter()
             .filter_map(|s| sets_first_in(std::slice::from_ref(s), start, end));
-        sets_first_in(&d.sets, start, end).into_iter().chain(ooo).min()
+        sets_first_in(&d.sets, start, end)
+            .into_iter()
+            .chain(ooo)
+            .min()
     }
 
     /// Adds the value of every stack over the profiles in `[start, end]` into
