@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the HTTP daemon.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Uploads pprof files to a running daemon.
     Push(cli::PushArgs),
     /// Queries a running daemon: series totals, labels, profiles.
@@ -163,7 +163,7 @@ impl ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Push(args) => cli::run_push(args),
         Command::Query(args) => cli::run_query(args),
     }
