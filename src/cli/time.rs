@@ -2,7 +2,7 @@
 //! RFC 3339) plus relative forms `now`, `now-1h`, `now+5m` and `-30m`
 //! (before now), all resolved client-side to milliseconds.
 
-use crate::model::time::{parse_duration, parse_time};
+use crate::model::time::{civil_from_days, parse_duration, parse_time};
 
 /// Milliseconds since the epoch now.
 pub fn now_ms() -> i64 {
@@ -44,16 +44,7 @@ pub fn to_param(ms: i64) -> String {
 pub fn rfc3339(ms: i64) -> String {
     let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date of a day count (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil_from_days(days);
     let frac = if milli == 0 {
         String::new()
     } else {

@@ -133,9 +133,10 @@ pub fn format_time(ms: i64) -> String {
     )
 }
 
-/// The proleptic Gregorian date of a day number (inverse of
-/// `days_from_civil`, H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+/// The proleptic Gregorian date `(year, month, day)` of a day number (days
+/// since 1970-01-01; the inverse of `days_from_civil`, H. Hinnant's
+/// algorithm).
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;

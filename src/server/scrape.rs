@@ -3,6 +3,7 @@
 //! `scrape_configs`).
 
 use super::{ApiError, AppState};
+use crate::model::time::civil_from_days;
 use crate::scrape::{TargetSpec, TargetStatus};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -59,19 +60,6 @@ fn rfc3339(t: SystemTime) -> String {
         rem % 60,
         d.subsec_nanos()
     )
-}
-
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 → (y, m, d).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// A duration as Prometheus prints it in the targets API (`10s`, `1m30s`,
