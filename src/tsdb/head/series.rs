@@ -10,7 +10,9 @@
 //! merges added up, the first profile the earliest of both), and writing a
 //! block or the snapshot merges them into sets in time order. Patience
 //! sorting bounds their number (about 2√n for n profiles in random order);
-//! past [`MAX_OOO_SETS`] they are merged into sets in time order.
+//! past [`MAX_OOO_SETS`] they are merged into sets in time order, and when
+//! those are still more than half the bound, the in-order sets are encoded
+//! again with them and the out-of-order sets are gone.
 
 use super::HeadError;
 use crate::model::labels::Labels;
@@ -170,6 +172,13 @@ impl MemSeries {
                 }
                 profiles.sort_by_key(|p| p.timestamp);
                 data.ooo = build_sets(&profiles);
+                if data.ooo.len() > MAX_OOO_SETS / 2 {
+                    // So many out-of-order profiles that their merged sets
+                    // would soon pass the bound again: everything goes into
+                    // in-order sets once.
+                    data.sets = build_sets(&data.profiles(i64::MIN, i64::MAX));
+                    data.ooo.clear();
+                }
             }
         }
         data.min_time = Some(data.min_time.map_or(ts, |m| m.min(ts)));
@@ -492,5 +501,31 @@ mod tests {
             pb.sort_by_key(key);
             assert_eq!(pa, pb);
         }
+    }
+
+    /// Thousands of profiles in descending order: the out-of-order sets are
+    /// merged, then folded into the in-order sets, and the series still
+    /// reads as time order.
+    #[test]
+    fn many_out_of_order_profiles_fold_into_in_order_sets() {
+        let (a, b) = (series(), series());
+        let n = 2_500i64;
+        for t in 0..n {
+            a.append(&profile(t * 10, t as u64));
+        }
+        b.append(&profile((n - 1) * 10, (n - 1) as u64));
+        for t in (0..n - 1).rev() {
+            assert_eq!(b.append(&profile(t * 10, t as u64)), Appended::Stored);
+            let d = b.lock();
+            assert!(d.ooo.len() <= MAX_OOO_SETS, "{}", d.ooo.len());
+        }
+        assert!(b.lock().sets.len() > 1, "folded into in-order sets");
+        assert_eq!(b.num_profiles(), n as usize);
+        assert_eq!(a.totals(i64::MIN, i64::MAX), b.totals(i64::MIN, i64::MAX));
+        let (mut ma, mut mb) = (FxHashMap::default(), FxHashMap::default());
+        a.merge_into(100, 20_000, &mut ma);
+        b.merge_into(100, 20_000, &mut mb);
+        assert_eq!(ma, mb);
+        assert_eq!(a.profiles(0, 99), b.profiles(0, 99));
     }
 }
