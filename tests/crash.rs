@@ -22,7 +22,9 @@ use std::time::Duration;
 
 const WRITERS: usize = 3;
 const FILE: &str = "parca/fib.pb.gz";
-const ARGS: &[&str] = &["--block-duration", "1m"];
+/// Every write is its own series: the long run selects more than the
+/// default per-query series limit.
+const ARGS: &[&str] = &["--block-duration", "1m", "--max-query-series", "10000000"];
 
 fn run(cycles: usize) {
     let seed = std::time::SystemTime::now()
