@@ -8,6 +8,7 @@
 //! a backend only through [`Storage`]; only `main.rs` and `config.rs` name
 //! concrete backends. [`suite`] is the conformance suite any backend runs.
 
+pub mod group;
 pub mod partial;
 pub mod suite;
 

@@ -34,4 +34,4 @@ pub use matcher::{MatchOp, Matcher};
 pub use profile::{diff, to_pprof, Frame, FrameLine, Profile, Sample, Stack, DIFF_BASE_LABEL};
 pub use profile_type::ProfileType;
 pub use resolve::Resolver;
-pub use selector::parse_selector;
+pub use selector::{parse_range_query, parse_selector, Grouping, RangeQuery};

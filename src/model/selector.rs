@@ -1,5 +1,9 @@
 //! Parsing series selectors (`metric{label="value", ...}`) with promql-parser.
 //!
+//! [`parse_range_query`] also accepts one aggregation over a selector,
+//! `sum [by|without (l, …)] (selector)`, which `/api/v1/query_range` sums
+//! with [`Grouping`]; [`parse_selector`] accepts the selector alone.
+//!
 //! Only a plain vector selector is accepted: a metric name (the profile type,
 //! e.g. `process_cpu:cpu:nanoseconds:cpu:nanoseconds:delta`; colons are legal
 //! in metric names) and/or `{...}` label matchers. Functions, operators,
@@ -14,9 +18,9 @@
 //! `{__name__="my.metric", job="a"}`.
 
 use super::matcher::{MatchOp, Matcher};
-use crate::model::labels::METRIC_NAME;
+use crate::model::labels::{Labels, METRIC_NAME};
 use promql_parser::label::MatchOp as PromOp;
-use promql_parser::parser::{self, Expr, VectorSelector};
+use promql_parser::parser::{self, Expr, LabelModifier, VectorSelector};
 
 pub use super::error::SelectorError;
 
@@ -26,10 +30,111 @@ pub use super::error::SelectorError;
 /// The result always holds at least one matcher that does not match the empty
 /// string ([`SelectorError::Empty`] otherwise).
 pub fn parse_selector(input: &str) -> Result<Vec<Matcher>, SelectorError> {
+    match parse_expr(input)? {
+        Expr::VectorSelector(vs) => vector_matchers(input, vs),
+        other => Err(unsupported(input, describe(&other))),
+    }
+}
+
+/// Which labels a `sum` keeps: Prometheus's `by`/`without` modifiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grouping {
+    /// `sum by (l, …)`: only these labels (`sum (…)` is `by ()`: one series
+    /// without labels).
+    By(Vec<String>),
+    /// `sum without (l, …)`: every label but these and the metric name.
+    Without(Vec<String>),
+}
+
+impl Grouping {
+    /// The labels of the group `labels` falls into.
+    pub fn group_of(&self, labels: &Labels) -> Labels {
+        let mut out = Labels::new();
+        for l in labels.iter() {
+            let keep = match self {
+                Grouping::By(names) => names.iter().any(|n| *n == l.name),
+                Grouping::Without(names) => {
+                    l.name != METRIC_NAME && !names.iter().any(|n| *n == l.name)
+                }
+            };
+            if keep {
+                out.set(l.name.clone(), l.value.clone());
+            }
+        }
+        out
+    }
+}
+
+/// What `/api/v1/query_range` accepts: a series selector, optionally summed
+/// (`sum [by|without (l, …)] (selector)`, with Prometheus's semantics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeQuery {
+    /// The series selector.
+    pub matchers: Vec<Matcher>,
+    /// How the selected series are summed; `None` keeps every series.
+    pub grouping: Option<Grouping>,
+}
+
+/// Parses a [`RangeQuery`]. Every other aggregation, function or operator is
+/// [`SelectorError::Unsupported`].
+pub fn parse_range_query(input: &str) -> Result<RangeQuery, SelectorError> {
+    let agg = match parse_expr(input)? {
+        Expr::VectorSelector(vs) => {
+            return Ok(RangeQuery {
+                matchers: vector_matchers(input, vs)?,
+                grouping: None,
+            })
+        }
+        Expr::Aggregate(agg) => agg,
+        other => return Err(unsupported(input, describe(&other))),
+    };
+    let op = agg.op.to_string();
+    if op != "sum" || agg.param.is_some() {
+        return Err(unsupported(
+            input,
+            format!(
+                "aggregation `{op}`; only `sum`, `sum by (…)` and `sum without (…)` over a \
+                 series selector are supported"
+            ),
+        ));
+    }
+    let mut inner = *agg.expr;
+    while let Expr::Paren(p) = inner {
+        inner = *p.expr;
+    }
+    let vs = match inner {
+        Expr::VectorSelector(vs) => vs,
+        other => {
+            return Err(unsupported(
+                input,
+                format!("{} inside `sum`; want a series selector", describe(&other)),
+            ))
+        }
+    };
+    let grouping = match agg.modifier {
+        None => Grouping::By(Vec::new()),
+        Some(LabelModifier::Include(l)) => Grouping::By(l.labels),
+        Some(LabelModifier::Exclude(l)) => Grouping::Without(l.labels),
+    };
+    Ok(RangeQuery {
+        matchers: vector_matchers(input, vs)?,
+        grouping: Some(grouping),
+    })
+}
+
+fn unsupported(input: &str, found: String) -> SelectorError {
+    SelectorError::Unsupported {
+        input: input.to_string(),
+        found,
+    }
+}
+
+/// Parses `input` as PromQL.
+fn parse_expr(input: &str) -> Result<Expr, SelectorError> {
     if input.trim().is_empty() {
         return Err(SelectorError::Empty);
     }
-    let expr = parser::parse(input).map_err(|reason| {
+    parser::parse(input).map_err(|reason| {
         // promql-parser already enforces the non-empty matcher rule; keep our
         // own variant for it.
         if reason.contains("at least one non-empty matcher") {
@@ -40,15 +145,11 @@ pub fn parse_selector(input: &str) -> Result<Vec<Matcher>, SelectorError> {
                 reason,
             }
         }
-    })?;
-    let unsupported = |found: String| SelectorError::Unsupported {
-        input: input.to_string(),
-        found,
-    };
-    let vs = match expr {
-        Expr::VectorSelector(vs) => vs,
-        other => return Err(unsupported(describe(&other))),
-    };
+    })
+}
+
+/// The matchers of a plain vector selector (see [`parse_selector`]).
+fn vector_matchers(input: &str, vs: VectorSelector) -> Result<Vec<Matcher>, SelectorError> {
     let VectorSelector {
         name,
         matchers,
@@ -56,13 +157,13 @@ pub fn parse_selector(input: &str) -> Result<Vec<Matcher>, SelectorError> {
         at,
     } = vs;
     if offset.is_some() {
-        return Err(unsupported("an `offset` modifier".into()));
+        return Err(unsupported(input, "an `offset` modifier".into()));
     }
     if at.is_some() {
-        return Err(unsupported("an `@` modifier".into()));
+        return Err(unsupported(input, "an `@` modifier".into()));
     }
     if !matchers.or_matchers.is_empty() {
-        return Err(unsupported("`or` between label matchers".into()));
+        return Err(unsupported(input, "`or` between label matchers".into()));
     }
     let mut out = Vec::with_capacity(matchers.matchers.len() + 1);
     if let Some(name) = name {
@@ -301,5 +402,63 @@ mod tests {
             );
             assert!(e.to_string().contains(&format!("{input:?}")), "{e}");
         }
+    }
+
+    #[test]
+    fn range_queries_take_one_sum_over_a_selector() {
+        let plain = parse_range_query(r#"{job="a"}"#).unwrap();
+        assert_eq!(plain.grouping, None);
+        assert_eq!(plain.matchers, vec![m(MatchOp::Equal, "job", "a")]);
+        let by = parse_range_query(r#"sum by (instance, pod) ({job="a"})"#).unwrap();
+        assert_eq!(
+            by.grouping,
+            Some(Grouping::By(vec!["instance".into(), "pod".into()]))
+        );
+        assert_eq!(by.matchers, plain.matchers);
+        let without = parse_range_query(r#"sum without (pod) (x{job="a"})"#).unwrap();
+        assert_eq!(
+            without.grouping,
+            Some(Grouping::Without(vec!["pod".into()]))
+        );
+        assert_eq!(without.matchers.len(), 2);
+        let all = parse_range_query(r#"sum(((x)))"#).unwrap();
+        assert_eq!(all.grouping, Some(Grouping::By(vec![])));
+        let by_after = parse_range_query(r#"sum(x) by (job)"#).unwrap();
+        assert_eq!(by_after.grouping, Some(Grouping::By(vec!["job".into()])));
+        for bad in [
+            "avg by (job) (x)",
+            "topk(3, x)",
+            "sum(rate(x[5m]))",
+            "sum(x) + 1",
+            "sum(x[5m])",
+            "sum(sum(x))",
+        ] {
+            match parse_range_query(bad) {
+                Err(SelectorError::Unsupported { .. }) => {}
+                other => panic!("{bad}: expected Unsupported, got {other:?}"),
+            }
+        }
+        assert!(parse_range_query("sum({})").is_err());
+    }
+
+    #[test]
+    fn grouping_keeps_what_prometheus_keeps() {
+        let l = Labels::from_pairs([
+            (METRIC_NAME, "cpu"),
+            ("job", "a"),
+            ("pod", "p1"),
+            ("zone", "z"),
+        ]);
+        let by = Grouping::By(vec!["pod".into(), "absent".into(), METRIC_NAME.into()]);
+        assert_eq!(
+            by.group_of(&l),
+            Labels::from_pairs([(METRIC_NAME, "cpu"), ("pod", "p1")])
+        );
+        let without = Grouping::Without(vec!["pod".into()]);
+        assert_eq!(
+            without.group_of(&l),
+            Labels::from_pairs([("job", "a"), ("zone", "z")])
+        );
+        assert!(Grouping::By(vec![]).group_of(&l).is_empty());
     }
 }

@@ -13,12 +13,13 @@ use super::limits::{check_samples, check_series, partial_samples};
 use super::params::Params;
 use super::ServerLimits;
 use super::{blocking, query as run_query, read_body, ApiError, AppState};
+use crate::engine::group::sum_series;
 use crate::engine::Storage;
 use crate::engine::{Pick, QueryError, TimeRange, SINGLE_WINDOW_MS};
 use crate::model::labels::{Labels, METRIC_NAME};
 use crate::model::time::parse_duration;
 use crate::model::{self, Profile};
-use crate::model::{parse_selector, MatchOp, Matcher};
+use crate::model::{parse_range_query, parse_selector, MatchOp, Matcher, RangeQuery};
 use crate::render;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, Uri};
@@ -170,9 +171,10 @@ fn required_range(params: &Params, start: &str, end: &str) -> Result<TimeRange, 
     Ok(TimeRange::new(s, e)?)
 }
 
-/// `/api/v1/query_range`: per series, the total of each step bucket.
+/// `/api/v1/query_range`: per series, the total of each step bucket; with
+/// `sum by (…)`/`sum without (…)` around the selector, per group of series.
 pub async fn query_range(State(st): State<AppState>, params: Params) -> ApiResult {
-    let matchers = selector(&params, "query")?;
+    let RangeQuery { matchers, grouping } = parse_range_query(params.required("query")?)?;
     let range = required_range(&params, "start", "end")?;
     let step_s = params.required("step")?;
     let step = parse_duration(step_s)
@@ -191,7 +193,11 @@ pub async fn query_range(State(st): State<AppState>, params: Params) -> ApiResul
     let max_series = st.limits.max_query_series;
     let series = run_query(&st, move |s| -> Result<_, ApiError> {
         check_selection(s, &matchers, range, max_series)?;
-        Ok(s.query_range(&matchers, range, Some(step))?)
+        let series = s.query_range(&matchers, range, Some(step))?;
+        Ok(match &grouping {
+            Some(g) => sum_series(series, g),
+            None => series,
+        })
     })
     .await?;
     let result: Vec<Value> = series
