@@ -38,7 +38,7 @@ mod svg;
 mod tests;
 mod top;
 
-pub use flamegraph::flamegraph;
+pub use flamegraph::{flamegraph, OTHER};
 pub use folded::folded;
 pub use svg::svg;
 pub use top::top;

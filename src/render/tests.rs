@@ -130,7 +130,7 @@ fn brute(p: &Profile) -> Vec<(Vec<String>, i64, i64)> {
 }
 
 fn check_flamegraph(p: &Profile) {
-    let fg = flamegraph(p);
+    let fg = flamegraph(p, usize::MAX);
     let diff = is_diff(p);
     assert_eq!(fg["diff"], diff);
     let all = brute(p);
@@ -297,7 +297,7 @@ fn formats_agree_with_brute_force() {
         (Some(7), Some(7))
     );
     assert_eq!(t["functions"][0]["name"], "inl_inner");
-    assert_eq!(flamegraph(&p)["root"]["self"], 3);
+    assert_eq!(flamegraph(&p, usize::MAX)["root"]["self"], 3);
     let s = check_svg(&p);
     for name in [
         "inl_inner",
@@ -317,7 +317,7 @@ fn diff_formats() {
     assert!(is_diff(&p));
     check_flamegraph(&p);
     check_top(&p);
-    let fg = flamegraph(&p);
+    let fg = flamegraph(&p, usize::MAX);
     assert_eq!(fg["root"]["total"], 112);
     assert_eq!(fg["root"]["base_total"], 32);
     let f = check_folded(&p);
@@ -363,7 +363,7 @@ fn empty_and_negative_profiles() {
         sample(vec![frame(&["min"])], &[], i64::MIN),
     ]);
     assert_eq!(top(&p)["total"], p.total());
-    assert_eq!(flamegraph(&p)["root"]["total"], p.total());
+    assert_eq!(flamegraph(&p, usize::MAX)["root"]["total"], p.total());
     check_folded(&p);
     check_svg(&p);
 
@@ -371,4 +371,108 @@ fn empty_and_negative_profiles() {
     let p = diff(profile(vec![sample(vec![main], &[], 5)]), profile(vec![]));
     check_folded(&p);
     assert!(check_svg(&p).contains("no samples"));
+}
+
+/// Every node of a flame graph JSON by path (an `other` node under its
+/// parent's path plus `other`).
+fn nodes_by_path(fg: &Value) -> BTreeMap<Vec<String>, Value> {
+    fn walk(n: &Value, prefix: Vec<String>, out: &mut BTreeMap<Vec<String>, Value>) {
+        out.insert(prefix.clone(), n.clone());
+        for c in n["children"].as_array().unwrap() {
+            let mut p = prefix.clone();
+            p.push(c["name"].as_str().unwrap().to_string());
+            walk(c, p, out);
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(&fg["root"], vec![], &mut out);
+    out
+}
+
+#[test]
+fn trimmed_flame_graphs_keep_the_heaviest_nodes_and_every_total() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let names: Vec<Arc<Frame>> = (0..12).map(|i| frame(&[&format!("f{i}")])).collect();
+    let samples: Vec<Sample> = (0..400)
+        .map(|_| {
+            let depth = rng.random_range(0..7);
+            let frames = (0..depth)
+                .map(|_| names[rng.random_range(0..names.len())].clone())
+                .collect();
+            sample(frames, &[], rng.random_range(1..1000))
+        })
+        .collect();
+    for p in [
+        profile(samples.clone()),
+        diff(
+            profile(samples[..200].to_vec()),
+            profile(samples[200..].to_vec()),
+        ),
+    ] {
+        let full = flamegraph(&p, usize::MAX);
+        assert_eq!(full["trimmed"], false);
+        let all = nodes_by_path(&full);
+        assert_eq!(full["nodes"], all.len());
+        let diff = full["diff"].as_bool().unwrap();
+        for budget in [1, 2, 10, 100, 1000, all.len()] {
+            let fg = flamegraph(&p, budget);
+            let kept = nodes_by_path(&fg);
+            assert_eq!(fg["nodes"], kept.len());
+            assert_eq!(fg["trimmed"], budget < all.len(), "budget {budget}");
+            assert!(
+                kept.len() <= budget.max(2),
+                "{} nodes for a budget of {budget}",
+                kept.len()
+            );
+            let keys: &[&str] = if diff {
+                &["total", "base_total"]
+            } else {
+                &["total"]
+            };
+            for (path, n) in &kept {
+                // Totals add up in every node, `other` included.
+                for key in keys {
+                    let self_key = if *key == "total" { "self" } else { "base_self" };
+                    let kids: i64 = n["children"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| c[*key].as_i64().unwrap())
+                        .sum();
+                    assert_eq!(
+                        n[*key].as_i64().unwrap(),
+                        n[self_key].as_i64().unwrap() + kids
+                    );
+                }
+                if n.get("other").is_some() {
+                    assert_eq!(path.last().map(String::as_str), Some(OTHER));
+                    assert!(n["children"].as_array().unwrap().is_empty());
+                    continue;
+                }
+                // A kept node is the untrimmed node, children aside.
+                let orig = &all[path];
+                for key in ["self", "total", "base_self", "base_total"] {
+                    assert_eq!(n.get(key), orig.get(key), "{path:?} {key}");
+                }
+            }
+            // Nothing dropped outweighs what was kept (the root aside).
+            let weight = |n: &Value| {
+                n["total"].as_i64().unwrap().abs()
+                    + n.get("base_total").map_or(0, |b| b.as_i64().unwrap().abs())
+            };
+            let lightest_kept = kept
+                .iter()
+                .filter(|(p, n)| !p.is_empty() && n.get("other").is_none())
+                .map(|(_, n)| weight(n))
+                .min();
+            if let Some(lightest) = lightest_kept {
+                for (path, n) in &all {
+                    if !kept.contains_key(path) {
+                        assert!(weight(n) <= lightest, "{path:?} dropped");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -42,7 +42,7 @@ fn success(data: Value) -> Response {
     Json(json!({"status": "success", "data": data})).into_response()
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -314,8 +314,8 @@ pub async fn profile_types(State(st): State<AppState>, params: Params) -> ApiRes
 enum Format {
     /// Gzipped pprof protobuf (the default).
     Pprof,
-    /// Flame graph tree as JSON.
-    Flamegraph,
+    /// Flame graph tree as JSON, trimmed to at most this many nodes.
+    Flamegraph(usize),
     /// Top functions as JSON.
     Top,
     /// Collapsed stacks, text.
@@ -324,11 +324,29 @@ enum Format {
     Svg,
 }
 
-/// Parses `format` (default `pprof`).
+/// The node budget of a flame graph without `max_nodes`.
+pub const DEFAULT_MAX_NODES: usize = 8192;
+
+/// Parses `format` (default `pprof`), and for `flamegraph` its node budget
+/// `max_nodes` (default [`DEFAULT_MAX_NODES`], 0 for no limit).
 fn format(params: &Params) -> Result<Format, ApiError> {
     Ok(match params.get("format").unwrap_or("pprof") {
         "" | "pprof" => Format::Pprof,
-        "flamegraph" => Format::Flamegraph,
+        "flamegraph" => {
+            let max_nodes = match params.get("max_nodes") {
+                None | Some("") => DEFAULT_MAX_NODES,
+                Some(v) => match v.parse::<usize>() {
+                    Ok(0) => usize::MAX,
+                    Ok(n) => n,
+                    Err(_) => {
+                        return Err(ApiError::BadData(format!(
+                            "invalid parameter \"max_nodes\": {v:?} is not a non-negative integer"
+                        )))
+                    }
+                },
+            };
+            Format::Flamegraph(max_nodes)
+        }
         "top" => Format::Top,
         "folded" => Format::Folded,
         "svg" => Format::Svg,
@@ -352,7 +370,7 @@ enum Rendered {
 fn render(p: &Profile, format: Format, title: &str) -> Result<Rendered, ApiError> {
     Ok(match format {
         Format::Pprof => Rendered::Pprof(crate::pprof::encode_gzip(&model::to_pprof(p))),
-        Format::Flamegraph => Rendered::Json(render::flamegraph(p)),
+        Format::Flamegraph(max_nodes) => Rendered::Json(render::flamegraph(p, max_nodes)),
         Format::Top => Rendered::Json(render::top(p)),
         Format::Folded => Rendered::Text(render::folded(p)),
         Format::Svg => Rendered::Svg(
@@ -461,7 +479,7 @@ fn check_selection(
 /// `Storage::single` and `Storage::merge` build it, within the per-query
 /// limits: the series are counted before reading, the samples before the
 /// profile is finished.
-fn bounded_profile(
+pub(super) fn bounded_profile(
     s: &dyn Storage,
     matchers: &[Matcher],
     pick: Pick,

@@ -26,6 +26,7 @@ pub mod params;
 mod pyroscope;
 mod scrape;
 mod serve;
+mod ui;
 
 pub use error::ApiError;
 pub use limits::{QuerySlots, ServerLimits};
@@ -124,6 +125,11 @@ pub fn router(state: AppState) -> Router {
         .route("/-/healthy", get(handlers::healthy))
         .route("/-/ready", get(handlers::ready))
         .route("/metrics", get(metrics::metrics))
+        .route("/ui", get(ui::redirect))
+        .route("/ui/", get(ui::index))
+        .route("/ui/targets", get(ui::targets))
+        .route("/ui/app.js", get(ui::app_js))
+        .route("/ui/style.css", get(ui::style_css))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

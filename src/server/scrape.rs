@@ -28,7 +28,7 @@ pub async fn targets(State(st): State<AppState>) -> Response {
     .into_response()
 }
 
-fn target_json(spec: &TargetSpec, status: &TargetStatus) -> Value {
+pub(super) fn target_json(spec: &TargetSpec, status: &TargetStatus) -> Value {
     json!({
         "discoveredLabels": spec.discovered_labels(),
         "labels": spec.labels,
