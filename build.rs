@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/block.proto",
         "proto/pyroscope/types.proto",
         "proto/pyroscope/push.proto",
+        "proto/pyroscope/querier.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -6,7 +6,8 @@
 //! - [`wal`]: the records of the write-ahead log.
 //! - [`block`]: the index and chunk blobs of block files.
 //! - [`pyroscope`]: Grafana Pyroscope's push API (`push.v1`, `types.v1`),
-//!   for [`crate::pyroscope`].
+//!   for [`crate::pyroscope`], and its query API (`querier.v1`), for the
+//!   server's Connect query routes.
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 
@@ -30,9 +31,10 @@ pub mod block {
     include!(concat!(env!("OUT_DIR"), "/profstore.block.rs"));
 }
 
-/// Grafana Pyroscope's push API: `push.v1` and the `types.v1` messages it
-/// uses (the module layout mirrors the protobuf packages, as prost's
-/// generated code refers to `super::super::types::v1`).
+/// Grafana Pyroscope's push and query APIs: `push.v1`, `querier.v1` and the
+/// `types.v1` messages they use (the module layout mirrors the protobuf
+/// packages, as prost's generated code refers to `super::super::types::v1`
+/// and, for `querier.v1`'s pprof profiles, `super::super::perftools::profiles`).
 pub mod pyroscope {
     /// `types.v1`.
     pub mod types {
@@ -47,5 +49,17 @@ pub mod pyroscope {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/push.v1.rs"));
         }
+    }
+    /// `querier.v1`.
+    pub mod querier {
+        /// `querier.v1`.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/querier.v1.rs"));
+        }
+    }
+    /// pprof's package as `querier.v1` refers to it (upstream's
+    /// `google.v1.Profile` is the same message).
+    pub mod perftools {
+        pub use super::super::pprof as profiles;
     }
 }
