@@ -466,7 +466,7 @@ pub async fn diff(State(st): State<AppState>, params: Params) -> ApiResult {
 
 /// Refuses a selector that picks more than `limit` series in `range`
 /// (counted before anything is read).
-fn check_selection(
+pub(super) fn check_selection(
     s: &dyn Storage,
     matchers: &[Matcher],
     range: TimeRange,

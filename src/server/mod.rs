@@ -16,8 +16,13 @@
 //! `limits.max_query_series` series and `limits.max_query_samples`
 //! samples. [`serve`] runs the router on hyper with a header read timeout.
 //!
+//! [`connect`] serves Grafana Pyroscope's query API
+//! (`querier.v1.QuerierService`) over the Connect protocol, for Grafana's
+//! Pyroscope data source, within the same limits.
+//!
 //! See the "The daemon" section of README.md for the API table.
 
+pub mod connect;
 mod error;
 mod handlers;
 pub mod limits;
@@ -120,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/profile", get(handlers::profile))
         .route("/api/v1/profile/merge", get(handlers::merge))
         .route("/api/v1/profile/diff", get(handlers::diff))
+        .merge(connect::routes())
         .route("/api/v1/targets", get(scrape::targets))
         .route("/-/reload", post(scrape::reload))
         .route("/-/healthy", get(handlers::healthy))

@@ -44,7 +44,8 @@ pub struct ConnectError {
 }
 
 impl ConnectError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with an HTTP status and a Connect code.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ConnectError {
             status,
             code,
@@ -54,6 +55,21 @@ impl ConnectError {
 
     fn internal(message: impl Into<String>) -> Self {
         ConnectError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// The Connect code (`invalid_argument`, `unimplemented`, …).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 
     fn with_context(mut self, context: &str) -> Self {
@@ -81,7 +97,8 @@ impl From<ApiError> for ConnectError {
         let message = e.to_string();
         match status.as_u16() {
             400 => ConnectError::new(status, "invalid_argument", message),
-            413 | 429 => {
+            // 422: a query over a per-query limit.
+            413 | 422 | 429 => {
                 ConnectError::new(StatusCode::TOO_MANY_REQUESTS, "resource_exhausted", message)
             }
             404 => ConnectError::new(status, "not_found", message),
@@ -107,9 +124,9 @@ impl IntoResponse for ConnectError {
         // `unimplemented` (an unsupported content-encoding) is the client's
         // problem, though Connect answers it with a 5xx status.
         if self.status.is_server_error() && self.code != "unimplemented" {
-            tracing::error!(error = %self.message, code = self.code, "push failed");
+            tracing::error!(error = %self.message, code = self.code, "connect call failed");
         } else {
-            tracing::debug!(error = %self.message, code = self.code, "bad push");
+            tracing::debug!(error = %self.message, code = self.code, "bad connect call");
         }
         let body = serde_json::json!({"code": self.code, "message": self.message});
         let mut r = (
@@ -134,12 +151,12 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn header_str(h: &HeaderMap, name: header::HeaderName) -> &str {
+pub(super) fn header_str(h: &HeaderMap, name: header::HeaderName) -> &str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
 /// Fails early when `content-length` already says the body is over `limit`.
-fn check_declared_length(h: &HeaderMap, limit: usize) -> Result<(), ApiError> {
+pub(super) fn check_declared_length(h: &HeaderMap, limit: usize) -> Result<(), ApiError> {
     let declared = header_str(h, header::CONTENT_LENGTH).parse::<u64>().ok();
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::BodyTooLarge(limit));
