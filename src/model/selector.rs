@@ -52,10 +52,8 @@ impl Grouping {
         let mut out = Labels::new();
         for l in labels.iter() {
             let keep = match self {
-                Grouping::By(names) => names.iter().any(|n| *n == l.name),
-                Grouping::Without(names) => {
-                    l.name != METRIC_NAME && !names.iter().any(|n| *n == l.name)
-                }
+                Grouping::By(names) => names.contains(&l.name),
+                Grouping::Without(names) => l.name != METRIC_NAME && !names.contains(&l.name),
             };
             if keep {
                 out.set(l.name.clone(), l.value.clone());
