@@ -144,6 +144,10 @@ struct Item<'a> {
     x: [i64; 2],
 }
 
+fn add(a: [i64; 2], b: [i64; 2]) -> [i64; 2] {
+    [a[0].wrapping_add(b[0]), a[1].wrapping_add(b[1])]
+}
+
 /// Walks the tree under the `max_nodes` cut left to right (pre-order, so
 /// each level is filled left to right) and calls `emit` per written node.
 /// `keep(total)` says whether a child is kept.
@@ -161,10 +165,7 @@ fn walk<'a>(root: &'a Node, keep: impl Fn(&[i64; 2]) -> bool, mut emit: impl FnM
         let Some(children) = it.children else {
             continue;
         };
-        let mut x = [
-            it.x[0].wrapping_add(it.self_[0]),
-            it.x[1].wrapping_add(it.self_[1]),
-        ];
+        let mut x = add(it.x, it.self_);
         let mut next = Vec::with_capacity(children.len() + 1);
         let mut other = [0i64; 2];
         for (name, c) in children {
@@ -177,13 +178,9 @@ fn walk<'a>(root: &'a Node, keep: impl Fn(&[i64; 2]) -> bool, mut emit: impl FnM
                     level: it.level + 1,
                     x,
                 });
-                for s in 0..2 {
-                    x[s] = x[s].wrapping_add(c.total[s]);
-                }
+                x = add(x, c.total);
             } else {
-                for s in 0..2 {
-                    other[s] = other[s].wrapping_add(c.total[s]);
-                }
+                other = add(other, c.total);
             }
         }
         if other != [0, 0] {

@@ -121,7 +121,8 @@ impl<'a> Obj<'a> {
     /// A `uint32` field.
     pub fn u32(&self, json: &str, proto: &str) -> Result<u32> {
         let n = self.i64(json, proto)?;
-        u32::try_from(n).map_err(|_| JsonError(format!("{}.{json}: {n} is not a uint32", self.path)))
+        u32::try_from(n)
+            .map_err(|_| JsonError(format!("{}.{json}: {n} is not a uint32", self.path)))
     }
 
     /// A `bool` field.
@@ -467,7 +468,12 @@ impl Out {
 
 fn label_pairs(v: &[t::LabelPair]) -> Vec<Value> {
     v.iter()
-        .map(|l| Out::default().str("name", &l.name).str("value", &l.value).done())
+        .map(|l| {
+            Out::default()
+                .str("name", &l.name)
+                .str("value", &l.value)
+                .done()
+        })
         .collect()
 }
 

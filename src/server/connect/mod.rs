@@ -34,10 +34,11 @@
 //! Pyroscope names a profile type `name:sample_type:sample_unit:period_type:period_unit`;
 //! profstore's `__name__` may add `:delta`. A request's `profile_typeID` in
 //! five parts selects the series of that type, delta or not; profstore's
-//! six-part id selects exactly that type. `ProfileTypes` answers five-part
-//! ids, except where both variants of one exist in the range: then both
-//! six-part ids (a merge of delta and cumulative profiles is refused, as
-//! any query over two profile types is).
+//! six-part id selects exactly that type. Where a selection holds both the
+//! delta and the cumulative type of one five-part id, the five-part id
+//! selects the cumulative one (whose profstore id it is) and the delta one
+//! needs its `:delta` id: `ProfileTypes` answers five-part ids, and the
+//! `:delta` id of a delta type whose cumulative twin has data in the range.
 //!
 //! `label_selector` and `matchers` are series selectors (`{}` or empty:
 //! every series; matchers that match the empty string are allowed here).
@@ -167,6 +168,8 @@ impl Method {
 }
 
 /// A decoded request.
+// One per request, moved once: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Call {
     /// `ProfileTypes`.
@@ -226,9 +229,13 @@ pub fn decode(method: Method, codec: Codec, body: &[u8]) -> Result<Call, Connect
             let o = json::Obj::root(&v, name).map_err(|e| invalid(e.to_string()))?;
             let bad = |e: json::JsonError| invalid(format!("invalid {name} JSON: {e}"));
             Ok(match method {
-                Method::ProfileTypes => Call::ProfileTypes(json::profile_types_request(&o).map_err(bad)?),
+                Method::ProfileTypes => {
+                    Call::ProfileTypes(json::profile_types_request(&o).map_err(bad)?)
+                }
                 Method::LabelNames => Call::LabelNames(json::label_names_request(&o).map_err(bad)?),
-                Method::LabelValues => Call::LabelValues(json::label_values_request(&o).map_err(bad)?),
+                Method::LabelValues => {
+                    Call::LabelValues(json::label_values_request(&o).map_err(bad)?)
+                }
                 Method::Series => Call::Series(json::series_request(&o).map_err(bad)?),
                 Method::SelectMergeStacktraces => Call::SelectMergeStacktraces(
                     json::select_merge_stacktraces_request(&o).map_err(bad)?,
@@ -236,10 +243,12 @@ pub fn decode(method: Method, codec: Codec, body: &[u8]) -> Result<Call, Connect
                 Method::SelectMergeSpanProfile => Call::SelectMergeSpanProfile(
                     json::select_merge_span_profile_request(&o).map_err(bad)?,
                 ),
-                Method::SelectMergeProfile => Call::SelectMergeProfile(
-                    json::select_merge_profile_request(&o).map_err(bad)?,
-                ),
-                Method::SelectSeries => Call::SelectSeries(json::select_series_request(&o).map_err(bad)?),
+                Method::SelectMergeProfile => {
+                    Call::SelectMergeProfile(json::select_merge_profile_request(&o).map_err(bad)?)
+                }
+                Method::SelectSeries => {
+                    Call::SelectSeries(json::select_series_request(&o).map_err(bad)?)
+                }
                 Method::Diff => Call::Diff(json::diff_request(&o).map_err(bad)?),
             })
         }
@@ -511,11 +520,33 @@ fn span_matcher(ids: &[String]) -> Result<Matcher, ConnectError> {
     Matcher::new(MatchOp::Regex, SPAN_ID_LABEL, re).map_err(|e| invalid(e.to_string()))
 }
 
+/// Where a five-part `profile_typeID` (the first matcher) matches both a
+/// delta and a cumulative type in the selection, narrows it to the
+/// cumulative one (see the [module docs](self#profile-types-and-selectors)).
+fn resolve_type(
+    s: &dyn Storage,
+    matchers: &mut [Matcher],
+    range: TimeRange,
+    five_part: bool,
+) -> Result<(), ApiError> {
+    if !five_part || matchers.is_empty() {
+        return Ok(());
+    }
+    let types = s.profile_types(matchers, range)?;
+    if types.len() > 1 {
+        if let Some(t) = types.iter().find(|t| !t.delta) {
+            matchers[0] = Matcher::new(MatchOp::Equal, METRIC_NAME, t.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 /// One merge selection of a flame graph, pprof or diff request.
 struct Merge {
     matchers: Vec<Matcher>,
     range: TimeRange,
     profile_type: ProfileType,
+    five_part: bool,
 }
 
 impl Merge {
@@ -539,18 +570,20 @@ impl Merge {
         Ok(Merge {
             matchers,
             range: time_range(r.start, r.end)?,
+            five_part: !profile_type.delta && !r.profile_type_id.ends_with(":delta"),
             profile_type,
         })
     }
 
     /// The merged profile; `None` when nothing matched.
-    fn run(&self, s: &dyn Storage, limits: &ServerLimits) -> Result<Option<Profile>, ApiError> {
+    fn run(&mut self, s: &dyn Storage, limits: &ServerLimits) -> Result<Option<Profile>, ApiError> {
+        resolve_type(s, &mut self.matchers, self.range, self.five_part)?;
         match bounded_profile(s, &self.matchers, Pick::All(self.range), limits) {
             Ok(p) => Ok(Some(p)),
             Err(ApiError::Query(QueryError::NoData(_))) => Ok(None),
-            Err(ApiError::Query(e @ QueryError::MultipleProfileTypes(_))) => Err(ApiError::BadData(
-                format!("{e}; give one of them as profile_typeID"),
-            )),
+            Err(ApiError::Query(e @ QueryError::MultipleProfileTypes(_))) => Err(
+                ApiError::BadData(format!("{e}; give one of them as profile_typeID")),
+            ),
             Err(e) => Err(e),
         }
     }
@@ -588,7 +621,9 @@ async fn profile_types(st: &AppState, r: q::ProfileTypesRequest) -> Result<Reply
             }
         })
         .collect();
-    Ok(Reply::ProfileTypes(q::ProfileTypesResponse { profile_types }))
+    Ok(Reply::ProfileTypes(q::ProfileTypesResponse {
+        profile_types,
+    }))
 }
 
 /// The selectors of a `matchers` list: one selecting everything when empty.
@@ -722,6 +757,7 @@ async fn render_merge(
     max_nodes: i64,
 ) -> Result<Rendered, ConnectError> {
     let limits = st.limits.clone();
+    let mut m = m;
     Ok(run_query(st, move |s| -> Result<_, ApiError> {
         let p = m.run(s, &limits)?;
         Ok(if pprof {
@@ -877,7 +913,8 @@ async fn select_series(st: &AppState, r: q::SelectSeriesRequest) -> Result<Reply
     {
         return Err(unimplemented("stack_trace_selector is not supported"));
     }
-    let (matchers, _) = selection(&r.profile_type_id, &r.label_selector)?;
+    let (mut matchers, profile_type) = selection(&r.profile_type_id, &r.label_selector)?;
+    let five_part = !profile_type.delta;
     let range = time_range(r.start, r.end)?;
     if !(r.step.is_finite() && r.step >= 0.001) {
         return Err(invalid(format!(
@@ -902,6 +939,7 @@ async fn select_series(st: &AppState, r: q::SelectSeriesRequest) -> Result<Reply
     let limit = r.limit.filter(|&n| n > 0);
     let max_series = st.limits.max_query_series;
     let groups = run_query(st, move |s| -> Result<_, ApiError> {
+        resolve_type(s, &mut matchers, range, five_part)?;
         check_selection(s, &matchers, range, max_series)?;
         let step_arg = (aggregation == Aggregation::Sum).then_some(step);
         let mut found = s.query_range(&matchers, range, step_arg)?;
@@ -963,7 +1001,7 @@ async fn diff(st: &AppState, r: q::DiffRequest) -> Result<Reply, ConnectError> {
     let (Some(left), Some(right)) = (&r.left, &r.right) else {
         return Err(invalid("left and right are both required"));
     };
-    let (l, rt) = (Merge::of(left)?, Merge::of(right)?);
+    let (mut l, mut rt) = (Merge::of(left)?, Merge::of(right)?);
     let max_nodes = max_nodes(left.max_nodes);
     let limits = st.limits.clone();
     let fg = run_query(st, move |s| -> Result<_, ApiError> {
@@ -997,7 +1035,10 @@ mod tests {
         assert!(parse_matchers(" {} ").unwrap().is_empty());
         let m = parse_matchers(r#"{service_name="a", pod=~".*"}"#).unwrap();
         assert_eq!(m.len(), 2);
-        assert_eq!((m[0].name.as_str(), m[0].value.as_str()), ("service_name", "a"));
+        assert_eq!(
+            (m[0].name.as_str(), m[0].value.as_str()),
+            ("service_name", "a")
+        );
         let m = parse_matchers(r#"cpu{a="b"}"#).unwrap();
         assert_eq!(m[0].name, METRIC_NAME);
         let e = parse_matchers(r#"{a="b""#).unwrap_err();
@@ -1018,7 +1059,10 @@ mod tests {
         assert!(m.matches("memory:a.b:bytes:space:bytes:delta"));
         assert!(!m.matches("memory:a.b:bytes:space:bytes"));
         let (m, _) = type_matcher("memory:a.b:bytes:space:bytes").unwrap();
-        assert!(!m.matches("memory:aXb:bytes:space:bytes"), "dots are literal");
+        assert!(
+            !m.matches("memory:aXb:bytes:space:bytes"),
+            "dots are literal"
+        );
         for bad in ["", "a:b", "a:b:c:d:e:f"] {
             assert!(type_matcher(bad).is_err(), "{bad}");
         }
