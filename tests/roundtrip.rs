@@ -303,7 +303,7 @@ fn real_profiles_render_consistently() {
         let p = store.merge(&[m], TimeRange::ALL).unwrap();
         assert!(p.samples.len() > 10);
         let total = p.total();
-        let fg = flamegraph(&p);
+        let fg = flamegraph(&p, usize::MAX);
         assert_eq!(fg["root"]["total"], total);
         assert_eq!(top(&p)["total"], total);
         let folded_sum: i64 = folded(&p)
