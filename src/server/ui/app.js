@@ -599,7 +599,7 @@
   function showReadout(ev, t, unit) {
     const ro = $('readout');
     if (!chartData) return;
-    const near = Math.max(chartData.step * 2, (chartData.range[1] - chartData.range[0]) / 60);
+    const near = Math.max(chartData.step * 2, (chartData.range[1] - chartData.range[0]) / 12);
     let at = null;
     const rows = chartData.result.map((s) => {
       let best = null;
