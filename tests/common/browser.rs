@@ -159,7 +159,7 @@ impl Browser {
             }
             if Instant::now() > deadline {
                 let page = self.exec(
-                    "return [document.body.dataset.error || '', document.body.innerText.slice(0, 3000)]",
+                    "return [document.body.dataset.error || '', location.href + '\\n' + [...document.querySelectorAll('input')].map(i => i.id + '=' + i.value).join('\\n') + '\\n' + document.body.innerText.slice(0, 3000)]",
                     json!([]),
                 );
                 panic!(

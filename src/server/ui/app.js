@@ -397,12 +397,7 @@
   async function suggest() {
     const seq = ++suggestSeq;
     const input = $('selector');
-    let text = input.value.slice(0, input.selectionStart);
-    if (text === '') {
-      input.value = '{}';
-      input.setSelectionRange(1, 1);
-      text = '{';
-    }
+    const text = input.value.slice(0, input.selectionStart);
     const ctx = context(text);
     if (!ctx) return hideSuggest();
     let items;
@@ -436,7 +431,7 @@
     let after = input.value.slice(cur);
     let ins;
     if (s.ctx.kind === 'name') {
-      ins = `${s.text}="`;
+      ins = (before.includes('{') ? '' : '{') + `${s.text}="`;
     } else {
       ins = s.text.replace(/["\\]/g, '\\$&') + '"';
       if (after.startsWith('"')) after = after.slice(1);
