@@ -12,7 +12,7 @@ mod common;
 
 use common::browser::Browser;
 use common::daemon::*;
-use profstore::proto::pprof as pb;
+use profstore::engine::suite::{profile, TestSample};
 use serde_json::{json, Value};
 
 /// A function name that is markup: it must show as text and create nothing.
@@ -25,63 +25,11 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// A CPU profile (samples/count and cpu/nanoseconds, as Go's) at `t` of
-/// `stacks`, each root first with its cpu nanoseconds.
+/// A CPU profile at `t` of `stacks`, each leaf first with its sample count
+/// (10 ms of CPU each).
 fn cpu_profile(t: i64, stacks: &[(&[&str], i64)]) -> Vec<u8> {
-    let mut st = profstore::pprof::StringTable::new();
-    let mut p = pb::Profile {
-        sample_type: vec![
-            pb::ValueType {
-                r#type: st.intern("samples"),
-                unit: st.intern("count"),
-            },
-            pb::ValueType {
-                r#type: st.intern("cpu"),
-                unit: st.intern("nanoseconds"),
-            },
-        ],
-        period_type: Some(pb::ValueType {
-            r#type: st.intern("cpu"),
-            unit: st.intern("nanoseconds"),
-        }),
-        period: 10_000_000,
-        duration_nanos: 10_000_000_000,
-        time_nanos: t * 1_000_000,
-        ..Default::default()
-    };
-    let mut ids: std::collections::BTreeMap<&str, u64> = Default::default();
-    for (stack, value) in stacks {
-        let mut locs = Vec::new();
-        for name in stack.iter().rev() {
-            let next = ids.len() as u64 + 1;
-            let id = *ids.entry(name).or_insert_with(|| {
-                p.function.push(pb::Function {
-                    id: next,
-                    name: st.intern(name),
-                    filename: st.intern("app.go"),
-                    ..Default::default()
-                });
-                p.location.push(pb::Location {
-                    id: next,
-                    line: vec![pb::Line {
-                        function_id: next,
-                        line: 1,
-                        column: 0,
-                    }],
-                    ..Default::default()
-                });
-                next
-            });
-            locs.push(id);
-        }
-        p.sample.push(pb::Sample {
-            location_id: locs,
-            value: vec![value / 10_000_000, *value],
-            label: vec![],
-        });
-    }
-    p.string_table = st.into_vec();
-    gzip(&profstore::pprof::encode(&p))
+    let samples: Vec<TestSample> = stacks.iter().map(|&(s, n)| (s, n, &[][..])).collect();
+    gzip(&profstore::pprof::encode(&profile(t, &samples)))
 }
 
 fn iso(ms: i64) -> String {
@@ -107,15 +55,15 @@ fn the_web_ui_in_a_real_browser() {
     for i in 0..12 {
         let t = start + i * 5 * 60_000 + 60_000;
         let late = i >= 6;
-        let grown = if late { 2_000_000_000 } else { 100_000_000 };
+        let grown = if late { 200 } else { 10 };
         // Instance b runs at half the rate of a.
         for (instance, k) in [("a", 2), ("b", 1)] {
             let body = cpu_profile(
                 t,
                 &[
-                    (&["main", "handler", "work_a"], 1_000_000_000 * k / 2),
-                    (&["main", "handler", "grown_fn"], grown * k / 2),
-                    (&["main", EVIL], 50_000_000 * k / 2),
+                    (&["work_a", "handler", "main"], 100 * k / 2),
+                    (&["grown_fn", "handler", "main"], grown * k / 2),
+                    (&[EVIL, "main"], 6 * k / 2),
                 ],
             );
             let r = srv.write(&format!("{{job=\"api\",instance=\"{instance}\"}}"), &body);

@@ -33,10 +33,12 @@ const SAMPLES: &str = "process_cpu:samples:count:cpu:nanoseconds:delta";
 
 /// One sample of a test profile: function names (leaf first), the sample
 /// count, and pprof string labels.
-type TestSample<'a> = (&'a [&'a str], i64, &'a [(&'a str, &'a str)]);
+pub type TestSample<'a> = (&'a [&'a str], i64, &'a [(&'a str, &'a str)]);
 
-/// A small CPU profile: each sample gets (count, count × 10 ms) values.
-fn profile(time_ms: i64, samples: &[TestSample]) -> pb::Profile {
+/// A small CPU profile (Go's shape: samples/count and cpu/nanoseconds, a 10
+/// ms period, 10 s long): each sample gets (count, count × 10 ms) values.
+/// Also used by the integration tests.
+pub fn profile(time_ms: i64, samples: &[TestSample]) -> pb::Profile {
     let mut st = crate::pprof::StringTable::new();
     let mut p = pb::Profile {
         sample_type: vec![

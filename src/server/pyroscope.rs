@@ -151,6 +151,33 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The codec and compression of a Connect request, from its headers.
+pub(super) fn request_codec(headers: &HeaderMap) -> Result<(Codec, bool), ConnectError> {
+    let ct = header_str(headers, header::CONTENT_TYPE);
+    let codec = Codec::from_content_type(ct).ok_or_else(|| {
+        ConnectError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unknown",
+            format!(
+                "unsupported content-type {ct:?} (supported: application/proto, application/json)"
+            ),
+        )
+    })?;
+    let gzipped = match header_str(headers, header::CONTENT_ENCODING).trim() {
+        "" => false,
+        e if e.eq_ignore_ascii_case("identity") => false,
+        e if e.eq_ignore_ascii_case("gzip") => true,
+        e => {
+            return Err(ConnectError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "unimplemented",
+                format!("unsupported content-encoding {e:?} (supported: gzip, identity)"),
+            ))
+        }
+    };
+    Ok((codec, gzipped))
+}
+
 pub(super) fn header_str(h: &HeaderMap, name: header::HeaderName) -> &str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
@@ -183,28 +210,7 @@ pub async fn push_method_not_allowed() -> ConnectError {
 
 async fn push_inner(st: AppState, req: Request) -> Result<Response, ConnectError> {
     let headers = req.headers();
-    let ct = header_str(headers, header::CONTENT_TYPE);
-    let codec = Codec::from_content_type(ct).ok_or_else(|| {
-        ConnectError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unknown",
-            format!(
-                "unsupported content-type {ct:?} (supported: application/proto, application/json)"
-            ),
-        )
-    })?;
-    let gzipped = match header_str(headers, header::CONTENT_ENCODING).trim() {
-        "" => false,
-        e if e.eq_ignore_ascii_case("identity") => false,
-        e if e.eq_ignore_ascii_case("gzip") => true,
-        e => {
-            return Err(ConnectError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "unimplemented",
-                format!("unsupported content-encoding {e:?} (supported: gzip, identity)"),
-            ))
-        }
-    };
+    let (codec, gzipped) = request_codec(headers)?;
     check_declared_length(headers, st.max_body_bytes)?;
     let body = read_body(req.into_body(), st.max_body_bytes).await?;
     let backend = std::sync::Arc::clone(&st.backend);

@@ -73,7 +73,7 @@ pub use super::pyroscope::ConnectError;
 
 use super::handlers::{bounded_profile, check_selection};
 use super::limits::check_series;
-use super::pyroscope::{check_declared_length, header_str};
+use super::pyroscope::{check_declared_length, request_codec};
 use super::{blocking, query as run_query, read_body, ApiError, AppState, ServerLimits};
 use crate::engine::group::sum_series;
 use crate::engine::{Pick, QueryError, SeriesPoints, Storage, TimeRange};
@@ -85,7 +85,7 @@ use crate::proto::pyroscope::querier::v1 as q;
 use crate::proto::pyroscope::types::v1 as t;
 use crate::pyroscope::{self as pyro, Codec};
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::Router;
@@ -315,33 +315,6 @@ async fn unknown_method(Path(method): Path<String>) -> ConnectError {
             ),
         )
     }
-}
-
-/// The codec and compression of a request, from its headers.
-fn request_codec(headers: &HeaderMap) -> Result<(Codec, bool), ConnectError> {
-    let ct = header_str(headers, header::CONTENT_TYPE);
-    let codec = Codec::from_content_type(ct).ok_or_else(|| {
-        ConnectError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unknown",
-            format!(
-                "unsupported content-type {ct:?} (supported: application/proto, application/json)"
-            ),
-        )
-    })?;
-    let gzipped = match header_str(headers, header::CONTENT_ENCODING).trim() {
-        "" => false,
-        e if e.eq_ignore_ascii_case("identity") => false,
-        e if e.eq_ignore_ascii_case("gzip") => true,
-        e => {
-            return Err(ConnectError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "unimplemented",
-                format!("unsupported content-encoding {e:?} (supported: gzip, identity)"),
-            ))
-        }
-    };
-    Ok((codec, gzipped))
 }
 
 async fn call(st: AppState, method: Method, req: Request) -> Result<Response, ConnectError> {

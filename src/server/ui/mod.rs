@@ -363,7 +363,7 @@ async fn ssr_profile(st: &AppState, sel: Selection, out: &mut String) -> StatusC
         out,
         "<p class=\"downloads\"><a href=\"{path}?{}\">pprof</a> <a href=\"{path}?{}\">folded</a> \
          <a href=\"{path}?{}\">SVG</a></p>\
-         <img id=\"ssr-flame\" alt=\"flame graph\" src=\"{path}?{}\" width=\"1200\">",
+         <noscript><img id=\"ssr-flame\" alt=\"flame graph\" src=\"{path}?{}\" width=\"1200\"></noscript>",
         pairs("pprof"),
         pairs("folded"),
         pairs("svg"),
