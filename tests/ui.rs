@@ -230,6 +230,22 @@ fn the_web_ui_in_a_real_browser() {
         delta.as_str().unwrap().contains("base flat") && delta.as_str().unwrap().contains("Δ flat"),
         "{delta}"
     );
+    // Proportional mode and the colour-blind palette keep the verdicts and
+    // change the colours.
+    let red = browser.exec("return document.querySelector('#flame-pane .fg-node[data-name=\"grown_fn\"]').style.background", json!([]));
+    browser.click("#diff-mode");
+    browser.wait_for("proportional mode", "location.search.includes('diff=prop') && document.querySelector('#flame-pane .fg-node[data-name=\"grown_fn\"]').classList.contains('grown')");
+    browser.click("#palette");
+    browser.wait_for("the colour-blind palette", "location.search.includes('palette=cb') && document.querySelector('#flame-pane .fg-node[data-name=\"grown_fn\"]').classList.contains('grown')");
+    let orange = browser.exec("return document.querySelector('#flame-pane .fg-node[data-name=\"grown_fn\"]').style.background", json!([]));
+    assert_ne!(red, orange);
+    browser.back();
+    browser.back();
+    browser.wait_for(
+        "absolute, red and green again",
+        "!location.search.includes('diff=') && !location.search.includes('palette=') \
+         && document.querySelector('#flame-pane .fg-node[data-name=\"grown_fn\"]').classList.contains('grown')",
+    );
     std::fs::write(
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-diff.png"),
         browser.screenshot(),
