@@ -444,6 +444,10 @@ fn daemon_end_to_end() {
         children + fg["root"]["self"].as_i64().unwrap(),
         merged_total
     );
+    // `view` is both, from one merge.
+    let view = fmt("view").json()["data"].clone();
+    assert_eq!(view["flamegraph"], fg);
+    assert_eq!(view["top"], top);
     let svg = fmt("svg");
     assert_eq!(svg.status, 200);
     assert_eq!(svg.header("content-type"), Some("image/svg+xml"));
@@ -548,7 +552,7 @@ fn daemon_end_to_end() {
         ("GET", range_t(&sel, "0", "1000000", "1ms"), vec![], 400, "11,000 points"),
         ("GET", "/api/v1/query_range?start=0&end=1&step=1".into(), vec![], 400, "missing parameter \"query\""),
         ("GET", format!("/api/v1/query?{}", qs(&[("query", &sel), ("time", "yesterday")])), vec![], 400, "invalid parameter \"time\""),
-        ("GET", merge_t(&sel, &ms0, &ms1, "png"), vec![], 400, "unsupported format \"png\" (supported: pprof, flamegraph, top, folded, svg)"),
+        ("GET", merge_t(&sel, &ms0, &ms1, "png"), vec![], 400, "unsupported format \"png\" (supported: pprof, flamegraph, top, view, folded, svg)"),
         ("GET", merge_t(&sel, &ms1, &ms0, "pprof"), vec![], 400, "end timestamp must not be before start time"),
         ("GET", merge_t(r#"{job="api"}"#, &ms0, &ms1, "pprof"), vec![], 400, "profile types"),
         ("GET", merge_t(r#"{job="nope"}"#, &ms0, &ms1, "pprof"), vec![], 404, "no profiles"),

@@ -318,6 +318,9 @@ enum Format {
     Flamegraph(usize),
     /// Top functions as JSON.
     Top,
+    /// Both of one merge, for the web UI: `{"flamegraph": …, "top": …}`,
+    /// the flame graph trimmed to at most this many nodes.
+    View(usize),
     /// Collapsed stacks, text.
     Folded,
     /// Interactive flame graph, SVG.
@@ -327,34 +330,34 @@ enum Format {
 /// The node budget of a flame graph without `max_nodes`.
 pub const DEFAULT_MAX_NODES: usize = 8192;
 
-/// Parses `format` (default `pprof`), and for `flamegraph` its node budget
-/// `max_nodes` (default [`DEFAULT_MAX_NODES`], 0 for no limit).
+/// The node budget `max_nodes` of a flame graph (default
+/// [`DEFAULT_MAX_NODES`], 0 for no limit).
+fn max_nodes(params: &Params) -> Result<usize, ApiError> {
+    match params.get("max_nodes") {
+        None | Some("") => Ok(DEFAULT_MAX_NODES),
+        Some(v) => match v.parse::<usize>() {
+            Ok(0) => Ok(usize::MAX),
+            Ok(n) => Ok(n),
+            Err(_) => Err(ApiError::BadData(format!(
+                "invalid parameter \"max_nodes\": {v:?} is not a non-negative integer"
+            ))),
+        },
+    }
+}
+
+/// Parses `format` (default `pprof`), and for `flamegraph` and `view` the
+/// node budget ([`max_nodes`]).
 fn format(params: &Params) -> Result<Format, ApiError> {
     Ok(match params.get("format").unwrap_or("pprof") {
         "" | "pprof" => Format::Pprof,
-        "flamegraph" => {
-            let max_nodes = match params.get("max_nodes") {
-                None | Some("") => DEFAULT_MAX_NODES,
-                Some(v) => match v.parse::<usize>() {
-                    Ok(0) => usize::MAX,
-                    Ok(n) => n,
-                    Err(_) => {
-                        return Err(ApiError::BadData(format!(
-                            "invalid parameter \"max_nodes\": {v:?} is not a non-negative integer"
-                        )))
-                    }
-                },
-            };
-            Format::Flamegraph(max_nodes)
-        }
+        "flamegraph" => Format::Flamegraph(max_nodes(params)?),
+        "view" => Format::View(max_nodes(params)?),
         "top" => Format::Top,
         "folded" => Format::Folded,
         "svg" => Format::Svg,
-        other => {
-            return Err(ApiError::BadData(format!(
-                "unsupported format {other:?} (supported: pprof, flamegraph, top, folded, svg)"
-            )))
-        }
+        other => return Err(ApiError::BadData(format!(
+            "unsupported format {other:?} (supported: pprof, flamegraph, top, view, folded, svg)"
+        ))),
     })
 }
 
@@ -372,6 +375,10 @@ fn render(p: &Profile, format: Format, title: &str) -> Result<Rendered, ApiError
         Format::Pprof => Rendered::Pprof(crate::pprof::encode_gzip(&model::to_pprof(p))),
         Format::Flamegraph(max_nodes) => Rendered::Json(render::flamegraph(p, max_nodes)),
         Format::Top => Rendered::Json(render::top(p)),
+        Format::View(max_nodes) => Rendered::Json(json!({
+            "flamegraph": render::flamegraph(p, max_nodes),
+            "top": render::top(p),
+        })),
         Format::Folded => Rendered::Text(render::folded(p)),
         Format::Svg => Rendered::Svg(
             render::svg(p, title).map_err(|e| ApiError::Internal(format!("rendering: {e}")))?,

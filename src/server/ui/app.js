@@ -652,10 +652,10 @@
     drawDownloads(req);
     status.textContent = 'Loading…';
     try {
-      [flame, top] = await Promise.all([
-        api(req.path, { ...req.params, format: 'flamegraph', max_nodes: MAX_NODES }),
-        api(req.path, { ...req.params, format: 'top' }),
-      ]);
+      // One merge gives both the flame graph and the table.
+      const view = await api(req.path, { ...req.params, format: 'view', max_nodes: MAX_NODES });
+      flame = view.flamegraph;
+      top = view.top;
     } catch (e) {
       status.replaceChildren(el('span', { class: 'error', id: 'profile-error' }, e.message));
       return;
