@@ -355,9 +355,11 @@ fn format(params: &Params) -> Result<Format, ApiError> {
         "top" => Format::Top,
         "folded" => Format::Folded,
         "svg" => Format::Svg,
-        other => return Err(ApiError::BadData(format!(
+        other => {
+            return Err(ApiError::BadData(format!(
             "unsupported format {other:?} (supported: pprof, flamegraph, top, view, folded, svg)"
-        ))),
+        )))
+        }
     })
 }
 
