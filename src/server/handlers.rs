@@ -458,19 +458,32 @@ pub async fn diff(State(st): State<AppState>, params: Params) -> ApiResult {
     );
     let limits = st.limits.clone();
     let r = run_query(&st, move |s| {
-        let base = bounded_profile(s, &ma, Pick::All(ra), &limits)?;
-        let compare = bounded_profile(s, &mb, Pick::All(rb), &limits)?;
-        if base.profile_type != compare.profile_type {
-            return Err(QueryError::DiffTypeMismatch(
-                base.profile_type.to_string(),
-                compare.profile_type.to_string(),
-            )
-            .into());
-        }
-        render(&model::diff(base, compare), format, &title)
+        let p = bounded_diff(s, (&ma, ra), (&mb, rb), &limits)?;
+        render(&p, format, &title)
     })
     .await?;
     Ok(respond(r))
+}
+
+/// The diff of the merge `b` against the base merge `a`, each a selector and
+/// range, within the per-query limits ([`bounded_profile`]); an error when
+/// the two sides are of different profile types.
+pub(super) fn bounded_diff(
+    s: &dyn Storage,
+    a: (&[Matcher], TimeRange),
+    b: (&[Matcher], TimeRange),
+    limits: &ServerLimits,
+) -> Result<Profile, ApiError> {
+    let base = bounded_profile(s, a.0, Pick::All(a.1), limits)?;
+    let compare = bounded_profile(s, b.0, Pick::All(b.1), limits)?;
+    if base.profile_type != compare.profile_type {
+        return Err(QueryError::DiffTypeMismatch(
+            base.profile_type.to_string(),
+            compare.profile_type.to_string(),
+        )
+        .into());
+    }
+    Ok(model::diff(base, compare))
 }
 
 /// Refuses a selector that picks more than `limit` series in `range`

@@ -26,7 +26,7 @@
 
 mod html;
 
-use super::handlers::{bounded_profile, now_ms};
+use super::handlers::{bounded_diff, bounded_profile, now_ms};
 use super::params::Params;
 use super::{query as run_query, AppState};
 use crate::engine::{Pick, TimeRange};
@@ -321,21 +321,9 @@ async fn ssr_profile(st: &AppState, sel: Selection, out: &mut String) -> StatusC
     let limits = st.limits.clone();
     let result = run_query(st, move |s| {
         let a_m = parse_selector(&sel.query)?;
-        let base = bounded_profile(s, &a_m, Pick::All(sel.a), &limits)?;
         let p = match &sel.b {
-            None => base,
-            Some((qb, b)) => {
-                let b_m = parse_selector(qb)?;
-                let compare = bounded_profile(s, &b_m, Pick::All(*b), &limits)?;
-                if base.profile_type != compare.profile_type {
-                    return Err(crate::engine::QueryError::DiffTypeMismatch(
-                        base.profile_type.to_string(),
-                        compare.profile_type.to_string(),
-                    )
-                    .into());
-                }
-                model::diff(base, compare)
-            }
+            None => bounded_profile(s, &a_m, Pick::All(sel.a), &limits)?,
+            Some((qb, b)) => bounded_diff(s, (&a_m, sel.a), (&parse_selector(qb)?, *b), &limits)?,
         };
         Ok::<_, super::ApiError>(render::top(&p))
     })
