@@ -25,11 +25,14 @@
 //! - `t=regular`: timestamps 10 s apart (ms);
 //! - `t=jitter`: 10 s apart ± up to 50 ms.
 //!
+//! Encodings: `xor`, `int` (the integer chunk, appended value by value as
+//! the head does), `timestamp`, `rle`.
+//!
 //! Run with: `cargo bench --bench chunkenc` (add `-- --quick` for a short
 //! run, or a filter such as `-- xor/`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use profstore::tsdb::chunkenc::{RleChunk, TimestampChunk, XorChunk};
+use profstore::tsdb::chunkenc::{IntChunk, RleChunk, TimestampChunk, XorChunk};
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
 use std::time::Duration;
@@ -78,6 +81,15 @@ const T_PATTERNS: [&str; 2] = ["t=regular", "t=jitter"];
 
 fn xor_chunk(vs: &[i64]) -> XorChunk {
     let mut c = XorChunk::new();
+    for &v in vs {
+        c.append(v);
+    }
+    c
+}
+
+/// Appended one by one, as the head builds its columns.
+fn int_chunk(vs: &[i64]) -> IntChunk {
+    let mut c = IntChunk::new();
     for &v in vs {
         c.append(v);
     }
@@ -148,6 +160,10 @@ fn bench_xor(c: &mut Criterion) {
     bench_encoding!(c, "xor", V_PATTERNS, values, xor_chunk, XorChunk);
 }
 
+fn bench_int(c: &mut Criterion) {
+    bench_encoding!(c, "int", V_PATTERNS, values, int_chunk, IntChunk);
+}
+
 fn bench_timestamp(c: &mut Criterion) {
     bench_encoding!(
         c,
@@ -163,5 +179,5 @@ fn bench_rle(c: &mut Criterion) {
     bench_encoding!(c, "rle", V_PATTERNS, values, rle_chunk, RleChunk);
 }
 
-criterion_group!(benches, bench_xor, bench_timestamp, bench_rle);
+criterion_group!(benches, bench_xor, bench_int, bench_timestamp, bench_rle);
 criterion_main!(benches);

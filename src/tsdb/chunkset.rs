@@ -6,11 +6,115 @@
 //! Invariants: every chunk of a set holds exactly `len` values, except
 //! stack columns, which hold `len - first` values at most; timestamps
 //! strictly increase within a set; a stack column exists only from the
-//! stack's first profile in the set on.
+//! stack's first profile in the set on; the totals and every stack column of
+//! a set share one value encoding ([`Values`]): integer chunks for every set
+//! built here, XOR for sets read from blocks written before them.
 
 use crate::model::StackId;
-use crate::tsdb::chunkenc::{RleChunk, TimestampChunk, XorChunk};
+use crate::tsdb::chunkenc::{
+    Encoding, IntChunk, IntIter, RleChunk, TimestampChunk, XorChunk, XorIter,
+};
 use rustc_hash::FxHashMap;
+
+/// A column of values (the totals or one stack's): an [`IntChunk`], or an
+/// [`XorChunk`] in a set read from a block written before integer chunks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Values {
+    /// Gorilla XOR (encoding 1), read only from older blocks.
+    Xor(XorChunk),
+    /// Integer chunk (encoding 4), every set built now.
+    Int(IntChunk),
+}
+
+impl Values {
+    /// An empty column of encoding `enc` (XOR or integer).
+    fn new(enc: Encoding) -> Values {
+        match enc {
+            Encoding::Xor => Values::Xor(XorChunk::new()),
+            _ => Values::Int(IntChunk::new()),
+        }
+    }
+
+    /// Decodes and validates a column of encoding `enc`.
+    fn from_bytes(enc: Encoding, b: &[u8]) -> Result<Values, crate::tsdb::chunkenc::ChunkError> {
+        Ok(match enc {
+            Encoding::Xor => Values::Xor(XorChunk::from_bytes(b)?),
+            _ => Values::Int(IntChunk::from_bytes(b)?),
+        })
+    }
+
+    fn append(&mut self, v: i64) {
+        match self {
+            Values::Xor(c) => c.append(v),
+            Values::Int(c) => c.append(v),
+        }
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Values::Xor(c) => c.len(),
+            Values::Int(c) => c.len(),
+        }
+    }
+
+    /// Whether the column is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The column's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Values::Xor(c) => c.bytes(),
+            Values::Int(c) => c.bytes(),
+        }
+    }
+
+    /// The values in order.
+    pub fn iter(&self) -> ValuesIter<'_> {
+        match self {
+            Values::Xor(c) => ValuesIter::Xor(c.iter()),
+            Values::Int(c) => ValuesIter::Int(c.iter()),
+        }
+    }
+
+    /// The wrapping sum of the values.
+    pub fn sum(&self) -> i64 {
+        match self {
+            Values::Xor(c) => c.iter().fold(0i64, |a, v| a.wrapping_add(v)),
+            Values::Int(c) => c.sum(),
+        }
+    }
+
+    fn size_bytes(&self) -> usize {
+        match self {
+            Values::Xor(c) => c.size_bytes(),
+            Values::Int(c) => c.size_bytes(),
+        }
+    }
+}
+
+/// Iterator over a [`Values`] column.
+#[derive(Debug, Clone)]
+pub enum ValuesIter<'a> {
+    /// Over an XOR chunk.
+    Xor(XorIter<'a>),
+    /// Over an integer chunk.
+    Int(IntIter<'a>),
+}
+
+impl Iterator for ValuesIter<'_> {
+    type Item = i64;
+
+    #[inline]
+    fn next(&mut self) -> Option<i64> {
+        match self {
+            ValuesIter::Xor(i) => i.next(),
+            ValuesIter::Int(i) => i.next(),
+        }
+    }
+}
 
 /// Profiles per chunk set. At a 10 s scrape interval this is 20 minutes: long
 /// enough that the XOR and delta-of-delta encodings amortize their first raw
@@ -38,7 +142,7 @@ pub struct StackColumn {
     /// Index (within the chunk set) of the profile of the column's first
     /// value.
     first: u16,
-    values: XorChunk,
+    values: Values,
 }
 
 /// Up to [`CHUNK_PROFILES`] profiles of a series, as aligned columns.
@@ -50,7 +154,7 @@ pub struct ChunkSet {
     timestamps: TimestampChunk,
     durations: RleChunk,
     periods: RleChunk,
-    totals: XorChunk,
+    totals: Values,
     stacks: FxHashMap<StackId, StackColumn>,
 }
 
@@ -63,7 +167,7 @@ impl ChunkSet {
             timestamps: TimestampChunk::new(),
             durations: RleChunk::new(),
             periods: RleChunk::new(),
-            totals: XorChunk::new(),
+            totals: Values::new(Encoding::Int),
             stacks: FxHashMap::default(),
         }
     }
@@ -93,18 +197,28 @@ impl ChunkSet {
         self.stacks.values().map(|c| c.values.len()).sum()
     }
 
-    /// The set as a block message (chunk bytes as they are).
-    pub fn to_proto(&self) -> crate::proto::block::ChunkSet {
-        let mut stacks: Vec<_> = self
-            .stacks
-            .iter()
+    /// The encoding of the set's totals and stack columns.
+    pub fn values_encoding(&self) -> Encoding {
+        match self.totals {
+            Values::Xor(_) => Encoding::Xor,
+            Values::Int(_) => Encoding::Int,
+        }
+    }
+
+    /// The set as a block message (chunk bytes as they are); each column
+    /// names its stack by `index(stack)`, called in stack id order.
+    pub fn to_proto(&self, mut index: impl FnMut(StackId) -> u32) -> crate::proto::block::ChunkSet {
+        let mut cols: Vec<(&StackId, &StackColumn)> = self.stacks.iter().collect();
+        cols.sort_unstable_by_key(|(id, _)| **id);
+        let stacks = cols
+            .into_iter()
             .map(|(id, c)| crate::proto::block::StackColumn {
-                stack: id.0.as_bytes().to_vec(),
+                stack: Vec::new(),
+                stack_index: index(*id),
                 first: u32::from(c.first),
                 values: c.values.bytes().to_vec(),
             })
             .collect();
-        stacks.sort_unstable_by(|a, b| a.stack.cmp(&b.stack));
         crate::proto::block::ChunkSet {
             min_time: self.min_time,
             max_time: self.max_time,
@@ -114,13 +228,22 @@ impl ChunkSet {
             periods: self.periods.bytes().to_vec(),
             totals: self.totals.bytes().to_vec(),
             stacks,
+            values_encoding: match self.values_encoding() {
+                // Blocks written before integer chunks leave the field 0.
+                Encoding::Xor => 0,
+                e => u32::from(e.as_u8()),
+            },
         }
     }
 
     /// Decodes and checks a set read from a block: every chunk decodes, the
     /// columns hold `len` values (stack columns at most `len - first`), the
-    /// timestamps increase and lie in `[min_time, max_time]`.
-    pub fn from_proto(p: &crate::proto::block::ChunkSet) -> Result<ChunkSet, String> {
+    /// timestamps increase and lie in `[min_time, max_time]`; `stack` names
+    /// each column's stack (from its id or its index, by block version).
+    pub fn from_proto(
+        p: &crate::proto::block::ChunkSet,
+        stack: impl Fn(&crate::proto::block::StackColumn) -> Result<StackId, String>,
+    ) -> Result<ChunkSet, String> {
         let len = p.len as usize;
         if len == 0 || len > CHUNK_PROFILES {
             return Err(format!("chunk set of {len} profiles"));
@@ -130,7 +253,12 @@ impl ChunkSet {
             TimestampChunk::from_bytes(&p.timestamps).map_err(|e| chunk("timestamps", e))?;
         let durations = RleChunk::from_bytes(&p.durations).map_err(|e| chunk("durations", e))?;
         let periods = RleChunk::from_bytes(&p.periods).map_err(|e| chunk("periods", e))?;
-        let totals = XorChunk::from_bytes(&p.totals).map_err(|e| chunk("totals", e))?;
+        let enc = match p.values_encoding {
+            0 => Encoding::Xor,
+            4 => Encoding::Int,
+            e => return Err(format!("unknown value encoding {e}")),
+        };
+        let totals = Values::from_bytes(enc, &p.totals).map_err(|e| chunk("totals", e))?;
         if timestamps.len() != len
             || durations.len() != len
             || periods.len() != len
@@ -143,9 +271,9 @@ impl ChunkSet {
         }
         let mut stacks = FxHashMap::default();
         for c in &p.stacks {
-            let id = uuid::Uuid::from_slice(&c.stack)
-                .map_err(|_| format!("stack id of {} bytes", c.stack.len()))?;
-            let values = XorChunk::from_bytes(&c.values).map_err(|e| chunk("stack column", e))?;
+            let id = stack(c)?;
+            let values =
+                Values::from_bytes(enc, &c.values).map_err(|e| chunk("stack column", e))?;
             let first = c.first as usize;
             if first >= len || first + values.len() > len || values.is_empty() {
                 return Err(format!(
@@ -153,13 +281,13 @@ impl ChunkSet {
                     values.len()
                 ));
             }
-            stacks.insert(
-                StackId(id),
-                StackColumn {
-                    first: first as u16,
-                    values,
-                },
-            );
+            let col = StackColumn {
+                first: first as u16,
+                values,
+            };
+            if stacks.insert(id, col).is_some() {
+                return Err(format!("stack {} has two columns", id.0));
+            }
         }
         Ok(ChunkSet {
             min_time: p.min_time,
@@ -221,11 +349,12 @@ impl ChunkSet {
         self.durations.append(p.duration);
         self.periods.append(p.period);
         let mut total: i64 = 0;
+        let enc = self.values_encoding();
         for &(stack, v) in &p.samples {
             total = total.wrapping_add(v);
             let col = self.stacks.entry(stack).or_insert_with(|| StackColumn {
                 first: idx as u16,
-                values: XorChunk::new(),
+                values: Values::new(enc),
             });
             while usize::from(col.first) + col.values.len() < idx {
                 col.values.append(0);
@@ -414,9 +543,7 @@ pub fn sets_merge_into(
             }
             let mut sum: i64 = 0;
             if lo <= first && end_idx <= hi {
-                for v in col.values.iter() {
-                    sum = sum.wrapping_add(v);
-                }
+                sum = col.values.sum();
             } else {
                 for (i, v) in col.values.iter().enumerate() {
                     let idx = first + i;

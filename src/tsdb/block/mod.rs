@@ -6,7 +6,8 @@
 //! `docs/format/block.md`:
 //!
 //! ```text
-//! magic "PSBLK\0\0\x02" (8 bytes; the last byte is the format version)
+//! magic "PSBLK\0\0\x03" (8 bytes; the last byte is the format version;
+//!                       version 2 blocks are still read)
 //! series chunk blobs   (one SeriesChunks message per series; each blob's
 //!                       offset, length and CRC32 are in the index)
 //! symbols section      (a Symbols message: the stacks the chunks refer to
@@ -34,7 +35,9 @@
 //! their CRC32 is checked on every read: a damaged blob is logged, counted
 //! ([`Block::damaged_reads`]) and read as empty, so the rest of the block is
 //! still served. The symbols section is read and decoded at the first query
-//! that resolves a stack from the block, and kept while the block is open.
+//! that reads a blob or resolves a stack from the block, and kept while the
+//! block is open: since version 3 a column names its stack by its index in
+//! the symbols section's stacks table (version 2: by its 16-byte id).
 //!
 //! # Invariants
 //! - A block file is written to a temporary name, synced, renamed and its
@@ -55,7 +58,10 @@ use std::path::PathBuf;
 
 /// The magic at the start of every block file; the last byte is the format
 /// version.
-pub const MAGIC: &[u8; 8] = b"PSBLK\0\0\x02";
+pub const MAGIC: &[u8; 8] = b"PSBLK\0\0\x03";
+/// The oldest format version read: version 2 (columns name their stacks by
+/// id) differs from 3 (by index into the symbols section) only there.
+pub const MIN_VERSION: u8 = 2;
 /// The start of every block file's magic, before the version byte.
 pub const MAGIC_PREFIX: &[u8; 7] = b"PSBLK\0\0";
 /// The magic at the end of every block file.

@@ -4,6 +4,7 @@
 use super::symbols::BlockSymbols;
 use super::{
     BlockError, FOOTER_LEN, FOOTER_MAGIC, MAGIC, MAGIC_PREFIX, MAX_BLOB_BYTES, MAX_INDEX_BYTES,
+    MIN_VERSION,
 };
 use crate::model::labels::{Labels, METRIC_NAME};
 use crate::model::profile_type::ProfileType;
@@ -49,6 +50,8 @@ pub struct Block {
     profiles: u64,
     bytes: u64,
     damaged: AtomicU64,
+    /// The format version (2 or 3).
+    version: u8,
 }
 
 fn read_at(file: &File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, BlockError> {
@@ -84,14 +87,22 @@ impl Block {
             return Err(corrupt(format!("{bytes} bytes is too short for a block")));
         }
         let magic = read_at(&file, path, 0, MAGIC.len() as u64)?;
-        if magic != MAGIC {
-            if magic.starts_with(MAGIC_PREFIX) && magic[7] < MAGIC[7] {
+        let version = magic[7];
+        if !magic.starts_with(MAGIC_PREFIX) || !(MIN_VERSION..=MAGIC[7]).contains(&version) {
+            if magic.starts_with(MAGIC_PREFIX) && magic[7] < MIN_VERSION {
                 return Err(BlockError::Version {
                     path: path.to_path_buf(),
                     version: magic[7],
                     hint: "it was written by an earlier profstore whose blocks need that \
                            node's meta store; move the data directory aside and start with \
                            an empty one (the earlier version still reads the old one)",
+                });
+            }
+            if magic.starts_with(MAGIC_PREFIX) {
+                return Err(BlockError::Version {
+                    path: path.to_path_buf(),
+                    version: magic[7],
+                    hint: "it was written by a newer profstore; run that version",
                 });
             }
             return Err(corrupt("bad magic (not a block)".into()));
@@ -191,6 +202,7 @@ impl Block {
             profiles: index.profiles,
             bytes,
             damaged: AtomicU64::new(0),
+            version,
         })
     }
 
@@ -330,6 +342,9 @@ impl Block {
         let Ok(chunks) = pb::SeriesChunks::decode(b.as_slice()) else {
             return false;
         };
+        let Ok(symbols) = self.column_symbols() else {
+            return false;
+        };
         // Only a set with a profile at `ts` is decoded whole: most late
         // profiles are new, and their timestamp is in no set.
         chunks
@@ -339,13 +354,24 @@ impl Block {
             .filter(|c| {
                 TimestampChunk::from_bytes(&c.timestamps).is_ok_and(|t| t.iter().any(|t| t == ts))
             })
-            .filter_map(|c| ChunkSet::from_proto(c).ok())
+            .filter_map(|c| {
+                ChunkSet::from_proto(c, |col| column_stack(symbols.as_deref(), col)).ok()
+            })
             .any(|set| sets_hold(std::slice::from_ref(&set), p))
     }
 
     /// Bytes of the symbols section on disk.
     pub fn symbols_bytes(&self) -> u64 {
         self.symbols_at.1
+    }
+
+    /// What the columns of this block's blobs need to name their stacks:
+    /// the symbols section (version 3), or nothing (version 2: ids).
+    fn column_symbols(&self) -> Result<Option<Arc<BlockSymbols>>, String> {
+        if self.version < 3 {
+            return Ok(None);
+        }
+        self.symbols().map(Some).map_err(|e| e.to_string())
     }
 
     /// Reads and checks series `idx`'s chunk sets.
@@ -358,9 +384,10 @@ impl Block {
         }
         let chunks =
             pb::SeriesChunks::decode(b.as_slice()).map_err(|e| format!("undecodable: {e}"))?;
+        let symbols = self.column_symbols()?;
         let mut sets: Vec<ChunkSet> = Vec::with_capacity(chunks.sets.len());
         for c in &chunks.sets {
-            let set = ChunkSet::from_proto(c)?;
+            let set = ChunkSet::from_proto(c, |col| column_stack(symbols.as_deref(), col))?;
             if let Some(prev) = sets.last() {
                 if set.time_range().0 < prev.time_range().1 {
                     return Err("chunk sets out of time order".into());
@@ -369,6 +396,21 @@ impl Block {
             sets.push(set);
         }
         Ok(sets)
+    }
+}
+
+/// The stack a block column names: by its 16-byte id (version 2, when
+/// `symbols` is `None`) or by its index in the symbols' stacks table.
+fn column_stack(symbols: Option<&BlockSymbols>, c: &pb::StackColumn) -> Result<StackId, String> {
+    match symbols {
+        None => uuid::Uuid::from_slice(&c.stack)
+            .map(StackId)
+            .map_err(|_| format!("stack id of {} bytes", c.stack.len())),
+        Some(s) => s
+            .stacks()
+            .get(c.stack_index as usize)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| format!("stack index {} of {} stacks", c.stack_index, s.num_stacks())),
     }
 }
 

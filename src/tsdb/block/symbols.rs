@@ -23,7 +23,8 @@ use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// Builds the symbols section of the stacks `stacks` (sorted, unique),
+/// Builds the symbols section of the stacks `stacks` (unique; their order is
+/// the stacks table's, which version 3 block columns index),
 /// reading them and what they reach from `source`. Errors when `source`
 /// lacks one of them.
 pub fn encode(source: &dyn SymbolSource, stacks: &[StackId]) -> Result<Vec<u8>, SymbolError> {

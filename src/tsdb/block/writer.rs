@@ -6,7 +6,7 @@ use crate::model::{StackId, SymbolSource};
 use crate::proto::block as pb;
 use crate::tsdb::chunkset::ChunkSet;
 use prost::Message;
-use std::collections::BTreeSet;
+use rustc_hash::FxHashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -85,7 +85,11 @@ fn write_block_via(
         w.write_all(b)
     };
     put(&mut w, &mut offset, MAGIC).map_err(io(&tmp))?;
-    let mut stacks: BTreeSet<StackId> = BTreeSet::new();
+    // The stacks the columns name, in the order of their first column: a
+    // column names its stack by its index in this list, which is the order
+    // of the symbols section's stacks table.
+    let mut stacks: Vec<StackId> = Vec::new();
+    let mut stack_index: FxHashMap<StackId, u32> = FxHashMap::default();
     let mut index = pb::BlockIndex {
         min_time,
         max_time,
@@ -125,8 +129,13 @@ fn write_block_via(
             entry.max_time = entry.max_time.max(hi);
             entry.profiles += set.len() as u32;
             written.samples += set.num_values() as u64;
-            stacks.extend(set.stack_ids().copied());
-            chunks.sets.push(set.to_proto());
+            chunks.sets.push(set.to_proto(|id| {
+                *stack_index.entry(id).or_insert_with(|| {
+                    stacks.push(id);
+                    // A block's stacks are far fewer than u32::MAX.
+                    (stacks.len() - 1) as u32
+                })
+            }));
         }
         blob.clear();
         chunks.encode(&mut blob).map_err(|e| BlockError::Corrupt {
@@ -144,7 +153,6 @@ fn write_block_via(
         written.profiles += u64::from(entry.profiles);
         index.series.push(entry);
     }
-    let stacks: Vec<StackId> = stacks.into_iter().collect();
     let symbol_bytes =
         super::symbols::encode(symbols, &stacks).map_err(|source| BlockError::Symbols {
             path: tmp.clone(),

@@ -7,7 +7,8 @@
 //!
 //! | chunk | for | header | body |
 //! |---|---|---|---|
-//! | [`XorChunk`] | sample values, totals | uvarint count | Gorilla XOR bit stream (first value 64 raw bits; then `0` / `10`+bits / `11`+5+6+bits) |
+//! | [`IntChunk`] | sample values, totals | uvarint count | one value: its varint; more: uvarint gcd, varint first value ÷ gcd, then deltas ÷ gcd in buckets (`0`, `10`+3, `110`+7, `1110`+13, `11110`+24, `11111`+64) |
+//! | [`XorChunk`] | values and totals of chunk sets written before [`IntChunk`] | uvarint count | Gorilla XOR bit stream (first value 64 raw bits; then `0` / `10`+bits / `11`+5+6+bits) |
 //! | [`TimestampChunk`] | timestamps (ms), strictly increasing | uvarint count | first value varint, first delta uvarint, then delta-of-delta bit stream (`0`, `10`+14, `110`+17, `1110`+20, `1111`+64) |
 //! | [`RleChunk`] | durations, periods | uvarint count, uvarint runs | (zigzag varint value, uvarint run length) pairs |
 //!
@@ -44,6 +45,7 @@
 //! [LEB128]: https://en.wikipedia.org/wiki/LEB128
 
 pub mod bstream;
+mod int;
 mod rle;
 mod timestamp;
 mod varint;
@@ -52,6 +54,7 @@ mod xor;
 #[cfg(test)]
 mod tests;
 
+pub use int::{IntChunk, IntIter};
 pub use rle::{RleChunk, RleIter, MAX_SAMPLES as RLE_MAX_SAMPLES};
 pub use timestamp::{TimestampChunk, TimestampIter};
 pub use xor::{XorChunk, XorIter};
@@ -111,6 +114,8 @@ pub enum Encoding {
     Timestamp = 2,
     /// [`RleChunk`].
     RunLength = 3,
+    /// [`IntChunk`].
+    Int = 4,
 }
 
 impl Encoding {
@@ -125,6 +130,7 @@ impl Encoding {
             1 => Ok(Encoding::Xor),
             2 => Ok(Encoding::Timestamp),
             3 => Ok(Encoding::RunLength),
+            4 => Ok(Encoding::Int),
             _ => Err(ChunkError::UnknownEncoding(b)),
         }
     }
@@ -135,6 +141,7 @@ impl Encoding {
             Encoding::Xor => XorChunk::from_bytes(b)?.len(),
             Encoding::Timestamp => TimestampChunk::from_bytes(b)?.len(),
             Encoding::RunLength => RleChunk::from_bytes(b)?.len(),
+            Encoding::Int => IntChunk::from_bytes(b)?.len(),
         })
     }
 }
@@ -145,6 +152,7 @@ impl std::fmt::Display for Encoding {
             Encoding::Xor => "xor",
             Encoding::Timestamp => "timestamp",
             Encoding::RunLength => "run-length",
+            Encoding::Int => "integer",
         })
     }
 }

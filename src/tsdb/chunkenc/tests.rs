@@ -52,6 +52,40 @@ impl Codec for XorChunk {
     }
 }
 
+impl Codec for IntChunk {
+    fn push(&mut self, v: i64) {
+        self.append(v)
+    }
+    fn values(&self) -> Vec<i64> {
+        self.iter().collect()
+    }
+    fn n(&self) -> usize {
+        self.len()
+    }
+    fn empty(&self) -> bool {
+        self.is_empty()
+    }
+    fn data(&self) -> &[u8] {
+        self.bytes()
+    }
+    fn parse(b: &[u8]) -> Result<Self, ChunkError> {
+        IntChunk::from_bytes(b)
+    }
+    fn heap(&self) -> usize {
+        self.size_bytes()
+    }
+    fn extra(&self, vs: &[i64]) {
+        assert_eq!(self.last(), vs.last().copied());
+        let sum = vs.iter().fold(0i64, |a, &v| a.wrapping_add(v));
+        assert_eq!(self.sum(), sum, "sum() equals adding the values");
+        assert_eq!(
+            &IntChunk::from_values(vs),
+            self,
+            "from_values equals appends"
+        );
+    }
+}
+
 impl Codec for TimestampChunk {
     fn push(&mut self, v: i64) {
         self.append(v).expect("admissible sequences increase")
@@ -293,6 +327,7 @@ macro_rules! shared_suite {
 macro_rules! all_encodings {
     ($($case:ident),* $(,)?) => {
         shared_suite!(xor, XorChunk, [$($case),*]);
+        shared_suite!(int, IntChunk, [$($case),*]);
         shared_suite!(timestamp, TimestampChunk, [$($case),*]);
         shared_suite!(rle, RleChunk, [$($case),*]);
     };
@@ -324,6 +359,7 @@ fn header_crosses_each_varint_width() {
         let x: XorChunk = build(&vs);
         assert_eq!(x.bytes()[..varint::len(n as u64)], varint_bytes(n as u64));
         check_seq::<XorChunk>(&vs);
+        check_seq::<IntChunk>(&vs);
         check_seq::<TimestampChunk>(&vs);
         check_seq::<RleChunk>(&vs);
     }
@@ -338,6 +374,9 @@ fn varint_bytes(v: u64) -> Vec<u8> {
 #[test]
 fn empty_chunks_serialize_to_a_header_only() {
     assert_eq!(XorChunk::new().bytes(), &[0]);
+    assert_eq!(IntChunk::new().bytes(), &[0]);
+    assert_eq!(IntChunk::from_bytes(&[0]), Ok(IntChunk::new()));
+    assert!(IntChunk::from_bytes(&[]).is_err());
     assert_eq!(TimestampChunk::new().bytes(), &[0]);
     assert_eq!(RleChunk::new().bytes(), &[0, 0]);
     assert_eq!(XorChunk::from_bytes(&[0]), Ok(XorChunk::new()));
@@ -351,12 +390,20 @@ fn empty_chunks_serialize_to_a_header_only() {
 
 #[test]
 fn encoding_bytes() {
-    for e in [Encoding::Xor, Encoding::Timestamp, Encoding::RunLength] {
+    for e in [
+        Encoding::Xor,
+        Encoding::Timestamp,
+        Encoding::RunLength,
+        Encoding::Int,
+    ] {
         assert_eq!(Encoding::from_u8(e.as_u8()), Ok(e));
     }
     assert_eq!(Encoding::from_u8(0), Err(ChunkError::UnknownEncoding(0)));
     let x: XorChunk = build(&[1, 2, 3]);
     assert_eq!(Encoding::Xor.validate(x.bytes()), Ok(3));
+    let i: IntChunk = build(&[1, 2, 3]);
+    assert_eq!(Encoding::Int.validate(i.bytes()), Ok(3));
+    assert_eq!(Encoding::from_u8(5), Err(ChunkError::UnknownEncoding(5)));
 }
 
 #[test]
@@ -364,6 +411,21 @@ fn compression_of_typical_columns() {
     // The head's common cases, per 120-sample chunk (header included).
     let zeros: XorChunk = build(&[0; 120]);
     assert_eq!(zeros.bytes().len(), 1 + 8 + 15);
+    // The integer chunk: a count, the gcd (1), the first value, 119 bits.
+    let zeros: IntChunk = build(&[0; 120]);
+    assert_eq!(zeros.bytes().len(), 1 + 1 + 1 + 15);
+    // A stack seen once in a CPU profile: 4 bytes of value.
+    let once: IntChunk = build(&[20_000_000]);
+    assert_eq!(once.bytes().len(), 1 + 4);
+    // A stack of 1..=4 samples in each of 120 CPU profiles: 5 bits a value.
+    let cpu: Vec<i64> = (0..120).map(|i| (1 + i % 4) * 10_000_000).collect();
+    let cpu_int: IntChunk = build(&cpu);
+    let cpu_xor: XorChunk = build(&cpu);
+    assert_eq!(
+        cpu_int.bytes().len(),
+        1 + 4 + 1 + (119 * 5usize).div_ceil(8)
+    );
+    assert!(cpu_xor.bytes().len() > 4 * cpu_int.bytes().len());
     let ts: TimestampChunk = build(
         &(0..120)
             .map(|i| 1_700_000_000_000 + i * 10_000)
@@ -440,6 +502,22 @@ proptest! {
     }
 
     #[test]
+    fn int_matches_vec(vs in values()) {
+        check_seq::<IntChunk>(&vs);
+    }
+
+    /// Values sharing a large factor (a CPU profile's period), with zeros
+    /// for profiles a stack is absent from.
+    #[test]
+    fn int_matches_vec_scaled(
+        unit in prop_oneof![Just(1i64), Just(10_000_000), 1i64..1_000_000],
+        ks in prop::collection::vec(prop_oneof![3 => 0i64..6, 1 => -3i64..1000], 0..150),
+    ) {
+        let vs: Vec<i64> = ks.iter().map(|k| k * unit).collect();
+        check_seq::<IntChunk>(&vs);
+    }
+
+    #[test]
     fn rle_matches_vec(vs in values()) {
         check_seq::<RleChunk>(&vs);
     }
@@ -491,6 +569,24 @@ fn fuzz_one_xor(b: &[u8]) {
     assert!(again.iter().eq(vs.iter().copied()));
 }
 
+fn fuzz_one_int(b: &[u8]) {
+    let Ok(c) = IntChunk::from_bytes(b) else {
+        return;
+    };
+    assert_eq!(c.bytes(), b, "accepted bytes re-serialize unchanged");
+    let mut vs: Vec<i64> = c.iter().collect();
+    assert_eq!(vs.len(), c.len());
+    assert_eq!(vs.last().copied(), c.last());
+    assert_eq!(IntChunk::from_values(&vs), c);
+    let mut more = c.clone();
+    for v in [vs.first().copied().unwrap_or(0) ^ 0x5555, i64::MIN] {
+        more.append(v);
+        vs.push(v);
+    }
+    let again = IntChunk::from_bytes(more.bytes()).expect("appending keeps a chunk valid");
+    assert!(again.iter().eq(vs.iter().copied()));
+}
+
 fn fuzz_one_ts(b: &[u8]) {
     let Ok(c) = TimestampChunk::from_bytes(b) else {
         return;
@@ -528,6 +624,7 @@ fn fuzz_one_rle(b: &[u8]) {
 
 fn fuzz_all(b: &[u8]) {
     fuzz_one_xor(b);
+    fuzz_one_int(b);
     fuzz_one_ts(b);
     fuzz_one_rle(b);
 }
@@ -542,6 +639,12 @@ fn sample_chunks() -> Vec<Vec<u8>> {
         vec![3; 200],
     ] {
         out.push(build::<XorChunk>(&vs).bytes().to_vec());
+        out.push(build::<IntChunk>(&vs).bytes().to_vec());
+        let scaled: Vec<i64> = vs
+            .iter()
+            .map(|v| (v % 8).wrapping_mul(10_000_000))
+            .collect();
+        out.push(build::<IntChunk>(&scaled).bytes().to_vec());
         out.push(build::<RleChunk>(&vs).bytes().to_vec());
         for ts in TimestampChunk::admissible(&vs) {
             out.push(build::<TimestampChunk>(&ts).bytes().to_vec());
@@ -609,6 +712,10 @@ fn huge_claimed_counts_are_rejected_without_allocating() {
         ));
         assert!(matches!(
             TimestampChunk::from_bytes(&b),
+            Err(ChunkError::CountTooLarge { .. })
+        ));
+        assert!(matches!(
+            IntChunk::from_bytes(&b),
             Err(ChunkError::CountTooLarge { .. })
         ));
         // RLE: a huge number of runs is bounded by the bytes.

@@ -1,0 +1,26 @@
+//! Fuzzes `IntChunk::from_bytes`: arbitrary bytes give `Ok` or `Err`, never a
+//! panic, a hang or a huge allocation. An accepted chunk must re-serialize to
+//! the same bytes, iterate exactly `len()` values, and stay valid after an
+//! append.
+//!
+//! Run from the crate root: `cargo fuzz run chunk_int` (with a stable
+//! toolchain: `RUSTC_BOOTSTRAP=1 cargo fuzz run chunk_int`).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use profstore::tsdb::chunkenc::IntChunk;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(c) = IntChunk::from_bytes(data) else {
+        return;
+    };
+    assert_eq!(c.bytes(), data);
+    let vs: Vec<i64> = c.iter().collect();
+    assert_eq!(vs.len(), c.len());
+    assert_eq!(vs.last().copied(), c.last());
+    let mut more = c.clone();
+    more.append(vs.first().copied().unwrap_or(0) ^ 0x5555);
+    let again = IntChunk::from_bytes(more.bytes()).expect("append keeps a chunk valid");
+    assert_eq!(again, more);
+});

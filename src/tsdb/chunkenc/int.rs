@@ -1,0 +1,645 @@
+//! Integer chunk for `i64` profile values: the values divided by their
+//! greatest common divisor, then deltas in bit-width buckets (after
+//! Prometheus's varbit integers).
+//!
+//! Profile values are integer counts, often multiples of a large unit (a CPU
+//! profile's values are sample counts × the period in ns). The XOR encoding
+//! ([`super::XorChunk`]) spends 64 raw bits on a column's first value and 13 +
+//! 26 bits on the first change between such values; here a column of one
+//! value costs its varint, and a change of a few periods 5 bits.
+//!
+//! # Format
+//! ```text
+//! chunk  := uvarint(count)                 count = 0
+//!         | uvarint(count) varint(v0)      count = 1, byte-aligned
+//!         | uvarint(count) uvarint(scale) varint(s0) field{count-1} padding
+//! field  := '0'                            d = 0
+//!         | '10'    x:3                    x: two's complement of
+//!         | '110'   x:7                       d = s[i] - s[i-1] (wrapping),
+//!         | '1110'  x:13                      in the smallest bucket
+//!         | '11110' x:24                      that holds it
+//!         | '11111' x:64
+//! padding := '0'{0,7}
+//! ```
+//! For `count >= 2`, `scale` is the greatest common divisor of the values'
+//! magnitudes (1 when every value is 0) and `s[i] = v[i] / scale`, exactly;
+//! the bit stream starts at the byte after `varint(s0)`. A `w`-bit field holds
+//! `-2^(w-1) <= d < 2^(w-1)`.
+//!
+//! # Invariants
+//! - `w` holds exactly the serialized chunk.
+//! - For `count >= 2`, `scale` is the gcd of the values and `prev` the last
+//!   scaled value; for `count == 1`, `prev` is the value itself. Appending a
+//!   value the scale does not divide (and the second value) re-encodes the
+//!   chunk with the new gcd: the scale only shrinks, by a factor of 2 at
+//!   least each time, so a chunk is re-encoded at most 64 times in its life.
+//! - Decoding is strict: shortest varints and buckets, `scale >= 1`, scaled
+//!   values whose gcd is 1 (or all 0 with scale 1), every `s[i] * scale` in
+//!   `i64`, zero padding, nothing after it; so `from_bytes(b)?.bytes() == b`.
+
+use super::bstream::{BitReader, BitWriter};
+use super::{check_stream_end, read_count, varint, ChunkError};
+
+/// Bucket widths of the bit stream, after the prefixes `10`, `110`, `1110`,
+/// `11110` and `11111`.
+const WIDTHS: [u32; 5] = [3, 7, 13, 24, 64];
+
+/// Whether `x` fits a `w`-bit two's-complement field (`w < 64`).
+#[inline]
+fn fits(x: i64, w: u32) -> bool {
+    let lim = 1i64 << (w - 1);
+    (-lim..lim).contains(&x)
+}
+
+/// Greatest common divisor (binary; `gcd(0, x) = x`).
+#[inline]
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    if a == 0 {
+        return b;
+    }
+    if b == 0 {
+        return a;
+    }
+    let shift = (a | b).trailing_zeros();
+    a >>= a.trailing_zeros();
+    loop {
+        b >>= b.trailing_zeros();
+        if a > b {
+            std::mem::swap(&mut a, &mut b);
+        }
+        b -= a;
+        if b == 0 {
+            return a << shift;
+        }
+    }
+}
+
+/// `v / scale`, exact when `scale` divides `v` (`scale` may be `2^63`).
+#[inline]
+fn div_exact(v: i64, scale: u64) -> i64 {
+    // |v| <= 2^63 and scale >= 1: the quotient fits an i64.
+    (i128::from(v) / i128::from(scale)) as i64
+}
+
+/// An integer chunk of `i64` values. See the [module docs](self) for the
+/// format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IntChunk {
+    /// The serialized chunk.
+    w: BitWriter,
+    /// Number of values.
+    count: u32,
+    /// Length of the count header in bytes (0 when empty).
+    hdr_len: u8,
+    /// The gcd of the values' magnitudes, 0 while they are all 0
+    /// (meaningful when `count >= 2`; the chunk's scale is `max(gcd, 1)`).
+    gcd: u64,
+    /// The last scaled value (the last value when `count == 1`).
+    prev: i64,
+}
+
+impl Default for IntChunk {
+    fn default() -> IntChunk {
+        IntChunk::new()
+    }
+}
+
+impl IntChunk {
+    /// The most values a chunk holds (its count is kept in a `u32`).
+    pub const MAX_SAMPLES: usize = u32::MAX as usize;
+
+    /// An empty chunk; allocates nothing.
+    pub const fn new() -> IntChunk {
+        IntChunk {
+            w: BitWriter::new(),
+            count: 0,
+            hdr_len: 0,
+            gcd: 0,
+            prev: 0,
+        }
+    }
+
+    /// A chunk of `vs`, encoded in one pass.
+    ///
+    /// `vs` must hold at most [`IntChunk::MAX_SAMPLES`] values (callers cut
+    /// chunks long before; the head's hold 120): more panics rather than
+    /// write a count no reader accepts.
+    pub fn from_values(vs: &[i64]) -> IntChunk {
+        assert!(
+            vs.len() <= Self::MAX_SAMPLES,
+            "an integer chunk of more than {} values",
+            Self::MAX_SAMPLES
+        );
+        let mut c = IntChunk::new();
+        let Some((&v0, rest)) = vs.split_first() else {
+            return c;
+        };
+        let buf = c.w.buf_mut();
+        buf.clear();
+        buf.reserve(8 + rest.len() / 2);
+        varint::put(buf, vs.len() as u64);
+        c.hdr_len = varint::len(vs.len() as u64) as u8;
+        c.count = vs.len() as u32;
+        if rest.is_empty() {
+            varint::put(buf, varint::zigzag(v0));
+            c.prev = v0;
+            return c;
+        }
+        c.gcd = vs.iter().fold(0u64, |g, v| gcd(g, v.unsigned_abs()));
+        let g = c.gcd.max(1);
+        varint::put(buf, g);
+        let s0 = div_exact(v0, g);
+        varint::put(buf, varint::zigzag(s0));
+        let mut prev = s0;
+        for &v in rest {
+            let s = div_exact(v, g);
+            c.write_delta(s.wrapping_sub(prev));
+            prev = s;
+        }
+        c.prev = prev;
+        c
+    }
+
+    /// Appends a value.
+    ///
+    /// The chunk must hold fewer than [`IntChunk::MAX_SAMPLES`] values (see
+    /// [`IntChunk::from_values`]); appending to a full chunk panics.
+    #[inline]
+    pub fn append(&mut self, v: i64) {
+        assert!(self.count < u32::MAX, "append to a full integer chunk");
+        // The scale stays when it divides v; while every value is 0 (gcd 0,
+        // scale 1), only another 0 keeps it.
+        let keeps_scale = match self.gcd {
+            0 => v == 0,
+            g => v.unsigned_abs() % g == 0,
+        };
+        if self.count >= 2 && keeps_scale {
+            let s = div_exact(v, self.gcd.max(1));
+            self.write_delta(s.wrapping_sub(self.prev));
+            self.prev = s;
+            self.set_count(self.count + 1);
+        } else if self.count == 0 {
+            *self = IntChunk::from_values(&[v]);
+        } else {
+            self.reencode_with(v);
+        }
+    }
+
+    /// Re-encodes the chunk with `v` appended (a new scale).
+    #[cold]
+    fn reencode_with(&mut self, v: i64) {
+        let mut vs: Vec<i64> = Vec::with_capacity(self.len() + 1);
+        vs.extend(self.iter());
+        vs.push(v);
+        *self = IntChunk::from_values(&vs);
+    }
+
+    /// Writes one field for the scaled delta `d`.
+    #[inline]
+    fn write_delta(&mut self, d: i64) {
+        let u = d as u64;
+        if d == 0 {
+            self.w.write_bits(0, 1);
+        } else if fits(d, 3) {
+            self.w.write_bits((0b10 << 3) | (u & 0x7), 5);
+        } else if fits(d, 7) {
+            self.w.write_bits((0b110 << 7) | (u & 0x7f), 10);
+        } else if fits(d, 13) {
+            self.w.write_bits((0b1110 << 13) | (u & 0x1fff), 17);
+        } else if fits(d, 24) {
+            self.w.write_bits((0b11110 << 24) | (u & 0xff_ffff), 29);
+        } else {
+            self.w.write_bits(0b11111, 5);
+            self.w.write_bits(u, 64);
+        }
+    }
+
+    #[inline]
+    fn set_count(&mut self, n: u32) {
+        self.count = n;
+        let mut hdr = usize::from(self.hdr_len);
+        varint::set_count(self.w.buf_mut(), &mut hdr, u64::from(n));
+        // A u32's uvarint is at most 5 bytes.
+        self.hdr_len = hdr as u8;
+    }
+
+    /// Number of values.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether the chunk holds no value.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The last value appended, if any.
+    pub fn last(&self) -> Option<i64> {
+        match self.count {
+            0 => None,
+            1 => Some(self.prev),
+            _ => Some(self.prev.wrapping_mul(self.gcd.max(1) as i64)),
+        }
+    }
+
+    /// The serialized chunk; free.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        if self.count == 0 {
+            &[0]
+        } else {
+            self.w.as_bytes()
+        }
+    }
+
+    /// The values, in append order.
+    #[inline]
+    pub fn iter(&self) -> IntIter<'_> {
+        IntIter::new(self.w.as_bytes(), usize::from(self.hdr_len), self.len())
+    }
+
+    /// The sum of the values, wrapping (as adding them one by one would):
+    /// the scaled values are summed and multiplied once.
+    pub fn sum(&self) -> i64 {
+        let mut it = self.iter();
+        let scale = it.scale;
+        let mut s: i64 = 0;
+        while let Some(x) = it.next_scaled() {
+            s = s.wrapping_add(x);
+        }
+        s.wrapping_mul(scale as i64)
+    }
+
+    /// Heap bytes held (for memory accounting).
+    pub fn size_bytes(&self) -> usize {
+        self.w.capacity()
+    }
+
+    /// Releases unused capacity (for a chunk that will not grow much more).
+    pub fn shrink_to_fit(&mut self) {
+        self.w.shrink_to_fit();
+    }
+
+    /// Decodes and fully validates untrusted bytes: every value is decoded,
+    /// and the result can be appended to. Accepts exactly what
+    /// [`IntChunk::bytes`] can produce, so `from_bytes(b)?.bytes() == b`.
+    ///
+    /// Errors: [`ChunkError::BadHeader`], [`ChunkError::CountTooLarge`] (the
+    /// scale and the first value take a byte each, every other value a bit),
+    /// [`ChunkError::Truncated`], [`ChunkError::TrailingBytes`],
+    /// [`ChunkError::Corrupt`].
+    pub fn from_bytes(b: &[u8]) -> Result<IntChunk, ChunkError> {
+        let (count, hdr_len) = read_count(b)?;
+        let body = b.get(hdr_len..).unwrap_or(&[]);
+        let n = body.len() as u64;
+        let max = match n {
+            0 => 0,
+            1 => 1,
+            _ => (n - 2) * 8 + 1,
+        }
+        .min(Self::MAX_SAMPLES as u64);
+        if count > max {
+            return Err(ChunkError::CountTooLarge {
+                what: "samples",
+                claimed: count,
+                max,
+                len: b.len(),
+            });
+        }
+        // count <= MAX_SAMPLES = u32::MAX.
+        let count = count as u32;
+        let mut c = IntChunk::new();
+        match count {
+            0 => {
+                return match body.len() {
+                    0 => Ok(c),
+                    n => Err(ChunkError::TrailingBytes(n)),
+                }
+            }
+            1 => {
+                let mut pos = 0;
+                let v0 = varint::unzigzag(varint::read(body, &mut pos)?);
+                if pos != body.len() {
+                    return Err(ChunkError::TrailingBytes(body.len() - pos));
+                }
+                c.prev = v0;
+            }
+            _ => {
+                let mut pos = 0;
+                let scale = varint::read(body, &mut pos)?;
+                if scale == 0 || scale > 1 << 63 {
+                    return Err(ChunkError::Corrupt("scale out of range"));
+                }
+                varint::read(body, &mut pos)?;
+                // The header was read above: the iterator reads it again
+                // without error.
+                let mut it = IntIter::new(b, hdr_len, count as usize);
+                let mut g = 0u64;
+                let mut prev = 0;
+                let lim = i128::from(i64::MAX) / i128::from(scale);
+                while let Some(s) = it.next_scaled() {
+                    let s128 = i128::from(s);
+                    // The value s * scale must be an i64: -2^63 <= s*scale <= 2^63 - 1.
+                    if s128 > lim || s128 * i128::from(scale) < i128::from(i64::MIN) {
+                        return Err(ChunkError::Corrupt("value overflows 64 bits"));
+                    }
+                    g = gcd(g, s.unsigned_abs());
+                    prev = s;
+                }
+                if let Some(what) = it.corrupt {
+                    return Err(ChunkError::Corrupt(what));
+                }
+                if g > 1 || (g == 0 && scale != 1) {
+                    return Err(ChunkError::Corrupt("scale is not the values' gcd"));
+                }
+                let pad = check_stream_end(it.r_data, it.r.bits_read())?;
+                c.gcd = if g == 0 { 0 } else { scale };
+                c.prev = prev;
+                c.w = BitWriter::from_parts(b.to_vec(), pad)
+                    .ok_or(ChunkError::Corrupt("non-zero padding bits"))?;
+                c.count = count;
+                c.hdr_len = hdr_len as u8;
+                return Ok(c);
+            }
+        }
+        c.w = BitWriter::from_parts(b.to_vec(), 0).ok_or(ChunkError::Corrupt("padding"))?;
+        c.count = count;
+        // A u64's uvarint is at most 10 bytes.
+        c.hdr_len = hdr_len as u8;
+        Ok(c)
+    }
+}
+
+impl<'a> IntoIterator for &'a IntChunk {
+    type Item = i64;
+    type IntoIter = IntIter<'a>;
+    fn into_iter(self) -> IntIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over the values of an [`IntChunk`].
+///
+/// On bytes that [`IntChunk::from_bytes`] accepted (every `IntChunk` is
+/// built that way or by appends) it yields exactly the appended values.
+#[derive(Clone, Debug)]
+pub struct IntIter<'a> {
+    r: BitReader<'a>,
+    /// The bit stream's bytes (empty when `count < 2`).
+    r_data: &'a [u8],
+    /// Values left to yield.
+    remaining: usize,
+    /// Whether the next value is the first.
+    first: bool,
+    /// The first scaled value.
+    s0: i64,
+    /// The current scaled value.
+    s: i64,
+    /// The gcd (1 when `count < 2`).
+    scale: u64,
+    /// Set on an invalid header or field; only possible on bytes not yet
+    /// validated.
+    corrupt: Option<&'static str>,
+}
+
+impl<'a> IntIter<'a> {
+    /// An iterator over the chunk `b` (its header is `hdr_len` bytes) of
+    /// `count` values.
+    fn new(b: &'a [u8], hdr_len: usize, count: usize) -> IntIter<'a> {
+        let body = b.get(hdr_len..).unwrap_or(&[]);
+        let mut it = IntIter {
+            r: BitReader::new(&[]),
+            r_data: &[],
+            remaining: count,
+            first: true,
+            s0: 0,
+            s: 0,
+            scale: 1,
+            corrupt: None,
+        };
+        let mut pos = 0;
+        let header = match count {
+            0 => Ok(()),
+            1 => varint::read(body, &mut pos).map(|v| it.s0 = varint::unzigzag(v)),
+            _ => varint::read(body, &mut pos).and_then(|scale| {
+                it.scale = scale.max(1);
+                varint::read(body, &mut pos).map(|s0| it.s0 = varint::unzigzag(s0))
+            }),
+        };
+        match header {
+            Ok(()) => {
+                let stream = body.get(pos..).unwrap_or(&[]);
+                it.r = BitReader::new(stream);
+                it.r_data = stream;
+            }
+            Err(ChunkError::Truncated) => {
+                it.corrupt = Some("truncated header");
+                it.remaining = 0;
+            }
+            Err(_) => {
+                it.corrupt = Some("malformed header");
+                it.remaining = 0;
+            }
+        }
+        it
+    }
+
+    /// The next value divided by the chunk's scale.
+    #[inline]
+    fn next_scaled(&mut self) -> Option<i64> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        if self.first {
+            self.first = false;
+            self.s = self.s0;
+            return Some(self.s);
+        }
+        let d = if !self.r.read_bit() {
+            0
+        } else {
+            // The rest of the prefix: '0', '10', '110', '1110', '1111'.
+            let (skip, k) = match self.r.peek_bits(4) {
+                0b0000..=0b0111 => (1, 0),
+                0b1000..=0b1011 => (2, 1),
+                0b1100..=0b1101 => (3, 2),
+                0b1110 => (4, 3),
+                _ => (4, 4),
+            };
+            self.r.skip_bits(skip);
+            let w = WIDTHS[k];
+            let x = self.r.read_bits_wide(w);
+            let d = ((x << (64 - w)) as i64) >> (64 - w);
+            // Canonical: the smallest bucket that holds d.
+            let shorter = if k == 0 {
+                d == 0
+            } else {
+                fits(d, WIDTHS[k - 1])
+            };
+            if shorter {
+                self.corrupt = Some("delta in a wider bucket than needed");
+            }
+            d
+        };
+        self.s = self.s.wrapping_add(d);
+        Some(self.s)
+    }
+}
+
+impl Iterator for IntIter<'_> {
+    type Item = i64;
+
+    #[inline]
+    fn next(&mut self) -> Option<i64> {
+        self.next_scaled()
+            .map(|s| s.wrapping_mul(self.scale as i64))
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for IntIter<'_> {}
+impl std::iter::FusedIterator for IntIter<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcd_matches_euclid() {
+        fn euclid(a: u64, b: u64) -> u64 {
+            if b == 0 {
+                a
+            } else {
+                euclid(b, a % b)
+            }
+        }
+        let xs = [
+            0u64,
+            1,
+            2,
+            3,
+            6,
+            10,
+            12,
+            10_000_000,
+            1 << 63,
+            u64::MAX,
+            97 * 89,
+        ];
+        for &a in &xs {
+            for &b in &xs {
+                assert_eq!(gcd(a, b), euclid(a, b), "gcd({a}, {b})");
+            }
+        }
+    }
+
+    #[test]
+    fn cpu_column_is_scaled_by_the_period() {
+        let vs: Vec<i64> = [3, 1, 0, 2, 2, 5].iter().map(|k| k * 10_000_000).collect();
+        let c = IntChunk::from_values(&vs);
+        // count, scale 10^7 (4 bytes), s0 = 3, then 5 fields: -2 (5 bits),
+        // -1 (5), +2 (5), 0 (1), +3 (5) = 21 bits = 3 bytes.
+        assert_eq!(c.bytes().len(), 1 + 4 + 1 + 3);
+        assert_eq!(c.iter().collect::<Vec<_>>(), vs);
+        assert_eq!(c.sum(), 13 * 10_000_000);
+        let mut appended = IntChunk::new();
+        for &v in &vs {
+            appended.append(v);
+        }
+        assert_eq!(appended, c);
+    }
+
+    #[test]
+    fn worked_example_from_the_format_doc() {
+        let vs = [30_000_000, 10_000_000, 10_000_000, 0, 50_000_000];
+        let c = IntChunk::from_values(&vs);
+        #[rustfmt::skip]
+        let want = [
+            0x05,
+            0x80, 0xad, 0xe2, 0x04,
+            0x06,
+            0xb2, 0xf8, 0x28,
+        ];
+        assert_eq!(c.bytes(), &want);
+        assert_eq!(IntChunk::from_bytes(&want), Ok(c));
+        let one = IntChunk::from_values(&[10_000_000]);
+        assert_eq!(one.bytes(), &[0x01, 0x80, 0xda, 0xc4, 0x09]);
+    }
+
+    #[test]
+    fn non_canonical_chunks_are_rejected() {
+        // Scale 2 over values 2, 4: gcd of the scaled values (1, 2) is 1: ok.
+        let ok = IntChunk::from_values(&[2, 4]);
+        assert_eq!(ok.bytes(), &[0x02, 0x02, 0x02, 0x88]);
+        assert!(IntChunk::from_bytes(ok.bytes()).is_ok());
+        // Scale 1 over 2, 4: the gcd of the scaled values is 2.
+        assert_eq!(
+            IntChunk::from_bytes(&[0x02, 0x01, 0x04, 0x90]),
+            Err(ChunkError::Corrupt("scale is not the values' gcd"))
+        );
+        // Scale 0.
+        assert!(IntChunk::from_bytes(&[0x02, 0x00, 0x02, 0x90]).is_err());
+        // All zero with scale 2.
+        assert!(IntChunk::from_bytes(&[0x02, 0x02, 0x00, 0x00]).is_err());
+        // d = 1 in the 7-bit bucket: '110' 0000001 + padding.
+        assert_eq!(
+            IntChunk::from_bytes(&[0x02, 0x01, 0x02, 0b1100_0000, 0b1000_0000]),
+            Err(ChunkError::Corrupt("delta in a wider bucket than needed"))
+        );
+        // d = 0 in the 3-bit bucket.
+        assert!(IntChunk::from_bytes(&[0x02, 0x01, 0x02, 0b1000_0000]).is_err());
+        // Non-zero padding.
+        assert!(IntChunk::from_bytes(&[0x02, 0x02, 0x02, 0x91]).is_err());
+        // A value past i64: scale 2^62, s0 = 2.
+        let mut b = vec![0x02];
+        varint::put(&mut b, 1 << 62);
+        b.extend([0x04, 0x00]);
+        assert_eq!(
+            IntChunk::from_bytes(&b),
+            Err(ChunkError::Corrupt("value overflows 64 bits"))
+        );
+        // A single value with bytes after it.
+        assert_eq!(
+            IntChunk::from_bytes(&[0x01, 0x02, 0x00]),
+            Err(ChunkError::TrailingBytes(1))
+        );
+    }
+
+    /// Found by the property test: after leading zeros (gcd 0, written as
+    /// scale 1) a non-zero value must set the scale, not keep 1.
+    #[test]
+    fn zeros_then_a_value_rescale() {
+        let mut c = IntChunk::new();
+        for v in [0, 0, 30_000_000, 10_000_000] {
+            c.append(v);
+        }
+        let want = IntChunk::from_values(&[0, 0, 30_000_000, 10_000_000]);
+        assert_eq!(c, want);
+        assert_eq!(&c.bytes()[..5], &[0x04, 0x80, 0xad, 0xe2, 0x04]);
+    }
+
+    #[test]
+    fn extremes_round_trip() {
+        for vs in [
+            vec![i64::MIN, 0],
+            vec![i64::MIN, i64::MIN],
+            vec![i64::MIN, i64::MAX, i64::MIN],
+            vec![0, 0, 0],
+            vec![i64::MAX, -i64::MAX, 0, i64::MAX],
+            vec![-7, 7, -14],
+        ] {
+            let c = IntChunk::from_values(&vs);
+            assert_eq!(c.iter().collect::<Vec<_>>(), vs);
+            assert_eq!(IntChunk::from_bytes(c.bytes()), Ok(c.clone()));
+            let sum = vs.iter().fold(0i64, |a, &v| a.wrapping_add(v));
+            assert_eq!(c.sum(), sum);
+        }
+    }
+}
