@@ -27,7 +27,14 @@
 //! - `churn`: 100 targets × 1 kind × 360 scrapes, each target replaced
 //!   after 5 scrapes (10 × 1 × 36);
 //! - `long_range`: one target × 1 kind × 8,640 scrapes (one day at 10 s)
-//!   (720: two hours).
+//!   (720: two hours);
+//! - `real` (when `--real DIR` or `PROFSTORE_REAL_DATA` names a recorded
+//!   data set): a real Go service profiled continuously, as
+//!   `scripts/record-realdata` records it (CPU over each 10 s, and heap,
+//!   allocs, goroutine, mutex and block snapshots every 10 s, the bytes as
+//!   the service sent them), one run per profile kind over every recorded
+//!   scrape (`--quick`: the first 36). Timestamps are moved onto the
+//!   workload's grid (the recording's own are 10 s apart too).
 //!
 //! `steady`, `churn` and `long_range` are measured at a quarter, half and
 //! all of their scrapes, so the figures show growth with data size.
@@ -100,6 +107,10 @@ struct Args {
     /// The profiles the workload is made of.
     #[arg(long, default_value = "testdata/pprof")]
     testdata: PathBuf,
+    /// A data set recorded by `scripts/record-realdata`: adds the `real`
+    /// scenario.
+    #[arg(long, env = "PROFSTORE_REAL_DATA")]
+    real: Option<PathBuf>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -203,6 +214,75 @@ struct Run {
     spec: WorkloadSpec,
     kinds: usize,
     checkpoints: Vec<usize>,
+    /// Recorded profiles replayed instead of the generated ones (the `real`
+    /// scenario): one kind, one target.
+    recorded: Option<std::sync::Arc<Recorded>>,
+}
+
+/// One kind of a recorded data set: its name and each scrape's profile as
+/// the service sent it.
+struct Recorded {
+    kind: String,
+    bodies: Vec<Vec<u8>>,
+}
+
+impl Recorded {
+    /// The kinds of the data set in `dir` (`<kind>/<ms>.pb.gz`), each with its
+    /// first `limit` scrapes in time order.
+    fn load(dir: &Path, limit: usize) -> Result<Vec<Recorded>, Box<dyn std::error::Error>> {
+        let mut out = Vec::new();
+        for kind in ["cpu", "heap", "allocs", "goroutine", "mutex", "block"] {
+            let d = dir.join(kind);
+            let mut files: Vec<(i64, PathBuf)> = std::fs::read_dir(&d)
+                .map_err(|e| format!("{}: {e}", d.display()))?
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    let ms = name.strip_suffix(".pb.gz")?.parse().ok()?;
+                    Some((ms, e.path()))
+                })
+                .collect();
+            files.sort();
+            files.truncate(limit);
+            let bodies = files
+                .iter()
+                .map(|(_, p)| std::fs::read(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            if bodies.is_empty() {
+                return Err(format!("{}: no profiles", d.display()).into());
+            }
+            out.push(Recorded {
+                kind: kind.to_string(),
+                bodies,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Scrape `s` as a request of the workload's target 0 (labels and
+    /// timestamp as `spec` gives them), with the bytes as sent.
+    fn request(
+        &self,
+        spec: &WorkloadSpec,
+        s: usize,
+    ) -> Result<(IngestRequest, Vec<u8>), Box<dyn std::error::Error>> {
+        let raw = self.bodies[s].clone();
+        let mut profile = profstore::pprof::decode(&raw, &Default::default())?;
+        let ts = spec.timestamp(0, s);
+        profile.time_nanos = ts.saturating_mul(1_000_000);
+        let req = IngestRequest {
+            name: None,
+            labels: profstore::model::labels::Labels::from_pairs([
+                ("job", "workload".to_string()),
+                ("kind", self.kind.clone()),
+                ("instance", spec.instance(0, s)),
+            ]),
+            delta: None,
+            profile,
+            received_at_ms: ts,
+        };
+        Ok((req, raw))
+    }
 }
 
 struct Scenario {
@@ -210,6 +290,53 @@ struct Scenario {
     what: String,
     x_name: &'static str,
     runs: Vec<Run>,
+}
+
+/// The `real` scenario over a recorded data set: one run per kind.
+fn real_scenario(dir: &Path, quick: bool) -> Result<Scenario, Box<dyn std::error::Error>> {
+    let limit = if quick { 36 } else { usize::MAX };
+    let kinds = Recorded::load(dir, limit)?;
+    let meta = std::fs::read_to_string(dir.join("meta.json")).unwrap_or_default();
+    let service = serde_json::from_str::<serde_json::Value>(&meta)
+        .ok()
+        .and_then(|m| Some(format!("{}, {}", m["service"].as_str()?, m["go"].as_str()?)))
+        .unwrap_or_else(|| "a recorded service".into());
+    let runs: Vec<Run> = kinds
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let spec = WorkloadSpec {
+                targets: 1,
+                scrapes: k.bodies.len(),
+                lifetime_scrapes: None,
+                label_cardinality: 0,
+                ..Default::default()
+            };
+            Run {
+                x: (i + 1) as f64,
+                checkpoints: vec![spec.scrapes],
+                spec,
+                kinds: 1,
+                recorded: Some(std::sync::Arc::new(k)),
+            }
+        })
+        .collect();
+    let scrapes: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            let k = r.recorded.as_ref().map_or("", |k| k.kind.as_str());
+            format!("{k} {}", r.spec.scrapes)
+        })
+        .collect();
+    Ok(Scenario {
+        name: "real",
+        what: format!(
+            "{service}; scraped every 10 s (scrapes per kind: {}); one run per kind",
+            scrapes.join(", ")
+        ),
+        x_name: "profile kind (1 cpu, 2 heap, 3 allocs, 4 goroutine, 5 mutex, 6 block)",
+        runs,
+    })
 }
 
 fn scenarios(quick: bool) -> Vec<Scenario> {
@@ -255,6 +382,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
                 checkpoints: vec![spec.scrapes],
                 spec,
                 kinds: 1,
+                recorded: None,
             }
         })
         .collect();
@@ -263,6 +391,7 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
         checkpoints: checkpoints(spec.scrapes),
         spec,
         kinds,
+        recorded: None,
     };
     let describe = |s: &WorkloadSpec, k: usize| {
         format!(
@@ -360,6 +489,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let kinds = Kind::load(&args.testdata, SMALL_KINDS, 3)?;
     let mut scenarios = scenarios(args.quick);
+    if let Some(dir) = &args.real {
+        scenarios.push(real_scenario(dir, args.quick)?);
+    }
     if !args.only.is_empty() {
         scenarios.retain(|s| args.only.iter().any(|o| o == s.name));
         if scenarios.is_empty() {
@@ -459,14 +591,17 @@ fn measure<B: Subject>(
         for s in done_scrapes..upto {
             // One scrape's requests, generated (and gzipped as a client
             // sends them) before the clock starts.
-            let reqs: Vec<(IngestRequest, Vec<u8>)> = (0..run.spec.targets)
-                .flat_map(|n| (0..kinds.len()).map(move |k| (n, k)))
-                .map(|(n, k)| {
-                    let req = workload.request(s, n, k);
-                    let raw = as_sent(&req.profile);
-                    (req, raw)
-                })
-                .collect();
+            let reqs: Vec<(IngestRequest, Vec<u8>)> = match &run.recorded {
+                Some(rec) => vec![rec.request(&run.spec, s)?],
+                None => (0..run.spec.targets)
+                    .flat_map(|n| (0..kinds.len()).map(move |k| (n, k)))
+                    .map(|(n, k)| {
+                        let req = workload.request(s, n, k);
+                        let raw = as_sent(&req.profile);
+                        (req, raw)
+                    })
+                    .collect(),
+            };
             let t = Instant::now();
             for (req, raw) in reqs {
                 let summary = backend.ingest_sent(&req, &raw)?;
@@ -688,7 +823,7 @@ fn report(
         let _ = writeln!(md, "### {}\n\n{}\n", sc.name, sc.what);
         let mine: Vec<&Point> = points.iter().filter(|p| p.scenario == sc.name).collect();
         // The summary: each run's last checkpoint.
-        let finals: Vec<(&Point, &Point)> = sc
+        let finals: Vec<(&Run, &Point, &Point)> = sc
             .runs
             .iter()
             .filter_map(|r| {
@@ -698,11 +833,13 @@ fn report(
                         .find(|p| p.backend == b && (r.x == 0.0 || p.x == r.x))
                         .copied()
                 };
-                Some((last(Tsdb::NAME)?, last(Columnar::NAME)?))
+                Some((r, last(Tsdb::NAME)?, last(Columnar::NAME)?))
             })
             .collect();
-        for (ts, col) in finals {
-            if sc.runs.len() > 1 {
+        for (run, ts, col) in finals {
+            if let Some(rec) = &run.recorded {
+                let _ = writeln!(md, "**kind = {}**\n", rec.kind);
+            } else if sc.runs.len() > 1 {
                 let _ = writeln!(md, "**{} = {}**\n", sc.x_name, ts.x);
             }
             let _ = writeln!(

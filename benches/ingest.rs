@@ -9,7 +9,9 @@
 //!   metadata before (the steady state of a scraped target), each iteration at
 //!   a new timestamp into the same series;
 //! - `ingest_first`: decode + ingest into a fresh store (every mapping,
-//!   function, location and stack is new and written to sled);
+//!   function, location and stack is new: encoded, published and queued for
+//!   the meta store's writer thread, which writes it to sled off the ingest
+//!   path, on another core);
 //! - `ingest_out_of_order`: decode + ingest of a profile stamped between two
 //!   the series holds (the head rebuilds the chunk set it falls into);
 //! - `ingest_late`: decode + ingest of a profile stamped inside a range

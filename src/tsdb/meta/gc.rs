@@ -101,6 +101,8 @@ impl MetaStore {
     ) -> Result<GcStats, MetaError> {
         let start = Instant::now();
         let _guard = self.create.lock();
+        // The sweep reads and deletes in sled: every queued creation first.
+        self.sync_writes()?;
 
         // Mark.
         let mut live_locations: FxHashSet<Uuid> = FxHashSet::default();
@@ -254,6 +256,7 @@ mod tests {
     }
 
     fn dump(m: &MetaStore) -> Dump {
+        m.sync_writes().unwrap();
         let mut by_key = BTreeMap::new();
         for p in [
             MAPPING_BY_KEY,

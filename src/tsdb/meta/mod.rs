@@ -44,10 +44,12 @@
 //! # Caching
 //! The ingest path never reads sled: every by-key entry is loaded into memory
 //! when the store opens (an id → key map per kind, see [`store`]; each id is
-//! checked against its key), so a cache miss means a new entity. New entities of one kind are written in one sled
-//! batch under a creation lock, then published to the caches, so two writers
-//! can never give the same entity two ids. Entities themselves (id → value)
-//! are read from sled on first use by a query and cached.
+//! checked against its key), so a cache miss means a new entity. New
+//! entities of one kind are published to the caches under a creation lock
+//! and written in one sled batch by the store's writer thread, off the
+//! ingest path (see [`store`] for why a crash loses none of them). Entities
+//! themselves (id → value) are read from sled on first use by a query and
+//! cached.
 
 pub mod gc;
 pub mod store;
@@ -74,6 +76,13 @@ pub enum MetaError {
          aside and start with an empty one (the earlier version still reads the old one)"
     )]
     OldFormat,
+    /// A background write of new entities to sled failed; the store refuses
+    /// new entities from then on.
+    #[error(
+        "meta store: a background write failed: {0}; new entities are refused until \
+         restart (acknowledged profiles are in the write-ahead log)"
+    )]
+    Background(String),
     /// An id that should exist was not found.
     #[error("meta store: {kind} {id} not found")]
     NotFound {

@@ -1,0 +1,3 @@
+module realdata
+
+go 1.19
