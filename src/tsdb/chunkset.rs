@@ -9,6 +9,16 @@
 //! stack's first profile in the set on; the totals and every stack column of
 //! a set share one value encoding ([`Values`]): integer chunks for every set
 //! built here, XOR for sets read from blocks written before them.
+//!
+//! Memory: a set that takes profiles keeps a hash map of growable columns
+//! (about 100 bytes per column besides its chunk). A full set of integer
+//! chunks is **sealed** ([`ChunkSet::push`] of its last profile, and sets
+//! read from blocks): its columns' bytes are packed into one buffer behind a
+//! sorted index of 24 bytes per column. Real profiles have many stacks seen
+//! in few profiles of a set, so most columns hold a few bytes and the
+//! per-column cost is most of a set. A sealed set is read in place; a push
+//! into one (a head series whose last set came from the head snapshot)
+//! unpacks it first.
 
 use crate::model::StackId;
 use crate::tsdb::chunkenc::{
@@ -145,6 +155,89 @@ pub struct StackColumn {
     values: Values,
 }
 
+/// One column of a sealed set; its chunk bytes are
+/// `bytes[start..next.start]` of the set's buffer.
+#[derive(Debug, Clone, Copy)]
+struct PackedColumn {
+    stack: StackId,
+    first: u16,
+    /// Values in the column.
+    len: u16,
+    start: u32,
+}
+
+/// The stack columns of a set.
+#[derive(Debug, Clone)]
+enum Columns {
+    /// Growable columns: the set still takes profiles.
+    Open(FxHashMap<StackId, StackColumn>),
+    /// Integer chunks packed in `bytes`, indexed by `index` (sorted by stack).
+    Sealed {
+        index: Box<[PackedColumn]>,
+        bytes: Box<[u8]>,
+    },
+}
+
+/// A read view of one stack column.
+#[derive(Clone, Copy)]
+enum Col<'a> {
+    Open(&'a Values),
+    Packed(&'a [u8], usize),
+}
+
+impl<'a> Col<'a> {
+    fn len(&self) -> usize {
+        match self {
+            Col::Open(v) => v.len(),
+            Col::Packed(_, n) => *n,
+        }
+    }
+
+    fn iter(&self) -> ValuesIter<'a> {
+        match self {
+            Col::Open(v) => v.iter(),
+            Col::Packed(b, _) => ValuesIter::Int(IntChunk::iter_bytes(b)),
+        }
+    }
+
+    fn sum(&self) -> i64 {
+        match self {
+            Col::Open(v) => v.sum(),
+            Col::Packed(b, _) => IntChunk::sum_bytes(b),
+        }
+    }
+}
+
+impl Columns {
+    fn len(&self) -> usize {
+        match self {
+            Columns::Open(m) => m.len(),
+            Columns::Sealed { index, .. } => index.len(),
+        }
+    }
+
+    /// Every column: `(stack, first, column)`, in no set order.
+    fn iter(&self) -> Box<dyn Iterator<Item = (StackId, usize, Col<'_>)> + '_> {
+        match self {
+            Columns::Open(m) => Box::new(
+                m.iter()
+                    .map(|(id, c)| (*id, usize::from(c.first), Col::Open(&c.values))),
+            ),
+            Columns::Sealed { index, bytes } => {
+                Box::new(index.iter().enumerate().map(move |(i, c)| {
+                    let end = index.get(i + 1).map_or(bytes.len(), |n| n.start as usize);
+                    let b = bytes.get(c.start as usize..end).unwrap_or(&[]);
+                    (
+                        c.stack,
+                        usize::from(c.first),
+                        Col::Packed(b, usize::from(c.len)),
+                    )
+                }))
+            }
+        }
+    }
+}
+
 /// Up to [`CHUNK_PROFILES`] profiles of a series, as aligned columns.
 #[derive(Debug, Clone)]
 pub struct ChunkSet {
@@ -155,7 +248,7 @@ pub struct ChunkSet {
     durations: RleChunk,
     periods: RleChunk,
     totals: Values,
-    stacks: FxHashMap<StackId, StackColumn>,
+    stacks: Columns,
 }
 
 impl ChunkSet {
@@ -168,8 +261,67 @@ impl ChunkSet {
             durations: RleChunk::new(),
             periods: RleChunk::new(),
             totals: Values::new(Encoding::Int),
-            stacks: FxHashMap::default(),
+            stacks: Columns::Open(FxHashMap::default()),
         }
+    }
+
+    /// Packs the columns of a set of integer chunks into one buffer (see
+    /// the [module docs](self)); sets of XOR chunks stay as they are.
+    fn seal(&mut self) {
+        if self.values_encoding() != Encoding::Int {
+            return;
+        }
+        let Columns::Open(map) = &mut self.stacks else {
+            return;
+        };
+        let mut cols: Vec<(StackId, StackColumn)> = map.drain().collect();
+        cols.sort_unstable_by_key(|(id, _)| *id);
+        let total: usize = cols.iter().map(|(_, c)| c.values.bytes().len()).sum();
+        let mut bytes = Vec::with_capacity(total);
+        let mut index = Vec::with_capacity(cols.len());
+        for (stack, c) in cols {
+            index.push(PackedColumn {
+                stack,
+                first: c.first,
+                // A column holds at most CHUNK_PROFILES values.
+                len: c.values.len() as u16,
+                // A set's columns are far below 4 GiB.
+                start: bytes.len() as u32,
+            });
+            bytes.extend_from_slice(c.values.bytes());
+        }
+        self.stacks = Columns::Sealed {
+            index: index.into_boxed_slice(),
+            bytes: bytes.into_boxed_slice(),
+        };
+    }
+
+    /// Unpacks a sealed set's columns into growable ones.
+    fn unseal(&mut self) {
+        if let Columns::Sealed { .. } = self.stacks {
+            let map = self
+                .stacks
+                .iter()
+                .filter_map(|(stack, first, col)| {
+                    let Col::Packed(b, _) = col else { return None };
+                    // The bytes are a chunk this set wrote or validated.
+                    let values = IntChunk::from_bytes(b).ok()?;
+                    Some((
+                        stack,
+                        StackColumn {
+                            first: first as u16,
+                            values: Values::Int(values),
+                        },
+                    ))
+                })
+                .collect();
+            self.stacks = Columns::Open(map);
+        }
+    }
+
+    /// Whether the set's columns are packed (see the [module docs](self)).
+    pub fn is_sealed(&self) -> bool {
+        matches!(self.stacks, Columns::Sealed { .. })
     }
 
     /// Number of profiles.
@@ -188,13 +340,18 @@ impl ChunkSet {
     }
 
     /// The distinct stacks of the set.
-    pub fn stack_ids(&self) -> impl Iterator<Item = &StackId> {
-        self.stacks.keys()
+    pub fn stack_ids(&self) -> impl Iterator<Item = StackId> + '_ {
+        self.stacks.iter().map(|(id, _, _)| id)
+    }
+
+    /// Number of stack columns.
+    pub fn num_stacks(&self) -> usize {
+        self.stacks.len()
     }
 
     /// Number of (stack, profile) values stored, padding included.
     pub fn num_values(&self) -> usize {
-        self.stacks.values().map(|c| c.values.len()).sum()
+        self.stacks.iter().map(|(_, _, c)| c.len()).sum()
     }
 
     /// The encoding of the set's totals and stack columns.
@@ -208,15 +365,18 @@ impl ChunkSet {
     /// The set as a block message (chunk bytes as they are); each column
     /// names its stack by `index(stack)`, called in stack id order.
     pub fn to_proto(&self, mut index: impl FnMut(StackId) -> u32) -> crate::proto::block::ChunkSet {
-        let mut cols: Vec<(&StackId, &StackColumn)> = self.stacks.iter().collect();
-        cols.sort_unstable_by_key(|(id, _)| **id);
+        let mut cols: Vec<(StackId, usize, Col<'_>)> = self.stacks.iter().collect();
+        cols.sort_unstable_by_key(|(id, _, _)| *id);
         let stacks = cols
             .into_iter()
-            .map(|(id, c)| crate::proto::block::StackColumn {
+            .map(|(id, first, c)| crate::proto::block::StackColumn {
                 stack: Vec::new(),
-                stack_index: index(*id),
-                first: u32::from(c.first),
-                values: c.values.bytes().to_vec(),
+                stack_index: index(id),
+                first: first as u32,
+                values: match c {
+                    Col::Open(v) => v.bytes().to_vec(),
+                    Col::Packed(b, _) => b.to_vec(),
+                },
             })
             .collect();
         crate::proto::block::ChunkSet {
@@ -289,7 +449,7 @@ impl ChunkSet {
                 return Err(format!("stack {} has two columns", id.0));
             }
         }
-        Ok(ChunkSet {
+        let mut set = ChunkSet {
             min_time: p.min_time,
             max_time: p.max_time,
             len,
@@ -297,8 +457,10 @@ impl ChunkSet {
             durations,
             periods,
             totals,
-            stacks,
-        })
+            stacks: Columns::Open(stacks),
+        };
+        set.seal();
+        Ok(set)
     }
 
     /// The profiles of the set with timestamps in `[start, end]`, decoded.
@@ -319,15 +481,14 @@ impl ChunkSet {
         for (i, p) in self.periods.iter().enumerate().take(hi).skip(lo) {
             out[i - lo].period = p;
         }
-        for (stack, col) in &self.stacks {
-            let first = usize::from(col.first);
-            for (j, v) in col.values.iter().enumerate() {
+        for (stack, first, col) in self.stacks.iter() {
+            for (j, v) in col.iter().enumerate() {
                 let i = first + j;
                 if i >= hi {
                     break;
                 }
                 if i >= lo && v != 0 {
-                    out[i - lo].samples.push((*stack, v));
+                    out[i - lo].samples.push((stack, v));
                 }
             }
         }
@@ -341,6 +502,7 @@ impl ChunkSet {
     /// after the set's last and that the set is not full).
     pub(crate) fn push(&mut self, p: &AppendProfile) {
         let idx = self.len;
+        self.unseal();
         // Cannot fail: the caller checked the timestamp is after the set's
         // last one.
         if self.timestamps.append(p.timestamp).is_err() {
@@ -350,9 +512,12 @@ impl ChunkSet {
         self.periods.append(p.period);
         let mut total: i64 = 0;
         let enc = self.values_encoding();
+        let Columns::Open(stacks) = &mut self.stacks else {
+            unreachable!("unsealed above");
+        };
         for &(stack, v) in &p.samples {
             total = total.wrapping_add(v);
-            let col = self.stacks.entry(stack).or_insert_with(|| StackColumn {
+            let col = stacks.entry(stack).or_insert_with(|| StackColumn {
                 first: idx as u16,
                 values: Values::new(enc),
             });
@@ -365,6 +530,9 @@ impl ChunkSet {
         self.len += 1;
         self.min_time = self.min_time.min(p.timestamp);
         self.max_time = p.timestamp;
+        if self.len >= CHUNK_PROFILES {
+            self.seal();
+        }
     }
 
     pub(crate) fn bytes(&self) -> usize {
@@ -372,11 +540,17 @@ impl ChunkSet {
             + self.durations.size_bytes()
             + self.periods.size_bytes()
             + self.totals.size_bytes()
-            + self
-                .stacks
-                .values()
-                .map(|c| c.values.size_bytes() + std::mem::size_of::<StackColumn>() + 16)
-                .sum::<usize>()
+            + match &self.stacks {
+                Columns::Open(m) => {
+                    m.values()
+                        .map(|c| c.values.size_bytes() + std::mem::size_of::<StackColumn>() + 16)
+                        .sum::<usize>()
+                        // Hash map slots, used or spare, and control bytes.
+                        + (m.capacity() - m.len()) * (std::mem::size_of::<StackColumn>() + 16)
+                        + m.capacity()
+                }
+                Columns::Sealed { index, bytes } => std::mem::size_of_val(&**index) + bytes.len(),
+            }
     }
 
     /// Profile indexes `[lo, hi)` of this set whose timestamps are in
@@ -535,17 +709,16 @@ pub fn sets_merge_into(
         if let Some(p) = s.periods.get(hi - 1) {
             stats.period = p;
         }
-        for (stack, col) in &s.stacks {
-            let first = usize::from(col.first);
-            let end_idx = first + col.values.len();
+        for (stack, first, col) in s.stacks.iter() {
+            let end_idx = first + col.len();
             if end_idx <= lo || first >= hi {
                 continue;
             }
             let mut sum: i64 = 0;
             if lo <= first && end_idx <= hi {
-                sum = col.values.sum();
+                sum = col.sum();
             } else {
-                for (i, v) in col.values.iter().enumerate() {
+                for (i, v) in col.iter().enumerate() {
                     let idx = first + i;
                     if idx >= hi {
                         break;
@@ -556,9 +729,115 @@ pub fn sets_merge_into(
                 }
             }
             if sum != 0 {
-                *acc.entry(*stack).or_insert(0) += sum;
+                *acc.entry(stack).or_insert(0) += sum;
             }
         }
     }
     stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn stack(i: u8) -> StackId {
+        StackId(uuid::Uuid::from_bytes([i; 16]))
+    }
+
+    /// Profiles 10 s apart; each holds a random subset of 12 stacks with
+    /// values that are multiples of a 10 ms period or arbitrary.
+    fn profiles() -> impl Strategy<Value = Vec<AppendProfile>> {
+        let sample = (
+            0u8..12,
+            prop_oneof![(1i64..6).prop_map(|k| k * 10_000_000), 1i64..100_000],
+        );
+        prop::collection::vec(
+            prop::collection::btree_map(sample.0, sample.1, 0..8),
+            1..300,
+        )
+        .prop_map(|ps| {
+            ps.into_iter()
+                .enumerate()
+                .map(|(i, m)| AppendProfile {
+                    timestamp: 1_000 + i as i64 * 10_000,
+                    duration: 10_000_000_000,
+                    period: 10_000_000,
+                    samples: m.into_iter().map(|(s, v)| (stack(s), v)).collect(),
+                })
+                .collect()
+        })
+    }
+
+    fn naive(ps: &[AppendProfile], start: i64, end: i64) -> FxHashMap<StackId, i64> {
+        let mut acc = FxHashMap::default();
+        for p in ps
+            .iter()
+            .filter(|p| p.timestamp >= start && p.timestamp <= end)
+        {
+            for &(s, v) in &p.samples {
+                *acc.entry(s).or_insert(0) += v;
+            }
+        }
+        acc.retain(|_, v| *v != 0);
+        acc
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Full sets are sealed, others open; both answer like the input,
+        /// and a set survives its block message either way.
+        #[test]
+        fn sealed_and_open_sets_answer_alike(ps in profiles(), a in 0usize..300, b in 0usize..300) {
+            let sets = build_sets(&ps);
+            for s in &sets {
+                prop_assert_eq!(s.is_sealed(), s.len() == CHUNK_PROFILES);
+            }
+            let (lo, hi) = (a.min(b), a.max(b));
+            let (start, end) = (1_000 + lo as i64 * 10_000, 1_000 + hi as i64 * 10_000);
+            let mut acc = FxHashMap::default();
+            sets_merge_into(&sets, start, end, &mut acc);
+            acc.retain(|_, v| *v != 0);
+            prop_assert_eq!(&acc, &naive(&ps, start, end));
+            let back: Vec<AppendProfile> = sets.iter().flat_map(|s| s.profiles(i64::MIN, i64::MAX)).collect();
+            prop_assert_eq!(&back, &ps);
+            let totals: Vec<i64> = sets_totals(&sets, i64::MIN, i64::MAX).iter().map(|t| t.1).collect();
+            let want: Vec<i64> = ps.iter().map(|p| p.samples.iter().map(|s| s.1).sum()).collect();
+            prop_assert_eq!(totals, want);
+            // Through the block message (ids as indexes into a table).
+            let mut table: Vec<StackId> = Vec::new();
+            for s in &sets {
+                let msg = s.to_proto(|id| match table.iter().position(|t| *t == id) {
+                    Some(i) => i as u32,
+                    None => { table.push(id); (table.len() - 1) as u32 }
+                });
+                let read = ChunkSet::from_proto(&msg, |c| Ok(table[c.stack_index as usize])).unwrap();
+                prop_assert!(read.is_sealed());
+                prop_assert_eq!(read.profiles(i64::MIN, i64::MAX), s.profiles(i64::MIN, i64::MAX));
+                prop_assert_eq!(read.num_values(), s.num_values());
+            }
+        }
+
+        /// A set read from a block (sealed) takes more profiles: it is
+        /// unpacked and ends as if built directly.
+        #[test]
+        fn a_sealed_partial_set_takes_more_profiles(ps in profiles(), cut in 1usize..119) {
+            let cut = cut.min(ps.len());
+            let first = &ps[..cut.min(CHUNK_PROFILES - 1)];
+            let rest = &ps[first.len()..ps.len().min(CHUNK_PROFILES)];
+            let built = build_sets(first);
+            let msg = built[0].to_proto(|id| u32::from(id.0.as_bytes()[0]));
+            let mut set = ChunkSet::from_proto(&msg, |c| Ok(stack(c.stack_index as u8))).unwrap();
+            prop_assert!(set.is_sealed());
+            for p in rest {
+                set.push(p);
+            }
+            let direct = build_sets(&ps[..first.len() + rest.len()]);
+            prop_assert_eq!(set.profiles(i64::MIN, i64::MAX), direct[0].profiles(i64::MIN, i64::MAX));
+            if !rest.is_empty() {
+                prop_assert_eq!(set.is_sealed(), set.len() == CHUNK_PROFILES);
+            }
+        }
+    }
 }

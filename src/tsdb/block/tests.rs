@@ -144,7 +144,7 @@ fn a_written_block_reads_back_exactly() {
     stacks.sort();
     let mut expect: Vec<StackId> = want
         .iter()
-        .flat_map(|s| s.sets.iter().flat_map(|c| c.stack_ids().copied()))
+        .flat_map(|s| s.sets.iter().flat_map(|c| c.stack_ids()))
         .collect();
     expect.sort();
     expect.dedup();
@@ -260,7 +260,7 @@ fn version_3_columns_index_the_symbols_table() {
     // Every index is in range, and the table holds exactly the stacks used.
     let used: std::collections::BTreeSet<StackId> = want
         .iter()
-        .flat_map(|s| s.sets.iter().flat_map(|c| c.stack_ids().copied()))
+        .flat_map(|s| s.sets.iter().flat_map(|c| c.stack_ids()))
         .collect();
     assert_eq!(n, used.len());
     let s = b.symbols().unwrap();

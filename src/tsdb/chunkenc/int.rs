@@ -260,10 +260,30 @@ impl IntChunk {
         IntIter::new(self.w.as_bytes(), usize::from(self.hdr_len), self.len())
     }
 
+    /// The values of the chunk bytes `b`, which must be the bytes of a
+    /// chunk ([`IntChunk::bytes`], or accepted by [`IntChunk::from_bytes`]):
+    /// a column kept as bytes alone is read without copying. Other bytes
+    /// yield wrong values or fewer, never a panic.
+    pub fn iter_bytes(b: &[u8]) -> IntIter<'_> {
+        match read_count(b) {
+            Ok((count, hdr_len)) => IntIter::new(b, hdr_len, usize::try_from(count).unwrap_or(0)),
+            Err(_) => IntIter::new(&[], 0, 0),
+        }
+    }
+
+    /// [`IntChunk::sum`] of the chunk bytes `b` (see
+    /// [`IntChunk::iter_bytes`]).
+    pub fn sum_bytes(b: &[u8]) -> i64 {
+        Self::sum_iter(Self::iter_bytes(b))
+    }
+
     /// The sum of the values, wrapping (as adding them one by one would):
     /// the scaled values are summed and multiplied once.
     pub fn sum(&self) -> i64 {
-        let mut it = self.iter();
+        Self::sum_iter(self.iter())
+    }
+
+    fn sum_iter(mut it: IntIter<'_>) -> i64 {
         let scale = it.scale;
         let mut s: i64 = 0;
         while let Some(x) = it.next_scaled() {

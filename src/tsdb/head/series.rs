@@ -275,7 +275,7 @@ impl MemSeries {
     /// Adds the stacks the series references to `into`.
     pub fn stack_ids(&self, into: &mut rustc_hash::FxHashSet<StackId>) {
         for s in self.data.lock().all_sets() {
-            into.extend(s.stack_ids().copied());
+            into.extend(s.stack_ids());
         }
     }
 
