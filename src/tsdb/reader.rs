@@ -24,9 +24,7 @@ use crate::model::profile_type::ProfileType;
 use crate::model::StackId;
 use crate::model::{Matcher, SymbolError, SymbolSource};
 use crate::tsdb::block::{Block, BlockSeries};
-use crate::tsdb::chunkset::{
-    sets_first_in, sets_merge_into, sets_overlap, sets_totals, MergeStats,
-};
+use crate::tsdb::chunkset::{sets_first_in, sets_merge_into, sets_totals, MergeStats};
 use crate::tsdb::head::Head;
 use crate::tsdb::head::MemSeries;
 use crate::tsdb::meta::MetaStore;
@@ -45,6 +43,13 @@ pub trait BlockReader {
         start: i64,
         end: i64,
     ) -> Vec<Arc<dyn SeriesReader>>;
+    /// Label names of the series [`BlockReader::select_series`] returns,
+    /// sorted, each once (from the postings when the part can tell that
+    /// every series has a profile in the range).
+    fn label_names(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<String>;
+    /// Values of label `name` over the series
+    /// [`BlockReader::select_series`] returns, sorted, each once.
+    fn label_values(&self, name: &str, matchers: &[Matcher], start: i64, end: i64) -> Vec<String>;
     /// Where the stacks of the part's series resolve.
     fn symbols(&self) -> Result<Arc<dyn SymbolSource + Send + Sync>, SymbolError>;
 }
@@ -64,6 +69,12 @@ impl BlockReader for Arc<Block> {
             .filter(|s| SeriesReader::overlaps(s, start, end))
             .map(|s| Arc::new(s) as Arc<dyn SeriesReader>)
             .collect()
+    }
+    fn label_names(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
+        Block::label_names(self, matchers, start, end)
+    }
+    fn label_values(&self, name: &str, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
+        Block::label_values(self, name, matchers, start, end)
     }
     fn symbols(&self) -> Result<Arc<dyn SymbolSource + Send + Sync>, SymbolError> {
         match Block::symbols(self) {
@@ -97,6 +108,12 @@ impl BlockReader for HeadReader<'_> {
             .into_iter()
             .map(|s| s as Arc<dyn SeriesReader>)
             .collect()
+    }
+    fn label_names(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
+        self.head.label_names(matchers, start, end)
+    }
+    fn label_values(&self, name: &str, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
+        self.head.label_values(name, matchers, start, end)
     }
     fn symbols(&self) -> Result<Arc<dyn SymbolSource + Send + Sync>, SymbolError> {
         Ok(self.meta.clone())
@@ -170,15 +187,7 @@ impl SeriesReader for BlockSeries {
         BlockSeries::pprof_labels(self)
     }
     fn overlaps(&self, start: i64, end: i64) -> bool {
-        let (lo, hi) = self.time_range();
-        if lo > end || hi < start {
-            return false;
-        }
-        // The first and last profiles are in range: no need to read chunks.
-        if (start..=end).contains(&lo) || (start..=end).contains(&hi) {
-            return true;
-        }
-        sets_overlap(self.sets(), start, end)
+        BlockSeries::overlaps(self, start, end)
     }
     fn totals(&self, start: i64, end: i64) -> Vec<(i64, i64)> {
         sets_totals(self.sets(), start, end)

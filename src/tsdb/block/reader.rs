@@ -12,7 +12,8 @@ use crate::model::Matcher;
 use crate::model::StackId;
 use crate::proto::block as pb;
 use crate::tsdb::chunkenc::TimestampChunk;
-use crate::tsdb::chunkset::{sets_hold, AppendProfile, ChunkSet};
+use crate::tsdb::chunkset::{sets_hold, sets_overlap, AppendProfile, ChunkSet};
+use crate::tsdb::index::labels::{self, Collect, Plan, Selection};
 use crate::tsdb::index::{select, MemPostings, SeriesRef};
 use prost::Message;
 use std::fs::File;
@@ -43,6 +44,10 @@ pub struct Block {
     max_time: i64,
     series: Vec<SeriesMeta>,
     postings: MemPostings,
+    /// The least and greatest of every series' `min_time` and `max_time`
+    /// (`(i64::MAX, i64::MIN)` without series): when they lie in a query's
+    /// range, so does every series' first profile.
+    series_bounds: (i64, i64),
     /// The symbols section: offset, length, CRC32.
     symbols_at: (u64, u64, u32),
     /// The decoded symbols section, once a query needed it.
@@ -149,6 +154,7 @@ impl Block {
         }
         let mut series = Vec::with_capacity(index.series.len());
         let mut postings = MemPostings::new();
+        let mut series_bounds = (i64::MAX, i64::MIN);
         for (i, e) in index.series.into_iter().enumerate() {
             let mut labels = Labels::new();
             for l in e.labels {
@@ -175,6 +181,8 @@ impl Block {
                 return Err(corrupt("more than 2^32 series".into()));
             };
             postings.add(SeriesRef(sref), &labels);
+            series_bounds.0 = series_bounds.0.min(e.min_time).min(e.max_time);
+            series_bounds.1 = series_bounds.1.max(e.min_time).max(e.max_time);
             series.push(SeriesMeta {
                 labels,
                 profile_type,
@@ -197,6 +205,7 @@ impl Block {
             max_time: index.max_time,
             series,
             postings,
+            series_bounds,
             symbols_at: (index.symbols_offset, index.symbols_len, index.symbols_crc32),
             symbols: parking_lot::Mutex::new(None),
             profiles: index.profiles,
@@ -290,6 +299,85 @@ impl Block {
                 sets: OnceLock::new(),
             })
             .collect()
+    }
+
+    /// True when series `idx` has a profile in `[start, end]`: the series
+    /// [`Block::select`] returns and [`BlockSeries::overlaps`] keeps.
+    fn has_profile_in(self: &Arc<Self>, idx: usize, start: i64, end: i64) -> bool {
+        let s = &self.series[idx];
+        if s.min_time > end || s.max_time < start {
+            return false;
+        }
+        BlockSeries {
+            block: self.clone(),
+            idx,
+            sets: OnceLock::new(),
+        }
+        .overlaps(start, end)
+    }
+
+    /// True when every series has a profile in `[start, end]`: each one's
+    /// first profile lies in it.
+    fn covered_by(&self, start: i64, end: i64) -> bool {
+        self.series_bounds.0 >= start && self.series_bounds.1 <= end
+    }
+
+    /// Label names of the series matching `matchers` (all when empty) with
+    /// a profile in `[start, end]`, sorted: from the postings when every
+    /// series has a profile in the range and the selection is large enough
+    /// ([`crate::tsdb::index::labels`]), otherwise from the labels of the
+    /// selected series with a profile in the range.
+    pub fn label_names(
+        self: &Arc<Self>,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Vec<String> {
+        let sel = Selection::new(&self.postings, matchers);
+        if sel.is_empty(&self.postings) {
+            return Vec::new();
+        }
+        if labels::plan_names(&self.postings, &sel) == Plan::Postings && self.covered_by(start, end)
+        {
+            return labels::names_from_postings(&self.postings, &sel);
+        }
+        let mut out = Collect::default();
+        for r in sel.into_bitmap(&self.postings).iter() {
+            if self.has_profile_in(r as usize, start, end) {
+                out.names(&self.series[r as usize].labels);
+            }
+        }
+        out.into_vec()
+    }
+
+    /// Values of label `name` over the series [`Block::label_names`] reads,
+    /// sorted, found the same way.
+    pub fn label_values(
+        self: &Arc<Self>,
+        name: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Vec<String> {
+        if self.postings.values(name).is_none() {
+            return Vec::new();
+        }
+        let sel = Selection::new(&self.postings, matchers);
+        if sel.is_empty(&self.postings) {
+            return Vec::new();
+        }
+        if labels::plan_values(&self.postings, name, &sel) == Plan::Postings
+            && self.covered_by(start, end)
+        {
+            return labels::values_from_postings(&self.postings, name, &sel);
+        }
+        let mut out = Collect::default();
+        for r in sel.into_bitmap(&self.postings).iter() {
+            if self.has_profile_in(r as usize, start, end) {
+                out.value(&self.series[r as usize].labels, name);
+            }
+        }
+        out.into_vec()
     }
 
     /// The block's symbols, read and checked at the first call and kept
@@ -446,6 +534,21 @@ impl BlockSeries {
     /// `(min, max)` timestamps of the series in the block.
     pub fn time_range(&self) -> (i64, i64) {
         (self.meta().min_time, self.meta().max_time)
+    }
+
+    /// True when the series has a profile in `[start, end]`; reads its
+    /// chunks only when the range lies strictly between its first and last
+    /// profiles.
+    pub fn overlaps(&self, start: i64, end: i64) -> bool {
+        let (lo, hi) = self.time_range();
+        if lo > end || hi < start {
+            return false;
+        }
+        // The first and last profiles are in range: no need to read chunks.
+        if (start..=end).contains(&lo) || (start..=end).contains(&hi) {
+            return true;
+        }
+        sets_overlap(self.sets(), start, end)
     }
 
     /// The series' chunk sets (empty when its chunks are damaged; the

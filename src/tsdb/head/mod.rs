@@ -31,6 +31,18 @@
 //! - Every chunk of a chunk set holds exactly `len` values, except stack
 //!   columns, which hold `len - first` values at most.
 //! - A series' labels and profile type never change once created.
+//! - The head's [`Extent`] counts exactly its series without a profile, and
+//!   its time bounds hold every profile's timestamp (they may be wider: they
+//!   only grow, until a cut sets them again while appends are excluded).
+//!
+//! # Label queries
+//! [`Head::label_names`] and [`Head::label_values`] answer from the postings
+//! ([`crate::tsdb::index::labels`]) when the [`Extent`] shows that every
+//! series has a profile in the query's range (no empty series, time bounds
+//! inside the range), and the selection is large enough; otherwise they read
+//! the selected series, keeping those with a profile in the range, as
+//! [`Head::select_in_range`] does. Either way the answer is the one a scan
+//! of `select_in_range`'s series gives.
 
 pub mod series;
 
@@ -39,10 +51,12 @@ pub use series::{Appended, MemSeries};
 use crate::model::labels::Labels;
 use crate::model::profile_type::ProfileType;
 use crate::model::Matcher;
+use crate::tsdb::index::labels::{self, Collect, Plan, Selection};
 use crate::tsdb::index::{select, MemPostings, SeriesRef};
+use croaring::Bitmap;
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Number of stripes of the series map.
@@ -82,6 +96,74 @@ impl From<HeadError> for crate::ingest::IngestError {
     }
 }
 
+/// What a head knows about all of its series at once, without visiting
+/// them: how many have no profile, and bounds of every profile's timestamp.
+/// Shared by the head and its series, which update it under their own locks.
+///
+/// Ordering: a series is counted empty before it enters the postings, and
+/// the bounds take a profile's timestamp before the profile is stored and
+/// before the series is counted filled (all `SeqCst`). So a reader that
+/// takes the postings lock and then finds no empty series also finds bounds
+/// holding every profile of every series it saw in the postings.
+#[derive(Debug)]
+pub struct Extent {
+    /// Series without a profile: created and not appended to yet (or whose
+    /// append failed or was a retry of a profile held elsewhere), or
+    /// truncated to nothing and not removed yet.
+    empty: AtomicUsize,
+    /// At most the earliest timestamp of a profile (`i64::MAX` while none).
+    min_time: AtomicI64,
+    /// At least the latest timestamp of a profile (`i64::MIN` while none).
+    max_time: AtomicI64,
+}
+
+impl Default for Extent {
+    fn default() -> Self {
+        Extent {
+            empty: AtomicUsize::new(0),
+            min_time: AtomicI64::new(i64::MAX),
+            max_time: AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+impl Extent {
+    /// Takes profiles in `[lo, hi]` into the bounds.
+    fn widen(&self, lo: i64, hi: i64) {
+        // Loads first: most appends move neither bound down, and only
+        // in-order ones move the upper bound up.
+        if lo < self.min_time.load(Ordering::SeqCst) {
+            self.min_time.fetch_min(lo, Ordering::SeqCst);
+        }
+        if hi > self.max_time.load(Ordering::SeqCst) {
+            self.max_time.fetch_max(hi, Ordering::SeqCst);
+        }
+    }
+
+    /// A series was created (empty).
+    fn created(&self) {
+        self.empty.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// An empty series got a profile, or left the head.
+    fn filled(&self) {
+        self.empty.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A series lost its last profile.
+    fn emptied(&self) {
+        self.empty.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// True when every series has a profile and every profile lies in
+    /// `[start, end]`, so every series has a profile in `[start, end]`.
+    fn covered_by(&self, start: i64, end: i64) -> bool {
+        self.empty.load(Ordering::SeqCst) == 0
+            && self.min_time.load(Ordering::SeqCst) >= start
+            && self.max_time.load(Ordering::SeqCst) <= end
+    }
+}
+
 /// The in-memory store of series.
 pub struct Head {
     /// label hash → series with that hash.
@@ -89,6 +171,8 @@ pub struct Head {
     /// series ref → series, striped by ref.
     by_ref: Vec<RwLock<FxHashMap<SeriesRef, Arc<MemSeries>>>>,
     postings: RwLock<MemPostings>,
+    /// Empty series and time bounds, for label queries.
+    extent: Arc<Extent>,
     next_ref: AtomicU32,
     num_series: AtomicUsize,
     max_series: usize,
@@ -109,6 +193,7 @@ impl Head {
             stripes: (0..STRIPES).map(|_| RwLock::default()).collect(),
             by_ref: (0..STRIPES).map(|_| RwLock::default()).collect(),
             postings: RwLock::new(MemPostings::new()),
+            extent: Arc::new(Extent::default()),
             next_ref: AtomicU32::new(1),
             num_series: AtomicUsize::new(0),
             max_series,
@@ -158,7 +243,14 @@ impl Head {
             });
         }
         let sref = SeriesRef(self.next_ref.fetch_add(1, Ordering::Relaxed));
-        let s = Arc::new(MemSeries::new(sref, labels, profile_type, pprof_labels));
+        // Counted empty (by `new`) before it enters the postings.
+        let s = Arc::new(MemSeries::new(
+            sref,
+            labels,
+            profile_type,
+            pprof_labels,
+            self.extent.clone(),
+        ));
         bucket.push(s.clone());
         self.by_ref[(sref.0 as usize) % STRIPES]
             .write()
@@ -204,6 +296,79 @@ impl Head {
         v
     }
 
+    /// Label names of the series [`Head::select_in_range`] returns, sorted.
+    /// See "Label queries" in the module docs.
+    pub fn label_names(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
+        let candidates = {
+            let p = self.postings.read();
+            let sel = Selection::new(&p, matchers);
+            if sel.is_empty(&p) {
+                return Vec::new();
+            }
+            // The extent is read under the postings lock (see `Extent`).
+            if labels::plan_names(&p, &sel) == Plan::Postings && self.extent.covered_by(start, end)
+            {
+                return labels::names_from_postings(&p, &sel);
+            }
+            sel.into_bitmap(&p)
+        };
+        let mut out = Collect::default();
+        self.each_in_range(&candidates, start, end, |s| out.names(&s.labels));
+        out.into_vec()
+    }
+
+    /// Values of label `name` over the series [`Head::select_in_range`]
+    /// returns, sorted. See "Label queries" in the module docs.
+    pub fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Vec<String> {
+        let candidates = {
+            let p = self.postings.read();
+            if p.values(name).is_none() {
+                return Vec::new();
+            }
+            let sel = Selection::new(&p, matchers);
+            if sel.is_empty(&p) {
+                return Vec::new();
+            }
+            if labels::plan_values(&p, name, &sel) == Plan::Postings
+                && self.extent.covered_by(start, end)
+            {
+                return labels::values_from_postings(&p, name, &sel);
+            }
+            sel.into_bitmap(&p)
+        };
+        let mut out = Collect::default();
+        self.each_in_range(&candidates, start, end, |s| out.value(&s.labels, name));
+        out.into_vec()
+    }
+
+    /// Calls `f` with each series of `refs` that has a profile in
+    /// `[start, end]` (without the postings lock, as [`Head::select`]).
+    fn each_in_range(&self, refs: &Bitmap, start: i64, end: i64, mut f: impl FnMut(&MemSeries)) {
+        for r in refs.iter() {
+            if let Some(s) = self.series(SeriesRef(r)) {
+                if s.overlaps(start, end) {
+                    f(&s);
+                }
+            }
+        }
+    }
+
+    /// Sets the time bounds of label queries to `bounds` (`None`: no
+    /// profile), which must hold every profile in the head. The caller
+    /// excludes appends (the store calls it after a cut, holding its state
+    /// lock exclusively).
+    pub fn reset_time_bounds(&self, bounds: Option<(i64, i64)>) {
+        let (lo, hi) = bounds.unwrap_or((i64::MAX, i64::MIN));
+        self.extent.min_time.store(lo, Ordering::SeqCst);
+        self.extent.max_time.store(hi, Ordering::SeqCst);
+    }
+
     /// Every series, sorted by ref.
     pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
         let mut v: Vec<Arc<MemSeries>> = Vec::with_capacity(self.num_series());
@@ -235,6 +400,10 @@ impl Head {
                 .write()
                 .remove(&series.sref);
             self.postings.write().remove(series.sref, &series.labels);
+            if series.is_empty() {
+                // An empty series no longer counts.
+                self.extent.filled();
+            }
             self.num_series.fetch_sub(1, Ordering::Relaxed);
         }
     }

@@ -14,7 +14,7 @@
 //! those are still more than half the bound, the in-order sets are encoded
 //! again with them and the out-of-order sets are gone.
 
-use super::HeadError;
+use super::{Extent, HeadError};
 use crate::model::labels::Labels;
 use crate::model::profile_type::ProfileType;
 use crate::model::StackId;
@@ -25,6 +25,7 @@ use crate::tsdb::chunkset::{
 use crate::tsdb::index::SeriesRef;
 use parking_lot::{Mutex, MutexGuard};
 use rustc_hash::FxHashMap;
+use std::sync::Arc;
 
 /// Out-of-order chunk sets of a series past which they are merged into
 /// sets in time order.
@@ -92,6 +93,9 @@ pub struct MemSeries {
     /// from pprof sample labels (they return as pprof labels on output).
     pub pprof_labels: Vec<(String, String)>,
     data: Mutex<SeriesData>,
+    /// The head's extent: told when the series gets its first profile or
+    /// loses its last, and of every profile's timestamp.
+    extent: Arc<Extent>,
 }
 
 impl MemSeries {
@@ -100,13 +104,16 @@ impl MemSeries {
         labels: Labels,
         profile_type: ProfileType,
         pprof_labels: Vec<(String, String)>,
+        extent: Arc<Extent>,
     ) -> MemSeries {
+        extent.created();
         MemSeries {
             sref,
             labels,
             profile_type,
             pprof_labels,
             data: Mutex::new(SeriesData::default()),
+            extent,
         }
     }
 
@@ -141,6 +148,9 @@ impl MemSeries {
             return Appended::Duplicate;
         }
         let ts = p.timestamp;
+        let was_empty = data.min_time.is_none();
+        // Before the profile is stored (see `Extent`).
+        self.extent.widen(ts, ts);
         if data.max_time.is_none_or(|max| ts > max) {
             match data.sets.last_mut() {
                 Some(set) if set.len() < CHUNK_PROFILES => set.push(p),
@@ -182,6 +192,9 @@ impl MemSeries {
             }
         }
         data.min_time = Some(data.min_time.map_or(ts, |m| m.min(ts)));
+        if was_empty {
+            self.extent.filled();
+        }
         Appended::Stored
     }
 
@@ -195,6 +208,11 @@ impl MemSeries {
     pub fn time_range(&self) -> Option<(i64, i64)> {
         let d = self.data.lock();
         Some((d.min_time?, d.max_time?))
+    }
+
+    /// True when the series holds no profile.
+    pub fn is_empty(&self) -> bool {
+        self.data.lock().min_time.is_none()
     }
 
     /// True when the series has a profile in `[start, end]`.
@@ -282,6 +300,7 @@ impl MemSeries {
     /// Drops every profile before `t` and returns how many are left.
     pub fn truncate_before(&self, t: i64) -> usize {
         let mut d = self.data.lock();
+        let was_empty = d.min_time.is_none();
         let keep_from = d.sets.iter().position(|s| s.time_range().1 >= t);
         match keep_from {
             None => d.sets.clear(),
@@ -308,6 +327,9 @@ impl MemSeries {
             d.ooo = build_sets(&rest);
         }
         d.update_range();
+        if !was_empty && d.min_time.is_none() {
+            self.extent.emptied();
+        }
         d.all_sets().map(ChunkSet::len).sum()
     }
 
@@ -316,6 +338,15 @@ impl MemSeries {
     /// timestamp: two profiles at one timestamp).
     pub fn load_sets(&self, sets: Vec<ChunkSet>) -> Result<(), HeadError> {
         let mut d = self.data.lock();
+        let was_empty = d.min_time.is_none();
+        let result = self.load_sets_locked(&mut d, sets);
+        if was_empty && d.min_time.is_some() {
+            self.extent.filled();
+        }
+        result
+    }
+
+    fn load_sets_locked(&self, d: &mut SeriesData, sets: Vec<ChunkSet>) -> Result<(), HeadError> {
         for set in sets {
             if let Some(max) = d.max_time {
                 if set.time_range().0 < max {
@@ -326,6 +357,8 @@ impl MemSeries {
                     });
                 }
             }
+            // Before the set is stored (see `Extent`).
+            self.extent.widen(set.time_range().0, set.time_range().1);
             d.min_time.get_or_insert(set.time_range().0);
             d.max_time = Some(set.time_range().1);
             d.sets.push(set);
@@ -349,6 +382,7 @@ mod tests {
             Labels::from_pairs([("__name__", "x:a:b:c:d")]),
             ProfileType::parse("x:a:b:c:d").unwrap(),
             vec![],
+            Arc::new(Extent::default()),
         )
     }
 

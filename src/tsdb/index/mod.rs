@@ -8,6 +8,9 @@
 //!   `process_cpu:cpu:nanoseconds:cpu:nanoseconds:delta{job="api"}` → matchers.
 //! - [`select`] (`select.rs`): matchers → bitmap of matching series, with
 //!   Prometheus's `PostingsForMatchers` semantics.
+//! - [`labels`] (`labels.rs`): label names and values of a selection from
+//!   the posting lists (or from the selected series' labels when fewer),
+//!   and the union of sorted answers.
 //!
 //! # Invariants
 //! - A series id ([`SeriesRef`]) comes from the head's counter and is never
@@ -22,16 +25,19 @@
 //! - Every series in any posting list is in the all-series bitmap, and every
 //!   series in the all-series bitmap is in the posting list of each of its
 //!   labels.
+//! - Label names, and each name's values, are kept sorted, so label queries
+//!   read them in order.
 //!
 //! # Semantics of a selector
 //! A series matches a list of matchers when it matches each of them, a missing
 //! label counting as the value `""`. An empty list matches every series (the
 //! engine's contract; [`parse_selector`] never yields one).
 
+pub mod labels;
 mod postings;
 mod select;
 
-pub use postings::MemPostings;
+pub use postings::{MemPostings, Values};
 pub use select::select;
 
 use std::fmt;

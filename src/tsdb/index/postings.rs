@@ -1,24 +1,32 @@
 //! In-memory postings: label name → label value → bitmap of series ids.
+//!
+//! Names and values are kept in sorted maps, so label queries list them in
+//! order without sorting (`labels.rs`); a lookup costs O(log values) string
+//! comparisons, and only series creation and removal write.
 
 use super::SeriesRef;
 use crate::model::labels::Labels;
 use croaring::Bitmap;
-use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 use std::fmt;
+
+/// One label's values and their series, sorted by value.
+pub type Values = BTreeMap<String, Bitmap>;
 
 /// The inverted index of the head: for each label name and value, the roaring
 /// bitmap of the series that have that label, plus the bitmap of all series.
 ///
 /// Invariants (see the [module docs](super)): no empty bitmap, no empty value
 /// map, no posting list for the empty value; `all` is the union of every
-/// posting list and holds exactly the series added and not removed.
+/// posting list and holds exactly the series added and not removed. Names
+/// and values are sorted (byte order, as `String`'s `Ord`).
 ///
 /// Not thread-safe by itself: the head keeps it behind an `RwLock`, taken for
 /// writing only by [`add`](Self::add) and [`remove`](Self::remove).
 #[derive(Default)]
 pub struct MemPostings {
     /// label name → label value → series with that label.
-    by_name: FxHashMap<String, FxHashMap<String, Bitmap>>,
+    by_name: BTreeMap<String, Values>,
     /// Every series.
     all: Bitmap,
 }
@@ -53,7 +61,7 @@ impl MemPostings {
             // Look up before inserting so that known names (almost all) cost
             // no allocation.
             if !self.by_name.contains_key(l.name.as_str()) {
-                self.by_name.insert(l.name.clone(), FxHashMap::default());
+                self.by_name.insert(l.name.clone(), Values::new());
             }
             let Some(values) = self.by_name.get_mut(l.name.as_str()) else {
                 continue; // unreachable: inserted just above
@@ -90,20 +98,25 @@ impl MemPostings {
 
     /// All label names, sorted.
     pub fn label_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.by_name.keys().cloned().collect();
-        v.sort_unstable();
-        v
+        self.by_name.keys().cloned().collect()
     }
 
     /// All values of label `name`, sorted (empty for an unknown name).
     pub fn label_values(&self, name: &str) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .by_name
+        self.by_name
             .get(name)
             .map(|values| values.keys().cloned().collect())
-            .unwrap_or_default();
-        v.sort_unstable();
-        v
+            .unwrap_or_default()
+    }
+
+    /// Every label name and its values, sorted by name.
+    pub fn names(&self) -> impl ExactSizeIterator<Item = (&String, &Values)> {
+        self.by_name.iter()
+    }
+
+    /// Number of posting lists (label name and value pairs).
+    pub fn num_postings(&self) -> usize {
+        self.by_name.values().map(BTreeMap::len).sum()
     }
 
     /// The series with label `name` = `value` (`None` when there are none, so
@@ -112,8 +125,8 @@ impl MemPostings {
         self.by_name.get(name)?.get(value)
     }
 
-    /// The values of label `name` and their series, in no particular order.
-    pub(crate) fn values(&self, name: &str) -> Option<&FxHashMap<String, Bitmap>> {
+    /// The values of label `name` and their series, sorted by value.
+    pub fn values(&self, name: &str) -> Option<&Values> {
         self.by_name.get(name)
     }
 
@@ -127,19 +140,21 @@ impl MemPostings {
         self.all.cardinality() as usize
     }
 
-    /// An estimate of the heap bytes held: strings, hash map slots, bitmap
+    /// An estimate of the heap bytes held: strings, B-tree entries, bitmap
     /// containers. Walks every posting list, so it costs O(number of label
     /// values); meant for metrics, not hot paths.
     pub fn size_bytes(&self) -> usize {
-        // A hash map slot: the key, the value and a control byte.
+        // A B-tree entry: its key and value, plus the node's share (nodes
+        // of 11 entries, about 2/3 full, and their edges).
         const STRING: usize = std::mem::size_of::<String>();
         const BITMAP: usize = std::mem::size_of::<Bitmap>();
-        const VALUES: usize = std::mem::size_of::<FxHashMap<String, Bitmap>>();
+        const VALUES: usize = std::mem::size_of::<Values>();
+        let entry = |kv: usize| kv * 3 / 2 + 8;
         let mut total = bitmap_bytes(&self.all);
-        total += self.by_name.capacity() * (STRING + VALUES + 1);
+        total += self.by_name.len() * entry(STRING + VALUES);
         for (name, values) in &self.by_name {
             total += name.capacity();
-            total += values.capacity() * (STRING + BITMAP + 1);
+            total += values.len() * entry(STRING + BITMAP);
             for (value, b) in values {
                 total += value.capacity() + bitmap_bytes(b);
             }

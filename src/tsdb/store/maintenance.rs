@@ -436,6 +436,7 @@ impl Tsdb {
                 }
             }
             *self.head_bounds.lock() = bounds;
+            self.head.reset_time_bounds(bounds);
             self.head.shrink();
         }
         self.mstats.blocks_written.fetch_add(1, Relaxed);

@@ -70,6 +70,7 @@ use crate::tsdb::append;
 use crate::tsdb::block::Block;
 use crate::tsdb::chunkset::AppendProfile;
 use crate::tsdb::head::Head;
+use crate::tsdb::index::labels::merge_sorted;
 use crate::tsdb::meta::{MetaError, MetaStore};
 use crate::tsdb::reader::{BlockReader, HeadReader, SeriesGroup, SeriesReader};
 use crate::tsdb::wal::{record, RecordType, ReplayStats, Wal, WalError, WalOptions};
@@ -464,6 +465,25 @@ impl Tsdb {
         range: TimeRange,
         used: &mut dyn FnMut(&dyn BlockReader),
     ) -> Vec<SeriesGroup> {
+        let mut groups: BTreeMap<Labels, Vec<Arc<dyn SeriesReader>>> = BTreeMap::new();
+        self.each_part(parts, range, &mut |part| {
+            let series = part.select_series(matchers, range.start, range.end);
+            if !series.is_empty() {
+                used(part);
+            }
+            for s in series {
+                groups.entry(s.labels().clone()).or_default().push(s);
+            }
+        });
+        groups
+            .into_values()
+            .map(|parts| SeriesGroup { parts })
+            .collect()
+    }
+
+    /// Calls `f` with each part that may hold profiles in `range`: the
+    /// blocks in time order, then the late heads, then the head.
+    fn each_part(&self, parts: &Parts, range: TimeRange, f: &mut dyn FnMut(&dyn BlockReader)) {
         let heads: Vec<HeadReader<'_>> = parts
             .heads()
             .map(|h| h.as_ref())
@@ -478,20 +498,42 @@ impl Tsdb {
             .iter()
             .map(|b| b as &dyn BlockReader)
             .chain(heads.iter().map(|h| h as &dyn BlockReader));
-        let mut groups: BTreeMap<Labels, Vec<Arc<dyn SeriesReader>>> = BTreeMap::new();
         for part in parts.filter(|p| p.overlaps(range.start, range.end)) {
-            let series = part.select_series(matchers, range.start, range.end);
-            if !series.is_empty() {
-                used(part);
-            }
-            for s in series {
-                groups.entry(s.labels().clone()).or_default().push(s);
+            f(part);
+        }
+    }
+
+    /// [`Storage::label_names`] as a scan of every selected series' labels:
+    /// the obvious answer the tests check the postings against.
+    #[cfg(test)]
+    fn label_names_by_scan(&self, matchers: &[Matcher], range: TimeRange) -> Vec<String> {
+        let parts = self.state.read();
+        let mut names = BTreeSet::new();
+        for s in self.select(&parts, matchers, range) {
+            for l in s.labels() {
+                names.insert(l.name.clone());
             }
         }
-        groups
-            .into_values()
-            .map(|parts| SeriesGroup { parts })
-            .collect()
+        names.into_iter().collect()
+    }
+
+    /// [`Storage::label_values`] as a scan (see
+    /// [`Tsdb::label_names_by_scan`]).
+    #[cfg(test)]
+    fn label_values_by_scan(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Vec<String> {
+        let parts = self.state.read();
+        let mut values = BTreeSet::new();
+        for s in self.select(&parts, matchers, range) {
+            if let Some(v) = s.labels().get(name) {
+                values.insert(v.to_string());
+            }
+        }
+        values.into_iter().collect()
     }
 
     /// The partial result of `pick` over the series matching `matchers`.
@@ -596,21 +638,28 @@ impl Storage for Tsdb {
         Tsdb::close(self).map_err(|e| StorageError::new("blocks", e))
     }
 
+    /// The union over the parts (blocks, late heads, head) of each part's
+    /// answer ([`BlockReader::label_names`]): the names of the series with
+    /// a profile in `range` (reserved `__` names such as `__name__`
+    /// included), as a scan of [`Tsdb::select`]'s series would give. A part
+    /// whose time range misses `range` adds nothing; a part whose every
+    /// series has a profile in `range` answers from its postings, any other
+    /// from its selected series' labels (see [`crate::tsdb::index::labels`]).
     fn label_names(
         &self,
         matchers: &[Matcher],
         range: TimeRange,
     ) -> Result<Vec<String>, QueryError> {
         let parts = self.state.read();
-        let mut names = BTreeSet::new();
-        for s in self.select(&parts, matchers, range) {
-            for l in s.labels() {
-                names.insert(l.name.clone());
-            }
-        }
-        Ok(names.into_iter().collect())
+        let mut lists = Vec::new();
+        self.each_part(&parts, range, &mut |part| {
+            lists.push(part.label_names(matchers, range.start, range.end));
+        });
+        Ok(merge_sorted(lists))
     }
 
+    /// The values of `name` over the series [`Storage::label_names`] reads,
+    /// found the same way, part by part.
     fn label_values(
         &self,
         name: &str,
@@ -618,13 +667,11 @@ impl Storage for Tsdb {
         range: TimeRange,
     ) -> Result<Vec<String>, QueryError> {
         let parts = self.state.read();
-        let mut values = BTreeSet::new();
-        for s in self.select(&parts, matchers, range) {
-            if let Some(v) = s.labels().get(name) {
-                values.insert(v.to_string());
-            }
-        }
-        Ok(values.into_iter().collect())
+        let mut lists = Vec::new();
+        self.each_part(&parts, range, &mut |part| {
+            lists.push(part.label_values(name, matchers, range.start, range.end));
+        });
+        Ok(merge_sorted(lists))
     }
 
     fn series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>, QueryError> {
@@ -678,3 +725,6 @@ impl Storage for Tsdb {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests;

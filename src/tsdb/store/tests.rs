@@ -1,0 +1,187 @@
+//! Label queries answered from the postings equal the obvious scan of the
+//! selected series' labels, over random stores with blocks, a late head
+//! (with empty series: retries of profiles a block holds) and the head, for
+//! random matchers and time ranges.
+
+use super::*;
+use crate::engine::suite::profile;
+use crate::ingest::{Clock, TimePolicy};
+use crate::model::MatchOp;
+use proptest::prelude::*;
+
+const MINUTE: i64 = 60_000;
+const T0: i64 = 1_700_000_000_000;
+
+/// One profile to write: `job`, `x` (`""`: none), the pprof label `ep` of
+/// its sample (`""`: none), its time as a step of 10 s after `T0`, and a
+/// sample value.
+type Write = (&'static str, &'static str, &'static str, i64, i64);
+
+fn arb_write() -> impl Strategy<Value = Write> {
+    (
+        prop::sample::select(vec!["a", "b"]),
+        prop::sample::select(vec!["", "1", "2"]),
+        prop::sample::select(vec!["", "/p", "/q"]),
+        0..30i64,
+        1..4i64,
+    )
+}
+
+fn request(w: &Write) -> IngestRequest {
+    let (job, x, ep, step, v) = *w;
+    let labels: &[(&str, &str)] = if ep.is_empty() { &[] } else { &[("ep", ep)] };
+    IngestRequest {
+        name: None,
+        labels: Labels::from_pairs([("job", job), ("x", x)]),
+        delta: None,
+        profile: profile(T0 + step * 10_000, &[(&["main", "leaf"], v, labels)]),
+        received_at_ms: 0,
+    }
+}
+
+fn arb_matcher() -> impl Strategy<Value = Matcher> {
+    let name = prop::sample::select(vec!["job", "x", "ep", "__name__", "nope"]);
+    let value = prop::sample::select(vec![
+        "",
+        "a",
+        "b",
+        "1",
+        "/p",
+        "a|1",
+        ".*",
+        ".+",
+        "/.*",
+        "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+    ]);
+    let op = prop::sample::select(vec![
+        MatchOp::Equal,
+        MatchOp::NotEqual,
+        MatchOp::Regex,
+        MatchOp::NotRegex,
+    ]);
+    (op, name, value).prop_map(|(op, name, v)| Matcher::new(op, name, v).unwrap())
+}
+
+/// A range bound: every 15 s from before `T0` to after the last write, or
+/// the ends of time.
+fn arb_time() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        1 => Just(i64::MIN),
+        1 => Just(i64::MAX),
+        8 => (-1..24i64).prop_map(|k| T0 + k * 15_000),
+    ]
+}
+
+fn store(dir: &std::path::Path) -> Tsdb {
+    let now = Arc::new(AtomicI64::new(T0));
+    Tsdb::open(TsdbConfig {
+        data_dir: Some(dir.to_path_buf()),
+        block_duration_ms: MINUTE,
+        limits: Limits {
+            time: TimePolicy {
+                max_future_ms: 365 * 86_400_000,
+                retention_ms: None,
+                clock: Clock::manual(now),
+            },
+            ..Limits::default()
+        },
+        ..TsdbConfig::default()
+    })
+    .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn label_queries_equal_a_scan_of_the_selected_series(
+        first in prop::collection::vec(arb_write(), 0..12),
+        retried in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+        second in prop::collection::vec(arb_write(), 0..12),
+        cut_again in any::<bool>(),
+        third in prop::collection::vec(arb_write(), 0..6),
+        queries in prop::collection::vec(
+            (prop::collection::vec(arb_matcher(), 0..3), arb_time(), arb_time()),
+            1..6,
+        ),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        // Into the head, then blocks.
+        for w in &first {
+            s.ingest_raw(&request(w), None).unwrap();
+        }
+        s.cut_all().unwrap();
+        // Retries of profiles in blocks: empty series in the late head.
+        if !first.is_empty() {
+            for i in &retried {
+                s.ingest_raw(&request(i.get(&first)), None).unwrap();
+            }
+        }
+        // Before the blocks' end into the late head, after it into the head.
+        for w in &second {
+            s.ingest_raw(&request(w), None).unwrap();
+        }
+        if cut_again {
+            s.cut_all().unwrap();
+        }
+        for w in &third {
+            s.ingest_raw(&request(w), None).unwrap();
+        }
+
+        for (ms, a, b) in &queries {
+            let range = TimeRange::new(*a.min(b), *a.max(b)).unwrap();
+            prop_assert_eq!(
+                s.label_names(ms, range).unwrap(),
+                s.label_names_by_scan(ms, range),
+                "names {:?} {:?}", ms, range
+            );
+            for name in ["job", "x", "ep", "__name__", "nope"] {
+                prop_assert_eq!(
+                    s.label_values(name, ms, range).unwrap(),
+                    s.label_values_by_scan(name, ms, range),
+                    "values of {} {:?} {:?}", name, ms, range
+                );
+            }
+        }
+    }
+}
+
+/// A head whose every series has a profile in the range answers from its
+/// postings; a series that is empty (a retry of a profile a block holds
+/// created it in the late head) or out of range is still left out.
+#[test]
+fn empty_and_out_of_range_series_are_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let w: Write = ("a", "1", "", 0, 1);
+    s.ingest_raw(&request(&w), None).unwrap();
+    s.cut_all().unwrap();
+    assert_eq!(s.blocks().len(), 1);
+    // Out of the block's range: nothing.
+    let later = TimeRange::new(T0 + 10 * MINUTE, i64::MAX).unwrap();
+    assert!(s.label_names(&[], later).unwrap().is_empty());
+    // A retry: the late head gets an empty series, which names nothing.
+    assert!(s.ingest_raw(&request(&w), None).unwrap().is_duplicate());
+    assert!(s.label_values("x", &[], later).unwrap().is_empty());
+    assert_eq!(
+        s.label_values("x", &[], TimeRange::ALL).unwrap(),
+        vec!["1".to_string()]
+    );
+    // A new series in the head, later.
+    let w2: Write = ("b", "2", "", 60, 1);
+    s.ingest_raw(&request(&w2), None).unwrap();
+    assert_eq!(
+        s.label_values("x", &[], later).unwrap(),
+        vec!["2".to_string()]
+    );
+    assert_eq!(
+        s.label_values("job", &[], TimeRange::ALL).unwrap(),
+        vec!["a".to_string(), "b".to_string()]
+    );
+    let early = TimeRange::new(i64::MIN, T0 + 20_000).unwrap();
+    assert_eq!(
+        s.label_values("job", &[], early).unwrap(),
+        vec!["a".to_string()]
+    );
+}
