@@ -359,7 +359,7 @@ impl IntChunk {
                 let mut g = 0u64;
                 let mut prev = 0;
                 let lim = i128::from(i64::MAX) / i128::from(scale);
-                while let Some(s) = it.next_scaled() {
+                while let Some(s) = it.next_scaled_checked() {
                     let s128 = i128::from(s);
                     // The value s * scale must be an i64: -2^63 <= s*scale <= 2^63 - 1.
                     if s128 > lim || s128 * i128::from(scale) < i128::from(i64::MIN) {
@@ -478,34 +478,61 @@ impl<'a> IntIter<'a> {
             self.s = self.s0;
             return Some(self.s);
         }
-        let d = if !self.r.read_bit() {
-            0
-        } else {
-            // The rest of the prefix: '0', '10', '110', '1110', '1111'.
-            let (skip, k) = match self.r.peek_bits(4) {
-                0b0000..=0b0111 => (1, 0),
-                0b1000..=0b1011 => (2, 1),
-                0b1100..=0b1101 => (3, 2),
-                0b1110 => (4, 3),
-                _ => (4, 4),
-            };
-            self.r.skip_bits(skip);
-            let w = WIDTHS[k];
-            let x = self.r.read_bits_wide(w);
-            let d = ((x << (64 - w)) as i64) >> (64 - w);
-            // Canonical: the smallest bucket that holds d.
-            let shorter = if k == 0 {
-                d == 0
-            } else {
-                fits(d, WIDTHS[k - 1])
-            };
-            if shorter {
-                self.corrupt = Some("delta in a wider bucket than needed");
-            }
-            d
-        };
+        let (d, _) = self.field();
         self.s = self.s.wrapping_add(d);
         Some(self.s)
+    }
+
+    /// [`IntIter::next_scaled`] for bytes not yet validated: flags a delta
+    /// written in a wider bucket than it needs.
+    fn next_scaled_checked(&mut self) -> Option<i64> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        if self.first {
+            self.first = false;
+            self.s = self.s0;
+            return Some(self.s);
+        }
+        let (d, k) = self.field();
+        // Canonical: the smallest bucket that holds d.
+        let shorter = match k {
+            None => false,
+            Some(0) => d == 0,
+            Some(k) => fits(d, WIDTHS[k - 1]),
+        };
+        if shorter {
+            self.corrupt = Some("delta in a wider bucket than needed");
+        }
+        self.s = self.s.wrapping_add(d);
+        Some(self.s)
+    }
+
+    /// Reads one field: the delta and its bucket (`None` for `0`).
+    #[inline]
+    fn field(&mut self) -> (i64, Option<usize>) {
+        // The prefix is at most 5 bits: '0', '10', '110', '1110', '11110',
+        // '11111'; its leading ones name the bucket.
+        let p = self.r.peek_bits(5) as u32;
+        let ones = (p << 27).leading_ones();
+        if ones == 0 {
+            self.r.skip_bits(1);
+            return (0, None);
+        }
+        let (skip, k) = if ones >= 5 {
+            (5, 4)
+        } else {
+            (ones + 1, ones as usize - 1)
+        };
+        self.r.skip_bits(skip);
+        let w = WIDTHS[k];
+        let x = if w <= 56 {
+            self.r.read_bits(w)
+        } else {
+            self.r.read_bits_wide(w)
+        };
+        (((x << (64 - w)) as i64) >> (64 - w), Some(k))
     }
 }
 
