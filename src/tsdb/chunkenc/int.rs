@@ -469,23 +469,20 @@ impl<'a> IntIter<'a> {
     /// The next value divided by the chunk's scale.
     #[inline]
     fn next_scaled(&mut self) -> Option<i64> {
-        if self.remaining == 0 {
-            return None;
-        }
-        self.remaining -= 1;
-        if self.first {
-            self.first = false;
-            self.s = self.s0;
-            return Some(self.s);
-        }
-        let (d, _) = self.field();
-        self.s = self.s.wrapping_add(d);
-        Some(self.s)
+        self.step::<false>()
     }
 
     /// [`IntIter::next_scaled`] for bytes not yet validated: flags a delta
     /// written in a wider bucket than it needs.
     fn next_scaled_checked(&mut self) -> Option<i64> {
+        self.step::<true>()
+    }
+
+    /// The next scaled value; with `CHECK`, a delta in a wider bucket than
+    /// it needs marks the iterator corrupt (canonical: the smallest bucket
+    /// that holds it).
+    #[inline(always)]
+    fn step<const CHECK: bool>(&mut self) -> Option<i64> {
         if self.remaining == 0 {
             return None;
         }
@@ -496,14 +493,15 @@ impl<'a> IntIter<'a> {
             return Some(self.s);
         }
         let (d, k) = self.field();
-        // Canonical: the smallest bucket that holds d.
-        let shorter = match k {
-            None => false,
-            Some(0) => d == 0,
-            Some(k) => fits(d, WIDTHS[k - 1]),
-        };
-        if shorter {
-            self.corrupt = Some("delta in a wider bucket than needed");
+        if CHECK {
+            let shorter = match k {
+                None => false,
+                Some(0) => d == 0,
+                Some(k) => fits(d, WIDTHS[k - 1]),
+            };
+            if shorter {
+                self.corrupt = Some("delta in a wider bucket than needed");
+            }
         }
         self.s = self.s.wrapping_add(d);
         Some(self.s)
