@@ -2,10 +2,12 @@
 //!
 //! - [`MemPostings`] (`postings.rs`): label name → label value → roaring
 //!   bitmap of [`SeriesRef`]s, plus a bitmap of every series.
-//! - [`Matcher`] (`matcher.rs`): one label matcher (`=`, `!=`, `=~`, `!~`),
-//!   its regex compiled once, fully anchored like Prometheus.
-//! - [`parse_selector`] (`selector.rs`): a Prometheus series selector such as
-//!   `process_cpu:cpu:nanoseconds:cpu:nanoseconds:delta{job="api"}` → matchers.
+//! - Matchers and selectors live in [`crate::model`]:
+//!   [`crate::model::Matcher`] (one label matcher, `=`, `!=`, `=~`, `!~`,
+//!   its regex compiled once, fully anchored like Prometheus) and
+//!   [`crate::model::parse_selector`] (a Prometheus series selector such as
+//!   `process_cpu:cpu:nanoseconds:cpu:nanoseconds:delta{job="api"}` →
+//!   matchers).
 //! - [`select`] (`select.rs`): matchers → bitmap of matching series, with
 //!   Prometheus's `PostingsForMatchers` semantics.
 //! - [`labels`] (`labels.rs`): label names and values of a selection from
@@ -31,7 +33,7 @@
 //! # Semantics of a selector
 //! A series matches a list of matchers when it matches each of them, a missing
 //! label counting as the value `""`. An empty list matches every series (the
-//! engine's contract; [`parse_selector`] never yields one).
+//! engine's contract; [`crate::model::parse_selector`] never yields one).
 
 pub mod labels;
 mod postings;
