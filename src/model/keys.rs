@@ -7,19 +7,23 @@
 use super::{Function, Location, Mapping, NumLabel};
 use uuid::Uuid;
 
-/// Prefix of the mapping by-key index.
+/// Prefix of the mapping by-key index of the previous meta store layout
+/// (deleted when a store of that layout is opened).
 pub const MAPPING_BY_KEY: &[u8] = b"mappings/by-key/";
 /// Prefix of mapping values.
 pub const MAPPING_BY_ID: &[u8] = b"mappings/by-id/";
-/// Prefix of the function by-key index.
+/// Prefix of the function by-key index of the previous meta store layout
+/// (deleted when a store of that layout is opened).
 pub const FUNCTION_BY_KEY: &[u8] = b"functions/by-key/";
 /// Prefix of function values.
 pub const FUNCTION_BY_ID: &[u8] = b"functions/by-id/";
-/// Prefix of the location by-key index.
+/// Prefix of the location by-key index of the previous meta store layout
+/// (deleted when a store of that layout is opened).
 pub const LOCATION_BY_KEY: &[u8] = b"locations/by-key/";
 /// Prefix of location values.
 pub const LOCATION_BY_ID: &[u8] = b"locations/by-id/";
-/// Prefix of the stack by-key index.
+/// Prefix of the stack by-key index of the previous meta store layout
+/// (deleted when a store of that layout is opened).
 pub const STACK_BY_KEY: &[u8] = b"stacktraces/by-key/";
 /// Prefix of stack values.
 pub const STACK_BY_ID: &[u8] = b"stacktraces/by-id/";

@@ -7,9 +7,9 @@
 //!   and mappings are those of the live locations. Values are read from the
 //!   by-id cache or from sled, without filling the cache.
 //! - **Sweep**, one phase per level, in this order: stacks, then locations,
-//!   then functions and mappings. Every entity in the by-key cache (which
-//!   holds exactly sled's by-key entries) whose id is not live is deleted:
-//!   its by-key entry, its by-id value and the kind's counter go in one sled
+//!   then functions and mappings. Every entity in the id cache (which holds
+//!   exactly sled's by-id entries) whose id is not live is deleted: its
+//!   by-id value and the kind's counter go in one sled
 //!   batch (at most [`GC_BATCH`] entities each), and only once the batch is
 //!   applied are they removed from the caches. sled is flushed after every
 //!   phase.
@@ -27,8 +27,8 @@
 //! holds after a crash between batches too. The flushes between phases make
 //! this independent of how sled orders batches that are not yet durable.
 //!
-//! A deleted entity's by-key entry is gone, so ingesting it again stores it
-//! anew, under the same content id.
+//! A deleted entity's id is gone from the id cache, so ingesting it again
+//! stores it anew, under the same content id.
 
 use super::store::{with_prefix, Entity, Table};
 use super::{MetaCounts, MetaError, MetaStore};
@@ -69,8 +69,8 @@ pub(super) enum Phase {
 
 impl MetaStore {
     /// Deletes every stack not in `live_stacks`, and every location, function
-    /// and mapping that no kept stack reaches, from sled (values and by-key
-    /// index) and from the caches. Returns what was kept and deleted.
+    /// and mapping that no kept stack reaches, from sled and from the
+    /// caches. Returns what was kept and deleted.
     ///
     /// Contract (the caller's):
     /// - No ingest and no query resolution runs during the call (the store
@@ -159,44 +159,43 @@ impl MetaStore {
     }
 
     /// Deletes every entity of `t` whose id is not live, in batches of
-    /// [`GC_BATCH`]; returns how many. Each batch removes the by-key entries,
-    /// the values and sets the counter; the caches follow once it is applied,
+    /// [`GC_BATCH`]; returns how many. Each batch removes the values and
+    /// sets the counter; the caches follow once it is applied,
     /// so they always match sled.
     fn sweep<E: Entity>(
         &self,
         t: &Table<E>,
         is_live: impl Fn(&Uuid) -> bool,
     ) -> Result<u64, MetaError> {
-        let dead: Vec<(Box<[u8]>, Uuid)> = t
-            .by_key
+        let dead: Vec<Uuid> = t
+            .ids
             .read()
             .iter()
-            .filter(|(id, _)| !is_live(id))
-            .map(|(id, k)| (k.clone(), *id))
+            .filter(|id| !is_live(id))
+            .copied()
             .collect();
         for chunk in dead.chunks(GC_BATCH) {
             let mut batch = sled::Batch::default();
-            for (key, id) in chunk {
-                batch.remove(with_prefix(E::BY_KEY, key));
+            for id in chunk {
                 batch.remove(with_prefix(E::BY_ID, id.as_bytes()));
             }
-            // The by-key cache is exactly sled's by-key entries, and every
-            // key of `chunk` is in it (nothing else runs during a
-            // collection), so this is the count after the batch.
-            let left = (t.by_key.read().len() - chunk.len()) as u64;
+            // The id cache is exactly sled's by-id entries (the queue is
+            // drained), and every id of `chunk` is in it (nothing else runs
+            // during a collection), so this is the count after the batch.
+            let left = (t.ids.read().len() - chunk.len()) as u64;
             batch.insert(E::COUNT_KEY, left.to_be_bytes().as_slice());
             self.db.apply_batch(batch)?;
-            let mut by_key = t.by_key.write();
+            let mut ids = t.ids.write();
             let mut by_id = t.by_id.write();
-            for (_, id) in chunk {
-                by_key.remove(id);
+            for id in chunk {
+                ids.remove(id);
                 by_id.remove(id);
             }
             t.count.store(left, Ordering::Relaxed);
         }
         if !dead.is_empty() {
             // Give the memory back: a collection often deletes most entries.
-            t.by_key.write().shrink_to_fit();
+            t.ids.write().shrink_to_fit();
             t.by_id.write().shrink_to_fit();
         }
         Ok(dead.len() as u64)
@@ -231,7 +230,8 @@ mod tests {
         functions: BTreeMap<Uuid, Function>,
         locations: BTreeMap<Uuid, Location>,
         stacks: BTreeMap<Uuid, Stacktrace>,
-        /// Every by-key entry, prefix included.
+        /// Every entry of the by-key index of the previous layout (there
+        /// must be none), prefix included.
         by_key: BTreeMap<Vec<u8>, Uuid>,
         /// The persisted counters.
         counts: MetaCounts,
@@ -315,44 +315,23 @@ mod tests {
                 e.functions.insert(f, pre.functions[&f].clone());
             }
         }
-        let kept: BTreeSet<Uuid> = e
-            .mappings
-            .keys()
-            .chain(e.functions.keys())
-            .chain(e.locations.keys())
-            .chain(e.stacks.keys())
-            .copied()
-            .collect();
-        e.by_key = pre
-            .by_key
-            .iter()
-            .filter(|(_, id)| kept.contains(id))
-            .map(|(k, id)| (k.clone(), *id))
-            .collect();
         e.counts = counts_of(&e);
         e
     }
 
-    fn full_key<E: Entity>(e: &E) -> Vec<u8> {
-        let mut k = E::BY_KEY.to_vec();
-        e.key(&mut k);
-        k
+    /// Every value's id is the content id of its key.
+    fn ids_are_content_ids<E: Entity>(values: &BTreeMap<Uuid, E>) {
+        for (id, e) in values {
+            let mut k = Vec::new();
+            e.key(&mut k);
+            assert_eq!(*id, content_id(&k), "{} id is not its content id", E::KIND);
+        }
     }
 
-    fn cache_matches<E: Entity>(t: &Table<E>, d: &Dump, ids: &BTreeMap<Uuid, E>) {
-        let cache: BTreeMap<Vec<u8>, Uuid> = t
-            .by_key
-            .read()
-            .iter()
-            .map(|(id, k)| (with_prefix(E::BY_KEY, k), *id))
-            .collect();
-        let disk: BTreeMap<Vec<u8>, Uuid> = d
-            .by_key
-            .iter()
-            .filter(|(k, _)| k.starts_with(E::BY_KEY))
-            .map(|(k, id)| (k.clone(), *id))
-            .collect();
-        assert_eq!(cache, disk, "{}: by-key cache differs from sled", E::KIND);
+    fn cache_matches<E: Entity>(t: &Table<E>, ids: &BTreeMap<Uuid, E>) {
+        let cache: BTreeSet<Uuid> = t.ids.read().iter().copied().collect();
+        let disk: BTreeSet<Uuid> = ids.keys().copied().collect();
+        assert_eq!(cache, disk, "{}: id cache differs from sled", E::KIND);
         for id in t.by_id.read().keys() {
             assert!(
                 ids.contains_key(id),
@@ -363,9 +342,9 @@ mod tests {
         assert_eq!(t.count.load(Ordering::Relaxed), ids.len() as u64);
     }
 
-    /// The store's invariants: every stored id resolves, every entity has its
-    /// by-key entry and nothing else has one, the counters are right, and the
-    /// caches match sled.
+    /// The store's invariants: every stored id resolves, every id is the
+    /// content id of its value, no by-key entry is left, the counters are
+    /// right, and the caches match sled.
     fn assert_sound(m: &MetaStore, d: &Dump) {
         for s in d.stacks.values() {
             for l in &s.locations {
@@ -386,18 +365,17 @@ mod tests {
                 );
             }
         }
-        let mut keys = BTreeMap::new();
-        keys.extend(d.mappings.iter().map(|(id, e)| (full_key(e), *id)));
-        keys.extend(d.functions.iter().map(|(id, e)| (full_key(e), *id)));
-        keys.extend(d.locations.iter().map(|(id, e)| (full_key(e), *id)));
-        keys.extend(d.stacks.iter().map(|(id, e)| (full_key(e), *id)));
-        assert_eq!(keys, d.by_key, "by-key index differs from the values");
+        ids_are_content_ids(&d.mappings);
+        ids_are_content_ids(&d.functions);
+        ids_are_content_ids(&d.locations);
+        ids_are_content_ids(&d.stacks);
+        assert!(d.by_key.is_empty(), "by-key entries left in sled");
         assert_eq!(d.counts, counts_of(d));
         assert_eq!(m.counts(), d.counts);
-        cache_matches(&m.mappings, d, &d.mappings);
-        cache_matches(&m.functions, d, &d.functions);
-        cache_matches(&m.locations, d, &d.locations);
-        cache_matches(&m.stacks, d, &d.stacks);
+        cache_matches(&m.mappings, &d.mappings);
+        cache_matches(&m.functions, &d.functions);
+        cache_matches(&m.locations, &d.locations);
+        cache_matches(&m.stacks, &d.stacks);
     }
 
     /// Every stack of `stacks` resolves through the public API to what `d`
@@ -603,7 +581,7 @@ mod tests {
         let m = MetaStore::open(dir.path()).unwrap();
         let post = dump(&m);
         assert_eq!(post, expected(&pre, &live));
-        // The by-key caches are rebuilt from sled: only the kept entries.
+        // The id caches are rebuilt from sled: only the kept entries.
         assert_sound(&m, &post);
         assert_resolves(&m, &post, &live);
         assert_gone(&m, &pre, &post);

@@ -2,8 +2,9 @@
 //!
 //! Every entity's id is its content id ([`keys::content_id`]): a UUIDv8
 //! derived from its key, so the same entity gets the same id in every
-//! profile, on every node, in every block and in both backends. The by-key
-//! index confirms that an entity is stored; it never allocates an id.
+//! profile, on every node, in every block and in both backends. So sled
+//! needs no index from an entity's key to its id: a lookup hashes the key
+//! and checks the id in memory.
 //! Entities never change once written; they are deleted only by garbage
 //! collection ([`gc`]), when no live stack reaches them, and then always
 //! before anything they refer to (stacks, then locations, then functions and
@@ -12,22 +13,30 @@
 //!
 //! A store written by an earlier version (random UUIDv4 ids, no `format`
 //! marker) is refused at open with [`MetaError::OldFormat`]: its ids are in
-//! its blocks too, so it cannot be converted in place.
+//! its blocks too, so it cannot be converted in place. A store of the
+//! previous content-id layout (marker `content-ids/1`, which also kept a
+//! by-key index: key → id) is upgraded at open by deleting that index.
 //!
 //! # Layout in sled (one tree, keys by prefix; values are `proto/meta.proto`)
 //!
 //! | key | value |
 //! |---|---|
-//! | `mappings/by-key/` + size (limit − start rounded up to 4 KiB, u64 BE) + file offset (u64 BE) + `b` + build id, or `f` + file name when there is no build id | mapping id (16 bytes) |
 //! | `mappings/by-id/` + uuid | `meta.Mapping` |
-//! | `functions/by-key/` + start line (i64 BE) + name, system name, file name (each u32 BE length + bytes) | function id |
 //! | `functions/by-id/` + uuid | `meta.Function` |
-//! | `locations/by-key/` + mapping id (or 16 zero bytes) + address (u64 BE) + is_folded (1 byte) + per line: function id (16 bytes) + line (i64 BE) + column (i64 BE) | location id |
 //! | `locations/by-id/` + uuid | `meta.Location` (with its lines) |
-//! | `stacktraces/by-key/` + XXH3-128 (16 bytes BE) of: location ids (16 bytes each, leaf first), then, if any, `0xff` + per numeric label: key, unit (each u32 BE length + bytes) + value (i64 BE) | stack id |
 //! | `stacktraces/by-id/` + uuid | `meta.Stacktrace` |
 //! | `counts/mappings`, `counts/functions`, `counts/locations`, `counts/stacktraces` | entities of the kind (u64 BE) |
-//! | `format` | `content-ids/1`, written with the first entity |
+//! | `format` | `content-ids/2`, written with the first entity |
+//!
+//! An id is [`keys::content_id`] of its entity's key (the bytes that make
+//! two entities the same):
+//!
+//! | kind | key |
+//! |---|---|
+//! | mapping | size (limit − start rounded up to 4 KiB, u64 BE) + file offset (u64 BE) + `b` + build id, or `f` + file name when there is no build id |
+//! | function | start line (i64 BE) + name, system name, file name (each u32 BE length + bytes) |
+//! | location | mapping id (or 16 zero bytes) + address (u64 BE) + is_folded (1 byte) + per line: function id (16 bytes) + line (i64 BE) + column (i64 BE) |
+//! | stack | XXH3-128 (16 bytes BE) of: location ids (16 bytes each, leaf first), then, if any, `0xff` + per numeric label: key, unit (each u32 BE length + bytes) + value (i64 BE) |
 //!
 //! Differences from Parca's 2021 layout, on purpose:
 //! - A location's lines are part of its key for every location, not only for
@@ -37,14 +46,16 @@
 //!   previous one (Parca wrote the line number over half of the function id).
 //! - Numeric pprof labels (e.g. Go heap `bytes`) are part of a stack's
 //!   identity; string labels are not (they become series labels).
-//!
-//! - A stack's by-key entry is a 128-bit hash of its key (see
-//!   [`keys::stack_key`] for why and the collision bound).
+//! - A stack's key is a 128-bit hash (see [`keys::stack_key`] for why and
+//!   the collision bound).
+//! - No by-key index: Parca's store looked an entity up by its key to find
+//!   a random id; a content id is computed from the key, so the index would
+//!   repeat the values (it was half of sled's entries).
 //!
 //! # Caching
-//! The ingest path never reads sled: every by-key entry is loaded into memory
-//! when the store opens (an id → key map per kind, see [`store`]; each id is
-//! checked against its key), so a cache miss means a new entity. New
+//! The ingest path never reads sled: the id of every stored entity is loaded
+//! into memory when the store opens (a set per kind, see [`store`]; each id
+//! is checked against its decoded value), so a miss means a new entity. New
 //! entities of one kind are published to the caches under a creation lock
 //! and written in one sled batch by the store's writer thread, off the
 //! ingest path (see [`store`] for why a crash loses none of them). Entities

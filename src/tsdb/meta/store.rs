@@ -1,7 +1,8 @@
 //! [`MetaStore`]: the sled database plus the in-memory caches in front of it.
 //!
-//! Every by-key entry is loaded into memory at open, so ingest never reads
-//! sled.
+//! The id of every stored entity is loaded into memory at open (and checked
+//! against its value: an id is the content id of the entity's key), so
+//! ingest never reads sled.
 //!
 //! Concurrency: lookups take a read lock on a cache; creating entities takes
 //! the store-wide `create` mutex, re-checks the cache, builds one sled batch
@@ -41,10 +42,15 @@ use uuid::Uuid;
 /// its value, once the store holds an entity.
 pub const FORMAT_KEY: &[u8] = b"format";
 /// The format marker's value: ids are content ids
-/// ([`keys::content_id`]). A store with entities but no marker was written
-/// with random ids by an earlier version and is refused
-/// ([`MetaError::OldFormat`]).
-pub const FORMAT_CONTENT_IDS: &[u8] = b"content-ids/1";
+/// ([`keys::content_id`]) and sled holds values only (no by-key index).
+/// A store with entities but no marker was written with random ids by an
+/// earlier version and is refused ([`MetaError::OldFormat`]).
+pub const FORMAT_CONTENT_IDS: &[u8] = b"content-ids/2";
+/// The marker of the previous layout, which also kept a by-key index
+/// (key → id) in sled. It is upgraded at open: the by-key entries are
+/// deleted (an id is the content id of its key, so the index only repeated
+/// what the values say), then the marker is rewritten.
+pub const FORMAT_WITH_BY_KEY: &[u8] = b"content-ids/1";
 
 /// Number of entities of each kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,7 +68,6 @@ pub struct MetaCounts {
 /// How one kind of entity is keyed and stored.
 pub(super) trait Entity: Sized + Send + Sync + 'static {
     const KIND: &'static str;
-    const BY_KEY: &'static [u8];
     const BY_ID: &'static [u8];
     const COUNT_KEY: &'static [u8];
     fn key(&self, buf: &mut Vec<u8>);
@@ -87,7 +92,6 @@ fn opt_id(b: &[u8]) -> Result<Option<Uuid>, MetaError> {
 
 impl Entity for Mapping {
     const KIND: &'static str = "mapping";
-    const BY_KEY: &'static [u8] = MAPPING_BY_KEY;
     const BY_ID: &'static [u8] = MAPPING_BY_ID;
     const COUNT_KEY: &'static [u8] = b"counts/mappings";
     fn key(&self, buf: &mut Vec<u8>) {
@@ -128,7 +132,6 @@ impl Entity for Mapping {
 
 impl Entity for Function {
     const KIND: &'static str = "function";
-    const BY_KEY: &'static [u8] = FUNCTION_BY_KEY;
     const BY_ID: &'static [u8] = FUNCTION_BY_ID;
     const COUNT_KEY: &'static [u8] = b"counts/functions";
     fn key(&self, buf: &mut Vec<u8>) {
@@ -159,7 +162,6 @@ impl Entity for Function {
 
 impl Entity for Location {
     const KIND: &'static str = "location";
-    const BY_KEY: &'static [u8] = LOCATION_BY_KEY;
     const BY_ID: &'static [u8] = LOCATION_BY_ID;
     const COUNT_KEY: &'static [u8] = b"counts/locations";
     fn key(&self, buf: &mut Vec<u8>) {
@@ -211,7 +213,6 @@ impl Entity for Location {
 
 impl Entity for Stacktrace {
     const KIND: &'static str = "stacktrace";
-    const BY_KEY: &'static [u8] = STACK_BY_KEY;
     const BY_ID: &'static [u8] = STACK_BY_ID;
     const COUNT_KEY: &'static [u8] = b"counts/stacktraces";
     fn key(&self, buf: &mut Vec<u8>) {
@@ -269,8 +270,9 @@ impl Entity for Stacktrace {
 /// [`MetaStore::collect_garbage`], after the entity's deletion is in sled
 /// (entities are immutable and ids never reused).
 pub(super) struct Table<E> {
-    /// id → by-key suffix (no prefix): exactly the by-key entries in sled.
-    pub(super) by_key: RwLock<FxHashMap<Uuid, Box<[u8]>>>,
+    /// The ids of the stored entities: exactly the by-id entries in sled,
+    /// plus those queued for the writer thread.
+    pub(super) ids: RwLock<FxHashSet<Uuid>>,
     /// id → entity, for the entities read or created since open.
     pub(super) by_id: RwLock<FxHashMap<Uuid, Arc<E>>>,
     /// Entities in sled (persisted under `E::COUNT_KEY`, in the same batch as
@@ -279,49 +281,47 @@ pub(super) struct Table<E> {
 }
 
 impl<E: Entity> Table<E> {
-    /// Loads the by-key index of `E` from sled into memory.
+    /// Loads the ids of `E` from sled into memory, checking each against
+    /// its value (decoded, keyed and hashed again) and their number against
+    /// the kind's counter.
     fn load(db: &sled::Db) -> Result<Self, MetaError> {
         let count = read_count(db, E::COUNT_KEY)?;
-        let mut by_key = FxHashMap::default();
-        by_key.reserve(count as usize);
-        for kv in db.scan_prefix(E::BY_KEY) {
+        let mut ids = FxHashSet::default();
+        ids.reserve(count as usize);
+        let mut key = Vec::with_capacity(256);
+        for kv in db.scan_prefix(E::BY_ID) {
             let (k, v) = kv?;
-            let id = Uuid::from_slice(&v).map_err(corrupt(E::KIND))?;
-            let key = &k[E::BY_KEY.len()..];
-            if id != keys::content_id(key) {
-                return Err(if keys::is_content_id(&id) {
-                    MetaError::Corrupt(format!(
-                        "{} {id}: the id is not the content id of its key",
-                        E::KIND
-                    ))
-                } else {
-                    MetaError::OldFormat
-                });
+            let id = Uuid::from_slice(&k[E::BY_ID.len()..]).map_err(corrupt(E::KIND))?;
+            key.clear();
+            E::decode(&v)?.key(&mut key);
+            if id != keys::content_id(&key) {
+                return Err(MetaError::Corrupt(format!(
+                    "{} {id}: the id is not the content id of its value",
+                    E::KIND
+                )));
             }
-            by_key.insert(id, key.into());
+            ids.insert(id);
         }
-        if by_key.len() as u64 != count {
+        if ids.len() as u64 != count {
             return Err(MetaError::Corrupt(format!(
-                "{}: {} by-key entries but the counter says {count}",
+                "{}: {} values but the counter says {count}",
                 E::KIND,
-                by_key.len()
+                ids.len()
             )));
         }
         Ok(Table {
-            by_key: RwLock::new(by_key),
+            ids: RwLock::new(ids),
             by_id: RwLock::new(FxHashMap::default()),
             count: AtomicU64::new(count),
         })
     }
 
-    /// Approximate heap bytes of both caches: per by-key entry the key, its
-    /// box and the id (plus a control byte); per by-id entry the id, the
-    /// `Arc` (pointer, counts, value) and the value's own heap bytes. Every
-    /// hash map slot, used or spare, counts an entry's size.
+    /// Approximate heap bytes of both caches: per id 16 bytes plus a
+    /// control byte; per by-id entry the id, the `Arc` (pointer, counts,
+    /// value) and the value's own heap bytes. Every hash map slot, used or
+    /// spare, counts an entry's size.
     fn cache_bytes(&self) -> usize {
-        let k = self.by_key.read();
-        let key_slot = std::mem::size_of::<(Uuid, Box<[u8]>)>() + 1;
-        let keys: usize = k.values().map(|b| b.len()).sum::<usize>() + k.capacity() * key_slot;
+        let keys = self.ids.read().capacity() * (std::mem::size_of::<Uuid>() + 1);
         let v = self.by_id.read();
         let id_slot = std::mem::size_of::<(Uuid, Arc<E>)>() + 1;
         let values: usize = v
@@ -453,6 +453,81 @@ fn read_count(db: &sled::Db, key: &[u8]) -> Result<u64, MetaError> {
     }
 }
 
+/// sled's log segment size for a new store. sled rewrites a segment once
+/// little of it is live, so smaller segments leave less dead space: on an
+/// hour of real CPU profiles' entities, sled's file was 4.6× the bytes of
+/// its keys and values with its default 512 KiB segments, and 1.7× with
+/// 64 KiB segments and compression. What sled writes in one piece (a value,
+/// or a page of the tree) above a quarter of a segment after compression
+/// goes to a blob file of its own.
+pub const SEGMENT_SIZE: usize = 64 << 10;
+
+/// The sled configuration of a new store: [`SEGMENT_SIZE`], zstd
+/// compression of sled's pages (stacks that share frames repeat the same
+/// 16-byte location ids, which compress well), and sled's throughput mode.
+fn new_sled_config() -> sled::Config {
+    sled::Config::new()
+        .mode(sled::Mode::HighThroughput)
+        .segment_size(SEGMENT_SIZE)
+        .use_compression(true)
+}
+
+/// The sled configuration for the store in `dir`. sled refuses to open a
+/// database with another segment size or compression setting than it was
+/// created with, and keeps them in the text file `conf` (`segment_size: N`,
+/// `use_compression: true|false` lines), so an existing store opens with
+/// its own; a new one gets [`new_sled_config`].
+fn sled_config(dir: &Path) -> sled::Config {
+    let config = new_sled_config().path(dir);
+    let Ok(conf) = std::fs::read(dir.join("conf")) else {
+        return config;
+    };
+    // The file ends with a 4-byte CRC that is not text; sled checks it.
+    let text = String::from_utf8_lossy(&conf);
+    let mut config = config;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("segment_size: ") {
+            if let Ok(n) = v.trim().parse::<usize>() {
+                config = config.segment_size(n);
+            }
+        } else if let Some(v) = line.strip_prefix("use_compression: ") {
+            config = config.use_compression(v.trim() == "true");
+        }
+    }
+    config
+}
+
+/// Upgrades a [`FORMAT_WITH_BY_KEY`] store: deletes its by-key entries in
+/// batches, makes that durable, then writes the new marker. A crash midway
+/// leaves the old marker, so the next open finishes the job (the values,
+/// which the store loads from, are untouched).
+fn drop_by_key_index(db: &sled::Db) -> Result<(), MetaError> {
+    for prefix in [
+        MAPPING_BY_KEY,
+        FUNCTION_BY_KEY,
+        LOCATION_BY_KEY,
+        STACK_BY_KEY,
+    ] {
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for kv in db.scan_prefix(prefix).keys().take(super::gc::GC_BATCH) {
+                batch.remove(kv?);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            db.apply_batch(batch)?;
+        }
+    }
+    db.flush()?;
+    db.insert(FORMAT_KEY, FORMAT_CONTENT_IDS)?;
+    db.flush()?;
+    tracing::info!("meta store: upgraded to values only (the by-key index is deleted)");
+    Ok(())
+}
+
 impl MetaStore {
     /// Opens (or creates) the meta store in `dir`.
     ///
@@ -463,11 +538,7 @@ impl MetaStore {
     pub fn open(dir: &Path) -> Result<MetaStore, MetaError> {
         let mut tries = 0;
         let db = loop {
-            match sled::Config::new()
-                .path(dir)
-                .mode(sled::Mode::HighThroughput)
-                .open()
-            {
+            match sled_config(dir).open() {
                 Err(sled::Error::Io(e))
                     if tries < 20 && e.to_string().contains("could not acquire lock") =>
                 {
@@ -483,13 +554,17 @@ impl MetaStore {
     /// A meta store that lives in a temporary directory removed on drop
     /// (for tests and benchmarks).
     pub fn temporary() -> Result<MetaStore, MetaError> {
-        let db = sled::Config::new().temporary(true).open()?;
+        let db = new_sled_config().temporary(true).open()?;
         Self::with_db(db)
     }
 
     fn with_db(db: sled::Db) -> Result<MetaStore, MetaError> {
         let marked = match db.get(FORMAT_KEY)? {
             Some(v) if v.as_ref() == FORMAT_CONTENT_IDS => true,
+            Some(v) if v.as_ref() == FORMAT_WITH_BY_KEY => {
+                drop_by_key_index(&db)?;
+                true
+            }
             Some(v) => {
                 return Err(MetaError::Corrupt(format!(
                     "unknown meta store format {:?}",
@@ -555,15 +630,6 @@ impl MetaStore {
         self.writer.changed.notify_all();
         Ok(())
     }
-
-    /// The key of the format marker: present, with [`FORMAT_CONTENT_IDS`] as
-    /// its value, once the store holds an entity.
-    pub const FORMAT_KEY: &[u8] = b"format";
-    /// The format marker's value: ids are content ids
-    /// ([`keys::content_id`]). A store with entities but no marker was written
-    /// with random ids by an earlier version and is refused
-    /// ([`MetaError::OldFormat`]).
-    pub const FORMAT_CONTENT_IDS: &[u8] = b"content-ids/1";
 
     /// Number of entities of each kind.
     pub fn counts(&self) -> MetaCounts {
@@ -667,7 +733,7 @@ impl MetaStore {
 
     /// Whether the stack `id` is stored.
     pub fn has_stack(&self, id: StackId) -> bool {
-        self.stacks.by_key.read().contains_key(&id.0)
+        self.stacks.ids.read().contains(&id.0)
     }
 
     /// The mapping with id `id`.
@@ -711,8 +777,8 @@ impl MetaStore {
         mut make: impl FnMut(usize) -> E,
     ) -> Result<usize, MetaError> {
         let misses: Vec<usize> = {
-            let known = t.by_key.read();
-            (0..n).filter(|&i| !known.contains_key(&id(i))).collect()
+            let known = t.ids.read();
+            (0..n).filter(|&i| !known.contains(&id(i))).collect()
         };
         if misses.is_empty() {
             return Ok(0);
@@ -721,16 +787,16 @@ impl MetaStore {
         let _guard = self.create.lock();
         Writer::failure(&self.writer.queue.lock())?;
         let mut batch = sled::Batch::default();
-        let mut created: Vec<(Uuid, Box<[u8]>, E)> = Vec::new();
+        let mut created: Vec<(Uuid, E)> = Vec::new();
         let mut local: FxHashSet<Uuid> = FxHashSet::default();
         let mut key = Vec::with_capacity(256);
         {
-            let known = t.by_key.read();
+            let known = t.ids.read();
             for i in misses {
                 let id = id(i);
                 // Re-checked under the creation lock: another writer may have
                 // stored it since the first look.
-                if known.contains_key(&id) || !local.insert(id) {
+                if known.contains(&id) || !local.insert(id) {
                     continue;
                 }
                 let item = make(i);
@@ -742,9 +808,8 @@ impl MetaStore {
                         E::KIND
                     )));
                 }
-                batch.insert(with_prefix(E::BY_KEY, &key), id.as_bytes().as_slice());
                 batch.insert(with_prefix(E::BY_ID, id.as_bytes()), item.encode());
-                created.push((id, key.as_slice().into(), item));
+                created.push((id, item));
             }
         }
         if created.is_empty() {
@@ -759,10 +824,10 @@ impl MetaStore {
         self.marked.store(true, Ordering::Relaxed);
         t.count.store(count, Ordering::Relaxed);
         let new = created.len();
-        let mut by_key = t.by_key.write();
+        let mut ids = t.ids.write();
         let mut by_id = t.by_id.write();
-        for (id, key, item) in created {
-            by_key.insert(id, key);
+        for (id, item) in created {
+            ids.insert(id);
             by_id.insert(id, Arc::new(item));
         }
         Ok(new)
@@ -879,6 +944,129 @@ mod tests {
         assert_eq!(loc.mapping, Some(ids.0));
         assert_eq!(store.function(ids.1).unwrap().name, "main");
         assert_eq!(store.stack(ids.3).unwrap().locations, vec![ids.2, ids.2]);
+    }
+
+    /// A store of the previous layout (marker `content-ids/1`, with a
+    /// by-key index beside the values) opens with the same entities and
+    /// ids, its by-key entries deleted and the marker rewritten.
+    #[test]
+    fn by_key_layout_is_upgraded_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = {
+            let store = MetaStore::open(dir.path()).unwrap();
+            let ids = sample_entities(&store);
+            store.sync_writes().unwrap();
+            // What the previous layout also wrote: key → id per entity.
+            let mut key = Vec::new();
+            store.mapping(ids.0).unwrap().key(&mut key);
+            let mut legacy = vec![(with_prefix(MAPPING_BY_KEY, &key), ids.0 .0)];
+            key.clear();
+            store.function(ids.1).unwrap().key(&mut key);
+            legacy.push((with_prefix(FUNCTION_BY_KEY, &key), ids.1 .0));
+            key.clear();
+            store.location(ids.2).unwrap().key(&mut key);
+            legacy.push((with_prefix(LOCATION_BY_KEY, &key), ids.2 .0));
+            key.clear();
+            store.stack(ids.3).unwrap().key(&mut key);
+            legacy.push((with_prefix(STACK_BY_KEY, &key), ids.3 .0));
+            for (k, id) in legacy {
+                store.db.insert(k, id.as_bytes().as_slice()).unwrap();
+            }
+            store.db.insert(FORMAT_KEY, FORMAT_WITH_BY_KEY).unwrap();
+            store.flush().unwrap();
+            ids
+        };
+        let store = MetaStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.db.get(FORMAT_KEY).unwrap().as_deref(),
+            Some(FORMAT_CONTENT_IDS)
+        );
+        for p in [
+            MAPPING_BY_KEY,
+            FUNCTION_BY_KEY,
+            LOCATION_BY_KEY,
+            STACK_BY_KEY,
+        ] {
+            assert_eq!(store.db.scan_prefix(p).count(), 0);
+        }
+        assert_eq!(sample_entities(&store), ids);
+        assert_eq!(store.counts().stacks, 1);
+        assert_eq!(store.stack(ids.3).unwrap().locations, vec![ids.2, ids.2]);
+    }
+
+    /// A store created with sled's own defaults (512 KiB segments, no
+    /// compression, as earlier versions did) opens with them: sled
+    /// refuses other parameters than a database was created with. A new
+    /// store gets the compact ones.
+    #[test]
+    fn stores_open_with_the_sled_parameters_they_were_created_with() {
+        let conf = |dir: &Path| {
+            String::from_utf8_lossy(&std::fs::read(dir.join("conf")).unwrap()).to_string()
+        };
+        let old = tempfile::tempdir().unwrap();
+        drop(sled::Config::new().path(old.path()).open().unwrap());
+        let ids = {
+            let store = MetaStore::open(old.path()).unwrap();
+            let ids = sample_entities(&store);
+            store.flush().unwrap();
+            ids
+        };
+        let store = MetaStore::open(old.path()).unwrap();
+        assert_eq!(sample_entities(&store), ids);
+        assert!(conf(old.path()).contains("segment_size: 524288\nuse_compression: false"));
+
+        let new = tempfile::tempdir().unwrap();
+        let store = MetaStore::open(new.path()).unwrap();
+        assert_eq!(sample_entities(&store), ids);
+        drop(store);
+        assert!(
+            conf(new.path()).contains(&format!(
+                "segment_size: {SEGMENT_SIZE}\nuse_compression: true"
+            )),
+            "{}",
+            conf(new.path())
+        );
+        let store = MetaStore::open(new.path()).unwrap();
+        assert_eq!(store.stack(ids.3).unwrap().locations, vec![ids.2, ids.2]);
+    }
+
+    /// At open every value is checked against its id; a value stored under
+    /// another id, a counter that disagrees, and a store without the format
+    /// marker are refused.
+    #[test]
+    fn open_refuses_wrong_ids_counts_and_old_stores() {
+        let open_after = |f: &dyn Fn(&sled::Db)| {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let store = MetaStore::open(dir.path()).unwrap();
+                sample_entities(&store);
+                store.sync_writes().unwrap();
+                f(&store.db);
+                store.flush().unwrap();
+            }
+            MetaStore::open(dir.path()).map(|_| ())
+        };
+        assert!(open_after(&|_| ()).is_ok());
+        let err = open_after(&|db| {
+            let (_, v) = db.scan_prefix(FUNCTION_BY_ID).next().unwrap().unwrap();
+            let wrong = with_prefix(FUNCTION_BY_ID, Uuid::nil().as_bytes());
+            db.insert(wrong, v).unwrap();
+            db.insert(Function::COUNT_KEY, 2u64.to_be_bytes().as_slice())
+                .unwrap();
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("not the content id"), "{err}");
+        let err = open_after(&|db| {
+            db.insert(Location::COUNT_KEY, 5u64.to_be_bytes().as_slice())
+                .unwrap();
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("counter says 5"), "{err}");
+        let err = open_after(&|db| {
+            db.remove(FORMAT_KEY).unwrap();
+        })
+        .unwrap_err();
+        assert!(matches!(err, MetaError::OldFormat), "{err}");
     }
 
     /// New entities are written by the writer thread: a store dropped
