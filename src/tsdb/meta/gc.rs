@@ -124,15 +124,15 @@ impl MetaStore {
             stacks: self.sweep(&self.stacks, |id| live_stacks.contains(&StackId(*id)))?,
             ..MetaCounts::default()
         };
-        self.db.flush()?;
+        self.db().flush()?;
         if last >= Phase::Locations {
             deleted.locations = self.sweep(&self.locations, |id| live_locations.contains(id))?;
-            self.db.flush()?;
+            self.db().flush()?;
         }
         if last >= Phase::FunctionsAndMappings {
             deleted.functions = self.sweep(&self.functions, |id| live_functions.contains(id))?;
             deleted.mappings = self.sweep(&self.mappings, |id| live_mappings.contains(id))?;
-            self.db.flush()?;
+            self.db().flush()?;
         }
         let stats = GcStats {
             kept: self.counts(),
@@ -152,7 +152,7 @@ impl MetaStore {
             return Ok(e.clone());
         }
         let v = self
-            .db
+            .db()
             .get(with_prefix(E::BY_ID, id.as_bytes()))?
             .ok_or(MetaError::NotFound { kind: E::KIND, id })?;
         Ok(Arc::new(E::decode(&v)?))
@@ -184,7 +184,7 @@ impl MetaStore {
             // during a collection), so this is the count after the batch.
             let left = (t.ids.read().len() - chunk.len()) as u64;
             batch.insert(E::COUNT_KEY, left.to_be_bytes().as_slice());
-            self.db.apply_batch(batch)?;
+            self.db().apply_batch(batch)?;
             let mut ids = t.ids.write();
             let mut by_id = t.by_id.write();
             for id in chunk {
@@ -264,22 +264,22 @@ mod tests {
             LOCATION_BY_KEY,
             STACK_BY_KEY,
         ] {
-            for kv in m.db.scan_prefix(p) {
+            for kv in m.db().scan_prefix(p) {
                 let (k, v) = kv.unwrap();
                 by_key.insert(k.to_vec(), Uuid::from_slice(&v).unwrap());
             }
         }
         Dump {
-            mappings: values(&m.db),
-            functions: values(&m.db),
-            locations: values(&m.db),
-            stacks: values(&m.db),
+            mappings: values(&m.db()),
+            functions: values(&m.db()),
+            locations: values(&m.db()),
+            stacks: values(&m.db()),
             by_key,
             counts: MetaCounts {
-                mappings: counter(&m.db, Mapping::COUNT_KEY),
-                functions: counter(&m.db, Function::COUNT_KEY),
-                locations: counter(&m.db, Location::COUNT_KEY),
-                stacks: counter(&m.db, Stacktrace::COUNT_KEY),
+                mappings: counter(&m.db(), Mapping::COUNT_KEY),
+                functions: counter(&m.db(), Function::COUNT_KEY),
+                locations: counter(&m.db(), Location::COUNT_KEY),
+                stacks: counter(&m.db(), Stacktrace::COUNT_KEY),
             },
         }
     }

@@ -61,10 +61,17 @@
 //! ingest path (see [`store`] for why a crash loses none of them). Entities
 //! themselves (id → value) are read from sled on first use by a query and
 //! cached.
+//!
+//! # Compaction
+//! sled's file never shrinks; after a collection that leaves it mostly
+//! empty, [`compact`] copies the live entries into a new database and swaps
+//! the directories, crash-safely.
 
+pub mod compact;
 pub mod gc;
 pub mod store;
 
+pub use compact::CompactStats;
 pub use gc::GcStats;
 pub use store::{MetaCounts, MetaStore};
 
@@ -94,6 +101,14 @@ pub enum MetaError {
          restart (acknowledged profiles are in the write-ahead log)"
     )]
     Background(String),
+    /// A file operation on the store's directory failed (compaction).
+    #[error("meta store: {context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
     /// An id that should exist was not found.
     #[error("meta store: {kind} {id} not found")]
     NotFound {

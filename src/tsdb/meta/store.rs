@@ -366,7 +366,7 @@ struct Writer {
 impl Writer {
     /// The writer thread: applies queued batches to `db` in order until the
     /// store stops and the queue is empty.
-    fn run(&self, db: sled::Db) {
+    fn run(&self, db: Arc<RwLock<sled::Db>>) {
         let mut q = self.queue.lock();
         loop {
             if q.batches.is_empty() {
@@ -381,7 +381,7 @@ impl Writer {
             drop(q);
             let mut failed = None;
             for b in batches {
-                if let Err(e) = db.apply_batch(b) {
+                if let Err(e) = db.read().apply_batch(b) {
                     failed = Some(e.to_string());
                     break;
                 }
@@ -407,7 +407,11 @@ impl Writer {
 
 /// The meta store. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct MetaStore {
-    pub(super) db: sled::Db,
+    /// The sled database, shared with the writer thread; replaced only by
+    /// [`super::compact`], under the write lock.
+    pub(super) db: Arc<RwLock<sled::Db>>,
+    /// The store's directory (`None` for a temporary store).
+    pub(super) dir: Option<std::path::PathBuf>,
     /// Serializes creation of new entities (never held on the cache-hit path)
     /// and garbage collection.
     pub(super) create: Mutex<()>,
@@ -465,7 +469,7 @@ pub const SEGMENT_SIZE: usize = 64 << 10;
 /// The sled configuration of a new store: [`SEGMENT_SIZE`], zstd
 /// compression of sled's pages (stacks that share frames repeat the same
 /// 16-byte location ids, which compress well), and sled's throughput mode.
-fn new_sled_config() -> sled::Config {
+pub(super) fn new_sled_config() -> sled::Config {
     sled::Config::new()
         .mode(sled::Mode::HighThroughput)
         .segment_size(SEGMENT_SIZE)
@@ -528,37 +532,50 @@ fn drop_by_key_index(db: &sled::Db) -> Result<(), MetaError> {
     Ok(())
 }
 
-impl MetaStore {
-    /// Opens (or creates) the meta store in `dir`.
-    ///
-    /// sled releases its file lock from a background thread after the last
-    /// handle of a database is dropped, so opening again right after a close
-    /// in the same process can find the lock still held: that case is
-    /// retried for up to a second before the error is returned.
-    pub fn open(dir: &Path) -> Result<MetaStore, MetaError> {
-        let mut tries = 0;
-        let db = loop {
-            match sled_config(dir).open() {
-                Err(sled::Error::Io(e))
-                    if tries < 20 && e.to_string().contains("could not acquire lock") =>
-                {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                r => break r?,
+/// Opens the sled database in `dir` with [`sled_config`].
+///
+/// sled releases its file lock from a background thread after the last
+/// handle of a database is dropped, so opening again right after a close
+/// in the same process can find the lock still held: that case is retried
+/// for up to a second before the error is returned.
+pub(super) fn open_sled(dir: &Path) -> Result<sled::Db, MetaError> {
+    let mut tries = 0;
+    loop {
+        match sled_config(dir).open() {
+            Err(sled::Error::Io(e))
+                if tries < 20 && e.to_string().contains("could not acquire lock") =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
             }
-        };
-        Self::with_db(db)
+            r => return Ok(r?),
+        }
+    }
+}
+
+impl MetaStore {
+    /// The sled database (a read lock: [`super::compact`] replaces it under
+    /// the write lock). Never hold two of these in one thread.
+    pub(super) fn db(&self) -> parking_lot::RwLockReadGuard<'_, sled::Db> {
+        self.db.read()
+    }
+
+    /// Opens (or creates) the meta store in `dir`, first finishing or
+    /// undoing a compaction a crash interrupted ([`super::compact`]).
+    pub fn open(dir: &Path) -> Result<MetaStore, MetaError> {
+        super::compact::recover(dir)?;
+        let db = open_sled(dir)?;
+        Self::with_db(db, Some(dir.to_path_buf()))
     }
 
     /// A meta store that lives in a temporary directory removed on drop
     /// (for tests and benchmarks).
     pub fn temporary() -> Result<MetaStore, MetaError> {
         let db = new_sled_config().temporary(true).open()?;
-        Self::with_db(db)
+        Self::with_db(db, None)
     }
 
-    fn with_db(db: sled::Db) -> Result<MetaStore, MetaError> {
+    fn with_db(db: sled::Db, dir: Option<std::path::PathBuf>) -> Result<MetaStore, MetaError> {
         let marked = match db.get(FORMAT_KEY)? {
             Some(v) if v.as_ref() == FORMAT_CONTENT_IDS => true,
             Some(v) if v.as_ref() == FORMAT_WITH_BY_KEY => {
@@ -576,6 +593,13 @@ impl MetaStore {
         if !marked && db.scan_prefix(b"counts/").next().is_some() {
             return Err(MetaError::OldFormat);
         }
+        let (mappings, functions, locations, stacks) = (
+            Table::load(&db)?,
+            Table::load(&db)?,
+            Table::load(&db)?,
+            Table::load(&db)?,
+        );
+        let db = Arc::new(RwLock::new(db));
         let writer = Arc::new(Writer::default());
         let thread = {
             let (w, db) = (writer.clone(), db.clone());
@@ -586,11 +610,12 @@ impl MetaStore {
         };
         Ok(MetaStore {
             marked: AtomicBool::new(marked),
-            mappings: Table::load(&db)?,
-            functions: Table::load(&db)?,
-            locations: Table::load(&db)?,
-            stacks: Table::load(&db)?,
+            mappings,
+            functions,
+            locations,
+            stacks,
             db,
+            dir,
             create: Mutex::new(()),
             writer,
             thread: Mutex::new(Some(thread)),
@@ -608,11 +633,19 @@ impl MetaStore {
         Writer::failure(&q)
     }
 
+    /// Refuses every later creation with `error`, as a failed background
+    /// write does.
+    pub(super) fn fail(&self, error: String) {
+        let mut q = self.writer.queue.lock();
+        q.failed.get_or_insert(error);
+        q.batches.clear();
+    }
+
     /// Makes everything written so far durable: the queued batches are
     /// applied, then sled is synced.
     pub fn flush(&self) -> Result<(), MetaError> {
         self.sync_writes()?;
-        self.db.flush()?;
+        self.db().flush()?;
         Ok(())
     }
 
@@ -651,7 +684,7 @@ impl MetaStore {
 
     /// Bytes sled uses on disk.
     pub fn disk_bytes(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db().size_on_disk().unwrap_or(0)
     }
 
     /// Ids of `items`, storing the ones not stored yet (in one batch).
@@ -761,7 +794,7 @@ impl MetaStore {
             return Ok(e.clone());
         }
         let v = self
-            .db
+            .db()
             .get(with_prefix(E::BY_ID, id.as_bytes()))?
             .ok_or(MetaError::NotFound { kind: E::KIND, id })?;
         let e = Arc::new(E::decode(&v)?);
@@ -970,15 +1003,15 @@ mod tests {
             store.stack(ids.3).unwrap().key(&mut key);
             legacy.push((with_prefix(STACK_BY_KEY, &key), ids.3 .0));
             for (k, id) in legacy {
-                store.db.insert(k, id.as_bytes().as_slice()).unwrap();
+                store.db().insert(k, id.as_bytes().as_slice()).unwrap();
             }
-            store.db.insert(FORMAT_KEY, FORMAT_WITH_BY_KEY).unwrap();
+            store.db().insert(FORMAT_KEY, FORMAT_WITH_BY_KEY).unwrap();
             store.flush().unwrap();
             ids
         };
         let store = MetaStore::open(dir.path()).unwrap();
         assert_eq!(
-            store.db.get(FORMAT_KEY).unwrap().as_deref(),
+            store.db().get(FORMAT_KEY).unwrap().as_deref(),
             Some(FORMAT_CONTENT_IDS)
         );
         for p in [
@@ -987,7 +1020,7 @@ mod tests {
             LOCATION_BY_KEY,
             STACK_BY_KEY,
         ] {
-            assert_eq!(store.db.scan_prefix(p).count(), 0);
+            assert_eq!(store.db().scan_prefix(p).count(), 0);
         }
         assert_eq!(sample_entities(&store), ids);
         assert_eq!(store.counts().stacks, 1);
@@ -1041,7 +1074,7 @@ mod tests {
                 let store = MetaStore::open(dir.path()).unwrap();
                 sample_entities(&store);
                 store.sync_writes().unwrap();
-                f(&store.db);
+                f(&store.db());
                 store.flush().unwrap();
             }
             MetaStore::open(dir.path()).map(|_| ())
@@ -1124,9 +1157,9 @@ mod tests {
             .collect();
         let ids = store.function_ids(fs).unwrap();
         store.sync_writes().unwrap();
-        let in_sled = store.db.scan_prefix(Function::BY_ID).count();
+        let in_sled = store.db().scan_prefix(Function::BY_ID).count();
         assert_eq!(in_sled, ids.len());
-        assert_eq!(read_count(&store.db, Function::COUNT_KEY).unwrap(), 2000);
+        assert_eq!(read_count(&store.db(), Function::COUNT_KEY).unwrap(), 2000);
     }
 
     #[test]

@@ -509,6 +509,9 @@ impl Tsdb {
         );
         self.mstats.gc_runs.fetch_add(1, Relaxed);
         self.mstats.gc_deleted.fetch_add(deleted, Relaxed);
+        // sled's file keeps its largest size; a collection that emptied it
+        // is the moment to copy what is left into a smaller one.
+        self.meta.compact_if_sparse()?;
         Ok(deleted)
     }
 
