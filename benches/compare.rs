@@ -63,7 +63,8 @@
 //!   `/proc/self/clear_refs` before each backend; freed memory is returned
 //!   with `malloc_trim` in between);
 //! - disk: bytes per sample after everything is in its final on-disk form
-//!   (store: every head series cut into blocks, plus the meta store;
+//!   (store: every head series cut into blocks, then the meta store's
+//!   garbage collected as the daemon's maintenance does after a cut;
 //!   DuckDB: after `CHECKPOINT`), at the last checkpoint of each run;
 //! - latency p50 / p99 per query kind (nearest rank: with 5 or 7
 //!   repetitions, p99 is the slowest one).
@@ -160,6 +161,11 @@ impl Subject for Tsdb {
     }
     fn settle_on_disk(&self, dir: &Path) -> u64 {
         self.cut_all().expect("cut the head into blocks");
+        // As the daemon's maintenance does once blocks are written: the
+        // blocks carry their own symbols, so the meta store keeps only what
+        // the (now empty) head still refers to.
+        self.collect_garbage()
+            .expect("collect the meta store's garbage");
         self.flush().expect("flush");
         dir_bytes(dir)
     }
@@ -205,6 +211,26 @@ fn dir_bytes(dir: &Path) -> u64 {
         };
     }
     total
+}
+
+/// Bytes of each top-level entry of `dir`, by name.
+fn dir_parts(dir: &Path) -> Vec<(String, u64)> {
+    let mut parts: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let bytes = match e.metadata() {
+                Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            };
+            (name, bytes)
+        })
+        .collect();
+    parts.sort();
+    parts
 }
 
 /// One run of a workload: an x value on the scenario's plots, the spec, how
@@ -465,6 +491,10 @@ struct Point {
     memory_bytes: u64,
     peak_rss_growth_bytes: u64,
     disk_bytes: Option<u64>,
+    /// Bytes of each top-level entry of the data directory (the store's
+    /// `blocks`, `meta`, `wal`, …; DuckDB's database and its WAL), with
+    /// `disk_bytes`.
+    disk_parts: Vec<(String, u64)>,
     /// Query kind → (p50, p99) in ms.
     latency_ms: BTreeMap<String, (f64, f64)>,
     /// Query kind → a checksum of the answers (sum of totals), to compare
@@ -631,6 +661,11 @@ fn measure<B: Subject>(
         // Memory before the store moves its head into blocks.
         let memory_bytes = backend.memory_bytes();
         let disk_bytes = last.then(|| backend.settle_on_disk(dir.path()));
+        let disk_parts = if last {
+            dir_parts(dir.path())
+        } else {
+            Vec::new()
+        };
         points.push(Point {
             scenario: sc.name.to_string(),
             backend: B::NAME.to_string(),
@@ -644,6 +679,7 @@ fn measure<B: Subject>(
             memory_bytes,
             peak_rss_growth_bytes: peak_rss_bytes().saturating_sub(rss0),
             disk_bytes,
+            disk_parts,
             latency_ms,
             answers,
         });
@@ -894,6 +930,24 @@ fn report(
                     row(&format!("{q} p50 ms"), a.0, b.0);
                     row(&format!("{q} p99 ms"), a.1, b.1);
                 }
+            }
+            let parts = |p: &Point| -> String {
+                p.disk_parts
+                    .iter()
+                    .filter(|(_, b)| *b > 0)
+                    .map(|(n, b)| format!("`{n}` {}", fmt_num(*b as f64 / p.samples as f64)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if !ts.disk_parts.is_empty() {
+                let _ = writeln!(
+                    md,
+                    "\nDisk B/sample by part: {}: {}; {}: {}.",
+                    Tsdb::NAME,
+                    parts(ts),
+                    Columnar::NAME,
+                    parts(col)
+                );
             }
             md.push('\n');
         }
