@@ -58,12 +58,6 @@ pub fn content_id(key: &[u8]) -> Uuid {
     Uuid::new_v8(xxhash_rust::xxh3::xxh3_128(key).to_be_bytes())
 }
 
-/// Whether `id` is a content id as [`content_id`] makes them (version 8),
-/// not a random id of the first meta store format (version 4).
-pub fn is_content_id(id: &Uuid) -> bool {
-    id.get_version_num() == 8
-}
-
 /// The by-key suffix of a mapping (without the prefix).
 pub fn mapping_key(buf: &mut Vec<u8>, m: &Mapping) {
     mapping_key_parts(

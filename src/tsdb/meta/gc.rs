@@ -257,6 +257,7 @@ mod tests {
 
     fn dump(m: &MetaStore) -> Dump {
         m.sync_writes().unwrap();
+        let db = m.db();
         let mut by_key = BTreeMap::new();
         for p in [
             MAPPING_BY_KEY,
@@ -264,22 +265,22 @@ mod tests {
             LOCATION_BY_KEY,
             STACK_BY_KEY,
         ] {
-            for kv in m.db().scan_prefix(p) {
+            for kv in db.scan_prefix(p) {
                 let (k, v) = kv.unwrap();
                 by_key.insert(k.to_vec(), Uuid::from_slice(&v).unwrap());
             }
         }
         Dump {
-            mappings: values(&m.db()),
-            functions: values(&m.db()),
-            locations: values(&m.db()),
-            stacks: values(&m.db()),
+            mappings: values(&db),
+            functions: values(&db),
+            locations: values(&db),
+            stacks: values(&db),
             by_key,
             counts: MetaCounts {
-                mappings: counter(&m.db(), Mapping::COUNT_KEY),
-                functions: counter(&m.db(), Function::COUNT_KEY),
-                locations: counter(&m.db(), Location::COUNT_KEY),
-                stacks: counter(&m.db(), Stacktrace::COUNT_KEY),
+                mappings: counter(&db, Mapping::COUNT_KEY),
+                functions: counter(&db, Function::COUNT_KEY),
+                locations: counter(&db, Location::COUNT_KEY),
+                stacks: counter(&db, Stacktrace::COUNT_KEY),
             },
         }
     }

@@ -10,10 +10,11 @@
 //! store's writer thread, which encodes each job's entities into one sled
 //! batch and applies the batches in order. Ingest does not wait for sled,
 //! nor encode: a new entity costs its checks, an `Arc` and a queue push
-//! (the sled batch used to cost 10–20 µs per entity on the hot path). What is queued but not yet in sled is not lost
-//! on a crash: every profile of the head is in the write-ahead log, whose
-//! replay creates its entities again, and blocks and the head snapshot carry
-//! the symbols of their stacks. [`MetaStore::flush`] (before WAL segments
+//! (the sled batch used to cost 10–20 µs per entity on the hot path). What
+//! is queued but not yet in sled is not lost on a crash: every profile of
+//! the head is in the write-ahead log, whose replay creates its entities
+//! again, and blocks and the head snapshot carry the symbols of their
+//! stacks. [`MetaStore::flush`] (before WAL segments
 //! are deleted and at shutdown) and garbage collection first wait for the
 //! queue to drain ([`MetaStore::sync_writes`]). At most [`MAX_QUEUED`]
 //! batches wait; a writer beyond that waits for the queue. A failed
@@ -463,10 +464,10 @@ fn read_count(db: &sled::Db, key: &[u8]) -> Result<u64, MetaError> {
 }
 
 /// sled's log segment size for a new store. sled rewrites a segment once
-/// little of it is live, so smaller segments leave less dead space: on an
-/// hour of real CPU profiles' entities, sled's file was 4.6× the bytes of
-/// its keys and values with its default 512 KiB segments, and 1.7× with
-/// 64 KiB segments and compression. What sled writes in one piece (a value,
+/// little of it is live, so smaller segments leave less dead space: on the
+/// entities of 60 real CPU scrapes, sled's file was 4.6× the bytes of its
+/// keys and values with its default 512 KiB segments, and 1.7× with 64 KiB
+/// segments and compression. What sled writes in one piece (a value,
 /// or a page of the tree) above a quarter of a segment after compression
 /// goes to a blob file of its own.
 pub const SEGMENT_SIZE: usize = 64 << 10;
