@@ -13,6 +13,11 @@
 //! block_duration: 2h    # span of an on-disk block
 //! log_level: info
 //! wal_sync: 1s          # or `always`
+//! bucket: s3://profiles/prod   # ship every block there (an ingester); also file:///DIR
+//! bucket_endpoint: http://127.0.0.1:8333   # S3-compatible stores other than AWS
+//! bucket_region: us-east-1
+//! external_labels:      # written into every shipped block's descriptor
+//!   replica: a
 //! limits:
 //!   max_body_bytes: 33554432
 //!   max_decompressed_bytes: 67108864
@@ -42,12 +47,14 @@
 //! (see [`crate::scrape::config`] for the format). They are validated when
 //! the file is read, and every error names the file and the line.
 
+use crate::bucket::BucketOptions;
 use crate::engine::Limits;
 use crate::model::time::parse_duration;
 use crate::scrape::config::{self as scrape_config, ScrapeConfigFile, ScrapeJob};
 use crate::server::ServerLimits;
 use crate::tsdb::wal::{SyncPolicy, WalOptions};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -72,6 +79,14 @@ pub struct Settings {
     pub log_level: Option<String>,
     /// WAL sync policy: `always` or an interval.
     pub wal_sync: Option<String>,
+    /// The bucket blocks are shipped to (`s3://…`, `file:///…`).
+    pub bucket: Option<String>,
+    /// The S3 endpoint of the bucket.
+    pub bucket_endpoint: Option<String>,
+    /// The S3 region of the bucket.
+    pub bucket_region: Option<String>,
+    /// The node's external labels (`replica: a`).
+    pub external_labels: Option<BTreeMap<String, String>>,
     /// Limits.
     #[serde(default)]
     pub limits: LimitSettings,
@@ -196,6 +211,10 @@ pub struct ServeConfig {
     pub scrape: Vec<ScrapeJob>,
     /// The HTTP server's bounds on requests.
     pub server: ServerLimits,
+    /// The bucket to ship blocks to: its URL and options.
+    pub bucket: Option<(String, BucketOptions)>,
+    /// The node's external labels.
+    pub external_labels: BTreeMap<String, String>,
 }
 
 /// Default listen address.
@@ -380,6 +399,45 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
         .or(fi.min_free_bytes)
         .unwrap_or(crate::tsdb::DEFAULT_MIN_FREE_BYTES);
     let server = server_limits(fl, fi)?;
+    let bucket = flags.bucket.clone().or_else(|| file.bucket.clone());
+    let bucket_options = BucketOptions {
+        endpoint: flags
+            .bucket_endpoint
+            .clone()
+            .or_else(|| file.bucket_endpoint.clone()),
+        region: flags
+            .bucket_region
+            .clone()
+            .or_else(|| file.bucket_region.clone()),
+        ..BucketOptions::default()
+    };
+    if bucket.is_some() && storage != BackendKind::Tsdb {
+        return Err(ConfigError::Invalid {
+            name: "bucket",
+            message: "blocks are shipped by the time-series backend only (storage: tsdb)".into(),
+        });
+    }
+    let external_labels = flags
+        .external_labels
+        .clone()
+        .or_else(|| file.external_labels.clone())
+        .unwrap_or_default();
+    let mut as_labels = crate::model::Labels::new();
+    for (name, value) in &external_labels {
+        if value.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "external_labels",
+                message: format!("label {name:?} has an empty value"),
+            });
+        }
+        as_labels.set(name.clone(), value.clone());
+    }
+    crate::ingest::check_writer_labels(&as_labels, &limits.labels).map_err(|e| {
+        ConfigError::Invalid {
+            name: "external_labels",
+            message: e.to_string(),
+        }
+    })?;
     let scrape =
         scrape_config::validate(&file.scrape_configs).map_err(|e| ConfigError::Invalid {
             name: "scrape_configs",
@@ -402,6 +460,8 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
         max_body_bytes,
         limits,
         server,
+        bucket: bucket.map(|url| (url, bucket_options)),
+        external_labels,
     })
 }
 
@@ -508,6 +568,44 @@ mod tests {
         assert_eq!(c.retention_ms, 12 * 3_600_000);
         assert_eq!(c.limits.max_series, 20);
         assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+    }
+
+    #[test]
+    fn bucket_and_external_labels_resolve_and_are_checked() {
+        let none = Settings::default();
+        let c = resolve(&none, &none).unwrap();
+        assert!(c.bucket.is_none() && c.external_labels.is_empty());
+        let file = parse_yaml(
+            "bucket: s3://b/p\nbucket_endpoint: http://127.0.0.1:8333\nexternal_labels:\n  replica: a\n",
+        )
+        .unwrap();
+        let c = resolve(&none, &file).unwrap();
+        let (url, options) = c.bucket.unwrap();
+        assert_eq!(url, "s3://b/p");
+        assert_eq!(options.endpoint.as_deref(), Some("http://127.0.0.1:8333"));
+        assert_eq!(c.external_labels["replica"], "a");
+        let flags = Settings {
+            external_labels: Some([("replica".to_string(), "b".to_string())].into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(&flags, &file).unwrap().external_labels["replica"],
+            "b"
+        );
+        let bad = Settings {
+            external_labels: Some([("__replica".to_string(), "b".to_string())].into()),
+            ..Default::default()
+        };
+        let e = resolve(&bad, &none).unwrap_err().to_string();
+        assert!(e.contains("external_labels"), "{e}");
+        let duck = parse_yaml("storage: duckdb\nbucket: file:///x\n").unwrap();
+        if let Err(e) = resolve(&none, &duck) {
+            assert!(
+                e.to_string().contains("bucket") || e.to_string().contains("duckdb"),
+                "{e}"
+            );
+        }
+        assert!(resolve(&none, &duck).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bucket;
 pub mod cli;
 #[cfg(feature = "duckdb")]
 pub mod columnar;
@@ -16,6 +17,7 @@ pub mod model;
 pub mod pprof;
 pub mod proto;
 pub mod pyroscope;
+pub mod querier;
 pub mod render;
 pub mod scrape;
 pub mod server;

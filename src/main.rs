@@ -1,14 +1,18 @@
-//! The `profstore` binary: `profstore serve` runs the HTTP daemon;
+//! The `profstore` binary: `profstore serve` runs the HTTP daemon (an
+//! ingester with `--bucket`), `profstore querier` the read-only daemon over
+//! a bucket's blocks;
 //! `profstore push` and `profstore query` are its command-line client (see
 //! [`profstore::cli`]).
 
 use clap::{Parser, Subcommand};
+use profstore::bucket::Bucket;
 use profstore::cli;
 use profstore::config::{self, BackendKind, LimitSettings, ServeConfig, Settings};
 use profstore::engine::Storage;
+use profstore::querier::{Querier, QuerierConfig};
 use profstore::scrape::ScrapeManager;
 use profstore::server::{router, AppState};
-use profstore::tsdb::{Tsdb, TsdbConfig};
+use profstore::tsdb::{ShipTo, Tsdb, TsdbConfig};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +33,9 @@ struct Cli {
 enum Command {
     /// Runs the HTTP daemon.
     Serve(Box<ServeArgs>),
+    /// Runs a querier: the HTTP API over the blocks ingesters shipped to a
+    /// bucket (read-only).
+    Querier(Box<QuerierArgs>),
     /// Uploads pprof files to a running daemon.
     Push(cli::PushArgs),
     /// Queries a running daemon: series totals, labels, profiles.
@@ -127,6 +134,60 @@ struct ServeArgs {
     /// may hold; more get 422 [default: 10000000].
     #[arg(long, env = "PROFSTORE_MAX_QUERY_SAMPLES")]
     max_query_samples: Option<usize>,
+    /// Ship every block to this bucket (the node becomes an ingester):
+    /// `s3://BUCKET[/PREFIX]` (credentials and region from `AWS_*`) or
+    /// `file:///DIR` (time-series backend only).
+    #[arg(long, env = "PROFSTORE_BUCKET")]
+    bucket: Option<String>,
+    /// The S3 endpoint, for S3-compatible stores other than AWS (an
+    /// `http://` endpoint is used without TLS) [default: AWS_ENDPOINT].
+    #[arg(long, env = "PROFSTORE_BUCKET_ENDPOINT")]
+    bucket_endpoint: Option<String>,
+    /// The S3 region [default: AWS_REGION].
+    #[arg(long, env = "PROFSTORE_BUCKET_REGION")]
+    bucket_region: Option<String>,
+    /// A label of this node written into every shipped block's
+    /// descriptor, `NAME=VALUE` (repeatable), e.g. `replica=a`.
+    #[arg(long = "external-label", value_parser = parse_label)]
+    external_labels: Vec<(String, String)>,
+}
+
+/// Parses `NAME=VALUE`.
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((n, v)) if !n.is_empty() => Ok((n.to_string(), v.to_string())),
+        _ => Err(format!("{s:?}: want NAME=VALUE")),
+    }
+}
+
+/// Flags of `profstore querier`.
+#[derive(clap::Args)]
+struct QuerierArgs {
+    /// Address to listen on [default: 127.0.0.1:7070].
+    #[arg(long, env = "PROFSTORE_LISTEN")]
+    listen: Option<String>,
+    /// The bucket ingesters ship blocks to (`s3://…` or `file:///…`).
+    #[arg(long, env = "PROFSTORE_BUCKET")]
+    bucket: String,
+    /// The S3 endpoint [default: AWS_ENDPOINT].
+    #[arg(long, env = "PROFSTORE_BUCKET_ENDPOINT")]
+    bucket_endpoint: Option<String>,
+    /// The S3 region [default: AWS_REGION].
+    #[arg(long, env = "PROFSTORE_BUCKET_REGION")]
+    bucket_region: Option<String>,
+    /// Where block ranges read from the bucket are cached (emptied at
+    /// start).
+    #[arg(long, env = "PROFSTORE_CACHE_DIR", default_value = "./querier-cache")]
+    cache_dir: PathBuf,
+    /// Most bytes the cache holds (0: no cache) [default: 1 GiB].
+    #[arg(long, env = "PROFSTORE_CACHE_SIZE", default_value_t = profstore::querier::DEFAULT_CACHE_BYTES)]
+    cache_size: u64,
+    /// How often the bucket is listed for new blocks.
+    #[arg(long, env = "PROFSTORE_SYNC_INTERVAL", default_value = "30s")]
+    sync_interval: String,
+    /// Log filter [default: info].
+    #[arg(long, env = "PROFSTORE_LOG_LEVEL")]
+    log_level: Option<String>,
 }
 
 impl ServeArgs {
@@ -156,6 +217,11 @@ impl ServeArgs {
                 max_query_samples: self.max_query_samples,
             },
             scrape_configs: Vec::new(),
+            bucket: self.bucket.clone(),
+            bucket_endpoint: self.bucket_endpoint.clone(),
+            bucket_region: self.bucket_region.clone(),
+            external_labels: (!self.external_labels.is_empty())
+                .then(|| self.external_labels.iter().cloned().collect()),
         }
     }
 }
@@ -164,6 +230,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(*args),
+        Command::Querier(args) => querier(*args),
         Command::Push(args) => cli::run_push(args),
         Command::Query(args) => cli::run_query(args),
     }
@@ -187,6 +254,15 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let config_file = args.config.clone();
+    start(config, move |config| run(config, config_file))
+}
+
+/// Sets up logging and the runtime, then runs `body` to its end.
+fn start<F: std::future::Future<Output = Result<(), String>>>(
+    config: ServeConfig,
+    body: impl FnOnce(ServeConfig) -> F,
+) -> ExitCode {
     let filter = match tracing_subscriber::EnvFilter::try_new(&config.log_level) {
         Ok(f) => f,
         Err(e) => {
@@ -209,7 +285,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(config, args.config.clone()));
+    let result = runtime.block_on(body(config));
     // A scrape abandoned at shutdown may still wait on its target on the
     // blocking pool; its result is discarded, so do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -233,6 +309,62 @@ async fn run(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(), St
     }
 }
 
+/// `profstore querier`: the daemon's HTTP API over a [`Querier`].
+fn querier(args: QuerierArgs) -> ExitCode {
+    let settings = Settings {
+        listen: args.listen.clone(),
+        log_level: args.log_level.clone(),
+        ..Settings::default()
+    };
+    let config = match config::resolve(&settings, &Settings::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("profstore: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let sync_ms = match profstore::model::time::parse_duration(&args.sync_interval) {
+        Ok(ms) if ms > 0 => ms,
+        _ => {
+            eprintln!(
+                "profstore: --sync-interval {:?}: want a positive duration such as 30s",
+                args.sync_interval
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let options = profstore::bucket::BucketOptions {
+        endpoint: args.bucket_endpoint.clone(),
+        region: args.bucket_region.clone(),
+        ..Default::default()
+    };
+    let bucket = match profstore::bucket::Bucket::open(&args.bucket, &options) {
+        Ok(b) => Arc::new(b),
+        Err(e) => {
+            eprintln!("profstore: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let qconfig = QuerierConfig {
+        bucket,
+        cache_dir: Some(args.cache_dir.clone()),
+        cache_bytes: args.cache_size,
+        limits: config.limits.clone(),
+        sync_interval: std::time::Duration::from_millis(sync_ms as u64),
+    };
+    start(config, move |config| async move {
+        let q = tokio::task::spawn_blocking(move || Querier::open(qconfig))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot open the querier: {e}"))?;
+        tracing::info!(
+            bucket = q.bucket().url(),
+            "querier over the bucket's blocks"
+        );
+        run_storage(Arc::new(q), &config, None).await
+    })
+}
+
 /// Runs the daemon over the time-series backend: recovery logs, the
 /// maintenance thread (block cuts, retention), and the head snapshot at
 /// shutdown.
@@ -245,6 +377,13 @@ async fn run_tsdb(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(
         wal: config.wal,
         block_duration_ms: config.block_duration_ms,
         min_free_bytes: config.min_free_bytes,
+        ship: match &config.bucket {
+            Some((url, options)) => Some(ShipTo {
+                bucket: Arc::new(Bucket::open(url, options).map_err(|e| format!("--bucket: {e}"))?),
+                external_labels: config.external_labels.clone(),
+            }),
+            None => None,
+        },
     };
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Tsdb::open(store_config))
@@ -269,6 +408,13 @@ async fn run_tsdb(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(
         elapsed_ms = r.wal.elapsed.as_millis() as u64,
         "write-ahead log replayed"
     );
+    if let Some(s) = store.shipper() {
+        tracing::info!(
+            bucket = s.bucket().url(),
+            pending = s.num_pending(),
+            "shipping blocks"
+        );
+    }
     tracing::info!("on shutdown: the head snapshot is written");
     run_storage(Arc::new(store), &config, config_file).await
 }

@@ -4,7 +4,8 @@
 //! the feature, `backends_agree_on_a_workload` also checks that both give
 //! equal answers to every query kind over a generated workload, and
 //! `backends_give_every_entity_the_same_id` that they give every entity the
-//! same content id.
+//! same content id. `querier::*` runs the suite through a querier over a
+//! bucket that an ingester ships its blocks to (`Shipped`).
 
 mod common;
 
@@ -27,6 +28,137 @@ fn store(limits: Limits) -> Tsdb {
     .unwrap()
 }
 
+/// A querier over a bucket, fed by an ingester: writes go to the
+/// ingester, and before every read the ingester cuts everything into
+/// blocks and ships them, and the querier lists the bucket again. So every
+/// answer comes from blocks read out of the bucket (late profiles too:
+/// their rewritten blocks replace the shipped ones).
+#[derive(Debug)]
+struct Shipped {
+    ingester: Tsdb,
+    querier: profstore::querier::Querier,
+    _dir: tempfile::TempDir,
+}
+
+impl Shipped {
+    fn refresh(&self) {
+        self.ingester.cut_all().unwrap();
+        self.ingester.shipper().unwrap().ship_pending().unwrap();
+        self.querier.sync().unwrap();
+    }
+}
+
+/// An empty [`Shipped`] with `limits`, over an in-memory bucket.
+fn shipped(limits: Limits) -> Shipped {
+    use profstore::bucket::Bucket;
+    use profstore::querier::{Querier, QuerierConfig};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = Arc::new(Bucket::memory());
+    let ingester = Tsdb::open(TsdbConfig {
+        data_dir: Some(dir.path().join("ingester")),
+        limits: limits.clone(),
+        min_free_bytes: 0,
+        ship: Some(profstore::tsdb::ShipTo {
+            bucket: Arc::clone(&bucket),
+            external_labels: [("replica".to_string(), "a".to_string())].into(),
+        }),
+        ..Default::default()
+    })
+    .unwrap();
+    let querier = Querier::open(QuerierConfig {
+        bucket,
+        cache_dir: Some(dir.path().join("cache")),
+        cache_bytes: 1 << 20,
+        limits,
+        sync_interval: std::time::Duration::from_secs(3600),
+    })
+    .unwrap();
+    Shipped {
+        ingester,
+        querier,
+        _dir: dir,
+    }
+}
+
+impl profstore::engine::Storage for Shipped {
+    fn limits(&self) -> &Limits {
+        self.ingester.limits()
+    }
+    fn ingest_raw(
+        &self,
+        req: &profstore::ingest::IngestRequest,
+        raw: Option<&[u8]>,
+    ) -> Result<profstore::ingest::IngestSummary, profstore::ingest::IngestError> {
+        self.ingester.ingest_raw(req, raw)
+    }
+    fn ingest_stats(&self) -> profstore::engine::IngestStats {
+        self.ingester.stats()
+    }
+    fn num_series(&self) -> usize {
+        profstore::engine::Storage::num_series(&self.ingester)
+    }
+    fn label_names(
+        &self,
+        m: &[profstore::model::Matcher],
+        r: profstore::engine::TimeRange,
+    ) -> Result<Vec<String>, profstore::engine::QueryError> {
+        self.refresh();
+        self.querier.label_names(m, r)
+    }
+    fn label_values(
+        &self,
+        name: &str,
+        m: &[profstore::model::Matcher],
+        r: profstore::engine::TimeRange,
+    ) -> Result<Vec<String>, profstore::engine::QueryError> {
+        self.refresh();
+        self.querier.label_values(name, m, r)
+    }
+    fn series(
+        &self,
+        m: &[profstore::model::Matcher],
+        r: profstore::engine::TimeRange,
+    ) -> Result<Vec<profstore::model::Labels>, profstore::engine::QueryError> {
+        self.refresh();
+        self.querier.series(m, r)
+    }
+    fn profile_types(
+        &self,
+        m: &[profstore::model::Matcher],
+        r: profstore::engine::TimeRange,
+    ) -> Result<Vec<profstore::model::ProfileType>, profstore::engine::QueryError> {
+        self.refresh();
+        self.querier.profile_types(m, r)
+    }
+    fn query_range(
+        &self,
+        m: &[profstore::model::Matcher],
+        r: profstore::engine::TimeRange,
+        step: Option<i64>,
+    ) -> Result<Vec<profstore::engine::SeriesPoints>, profstore::engine::QueryError> {
+        self.refresh();
+        self.querier.query_range(m, r, step)
+    }
+    fn partial(
+        &self,
+        m: &[profstore::model::Matcher],
+        pick: profstore::engine::Pick,
+    ) -> Result<profstore::engine::Partial, profstore::engine::QueryError> {
+        self.refresh();
+        self.querier.partial(m, pick)
+    }
+    fn register_metrics(
+        self: std::sync::Arc<Self>,
+        _registry: &mut prometheus_client::registry::Registry,
+    ) -> profstore::engine::RefreshMetrics {
+        Box::new(|| {})
+    }
+    fn close(&self) -> Result<(), profstore::model::StorageError> {
+        Ok(())
+    }
+}
+
 /// An empty in-memory DuckDB backend with `limits`.
 #[cfg(feature = "duckdb")]
 fn columnar(limits: Limits) -> Columnar {
@@ -45,6 +177,12 @@ macro_rules! on_every_backend {
             $(#[test]
             fn $name() {
                 profstore::engine::suite::$name(super::store)
+            })*
+        }
+        mod querier {
+            $(#[test]
+            fn $name() {
+                profstore::engine::suite::$name(super::shipped)
             })*
         }
         #[cfg(feature = "duckdb")]
@@ -69,6 +207,13 @@ on_every_backend!(
 #[test]
 fn tsdb_late_profiles_count_once_and_retries_change_nothing() {
     profstore::engine::suite::late_profiles_count_once_and_retries_change_nothing(store)
+}
+
+/// Late profiles rewrite shipped blocks: the querier reads each profile
+/// once, from the replacement.
+#[test]
+fn querier_late_profiles_count_once_and_retries_change_nothing() {
+    profstore::engine::suite::late_profiles_count_once_and_retries_change_nothing(shipped)
 }
 
 /// The DuckDB backend takes each series' profiles in time order.

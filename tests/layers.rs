@@ -22,12 +22,22 @@ use std::path::{Path, PathBuf};
 /// Module → the top-level modules it may import (besides itself).
 const ALLOWED: &[(&str, &[&str])] = &[
     ("proto", &[]),
+    ("bucket", &[]),
     ("pprof", &["proto"]),
     ("model", &["proto", "pprof"]),
     ("ingest", &["proto", "pprof", "model"]),
     ("engine", &["proto", "pprof", "model", "ingest"]),
-    ("tsdb", &["proto", "pprof", "model", "ingest", "engine"]),
+    (
+        "tsdb",
+        &["proto", "pprof", "model", "ingest", "engine", "bucket"],
+    ),
     ("columnar", &["proto", "pprof", "model", "ingest", "engine"]),
+    (
+        "querier",
+        &[
+            "proto", "pprof", "model", "ingest", "engine", "tsdb", "bucket",
+        ],
+    ),
     ("render", &["proto", "pprof", "model"]),
     ("pyroscope", &["proto", "pprof", "model", "ingest"]),
     ("workload", &["proto", "pprof", "model", "ingest"]),
@@ -52,7 +62,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "config",
         &[
-            "proto", "pprof", "model", "ingest", "engine", "scrape", "tsdb", "server",
+            "proto", "pprof", "model", "ingest", "engine", "scrape", "tsdb", "server", "bucket",
         ],
     ),
 ];

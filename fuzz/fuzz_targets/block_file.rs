@@ -9,7 +9,9 @@
 //! - 1: a change to a valid block written once per process (two bytes of
 //!   offset, then bytes XORed in there), so the fuzzer reaches the index,
 //!   the blobs and the symbols behind a valid footer;
-//! - 2: a symbols section alone.
+//! - 2: a symbols section alone;
+//! - 3: a block descriptor as a querier reads it from a bucket
+//!   (`Descriptor::parse`: JSON, then its checks).
 //!
 //! Run from the crate root: `RUSTC_BOOTSTRAP=1 cargo fuzz run block_file`.
 
@@ -20,6 +22,7 @@ use profstore::model::{Function, Labels, Line, Location, Stacktrace};
 use profstore::tsdb::block::{write_block, Block, BlockSeriesData, BlockSymbols};
 use profstore::tsdb::chunkset::{build_sets, AppendProfile};
 use profstore::tsdb::meta::MetaStore;
+use profstore::tsdb::ship::Descriptor;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -120,7 +123,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    match mode % 3 {
+    match mode % 4 {
         0 => read_all(rest),
         1 => {
             let mut b = valid().clone();
@@ -133,6 +136,11 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             read_all(&b);
+        }
+        3 => {
+            if let Ok(d) = Descriptor::parse(rest) {
+                assert!(d.sources.contains(&d.id) && d.min_time < d.max_time);
+            }
         }
         _ => {
             if let Ok(s) = BlockSymbols::decode(rest) {

@@ -123,6 +123,9 @@ pub enum IngestError {
     /// A profile older than the retention: it would be deleted.
     #[error("too old: {0}")]
     TooOld(String),
+    /// The node only reads (a querier): writes go to an ingester.
+    #[error("read-only: {0}")]
+    ReadOnly(String),
     /// A profile stamped further after the daemon's clock than the margin.
     #[error("too far in the future: {0}")]
     TooNew(String),

@@ -100,6 +100,7 @@ impl ApiError {
                 | IngestError::TooNew(_) => bad,
                 IngestError::Storage(e) if e.no_space => (S::INSUFFICIENT_STORAGE, "unavailable"),
                 IngestError::Storage(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+                IngestError::ReadOnly(_) => (S::NOT_IMPLEMENTED, "unavailable"),
             },
             ApiError::Query(e) => match e {
                 QueryError::MultipleProfileTypes(_)
@@ -136,6 +137,7 @@ impl ApiError {
                 IngestError::OutOfOrder { .. } => "out_of_order",
                 IngestError::TooOld(_) => "too_old",
                 IngestError::TooNew(_) => "too_new",
+                IngestError::ReadOnly(_) => "read_only",
                 IngestError::Storage(e) => e.part,
             },
             ApiError::Query(e) => match e {
@@ -213,6 +215,7 @@ mod tests {
             (IngestError::SeriesLimit { limit: 1 }.into(), 429),
             (IngestError::TooOld("x".into()).into(), 400),
             (IngestError::TooNew("x".into()).into(), 400),
+            (IngestError::ReadOnly("x".into()).into(), 501),
             (
                 IngestError::Storage(crate::model::StorageError {
                     part: "disk",

@@ -28,6 +28,10 @@ const GAUGES: &[(&str, &str)] = &[
         "damaged_blocks",
         "Block files found damaged at start (moved aside, not served)",
     ),
+    (
+        "blocks_pending_upload",
+        "Blocks cut but not yet shipped to the bucket (an ingester's)",
+    ),
 ];
 
 /// Counters read from the store at scrape time: (name, help).
@@ -59,6 +63,11 @@ const COUNTERS: &[(&str, &str)] = &[
     (
         "late_profiles_compacted",
         "Late profiles (stamped before the newest block's end) compacted into blocks",
+    ),
+    ("blocks_shipped", "Blocks shipped to the bucket"),
+    (
+        "block_uploads_failed",
+        "Block uploads that failed (each is retried with backoff)",
     ),
 ];
 
@@ -146,6 +155,7 @@ impl TsdbMetrics {
                 "block_bytes" => ms.block_bytes as i64,
                 "block_index_memory_bytes" => ms.block_memory_bytes as i64,
                 "damaged_blocks" => r.damaged_blocks as i64,
+                "blocks_pending_upload" => ms.blocks_pending_upload as i64,
                 _ => 0,
             });
         }
@@ -162,6 +172,8 @@ impl TsdbMetrics {
                     "maintenance_failures" => ms.failures,
                     "blocks_compacted" => ms.compactions,
                     "late_profiles_compacted" => ms.late_compacted,
+                    "blocks_shipped" => ms.blocks_shipped,
+                    "block_uploads_failed" => ms.block_uploads_failed,
                     _ => 0,
                 },
                 Relaxed,

@@ -8,6 +8,9 @@
 //! - [`index`]: series refs, postings and selection over them;
 //! - [`meta`]: the sled meta store of the head's entities;
 //! - [`reader`]: one series read across blocks and the head;
+//! - [`query`]: the engine's read methods over a list of parts (the
+//!   store's, or a querier's blocks);
+//! - [`ship`]: an ingester's uploads of its blocks to a bucket;
 //! - [`store`]: [`Tsdb`], all of the above behind the engine's traits, and
 //!   its maintenance (block cuts, retention, garbage collection, the
 //!   shutdown snapshot).
@@ -20,11 +23,13 @@ pub mod head;
 pub mod index;
 pub mod meta;
 pub mod metrics;
+pub mod query;
 pub mod reader;
+pub mod ship;
 pub mod store;
 pub mod wal;
 
 pub use store::{
-    free_bytes, MaintenanceError, MaintenanceStats, OpenError, Recovery, Tsdb, TsdbConfig,
+    free_bytes, MaintenanceError, MaintenanceStats, OpenError, Recovery, ShipTo, Tsdb, TsdbConfig,
     DEFAULT_BLOCK_DURATION_MS, DEFAULT_MIN_FREE_BYTES,
 };

@@ -50,7 +50,7 @@ mod reader;
 pub mod symbols;
 mod writer;
 
-pub use reader::{Block, BlockSeries};
+pub use reader::{Block, BlockSeries, BlockSource};
 pub use symbols::BlockSymbols;
 pub use writer::{write_block, BlockSeriesData, WrittenBlock};
 

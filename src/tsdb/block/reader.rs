@@ -35,11 +35,34 @@ struct SeriesMeta {
     crc32: u32,
 }
 
-/// An open block: its index in memory, its chunks on disk.
+/// Where a block's bytes are read from: its file, or an object in a
+/// bucket (a querier's blocks, through its cache). Reads are positioned
+/// and may run concurrently.
+pub trait BlockSource: Send + Sync + std::fmt::Debug {
+    /// Bytes in the block.
+    fn size(&self) -> std::io::Result<u64>;
+    /// `len` bytes from `offset`, all of them (a short read is an error).
+    fn read_at(&self, offset: u64, len: u64) -> std::io::Result<Vec<u8>>;
+}
+
+impl BlockSource for File {
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+    fn read_at(&self, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len as usize];
+        self.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+}
+
+/// An open block: its index in memory, its chunks in its file (or
+/// another [`BlockSource`]).
 #[derive(Debug)]
 pub struct Block {
+    /// The file, or the name a remote block is known by in errors.
     path: PathBuf,
-    file: File,
+    file: Box<dyn BlockSource>,
     min_time: i64,
     max_time: i64,
     series: Vec<SeriesMeta>,
@@ -54,44 +77,51 @@ pub struct Block {
     symbols: parking_lot::Mutex<Option<Arc<BlockSymbols>>>,
     profiles: u64,
     bytes: u64,
+    /// The index section's CRC32 (from the footer).
+    index_crc32: u32,
     damaged: AtomicU64,
     /// The format version (2 or 3).
     version: u8,
 }
 
-fn read_at(file: &File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, BlockError> {
-    let mut buf = vec![0u8; len as usize];
-    file.read_exact_at(&mut buf, offset)
-        .map_err(|source| BlockError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    Ok(buf)
+fn read_at(
+    file: &dyn BlockSource,
+    path: &Path,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>, BlockError> {
+    file.read_at(offset, len).map_err(|source| BlockError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 impl Block {
     /// Opens a block file: checks its magic, footer and index, and builds
     /// the postings of its series.
     pub fn open(path: &Path) -> Result<Block, BlockError> {
-        let corrupt = |reason: String| BlockError::Corrupt {
-            path: path.to_path_buf(),
-            reason,
-        };
         let file = File::open(path).map_err(|source| BlockError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let bytes = file
-            .metadata()
-            .map_err(|source| BlockError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?
-            .len();
+        Block::open_source(path, Box::new(file))
+    }
+
+    /// Opens the block `file` holds, known as `path` in errors (the same
+    /// checks as [`Block::open`]).
+    pub fn open_source(path: &Path, file: Box<dyn BlockSource>) -> Result<Block, BlockError> {
+        let corrupt = |reason: String| BlockError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let bytes = file.size().map_err(|source| BlockError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if bytes < (MAGIC.len() + FOOTER_LEN) as u64 {
             return Err(corrupt(format!("{bytes} bytes is too short for a block")));
         }
-        let magic = read_at(&file, path, 0, MAGIC.len() as u64)?;
+        let magic = read_at(file.as_ref(), path, 0, MAGIC.len() as u64)?;
         let version = magic[7];
         if !magic.starts_with(MAGIC_PREFIX) || !(MIN_VERSION..=MAGIC[7]).contains(&version) {
             if magic.starts_with(MAGIC_PREFIX) && magic[7] < MIN_VERSION {
@@ -112,7 +142,12 @@ impl Block {
             }
             return Err(corrupt("bad magic (not a block)".into()));
         }
-        let footer = read_at(&file, path, bytes - FOOTER_LEN as u64, FOOTER_LEN as u64)?;
+        let footer = read_at(
+            file.as_ref(),
+            path,
+            bytes - FOOTER_LEN as u64,
+            FOOTER_LEN as u64,
+        )?;
         let word = |i: usize| -> [u8; 8] {
             let mut w = [0u8; 8];
             w.copy_from_slice(&footer[i..i + 8]);
@@ -140,7 +175,7 @@ impl Block {
                 "index at {index_offset}+{index_len} does not end where the footer starts ({data_end})"
             )));
         }
-        let index_bytes = read_at(&file, path, index_offset, index_len)?;
+        let index_bytes = read_at(file.as_ref(), path, index_offset, index_len)?;
         if crc32fast::hash(&index_bytes) != half(16) {
             return Err(corrupt("index CRC32 mismatch".into()));
         }
@@ -210,6 +245,7 @@ impl Block {
             symbols: parking_lot::Mutex::new(None),
             profiles: index.profiles,
             bytes,
+            index_crc32: half(16),
             damaged: AtomicU64::new(0),
             version,
         })
@@ -243,6 +279,17 @@ impl Block {
     /// Bytes of the file.
     pub fn size_bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// What tells this block's bytes from another version of the same
+    /// range (a compaction's rewrite): its size and its index's CRC32.
+    pub fn fingerprint(&self) -> (u64, u32) {
+        (self.bytes, self.index_crc32)
+    }
+
+    /// The whole file, as opened (a file renamed over since is not read).
+    pub fn read_all(&self) -> Result<Vec<u8>, BlockError> {
+        read_at(self.file.as_ref(), &self.path, 0, self.bytes)
     }
 
     /// Approximate bytes of memory the open block holds (its index, and its
@@ -392,7 +439,7 @@ impl Block {
             reason,
         };
         let (offset, len, crc) = self.symbols_at;
-        let b = read_at(&self.file, &self.path, offset, len)?;
+        let b = read_at(self.file.as_ref(), &self.path, offset, len)?;
         if crc32fast::hash(&b) != crc {
             return Err(corrupt("symbols section CRC32 mismatch".into()));
         }
@@ -421,7 +468,7 @@ impl Block {
         if ts < s.min_time || ts > s.max_time {
             return false;
         }
-        let Ok(b) = read_at(&self.file, &self.path, s.offset, u64::from(s.len)) else {
+        let Ok(b) = read_at(self.file.as_ref(), &self.path, s.offset, u64::from(s.len)) else {
             return false;
         };
         if crc32fast::hash(&b) != s.crc32 {
@@ -465,7 +512,7 @@ impl Block {
     /// Reads and checks series `idx`'s chunk sets.
     fn read_sets(&self, idx: usize) -> Result<Vec<ChunkSet>, String> {
         let s = &self.series[idx];
-        let b = read_at(&self.file, &self.path, s.offset, u64::from(s.len))
+        let b = read_at(self.file.as_ref(), &self.path, s.offset, u64::from(s.len))
             .map_err(|e| e.to_string())?;
         if crc32fast::hash(&b) != s.crc32 {
             return Err("chunk CRC32 mismatch".into());

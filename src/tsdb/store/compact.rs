@@ -308,6 +308,11 @@ impl Tsdb {
             parts.blocks.sort_by_key(|b| b.min_time());
             parts.compacting.drain(..heads);
         }
+        if let Some(s) = &self.shipper {
+            for (_, block) in done {
+                s.offer(block);
+            }
+        }
         for (parents, block) in done {
             for p in parents.iter().filter(|p| p.path() != block.path()) {
                 match std::fs::remove_file(p.path()) {

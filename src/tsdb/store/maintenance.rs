@@ -138,6 +138,12 @@ pub struct MaintenanceStats {
     pub block_memory_bytes: usize,
     /// Chunk reads that found damage in a block.
     pub block_damaged_reads: u64,
+    /// Blocks shipped to the bucket (an ingester's).
+    pub blocks_shipped: u64,
+    /// Blocks waiting to be shipped.
+    pub blocks_pending_upload: u64,
+    /// Failed block uploads (each retried).
+    pub block_uploads_failed: u64,
 }
 
 impl Tsdb {
@@ -369,7 +375,8 @@ impl Tsdb {
         // 4.
         self.meta.flush()?;
         if let (Some(wal), Some(seq)) = (&self.wal, wal_seq) {
-            let segments = wal.remove_before(seq, self.min_valid.load(Relaxed))?;
+            let keep_from = self.min_valid.load(Relaxed).min(self.unshipped_from());
+            let segments = wal.remove_before(seq, keep_from)?;
             self.mstats
                 .wal_segments_deleted
                 .fetch_add(segments as u64, Relaxed);
@@ -419,6 +426,9 @@ impl Tsdb {
                 self.mstats.failures.fetch_add(1, Relaxed);
             })?;
         let block = Arc::new(Block::open(&path)?);
+        if let Some(s) = &self.shipper {
+            s.offer(&block);
+        }
         let mut removed = 0;
         {
             let mut parts = self.state.write();
@@ -462,13 +472,20 @@ impl Tsdb {
         };
         let doomed: Vec<Arc<Block>> = {
             let mut parts = self.state.write();
-            let (old, keep): (Vec<_>, Vec<_>) =
-                parts.blocks.drain(..).partition(|b| b.max_time() <= cutoff);
+            // A block not yet shipped stays until it is.
+            let unshipped = |b: &Block| self.shipper.as_ref().is_some_and(|s| s.is_pending(b));
+            let (old, keep): (Vec<_>, Vec<_>) = parts
+                .blocks
+                .drain(..)
+                .partition(|b| b.max_time() <= cutoff && !unshipped(b));
             parts.blocks = keep;
             old
         };
         for b in &doomed {
             std::fs::remove_file(b.path()).map_err(io(b.path()))?;
+            if let Some(s) = &self.shipper {
+                s.forget(b);
+            }
             tracing::info!(block = %b.path().display(), "block past retention deleted");
         }
         self.mstats
@@ -521,6 +538,9 @@ impl Tsdb {
     /// after the server stopped.
     pub fn close(&self) -> Result<(), MaintenanceError> {
         self.stop_maintenance();
+        if let Some(s) = &self.shipper {
+            s.stop();
+        }
         let Some(dir) = &self.dir else {
             return Ok(());
         };
@@ -541,7 +561,7 @@ impl Tsdb {
         let mut segments = 0;
         if let Some(wal) = &self.wal {
             let seq = wal.cut()?;
-            segments = wal.remove_before(seq, i64::MAX)?;
+            segments = wal.remove_before(seq, self.unshipped_from())?;
         }
         tracing::info!(
             series = written.series,
@@ -561,6 +581,9 @@ impl Tsdb {
         let mut bg = self.background.lock();
         if bg.is_some() {
             return Ok(());
+        }
+        if let Some(s) = &self.shipper {
+            s.start()?;
         }
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
@@ -611,6 +634,15 @@ impl Tsdb {
             block_bytes: blocks.iter().map(|b| b.size_bytes()).sum(),
             block_memory_bytes: blocks.iter().map(|b| b.memory_bytes()).sum(),
             block_damaged_reads: blocks.iter().map(|b| b.damaged_reads()).sum(),
+            blocks_shipped: self
+                .shipper
+                .as_ref()
+                .map_or(0, |s| s.stats().shipped.load(Relaxed)),
+            blocks_pending_upload: self.shipper.as_ref().map_or(0, |s| s.num_pending() as u64),
+            block_uploads_failed: self
+                .shipper
+                .as_ref()
+                .map_or(0, |s| s.stats().failed.load(Relaxed)),
         }
     }
 

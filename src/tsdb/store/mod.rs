@@ -49,7 +49,8 @@
 //!   after `min_valid` as of their append, the late heads only profiles
 //!   before it.
 //! - A WAL segment is deleted only once every profile it holds is in a
-//!   block (whose meta entries are flushed) or in the shutdown snapshot.
+//!   block (whose meta entries are flushed) or in the shutdown snapshot,
+//!   and, on an ingester, that block is shipped.
 
 mod compact;
 mod disk;
@@ -60,25 +61,30 @@ pub use disk::free_bytes;
 pub use maintenance::{MaintenanceError, MaintenanceStats, SNAPSHOT};
 
 use super::metrics::TsdbMetrics;
+use crate::bucket::Bucket;
 use crate::engine::{
-    bucket_points, check_step, IngestStats, Limits, Partial, Pick, QueryError, RefreshMetrics,
-    SeriesPoints, Storage, TimeRange,
+    IngestStats, Limits, Partial, Pick, QueryError, RefreshMetrics, SeriesPoints, Storage,
+    TimeRange,
 };
 use crate::ingest::{IngestError, IngestRequest, IngestSummary};
-use crate::model::{Labels, Matcher, ProfileType, Resolver, StorageError, SymbolSource};
+use crate::model::{Labels, Matcher, ProfileType, StorageError};
 use crate::tsdb::append;
 use crate::tsdb::block::Block;
 use crate::tsdb::chunkset::AppendProfile;
 use crate::tsdb::head::Head;
-use crate::tsdb::index::labels::merge_sorted;
 use crate::tsdb::meta::{MetaError, MetaStore};
-use crate::tsdb::reader::{BlockReader, HeadReader, SeriesGroup, SeriesReader};
+use crate::tsdb::query;
+use crate::tsdb::reader::{BlockReader, HeadReader};
+#[cfg(test)]
+use crate::tsdb::reader::{SeriesGroup, SeriesReader};
+use crate::tsdb::ship::Shipper;
 use crate::tsdb::wal::{record, RecordType, ReplayStats, Wal, WalError, WalOptions};
 use parking_lot::{Condvar, Mutex, RwLock};
 use prometheus_client::registry::Registry;
 use prost::Message;
-use rustc_hash::FxHashMap;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+#[cfg(test)]
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -100,6 +106,19 @@ pub struct TsdbConfig {
     /// Writes are refused (HTTP 507) while the data directory's filesystem
     /// has less than this many bytes free (0: never); see `disk.rs`.
     pub min_free_bytes: u64,
+    /// Where to ship blocks (with a data directory only): an ingester's
+    /// bucket; see [`crate::tsdb::ship`].
+    pub ship: Option<ShipTo>,
+}
+
+/// The bucket an ingester ships its blocks to.
+#[derive(Debug, Clone)]
+pub struct ShipTo {
+    /// The bucket.
+    pub bucket: Arc<Bucket>,
+    /// The node's external labels (`replica="a"`), written into every
+    /// block's descriptor.
+    pub external_labels: BTreeMap<String, String>,
 }
 
 /// Default reserve of free disk space: 64 MiB.
@@ -208,6 +227,8 @@ pub struct Tsdb {
     mstats: maintenance::AtomicMaintenance,
     /// The maintenance thread, while one runs.
     background: Mutex<Option<maintenance::Background>>,
+    /// Uploads blocks to a bucket (an ingester).
+    shipper: Option<Arc<Shipper>>,
 }
 
 impl Tsdb {
@@ -251,10 +272,22 @@ impl Tsdb {
             wake: (Mutex::new(false), Condvar::new()),
             mstats: maintenance::AtomicMaintenance::default(),
             background: Mutex::new(None),
+            shipper: None,
         };
         if let Some(dir) = &config.data_dir {
             let mut recovery = Recovery::default();
             store.load_blocks_and_snapshot(dir, &mut recovery)?;
+            if let Some(to) = &config.ship {
+                let shipper = Arc::new(Shipper::new(
+                    Arc::clone(&to.bucket),
+                    to.external_labels.clone(),
+                    dir.join("blocks"),
+                ));
+                for b in &store.state.read().blocks {
+                    shipper.offer(b);
+                }
+                store.shipper = Some(shipper);
+            }
             let (wal, stats) = Wal::open(&dir.join("wal"), config.wal, |typ, payload| match typ {
                 RecordType::Profile => match store.replay_record(payload) {
                     Ok((ts, true)) => {
@@ -431,6 +464,20 @@ impl Tsdb {
         &self.meta
     }
 
+    /// The shipper, on an ingester.
+    pub fn shipper(&self) -> Option<&Arc<Shipper>> {
+        self.shipper.as_ref()
+    }
+
+    /// Profiles from this time on (ms) may be in a block not yet shipped,
+    /// so the WAL segments holding them stay (`i64::MAX`: none is).
+    fn unshipped_from(&self) -> i64 {
+        self.shipper
+            .as_ref()
+            .and_then(|s| s.pending_min_time())
+            .unwrap_or(i64::MAX)
+    }
+
     /// The head.
     pub fn head(&self) -> &Head {
         &self.head
@@ -450,40 +497,10 @@ impl Tsdb {
         Ok(())
     }
 
-    /// The series matching `matchers` with a profile in `range`, each
-    /// assembled from its parts in `blocks` and the head, sorted by labels.
-    fn select(&self, parts: &Parts, matchers: &[Matcher], range: TimeRange) -> Vec<SeriesGroup> {
-        self.select_from(parts, matchers, range, &mut |_| {})
-    }
-
-    /// [`Tsdb::select`], calling `used` with each part (block or head)
-    /// that holds a part of a selected series.
-    fn select_from(
-        &self,
-        parts: &Parts,
-        matchers: &[Matcher],
-        range: TimeRange,
-        used: &mut dyn FnMut(&dyn BlockReader),
-    ) -> Vec<SeriesGroup> {
-        let mut groups: BTreeMap<Labels, Vec<Arc<dyn SeriesReader>>> = BTreeMap::new();
-        self.each_part(parts, range, &mut |part| {
-            let series = part.select_series(matchers, range.start, range.end);
-            if !series.is_empty() {
-                used(part);
-            }
-            for s in series {
-                groups.entry(s.labels().clone()).or_default().push(s);
-            }
-        });
-        groups
-            .into_values()
-            .map(|parts| SeriesGroup { parts })
-            .collect()
-    }
-
-    /// Calls `f` with each part that may hold profiles in `range`: the
-    /// blocks in time order, then the late heads, then the head.
-    fn each_part(&self, parts: &Parts, range: TimeRange, f: &mut dyn FnMut(&dyn BlockReader)) {
+    /// Calls `f` with every part queries read, in the order their stacks
+    /// resolve: the blocks in time order, then the late heads, then the
+    /// head (last: it resolves from the meta store).
+    fn with_parts<R>(&self, parts: &Parts, f: impl FnOnce(&[&dyn BlockReader]) -> R) -> R {
         let heads: Vec<HeadReader<'_>> = parts
             .heads()
             .map(|h| h.as_ref())
@@ -493,14 +510,22 @@ impl Tsdb {
                 meta: &self.meta,
             })
             .collect();
-        let parts = parts
+        let all: Vec<&dyn BlockReader> = parts
             .blocks
             .iter()
             .map(|b| b as &dyn BlockReader)
-            .chain(heads.iter().map(|h| h as &dyn BlockReader));
-        for part in parts.filter(|p| p.overlaps(range.start, range.end)) {
-            f(part);
-        }
+            .chain(heads.iter().map(|h| h as &dyn BlockReader))
+            .collect();
+        f(&all)
+    }
+
+    /// The series matching `matchers` with a profile in `range` (see
+    /// [`query::select`]).
+    #[cfg(test)]
+    fn select(&self, parts: &Parts, matchers: &[Matcher], range: TimeRange) -> Vec<SeriesGroup> {
+        self.with_parts(parts, |all| {
+            query::select(all, matchers, range, &mut |_| {})
+        })
     }
 
     /// [`Storage::label_names`] as a scan of every selected series' labels:
@@ -535,69 +560,6 @@ impl Tsdb {
         }
         values.into_iter().collect()
     }
-
-    /// The partial result of `pick` over the series matching `matchers`.
-    /// Stacks resolve from the symbols of the blocks the series were read
-    /// from first, then from the meta store (the head's).
-    fn read_partial(&self, matchers: &[Matcher], pick: Pick) -> Result<Partial, QueryError> {
-        let parts = self.state.read();
-        let mut symbols = Vec::new();
-        let mut failed = None;
-        let series = self.select_from(&parts, matchers, pick.range(), &mut |part| match part
-            .symbols()
-        {
-            Ok(s) => symbols.push(s),
-            Err(e) => failed = Some(e),
-        });
-        if let Some(e) = failed {
-            return Err(e.into());
-        }
-        let mut out = Partial {
-            types: series.iter().map(|s| s.profile_type().clone()).collect(),
-            ..Partial::default()
-        };
-        if out.types.len() > 1 {
-            // The query is an error: reading more would be wasted.
-            return Ok(out);
-        }
-        for s in &series {
-            let (start, end) = match pick {
-                Pick::All(r) => (r.start, r.end),
-                Pick::First(r) => match s.first_in(r.start, r.end) {
-                    Some(ts) => (ts, ts),
-                    None => continue,
-                },
-            };
-            let mut sums = FxHashMap::default();
-            let st = s.merge_into(start, end, &mut sums);
-            let mut origin = s.labels().clone();
-            for (name, _) in s.pprof_labels() {
-                origin.remove(name);
-            }
-            let mut pprof = s.pprof_label_values();
-            pprof.sort();
-            let latest = st.reads.iter().map(|r| r.0).max().map(|ts| (ts, st.period));
-            out.add_series(
-                s.labels(),
-                origin.stable_hash(),
-                pprof,
-                sums,
-                &st.reads,
-                latest,
-            );
-        }
-        // The head (last among the parts) resolves from the meta store;
-        // blocks from their own symbols.
-        let sources: Vec<&dyn SymbolSource> = symbols
-            .iter()
-            .map(|s| s.as_ref() as &dyn SymbolSource)
-            .collect();
-        let mut resolver = Resolver::new(sources);
-        for id in out.stack_ids() {
-            out.stacks.insert(id, resolver.stack(id)?);
-        }
-        Ok(out)
-    }
 }
 
 impl Storage for Tsdb {
@@ -622,7 +584,8 @@ impl Storage for Tsdb {
     }
 
     fn partial(&self, matchers: &[Matcher], pick: Pick) -> Result<Partial, QueryError> {
-        self.read_partial(matchers, pick)
+        let parts = self.state.read();
+        self.with_parts(&parts, |all| query::partial(all, matchers, pick))
     }
 
     fn register_metrics(self: Arc<Self>, registry: &mut Registry) -> RefreshMetrics {
@@ -641,7 +604,7 @@ impl Storage for Tsdb {
     /// The union over the parts (blocks, late heads, head) of each part's
     /// answer ([`BlockReader::label_names`]): the names of the series with
     /// a profile in `range` (reserved `__` names such as `__name__`
-    /// included), as a scan of [`Tsdb::select`]'s series would give. A part
+    /// included), as a scan of the selected series would give. A part
     /// whose time range misses `range` adds nothing; a part whose every
     /// series has a profile in `range` answers from its postings, any other
     /// from its selected series' labels (see [`crate::tsdb::index::labels`]).
@@ -651,11 +614,7 @@ impl Storage for Tsdb {
         range: TimeRange,
     ) -> Result<Vec<String>, QueryError> {
         let parts = self.state.read();
-        let mut lists = Vec::new();
-        self.each_part(&parts, range, &mut |part| {
-            lists.push(part.label_names(matchers, range.start, range.end));
-        });
-        Ok(merge_sorted(lists))
+        Ok(self.with_parts(&parts, |all| query::label_names(all, matchers, range)))
     }
 
     /// The values of `name` over the series [`Storage::label_names`] reads,
@@ -667,22 +626,14 @@ impl Storage for Tsdb {
         range: TimeRange,
     ) -> Result<Vec<String>, QueryError> {
         let parts = self.state.read();
-        let mut lists = Vec::new();
-        self.each_part(&parts, range, &mut |part| {
-            lists.push(part.label_values(name, matchers, range.start, range.end));
-        });
-        Ok(merge_sorted(lists))
+        Ok(self.with_parts(&parts, |all| {
+            query::label_values(all, name, matchers, range)
+        }))
     }
 
     fn series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>, QueryError> {
         let parts = self.state.read();
-        let mut v: Vec<Labels> = self
-            .select(&parts, matchers, range)
-            .iter()
-            .map(|s| s.labels().clone())
-            .collect();
-        v.sort();
-        Ok(v)
+        Ok(self.with_parts(&parts, |all| query::series(all, matchers, range)))
     }
 
     fn profile_types(
@@ -691,12 +642,7 @@ impl Storage for Tsdb {
         range: TimeRange,
     ) -> Result<Vec<ProfileType>, QueryError> {
         let parts = self.state.read();
-        let types: BTreeSet<ProfileType> = self
-            .select(&parts, matchers, range)
-            .iter()
-            .map(|s| s.profile_type().clone())
-            .collect();
-        Ok(types.into_iter().collect())
+        Ok(self.with_parts(&parts, |all| query::profile_types(all, matchers, range)))
     }
 
     fn query_range(
@@ -705,24 +651,8 @@ impl Storage for Tsdb {
         range: TimeRange,
         step: Option<i64>,
     ) -> Result<Vec<SeriesPoints>, QueryError> {
-        check_step(step)?;
         let parts = self.state.read();
-        let mut out = Vec::new();
-        for s in self.select(&parts, matchers, range) {
-            let points = s.totals(range.start, range.end);
-            let points = match step {
-                Some(step) => bucket_points(&points, range, step),
-                None => points,
-            };
-            if !points.is_empty() {
-                out.push(SeriesPoints {
-                    labels: s.labels().clone(),
-                    points,
-                });
-            }
-        }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(out)
+        self.with_parts(&parts, |all| query::query_range(all, matchers, range, step))
     }
 }
 

@@ -1,0 +1,557 @@
+//! The querier: a stateless node that answers the engine's queries over
+//! the blocks in a bucket (what ingesters shipped; see
+//! [`crate::tsdb::ship`]).
+//!
+//! [`Querier`] implements [`Storage`] with the time-series backend's own
+//! read code ([`crate::tsdb::query`]) over remote blocks: each is opened
+//! as a [`Block`] whose bytes come from the bucket in ranges through a
+//! bounded disk cache ([`cache`]). A block's index (labels, postings) is
+//! kept in memory once opened, its symbols once a query needed them.
+//! Writes are refused ([`IngestError::ReadOnly`]).
+//!
+//! # The block list
+//! [`Querier::sync`] lists `blocks/*/meta.json`, opens the blocks it has not
+//! seen, forgets those gone from the bucket, and ignores every block whose
+//! id is among another block's `sources` (a compaction's or a late
+//! rewrite's replacement holds all its profiles). A block whose descriptor
+//! or file is unreadable is logged, counted and left out until a later
+//! sync reads it. The background thread syncs every `sync_interval`.
+//!
+//! # Invariants
+//! - A query reads the block list as of one sync: it never sees a
+//!   replacement and the block it replaces together.
+//! - A listed block's file matches its descriptor (size and index CRC32).
+
+pub mod cache;
+
+use crate::bucket::{Bucket, BucketError};
+use crate::engine::{
+    IngestStats, Limits, Partial, Pick, QueryError, RefreshMetrics, SeriesPoints, Storage,
+    TimeRange,
+};
+use crate::ingest::{IngestError, IngestRequest, IngestSummary};
+use crate::model::{Labels, Matcher, ProfileType, StorageError};
+use crate::tsdb::block::{Block, BlockSource};
+use crate::tsdb::query;
+use crate::tsdb::reader::BlockReader;
+use crate::tsdb::ship::{Descriptor, BLOCKS, DESCRIPTOR};
+use cache::RangeCache;
+use parking_lot::{Condvar, Mutex, RwLock};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default bound of the disk cache: 1 GiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 1 << 30;
+/// Default time between two listings of the bucket.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Errors of opening a querier.
+#[derive(Debug, thiserror::Error)]
+pub enum QuerierError {
+    /// The cache directory cannot be prepared.
+    #[error("cache directory {path}: {source}")]
+    Cache {
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The bucket failed.
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
+}
+
+/// How a querier reads.
+#[derive(Debug, Clone)]
+pub struct QuerierConfig {
+    /// The bucket.
+    pub bucket: Arc<Bucket>,
+    /// Where block ranges are cached (`None`: not cached).
+    pub cache_dir: Option<PathBuf>,
+    /// Most bytes the cache holds.
+    pub cache_bytes: u64,
+    /// The limits (only the decode and label limits of queries apply).
+    pub limits: Limits,
+    /// Time between two listings of the bucket by the background thread.
+    pub sync_interval: Duration,
+}
+
+/// A block in the bucket, read in ranges through the cache.
+#[derive(Debug)]
+struct Remote {
+    bucket: Arc<Bucket>,
+    id: String,
+    key: String,
+    len: u64,
+    cache: Arc<RangeCache>,
+}
+
+impl BlockSource for Remote {
+    fn size(&self) -> std::io::Result<u64> {
+        Ok(self.len)
+    }
+    fn read_at(&self, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        if let Some(b) = self.cache.get(&self.id, offset, len) {
+            return Ok(b);
+        }
+        let b = self
+            .bucket
+            .get_range(&self.key, offset, len)
+            .map_err(std::io::Error::other)?;
+        if b.len() as u64 != len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{} bytes at {offset}, want {len}", b.len()),
+            ));
+        }
+        self.cache.put(&self.id, offset, &b);
+        Ok(b)
+    }
+}
+
+/// A listed block.
+#[derive(Debug, Clone)]
+struct Listed {
+    descriptor: Descriptor,
+    block: Arc<Block>,
+}
+
+/// What one sync found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Blocks listed for queries after it.
+    pub blocks: usize,
+    /// Blocks opened by it.
+    pub opened: usize,
+    /// Blocks ignored because another block replaces them.
+    pub replaced: usize,
+    /// Blocks left out because their descriptor or file is unreadable.
+    pub unreadable: usize,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    syncs: AtomicU64,
+    sync_failures: AtomicU64,
+    unreadable: AtomicU64,
+}
+
+/// The querier (see the module docs).
+#[derive(Debug)]
+pub struct Querier {
+    config: QuerierConfig,
+    cache: Arc<RangeCache>,
+    /// The blocks queries read, sorted by time, as of the last sync.
+    blocks: RwLock<Arc<Vec<Listed>>>,
+    /// Set after the first successful sync.
+    synced: AtomicBool,
+    /// One sync at a time.
+    syncing: Mutex<()>,
+    counters: Counters,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn read_only() -> IngestError {
+    IngestError::ReadOnly(
+        "this node is a querier: send profiles to an ingester (`profstore serve`)".into(),
+    )
+}
+
+impl Querier {
+    /// A querier over `config.bucket`; nothing is read before the first
+    /// sync (by [`Querier::sync`], the background thread, or the first
+    /// query).
+    pub fn open(config: QuerierConfig) -> Result<Querier, QuerierError> {
+        let cache =
+            RangeCache::new(config.cache_dir.clone(), config.cache_bytes).map_err(|source| {
+                QuerierError::Cache {
+                    path: config.cache_dir.clone().unwrap_or_default(),
+                    source,
+                }
+            })?;
+        Ok(Querier {
+            config,
+            cache: Arc::new(cache),
+            blocks: RwLock::new(Arc::new(Vec::new())),
+            synced: AtomicBool::new(false),
+            syncing: Mutex::new(()),
+            counters: Counters::default(),
+            stop: Arc::new((Mutex::new(false), Condvar::new())),
+            thread: Mutex::new(None),
+        })
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &Arc<Bucket> {
+        &self.config.bucket
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &RangeCache {
+        &self.cache
+    }
+
+    /// The descriptors of the blocks queries read now, by time.
+    pub fn blocks(&self) -> Vec<Descriptor> {
+        self.blocks
+            .read()
+            .iter()
+            .map(|l| l.descriptor.clone())
+            .collect()
+    }
+
+    /// Lists the bucket and updates the blocks queries read (see the module
+    /// docs). A failed listing keeps the previous list.
+    pub fn sync(&self) -> Result<SyncStats, BucketError> {
+        let _one = self.syncing.lock();
+        let listing = self.config.bucket.list(BLOCKS).inspect_err(|_| {
+            self.counters.sync_failures.fetch_add(1, Relaxed);
+        })?;
+        let ids: BTreeSet<String> = listing
+            .iter()
+            .filter_map(|l| {
+                let rest = l.key.strip_prefix(BLOCKS)?.strip_prefix('/')?;
+                let id = rest.strip_suffix(DESCRIPTOR)?.strip_suffix('/')?;
+                (!id.is_empty() && !id.contains('/')).then(|| id.to_string())
+            })
+            .collect();
+        let known: BTreeMap<String, Listed> = self
+            .blocks
+            .read()
+            .iter()
+            .map(|l| (l.descriptor.id.clone(), l.clone()))
+            .collect();
+        let mut stats = SyncStats::default();
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(l) = known.get(&id) {
+                found.push(l.clone());
+                continue;
+            }
+            match self.open_block(&id) {
+                Ok(Some(l)) => {
+                    stats.opened += 1;
+                    found.push(l);
+                }
+                // Deleted since the listing (replaced).
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(block = %id, "block left out: {e}");
+                    stats.unreadable += 1;
+                    self.counters.unreadable.fetch_add(1, Relaxed);
+                }
+            }
+        }
+        let covered: BTreeSet<&str> = found
+            .iter()
+            .flat_map(|l| {
+                let own = l.descriptor.id.as_str();
+                l.descriptor
+                    .sources
+                    .iter()
+                    .map(String::as_str)
+                    .filter(move |s| *s != own)
+            })
+            .collect();
+        let (replaced, mut live): (Vec<Listed>, Vec<Listed>) = found
+            .iter()
+            .cloned()
+            .partition(|l| covered.contains(l.descriptor.id.as_str()));
+        stats.replaced = replaced.len();
+        live.sort_by(|a, b| {
+            (a.descriptor.min_time, &a.descriptor.id)
+                .cmp(&(b.descriptor.min_time, &b.descriptor.id))
+        });
+        stats.blocks = live.len();
+        *self.blocks.write() = Arc::new(live);
+        self.synced.store(true, Relaxed);
+        self.counters.syncs.fetch_add(1, Relaxed);
+        Ok(stats)
+    }
+
+    /// Reads block `id`'s descriptor and opens the block; `None` when the
+    /// descriptor is gone.
+    fn open_block(&self, id: &str) -> Result<Option<Listed>, String> {
+        let bucket = &self.config.bucket;
+        let bytes = match bucket.get(&format!("{BLOCKS}/{id}/{DESCRIPTOR}")) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let d = Descriptor::parse(&bytes).map_err(|e| format!("descriptor: {e}"))?;
+        if d.id != id {
+            return Err(format!("its descriptor names block {}", d.id));
+        }
+        let key = d.block_key();
+        let source = Remote {
+            bucket: Arc::clone(bucket),
+            id: id.to_string(),
+            key: key.clone(),
+            len: d.bytes,
+            cache: Arc::clone(&self.cache),
+        };
+        let name = PathBuf::from(format!("{}/{key}", bucket.url()));
+        let block = Block::open_source(&name, Box::new(source)).map_err(|e| e.to_string())?;
+        if block.fingerprint() != (d.bytes, d.index_crc32)
+            || (block.min_time(), block.max_time()) != (d.min_time, d.max_time)
+        {
+            return Err("the block file does not match its descriptor".into());
+        }
+        Ok(Some(Listed {
+            descriptor: d,
+            block: Arc::new(block),
+        }))
+    }
+
+    /// The blocks a query reads: the last sync's (the first query of a
+    /// querier that never synced syncs first).
+    fn parts(&self) -> Result<Arc<Vec<Listed>>, QueryError> {
+        if !self.synced.load(Relaxed) {
+            self.sync()
+                .map_err(|e| QueryError::Storage(StorageError::new("bucket", e)))?;
+        }
+        Ok(Arc::clone(&self.blocks.read()))
+    }
+
+    fn with_parts<R>(&self, f: impl FnOnce(&[&dyn BlockReader]) -> R) -> Result<R, QueryError> {
+        let listed = self.parts()?;
+        let all: Vec<&dyn BlockReader> = listed
+            .iter()
+            .map(|l| &l.block as &dyn BlockReader)
+            .collect();
+        Ok(f(&all))
+    }
+}
+
+/// The querier's metrics.
+struct QuerierMetrics {
+    blocks: Gauge,
+    cache_bytes: Gauge,
+    bucket_bytes_read: Counter,
+    bucket_requests: Counter,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    syncs: Counter,
+    sync_failures: Counter,
+    unreadable: Counter,
+}
+
+impl QuerierMetrics {
+    fn register(r: &mut Registry) -> QuerierMetrics {
+        let m = QuerierMetrics {
+            blocks: Gauge::default(),
+            cache_bytes: Gauge::default(),
+            bucket_bytes_read: Counter::default(),
+            bucket_requests: Counter::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            syncs: Counter::default(),
+            sync_failures: Counter::default(),
+            unreadable: Counter::default(),
+        };
+        r.register(
+            "querier_blocks",
+            "Bucket blocks queries read",
+            m.blocks.clone(),
+        );
+        r.register(
+            "querier_cache_bytes",
+            "Bytes in the querier's disk cache of block ranges",
+            m.cache_bytes.clone(),
+        );
+        r.register(
+            "bucket_read_bytes",
+            "Bytes read from the bucket",
+            m.bucket_bytes_read.clone(),
+        );
+        r.register(
+            "bucket_requests",
+            "Requests to the bucket",
+            m.bucket_requests.clone(),
+        );
+        r.register(
+            "querier_cache_hits",
+            "Block ranges read from the disk cache",
+            m.cache_hits.clone(),
+        );
+        r.register(
+            "querier_cache_misses",
+            "Block ranges read from the bucket",
+            m.cache_misses.clone(),
+        );
+        r.register("querier_syncs", "Listings of the bucket", m.syncs.clone());
+        r.register(
+            "querier_sync_failures",
+            "Listings of the bucket that failed",
+            m.sync_failures.clone(),
+        );
+        r.register(
+            "querier_unreadable_blocks",
+            "Blocks left out of a sync because they could not be read",
+            m.unreadable.clone(),
+        );
+        m
+    }
+
+    fn refresh(&self, q: &Querier) {
+        self.blocks.set(q.blocks.read().len() as i64);
+        self.cache_bytes.set(q.cache.bytes() as i64);
+        let b = q.config.bucket.stats();
+        let c = q.cache.stats();
+        for (counter, v) in [
+            (&self.bucket_bytes_read, b.bytes_read.load(Relaxed)),
+            (&self.bucket_requests, b.requests.load(Relaxed)),
+            (&self.cache_hits, c.hits.load(Relaxed)),
+            (&self.cache_misses, c.misses.load(Relaxed)),
+            (&self.syncs, q.counters.syncs.load(Relaxed)),
+            (&self.sync_failures, q.counters.sync_failures.load(Relaxed)),
+            (&self.unreadable, q.counters.unreadable.load(Relaxed)),
+        ] {
+            counter.inner().store(v, Relaxed);
+        }
+    }
+}
+
+impl Storage for Querier {
+    fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    fn ingest_raw(
+        &self,
+        _req: &IngestRequest,
+        _raw: Option<&[u8]>,
+    ) -> Result<IngestSummary, IngestError> {
+        Err(read_only())
+    }
+
+    fn ingest_bytes(
+        &self,
+        _body: &[u8],
+        _name: Option<String>,
+        _labels: Labels,
+        _received_at_ms: i64,
+    ) -> Result<IngestSummary, IngestError> {
+        Err(read_only())
+    }
+
+    fn ingest_stats(&self) -> IngestStats {
+        IngestStats::default()
+    }
+
+    /// Series in the listed blocks (a series in several blocks counts in
+    /// each).
+    fn num_series(&self) -> usize {
+        self.blocks
+            .read()
+            .iter()
+            .map(|l| l.block.num_series())
+            .sum()
+    }
+
+    fn label_names(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Vec<String>, QueryError> {
+        self.with_parts(|all| query::label_names(all, matchers, range))
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Vec<String>, QueryError> {
+        self.with_parts(|all| query::label_values(all, name, matchers, range))
+    }
+
+    fn series(&self, matchers: &[Matcher], range: TimeRange) -> Result<Vec<Labels>, QueryError> {
+        self.with_parts(|all| query::series(all, matchers, range))
+    }
+
+    fn profile_types(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Vec<ProfileType>, QueryError> {
+        self.with_parts(|all| query::profile_types(all, matchers, range))
+    }
+
+    fn query_range(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+        step: Option<i64>,
+    ) -> Result<Vec<SeriesPoints>, QueryError> {
+        self.with_parts(|all| query::query_range(all, matchers, range, step))?
+    }
+
+    fn partial(&self, matchers: &[Matcher], pick: Pick) -> Result<Partial, QueryError> {
+        self.with_parts(|all| query::partial(all, matchers, pick))?
+    }
+
+    fn register_metrics(self: Arc<Self>, registry: &mut Registry) -> RefreshMetrics {
+        let m = QuerierMetrics::register(registry);
+        Box::new(move || m.refresh(&self))
+    }
+
+    /// Starts the thread that syncs the block list every `sync_interval`
+    /// (the first at once).
+    fn start_background(self: Arc<Self>) -> Result<(), StorageError> {
+        let mut slot = self.thread.lock();
+        if slot.is_some() {
+            return Ok(());
+        }
+        let me = Arc::clone(&self);
+        let stop = Arc::clone(&self.stop);
+        let t = std::thread::Builder::new()
+            .name("querier-sync".into())
+            .spawn(move || loop {
+                match me.sync() {
+                    Ok(s) => tracing::debug!(
+                        blocks = s.blocks,
+                        opened = s.opened,
+                        replaced = s.replaced,
+                        unreadable = s.unreadable,
+                        "bucket synced"
+                    ),
+                    Err(e) => tracing::warn!("bucket sync failed: {e}"),
+                }
+                let (flag, cv) = &*stop;
+                let mut stopped = flag.lock();
+                if !*stopped {
+                    cv.wait_for(&mut stopped, me.config.sync_interval);
+                }
+                if *stopped {
+                    return;
+                }
+            })
+            .map_err(|e| StorageError::new("querier", e))?;
+        *slot = Some(t);
+        Ok(())
+    }
+
+    fn close(&self) -> Result<(), StorageError> {
+        let Some(t) = self.thread.lock().take() else {
+            return Ok(());
+        };
+        let (flag, cv) = &*self.stop;
+        *flag.lock() = true;
+        cv.notify_all();
+        t.join()
+            .map_err(|_| StorageError::new("querier", "the sync thread panicked"))
+    }
+}
+
+/// The default cache directory of a querier whose flags name none.
+pub fn default_cache_dir() -> &'static Path {
+    Path::new("./querier-cache")
+}

@@ -1,0 +1,194 @@
+//! Queries over a list of parts: the one implementation of the engine's
+//! read methods, shared by [`crate::tsdb::Tsdb`] (its blocks, late heads
+//! and head) and a querier (the blocks of a bucket).
+//!
+//! Each function takes the parts a query may read, in the order their
+//! stacks should resolve (blocks first: their own symbols; the head last:
+//! the meta store), selects with [`BlockReader::select_series`], and joins
+//! the pieces of one series (same labels) into a [`SeriesGroup`].
+//!
+//! # Invariants
+//! - A function reads only the parts that overlap its range.
+//! - Answers are sorted as the engine's contracts say (labels, names,
+//!   values, profile types), whatever the order of the parts.
+
+use crate::engine::{
+    bucket_points, check_step, Partial, Pick, QueryError, SeriesPoints, TimeRange,
+};
+use crate::model::{Labels, Matcher, ProfileType, Resolver, SymbolSource};
+use crate::tsdb::index::labels::merge_sorted;
+use crate::tsdb::reader::{BlockReader, SeriesGroup, SeriesReader};
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// The series matching `matchers` with a profile in `range`, each
+/// assembled from its pieces in `parts`, sorted by labels; `used` is
+/// called with each part that holds a piece of a selected series.
+pub fn select(
+    parts: &[&dyn BlockReader],
+    matchers: &[Matcher],
+    range: TimeRange,
+    used: &mut dyn FnMut(&dyn BlockReader),
+) -> Vec<SeriesGroup> {
+    let mut groups: BTreeMap<Labels, Vec<Arc<dyn SeriesReader>>> = BTreeMap::new();
+    for part in parts.iter().filter(|p| p.overlaps(range.start, range.end)) {
+        let series = part.select_series(matchers, range.start, range.end);
+        if !series.is_empty() {
+            used(*part);
+        }
+        for s in series {
+            groups.entry(s.labels().clone()).or_default().push(s);
+        }
+    }
+    groups
+        .into_values()
+        .map(|parts| SeriesGroup { parts })
+        .collect()
+}
+
+/// [`crate::engine::Storage::partial`]: the partial result of `pick` over
+/// the series matching `matchers`. Stacks resolve from the symbols of the
+/// parts the series were read from, in the parts' order.
+pub fn partial(
+    parts: &[&dyn BlockReader],
+    matchers: &[Matcher],
+    pick: Pick,
+) -> Result<Partial, QueryError> {
+    let mut symbols = Vec::new();
+    let mut failed = None;
+    let series = select(
+        parts,
+        matchers,
+        pick.range(),
+        &mut |part| match part.symbols() {
+            Ok(s) => symbols.push(s),
+            Err(e) => failed = Some(e),
+        },
+    );
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let mut out = Partial {
+        types: series.iter().map(|s| s.profile_type().clone()).collect(),
+        ..Partial::default()
+    };
+    if out.types.len() > 1 {
+        // The query is an error: reading more would be wasted.
+        return Ok(out);
+    }
+    for s in &series {
+        let (start, end) = match pick {
+            Pick::All(r) => (r.start, r.end),
+            Pick::First(r) => match s.first_in(r.start, r.end) {
+                Some(ts) => (ts, ts),
+                None => continue,
+            },
+        };
+        let mut sums = FxHashMap::default();
+        let st = s.merge_into(start, end, &mut sums);
+        let mut origin = s.labels().clone();
+        for (name, _) in s.pprof_labels() {
+            origin.remove(name);
+        }
+        let mut pprof = s.pprof_label_values();
+        pprof.sort();
+        let latest = st.reads.iter().map(|r| r.0).max().map(|ts| (ts, st.period));
+        out.add_series(
+            s.labels(),
+            origin.stable_hash(),
+            pprof,
+            sums,
+            &st.reads,
+            latest,
+        );
+    }
+    let sources: Vec<&dyn SymbolSource> = symbols
+        .iter()
+        .map(|s| s.as_ref() as &dyn SymbolSource)
+        .collect();
+    let mut resolver = Resolver::new(sources);
+    for id in out.stack_ids() {
+        out.stacks.insert(id, resolver.stack(id)?);
+    }
+    Ok(out)
+}
+
+/// [`crate::engine::Storage::label_names`]: the union of each part's
+/// answer ([`BlockReader::label_names`]).
+pub fn label_names(
+    parts: &[&dyn BlockReader],
+    matchers: &[Matcher],
+    range: TimeRange,
+) -> Vec<String> {
+    let lists = parts
+        .iter()
+        .filter(|p| p.overlaps(range.start, range.end))
+        .map(|p| p.label_names(matchers, range.start, range.end))
+        .collect();
+    merge_sorted(lists)
+}
+
+/// [`crate::engine::Storage::label_values`], part by part as
+/// [`label_names`].
+pub fn label_values(
+    parts: &[&dyn BlockReader],
+    name: &str,
+    matchers: &[Matcher],
+    range: TimeRange,
+) -> Vec<String> {
+    let lists = parts
+        .iter()
+        .filter(|p| p.overlaps(range.start, range.end))
+        .map(|p| p.label_values(name, matchers, range.start, range.end))
+        .collect();
+    merge_sorted(lists)
+}
+
+/// [`crate::engine::Storage::series`].
+pub fn series(parts: &[&dyn BlockReader], matchers: &[Matcher], range: TimeRange) -> Vec<Labels> {
+    // `select` returns them sorted by labels, each once.
+    select(parts, matchers, range, &mut |_| {})
+        .iter()
+        .map(|s| s.labels().clone())
+        .collect()
+}
+
+/// [`crate::engine::Storage::profile_types`].
+pub fn profile_types(
+    parts: &[&dyn BlockReader],
+    matchers: &[Matcher],
+    range: TimeRange,
+) -> Vec<ProfileType> {
+    let types: BTreeSet<ProfileType> = select(parts, matchers, range, &mut |_| {})
+        .iter()
+        .map(|s| s.profile_type().clone())
+        .collect();
+    types.into_iter().collect()
+}
+
+/// [`crate::engine::Storage::query_range`].
+pub fn query_range(
+    parts: &[&dyn BlockReader],
+    matchers: &[Matcher],
+    range: TimeRange,
+    step: Option<i64>,
+) -> Result<Vec<SeriesPoints>, QueryError> {
+    check_step(step)?;
+    let mut out = Vec::new();
+    for s in select(parts, matchers, range, &mut |_| {}) {
+        let points = s.totals(range.start, range.end);
+        let points = match step {
+            Some(step) => bucket_points(&points, range, step),
+            None => points,
+        };
+        if !points.is_empty() {
+            out.push(SeriesPoints {
+                labels: s.labels().clone(),
+                points,
+            });
+        }
+    }
+    // `select`'s groups are in label order already.
+    Ok(out)
+}

@@ -1,0 +1,399 @@
+//! Blocks in a bucket: an ingester (`Tsdb` with a shipper) uploads the
+//! blocks it cuts and compacts, and a querier answers from the bucket
+//! alone exactly as the ingester does; replaced blocks are never read; a
+//! bucket that cannot be reached keeps the WAL segments and the blocks it
+//! has not taken, and a restart catches up.
+
+mod common;
+
+use profstore::bucket::{Bucket, BucketOptions};
+use profstore::engine::{Limits, Storage, TimeRange};
+use profstore::ingest::{Clock, IngestRequest, TimePolicy};
+use profstore::model::labels::Labels;
+use profstore::model::parse_selector;
+use profstore::pprof::{decode, DecodeLimits};
+use profstore::querier::{Querier, QuerierConfig};
+use profstore::tsdb::ship::{BLOCKS, DESCRIPTOR};
+use profstore::tsdb::{ShipTo, Tsdb, TsdbConfig};
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+use std::sync::Arc;
+
+const MINUTE: i64 = 60_000;
+const T0: i64 = 1_700_000_000_000;
+
+fn limits(now: &Arc<AtomicI64>) -> Limits {
+    Limits {
+        time: TimePolicy {
+            max_future_ms: 100 * 365 * 86_400_000,
+            retention_ms: None,
+            clock: Clock::manual(Arc::clone(now)),
+        },
+        ..Limits::default()
+    }
+}
+
+/// An ingester in `dir` shipping to `bucket`, 10-minute blocks.
+fn ingester(dir: &Path, bucket: &Arc<Bucket>, now: &Arc<AtomicI64>) -> Tsdb {
+    Tsdb::open(TsdbConfig {
+        data_dir: Some(dir.to_path_buf()),
+        block_duration_ms: 10 * MINUTE,
+        limits: limits(now),
+        min_free_bytes: 0,
+        ship: Some(ShipTo {
+            bucket: Arc::clone(bucket),
+            external_labels: [("replica".to_string(), "a".to_string())].into(),
+        }),
+        ..TsdbConfig::default()
+    })
+    .unwrap()
+}
+
+fn querier(bucket: &Arc<Bucket>, cache: &Path) -> Querier {
+    Querier::open(QuerierConfig {
+        bucket: Arc::clone(bucket),
+        cache_dir: Some(cache.to_path_buf()),
+        cache_bytes: 64 << 20,
+        limits: Limits::default(),
+        sync_interval: std::time::Duration::from_secs(3600),
+    })
+    .unwrap()
+}
+
+/// Real profiles: 2 instances × (CPU, heap), one every 10 s for
+/// `minutes` from `from`.
+fn requests(from: i64, minutes: i64) -> Vec<IngestRequest> {
+    let load = |name: &str| {
+        let bytes = std::fs::read(common::testdata_dir().join(name)).unwrap();
+        decode(&bytes, &DecodeLimits::default()).unwrap()
+    };
+    let files = [
+        ("cpu", load("parca/fib.pb.gz")),
+        ("heap", load("dd-trace-go/heap.pprof")),
+    ];
+    let mut out = Vec::new();
+    for step in 0..minutes * 6 {
+        for inst in 0..2 {
+            for (job, base) in &files {
+                let t = from + step * 10_000 + inst * 7;
+                let mut p = base.clone();
+                p.time_nanos = t * 1_000_000;
+                let k = (step + inst) as usize;
+                let mut i = 0;
+                p.sample.retain(|_| {
+                    i += 1;
+                    (i + k) % 3 != 0
+                });
+                out.push(IngestRequest {
+                    name: None,
+                    labels: Labels::from_pairs([
+                        ("job", job.to_string()),
+                        ("instance", format!("host-{inst}")),
+                    ]),
+                    delta: None,
+                    profile: p,
+                    received_at_ms: t,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn fill(store: &Tsdb, now: &AtomicI64, reqs: &[IngestRequest]) {
+    for r in reqs {
+        now.fetch_max(r.received_at_ms, Relaxed);
+        store.ingest(r.clone()).unwrap();
+    }
+}
+
+/// Every query kind over ranges that cross block edges, as one string.
+fn answers(s: &dyn Storage) -> String {
+    let mut out = String::new();
+    for r in [
+        TimeRange::new(T0 - MINUTE, T0 + 60 * MINUTE).unwrap(),
+        TimeRange::new(T0 + 8 * MINUTE, T0 + 13 * MINUTE).unwrap(),
+    ] {
+        out += &format!("names {:?}\n", s.label_names(&[], r).unwrap());
+        out += &format!("values {:?}\n", s.label_values("instance", &[], r).unwrap());
+        out += &format!("series {:?}\n", s.series(&[], r).unwrap());
+        out += &format!("types {:?}\n", s.profile_types(&[], r).unwrap());
+        for sel in [
+            r#"{__name__=~"process_cpu:cpu:.*", instance="host-1"}"#,
+            r#"{__name__=~"memory:alloc_space.*"}"#,
+        ] {
+            let m = parse_selector(sel).unwrap();
+            out += &format!(
+                "range {sel} {:?}\n",
+                s.query_range(&m, r, Some(MINUTE)).unwrap()
+            );
+            let merged = s.merge(&m, r).unwrap();
+            let mut totals: Vec<_> = merged
+                .samples
+                .iter()
+                .map(|x| (format!("{:?} {:?}", x.stack, x.labels), x.value))
+                .collect();
+            totals.sort();
+            out += &format!("merge {sel} {} {:?}\n", totals.len(), totals);
+        }
+    }
+    out
+}
+
+fn ship_all(store: &Tsdb) {
+    store.cut_all().unwrap();
+    store.shipper().unwrap().ship_pending().unwrap();
+}
+
+fn descriptors(bucket: &Bucket) -> Vec<String> {
+    let mut v: Vec<String> = bucket
+        .list(BLOCKS)
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.key.ends_with(DESCRIPTOR))
+        .map(|l| l.key)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_querier_answers_from_the_bucket_as_the_ingester_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(T0));
+    let bucket = Arc::new(
+        Bucket::open(
+            &format!("file://{}/bucket", dir.path().display()),
+            &BucketOptions::default(),
+        )
+        .unwrap(),
+    );
+    let store = ingester(&dir.path().join("ingester"), &bucket, &now);
+    fill(&store, &now, &requests(T0, 25));
+    ship_all(&store);
+    assert!(store.blocks().len() >= 3, "{:?}", store.blocks().len());
+    assert_eq!(descriptors(&bucket).len(), store.blocks().len());
+    let expected = answers(&store);
+    assert!(expected.contains("host-1") && expected.contains("fib"));
+
+    let q = querier(&bucket, &dir.path().join("cache"));
+    let s = q.sync().unwrap();
+    assert_eq!(
+        (s.blocks, s.opened, s.replaced),
+        (store.blocks().len(), s.blocks, 0)
+    );
+    assert_eq!(answers(&q), expected);
+    // A repeated query reads the bucket no more: the cache has every range.
+    let read = q.bucket().stats().bytes_read.load(Relaxed);
+    assert_eq!(answers(&q), expected);
+    assert_eq!(q.bucket().stats().bytes_read.load(Relaxed), read);
+    assert!(q.cache().stats().hits.load(Relaxed) > 0);
+
+    // Late profiles rewrite a shipped block: the replacement is shipped and
+    // the block it replaces deleted from the bucket.
+    let late: Vec<IngestRequest> = requests(T0 + 3 * MINUTE + 3, 1);
+    let blocks_before = descriptors(&bucket);
+    for r in &late {
+        store.ingest(r.clone()).unwrap();
+    }
+    ship_all(&store);
+    let expected = answers(&store);
+    let after = descriptors(&bucket);
+    assert_eq!(after.len(), blocks_before.len());
+    assert_ne!(after, blocks_before);
+    let s = q.sync().unwrap();
+    assert_eq!((s.opened, s.replaced), (1, 0));
+    assert_eq!(answers(&q), expected);
+
+    // A fresh querier with an empty cache gives the same answers.
+    let fresh = querier(&bucket, &dir.path().join("cache2"));
+    assert_eq!(answers(&fresh), expected);
+}
+
+#[test]
+fn a_replaced_block_left_in_the_bucket_is_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(T0));
+    let bucket = Arc::new(Bucket::memory());
+    let store = ingester(dir.path(), &bucket, &now);
+    fill(&store, &now, &requests(T0, 15));
+    ship_all(&store);
+    // What a crash between committing a replacement and deleting the block
+    // it replaces leaves: both in the bucket.
+    let old: Vec<(String, Vec<u8>)> = bucket
+        .list(BLOCKS)
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.key.clone(), bucket.get(&l.key).unwrap()))
+        .collect();
+    for r in requests(T0 + 2 * MINUTE + 1, 1) {
+        store.ingest(r).unwrap();
+    }
+    ship_all(&store);
+    for (k, v) in old {
+        bucket.put(&k, v).unwrap();
+    }
+    assert_eq!(descriptors(&bucket).len(), store.blocks().len() + 1);
+    let q = querier(&bucket, &dir.path().join("cache"));
+    let s = q.sync().unwrap();
+    assert_eq!((s.blocks, s.replaced), (store.blocks().len(), 1));
+    assert_eq!(answers(&q), answers(&store));
+}
+
+fn wal_segments(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("wal")).unwrap().count()
+}
+
+#[test]
+fn an_unreachable_bucket_keeps_the_wal_and_a_restart_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(T0));
+    let down = Arc::new(
+        Bucket::open(
+            "s3://profiles",
+            &BucketOptions {
+                endpoint: Some("http://127.0.0.1:9".into()),
+                region: Some("us-east-1".into()),
+                max_retries: Some(0),
+            },
+        )
+        .unwrap(),
+    );
+    let store = ingester(dir.path(), &down, &now);
+    fill(&store, &now, &requests(T0, 25));
+    store.cut_all().unwrap();
+    let shipper = store.shipper().unwrap();
+    assert!(shipper.ship_pending().is_err());
+    assert_eq!(shipper.num_pending(), store.blocks().len());
+    // Cut again with later profiles: nothing shipped, so no segment goes.
+    let segments = wal_segments(dir.path());
+    fill(&store, &now, &requests(T0 + 30 * MINUTE, 1));
+    store.cut_all().unwrap();
+    assert!(wal_segments(dir.path()) > segments, "segments deleted");
+    let expected = answers(&store);
+    store.close().unwrap();
+    drop(store);
+
+    // Back with a bucket that answers: every block is shipped, and the
+    // next cut deletes the segments.
+    let bucket = Arc::new(Bucket::memory());
+    let store = ingester(dir.path(), &bucket, &now);
+    assert_eq!(store.recovery().failed, 0);
+    let shipped = store.shipper().unwrap().ship_pending().unwrap();
+    assert_eq!(shipped, store.blocks().len());
+    fill(&store, &now, &requests(T0 + 40 * MINUTE, 1));
+    store.cut_all().unwrap();
+    assert!(
+        wal_segments(dir.path()) <= 2,
+        "{}",
+        wal_segments(dir.path())
+    );
+    let q = querier(&bucket, &dir.path().join("cache"));
+    q.sync().unwrap();
+    assert_eq!(answers(&q), expected);
+}
+
+/// The real binaries: `profstore serve --bucket file://…` cuts blocks by
+/// the wall clock and ships them; `profstore querier` over the same bucket
+/// answers the HTTP API as the ingester does, and refuses writes.
+#[test]
+fn the_daemons_ship_and_query_through_a_file_bucket() {
+    use common::daemon::{qs, Server};
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/bucket", dir.path().display());
+    let srv = Server::start(&[
+        "--bucket",
+        &url,
+        "--external-label",
+        "replica=a",
+        "--block-duration",
+        "2s",
+    ]);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Stamped well before now: their 2 s ranges are due at once, so each
+    // write wakes a cut, and each cut the shipper.
+    let from = now_ms - 60_000;
+    let mut reqs = requests(from, 1);
+    reqs.truncate(12);
+    for r in &reqs {
+        let labels = format!(
+            "{{job=\"{}\",instance=\"{}\"}}",
+            r.labels.get("job").unwrap(),
+            r.labels.get("instance").unwrap()
+        );
+        let resp = srv.write(&labels, &r.profile.encode_to_vec());
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    let target = format!(
+        "/api/v1/query_range?{}",
+        qs(&[
+            ("query", r#"{__name__=~"process_cpu:cpu:.*"}"#),
+            ("start", &format!("{}", (from - 1000) / 1000)),
+            ("end", &format!("{}", (now_ms + 1000) / 1000)),
+            ("step", "1s"),
+        ])
+    );
+    let expected = srv.data(&target);
+    assert_eq!(expected["result"].as_array().unwrap().len(), 2);
+
+    let cache = dir.path().join("cache");
+    let mut q = std::process::Command::new(env!("CARGO_BIN_EXE_profstore"))
+        .args(["querier", "--listen", "127.0.0.1:0", "--log-level", "warn"])
+        .args(["--bucket", &url, "--sync-interval", "200ms"])
+        .arg("--cache-dir")
+        .arg(&cache)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(q.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let get = |t: &str| common::daemon::http(&addr, "GET", t, None, b"");
+    // Every block is shipped and listed within a few seconds.
+    let mut got = serde_json::Value::Null;
+    for _ in 0..100 {
+        let r = get(&target);
+        if r.status == 200 {
+            got = r.json()["data"].clone();
+            if got == expected {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(got, expected);
+    assert_eq!(
+        get("/api/v1/labels").json()["data"],
+        srv.data("/api/v1/labels")
+    );
+    let w = common::daemon::http(
+        &addr,
+        "POST",
+        &format!("/api/v1/write?{}", qs(&[("labels", "{job=\"x\"}")])),
+        None,
+        &reqs[0].profile.encode_to_vec(),
+    );
+    assert_eq!(w.status, 501, "{}", w.text());
+    let metrics = get("/metrics").text();
+    assert!(metrics.contains("profstore_querier_blocks"), "{metrics}");
+    assert!(srv
+        .get("/metrics")
+        .text()
+        .contains("profstore_blocks_shipped_total"));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(q.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(q.wait().unwrap().success());
+    assert_eq!(srv.terminate(), Some(0));
+}
