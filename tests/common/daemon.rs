@@ -83,7 +83,9 @@ impl Server {
         self.start_again(extra);
     }
 
-    fn start_again(&mut self, extra: &[&str]) {
+    /// Starts the server again on the same data directory (after it
+    /// exited or was killed).
+    pub fn start_again(&mut self, extra: &[&str]) {
         let (child, addr) = spawn(&self.dir.path().join("data"), extra);
         self.child = child;
         self.addr = addr;

@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod daemon;
+pub mod seaweed;
 
 use profstore::pprof::{decode, DecodeLimits};
 use profstore::proto::pprof::Profile;

@@ -1,0 +1,235 @@
+//! profstore on a real distributed object store: a SeaweedFS cluster (see
+//! `common::seaweed`; skipped with a note when `PROFSTORE_WEED` is unset,
+//! except under `CI`). An ingester (`serve --bucket s3://…`) ships the
+//! blocks of a stream of real profiles; then the ingester, a volume server
+//! and an S3 gateway are killed with SIGKILL, and a querier with an empty
+//! cache, through the other gateway, answers every query kind exactly as
+//! the ingester did. The ingester restarted after its crash ships more,
+//! and the querier's answers include it.
+
+mod common;
+
+use common::daemon::{http, qs, Server};
+use profstore::pprof::{decode, DecodeLimits};
+use prost::Message;
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BUCKET: &str = "profiles";
+
+/// Real profiles: 2 instances × (CPU, heap), one every 10 s for a minute,
+/// from `from` ms.
+fn bodies(from: i64) -> Vec<(String, Vec<u8>)> {
+    let load = |name: &str| {
+        let bytes = std::fs::read(common::testdata_dir().join(name)).unwrap();
+        decode(&bytes, &DecodeLimits::default()).unwrap()
+    };
+    let files = [
+        ("cpu", load("parca/fib.pb.gz")),
+        ("heap", load("dd-trace-go/heap.pprof")),
+    ];
+    let mut out = Vec::new();
+    for step in 0..3 {
+        for inst in 0..2 {
+            for (job, base) in &files {
+                let mut p = base.clone();
+                p.time_nanos = (from + step * 10_000 + inst * 7) * 1_000_000;
+                let k = (step + inst) as usize;
+                let mut i = 0;
+                p.sample.retain(|_| {
+                    i += 1;
+                    (i + k) % 3 != 0
+                });
+                let labels = format!("{{job=\"{job}\",instance=\"host-{inst}\"}}");
+                out.push((labels, p.encode_to_vec()));
+            }
+        }
+    }
+    out
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Every query kind the tests compare, as one string: label names and
+/// values, series, totals over time, and per-stack totals of merges.
+fn answers(addr: &str, from: i64) -> Option<String> {
+    let (start, end) = (
+        format!("{}", (from - 1000) / 1000),
+        format!("{}", now_ms() / 1000 + 1),
+    );
+    let mut out = String::new();
+    for t in [
+        "/api/v1/labels".to_string(),
+        "/api/v1/label/instance/values".to_string(),
+        format!("/api/v1/series?{}", qs(&[("match[]", "{job=~\".+\"}")])),
+    ] {
+        let r = http(addr, "GET", &t, None, b"");
+        if r.status != 200 {
+            return None;
+        }
+        out += &format!("{t} {}\n", r.json()["data"]);
+    }
+    for sel in [
+        r#"{__name__=~"process_cpu:cpu:.*"}"#,
+        r#"{__name__=~"memory:alloc_space:.*", instance="host-1"}"#,
+    ] {
+        let t = format!(
+            "/api/v1/query_range?{}",
+            qs(&[
+                ("query", sel),
+                ("start", &start),
+                ("end", &end),
+                ("step", "1s")
+            ])
+        );
+        let r = http(addr, "GET", &t, None, b"");
+        if r.status != 200 {
+            return None;
+        }
+        out += &format!("range {sel} {}\n", r.json()["data"]);
+        let t = format!(
+            "/api/v1/profile/merge?{}",
+            qs(&[
+                ("query", sel),
+                ("start", &start),
+                ("end", &end),
+                ("format", "pprof")
+            ])
+        );
+        let r = http(addr, "GET", &t, None, b"");
+        if r.status != 200 {
+            return None;
+        }
+        let p = decode(&r.body, &DecodeLimits::default()).unwrap();
+        let totals: Vec<BTreeMap<_, i64>> = common::totals(&p);
+        out += &format!("merge {sel} {totals:?}\n");
+    }
+    Some(out)
+}
+
+/// Waits until `addr` gives `expected`.
+fn until_equal(addr: &str, from: i64, expected: &str, what: &str) {
+    let start = Instant::now();
+    loop {
+        let got = answers(addr, from);
+        if got.as_deref() == Some(expected) {
+            return;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            assert_eq!(got.as_deref(), Some(expected), "{what}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn querier(endpoint: &str, cache: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_profstore"))
+        .args(["querier", "--listen", "127.0.0.1:0", "--log-level", "warn"])
+        .args(["--bucket", &format!("s3://{BUCKET}/prod")])
+        .args(["--bucket-endpoint", endpoint, "--sync-interval", "250ms"])
+        .arg("--cache-dir")
+        .arg(cache)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
+fn push(srv: &Server, bodies: &[(String, Vec<u8>)]) {
+    for (labels, body) in bodies {
+        let r = srv.write(labels, body);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+}
+
+#[test]
+fn blocks_in_seaweedfs_outlive_the_ingester_a_volume_server_and_a_gateway() {
+    let Some(weed) = common::seaweed::weed() else {
+        return;
+    };
+    let started = Instant::now();
+    let mut cluster = common::seaweed::Cluster::start(weed, BUCKET);
+    eprintln!("SeaweedFS cluster up in {:?}", started.elapsed());
+    // This test binary holds this one test, so setting the environment its
+    // daemons inherit races with nothing.
+    std::env::set_var("AWS_ACCESS_KEY_ID", "profstore");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "profstore");
+    std::env::set_var("AWS_REGION", "us-east-1");
+    let url = format!("s3://{BUCKET}/prod");
+    let ingester_flags = |endpoint: &str| -> Vec<String> {
+        [
+            "--bucket",
+            &url,
+            "--bucket-endpoint",
+            endpoint,
+            "--external-label",
+            "replica=a",
+            "--block-duration",
+            "2s",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let flags = ingester_flags(&cluster.s3[0]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut srv = Server::start(&flags);
+    // Stamped a minute ago: their 2 s blocks are due at once, so every
+    // write wakes a cut and every cut the shipper.
+    let from = now_ms() - 60_000;
+    push(&srv, &bodies(from));
+    let expected = answers(&srv.addr, from).unwrap();
+    assert!(
+        expected.contains("host-1") && !expected.contains("[{}]"),
+        "{expected}"
+    );
+    let cache = cluster.dir.path().join("querier-cache");
+    let (mut q, qaddr) = querier(&cluster.s3[1], &cache);
+    until_equal(&qaddr, from, &expected, &cluster.logs());
+    let shipped_in = started.elapsed();
+
+    // The ingester, a volume server and a gateway crash.
+    assert_eq!(srv.signal_and_wait(libc::SIGKILL), None);
+    cluster.kill("volume0");
+    cluster.kill("s3-0");
+    let _ = q.kill();
+    let _ = q.wait();
+    // A new querier, empty cache, through the surviving gateway: the bucket
+    // alone gives every answer.
+    let (mut q, qaddr) = querier(&cluster.s3[1], &cluster.dir.path().join("cache-2"));
+    until_equal(&qaddr, from, &expected, &cluster.logs());
+
+    // The ingester comes back (through the other gateway), gets more, and
+    // ships it; the querier's answers include it.
+    let flags = ingester_flags(&cluster.s3[1]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    srv.start_again(&flags);
+    push(&srv, &bodies(now_ms() - 30_000));
+    let expected_more = answers(&srv.addr, from).unwrap();
+    assert_ne!(expected_more, expected);
+    until_equal(&qaddr, from, &expected_more, &cluster.logs());
+    let _ = q.kill();
+    let _ = q.wait();
+    assert_eq!(srv.terminate(), Some(0));
+    eprintln!(
+        "cluster test: shipped and queried in {shipped_in:?}, all in {:?}",
+        started.elapsed()
+    );
+}
