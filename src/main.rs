@@ -185,6 +185,12 @@ struct QuerierArgs {
     /// How often the bucket is listed for new blocks.
     #[arg(long, env = "PROFSTORE_SYNC_INTERVAL", default_value = "30s")]
     sync_interval: String,
+    /// The external label that tells replicas apart (e.g. `replica`):
+    /// blocks whose external labels differ only in it are copies of one
+    /// stream, and each profile counts once [default: none, every block
+    /// adds up].
+    #[arg(long, env = "PROFSTORE_DEDUP_LABEL")]
+    dedup_label: Option<String>,
     /// Log filter [default: info].
     #[arg(long, env = "PROFSTORE_LOG_LEVEL")]
     log_level: Option<String>,
@@ -351,6 +357,7 @@ fn querier(args: QuerierArgs) -> ExitCode {
         cache_bytes: args.cache_size,
         limits: config.limits.clone(),
         sync_interval: std::time::Duration::from_millis(sync_ms as u64),
+        dedup_label: args.dedup_label.clone(),
     };
     start(config, move |config| async move {
         let q = tokio::task::spawn_blocking(move || Querier::open(qconfig))

@@ -35,6 +35,11 @@ fn limits(now: &Arc<AtomicI64>) -> Limits {
 
 /// An ingester in `dir` shipping to `bucket`, 10-minute blocks.
 fn ingester(dir: &Path, bucket: &Arc<Bucket>, now: &Arc<AtomicI64>) -> Tsdb {
+    replica(dir, bucket, now, "a")
+}
+
+/// [`ingester`] as replica `name`.
+fn replica(dir: &Path, bucket: &Arc<Bucket>, now: &Arc<AtomicI64>, name: &str) -> Tsdb {
     Tsdb::open(TsdbConfig {
         data_dir: Some(dir.to_path_buf()),
         block_duration_ms: 10 * MINUTE,
@@ -42,7 +47,11 @@ fn ingester(dir: &Path, bucket: &Arc<Bucket>, now: &Arc<AtomicI64>) -> Tsdb {
         min_free_bytes: 0,
         ship: Some(ShipTo {
             bucket: Arc::clone(bucket),
-            external_labels: [("replica".to_string(), "a".to_string())].into(),
+            external_labels: [
+                ("replica".to_string(), name.to_string()),
+                ("cluster".to_string(), "eu".to_string()),
+            ]
+            .into(),
         }),
         ..TsdbConfig::default()
     })
@@ -50,12 +59,17 @@ fn ingester(dir: &Path, bucket: &Arc<Bucket>, now: &Arc<AtomicI64>) -> Tsdb {
 }
 
 fn querier(bucket: &Arc<Bucket>, cache: &Path) -> Querier {
+    deduplicating(bucket, cache, None)
+}
+
+fn deduplicating(bucket: &Arc<Bucket>, cache: &Path, label: Option<&str>) -> Querier {
     Querier::open(QuerierConfig {
         bucket: Arc::clone(bucket),
         cache_dir: Some(cache.to_path_buf()),
         cache_bytes: 64 << 20,
         limits: Limits::default(),
         sync_interval: std::time::Duration::from_secs(3600),
+        dedup_label: label.map(str::to_string),
     })
     .unwrap()
 }
@@ -240,6 +254,47 @@ fn a_replaced_block_left_in_the_bucket_is_never_read() {
     assert_eq!(answers(&q), answers(&store));
 }
 
+/// Two replicas of one stream ship to one bucket; each missed some
+/// profiles the other got. A querier deduplicating by `replica` counts
+/// every profile once, as a store that got all of them does; without it,
+/// the profiles both got count twice.
+#[test]
+fn replicas_count_once_with_a_dedup_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(T0));
+    let bucket = Arc::new(Bucket::memory());
+    let a = replica(&dir.path().join("a"), &bucket, &now, "a");
+    let b = replica(&dir.path().join("b"), &bucket, &now, "b");
+    let all = Tsdb::open(TsdbConfig {
+        limits: limits(&now),
+        ..TsdbConfig::default()
+    })
+    .unwrap();
+    let reqs = requests(T0, 25);
+    for (i, r) in reqs.iter().enumerate() {
+        now.fetch_max(r.received_at_ms, Relaxed);
+        all.ingest(r.clone()).unwrap();
+        // a and b each miss one profile in 7, never the same one.
+        if i % 7 != 3 {
+            a.ingest(r.clone()).unwrap();
+        }
+        if i % 7 != 5 {
+            b.ingest(r.clone()).unwrap();
+        }
+    }
+    ship_all(&a);
+    ship_all(&b);
+    let expected = answers(&all);
+    let q = deduplicating(&bucket, &dir.path().join("cache"), Some("replica"));
+    assert_eq!(
+        q.sync().unwrap().blocks,
+        a.blocks().len() + b.blocks().len()
+    );
+    assert_eq!(answers(&q), expected);
+    let plain = querier(&bucket, &dir.path().join("cache-plain"));
+    assert_ne!(answers(&plain), expected);
+}
+
 fn wal_segments(dir: &Path) -> usize {
     std::fs::read_dir(dir.join("wal")).unwrap().count()
 }
@@ -340,26 +395,16 @@ fn the_daemons_ship_and_query_through_a_file_bucket() {
     let expected = srv.data(&target);
     assert_eq!(expected["result"].as_array().unwrap().len(), 2);
 
-    let cache = dir.path().join("cache");
-    let mut q = std::process::Command::new(env!("CARGO_BIN_EXE_profstore"))
-        .args(["querier", "--listen", "127.0.0.1:0", "--log-level", "warn"])
-        .args(["--bucket", &url, "--sync-interval", "200ms"])
-        .arg("--cache-dir")
-        .arg(&cache)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(q.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let cache = dir.path().join("cache").display().to_string();
+    let q = common::daemon::QuerierProcess::start(&[
+        "--bucket",
+        &url,
+        "--sync-interval",
+        "200ms",
+        "--cache-dir",
+        &cache,
+    ]);
+    let addr = q.addr.clone();
     let get = |t: &str| common::daemon::http(&addr, "GET", t, None, b"");
     // Every block is shipped and listed within a few seconds.
     let mut got = serde_json::Value::Null;
@@ -392,8 +437,6 @@ fn the_daemons_ship_and_query_through_a_file_bucket() {
         .get("/metrics")
         .text()
         .contains("profstore_blocks_shipped_total"));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(q.id() as libc::pid_t, libc::SIGTERM) };
-    assert!(q.wait().unwrap().success());
+    assert!(q.terminate());
     assert_eq!(srv.terminate(), Some(0));
 }

@@ -1,19 +1,20 @@
 //! profstore on a real distributed object store: a SeaweedFS cluster (see
 //! `common::seaweed`; skipped with a note when `PROFSTORE_WEED` is unset,
-//! except under `CI`). An ingester (`serve --bucket s3://…`) ships the
-//! blocks of a stream of real profiles; then the ingester, a volume server
-//! and an S3 gateway are killed with SIGKILL, and a querier with an empty
-//! cache, through the other gateway, answers every query kind exactly as
-//! the ingester did. The ingester restarted after its crash ships more,
-//! and the querier's answers include it.
+//! except under `CI`). Two ingesters (`serve --bucket s3://…`, replicas `a`
+//! and `b`, one per S3 gateway) receive the same stream of real profiles
+//! and ship their blocks; then ingester `a`, a volume server and an S3
+//! gateway are killed with SIGKILL, and a querier deduplicating by
+//! `replica`, with an empty cache, through the other gateway, answers every
+//! query kind exactly as one ingester did: nothing doubled. Ingester `a`
+//! restarted after its crash ships more, and the querier's answers include
+//! it.
 
 mod common;
 
-use common::daemon::{http, qs, Server};
+use common::daemon::{http, qs, QuerierProcess, Server};
 use profstore::pprof::{decode, DecodeLimits};
 use prost::Message;
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BUCKET: &str = "profiles";
@@ -128,28 +129,21 @@ fn until_equal(addr: &str, from: i64, expected: &str, what: &str) {
     }
 }
 
-fn querier(endpoint: &str, cache: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_profstore"))
-        .args(["querier", "--listen", "127.0.0.1:0", "--log-level", "warn"])
-        .args(["--bucket", &format!("s3://{BUCKET}/prod")])
-        .args(["--bucket-endpoint", endpoint, "--sync-interval", "250ms"])
-        .arg("--cache-dir")
-        .arg(cache)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (child, addr)
+fn querier(endpoint: &str, cache: &std::path::Path) -> QuerierProcess {
+    let bucket = format!("s3://{BUCKET}/prod");
+    let cache = cache.display().to_string();
+    QuerierProcess::start(&[
+        "--dedup-label",
+        "replica",
+        "--bucket",
+        &bucket,
+        "--bucket-endpoint",
+        endpoint,
+        "--sync-interval",
+        "250ms",
+        "--cache-dir",
+        &cache,
+    ])
 }
 
 fn push(srv: &Server, bodies: &[(String, Vec<u8>)]) {
@@ -160,7 +154,7 @@ fn push(srv: &Server, bodies: &[(String, Vec<u8>)]) {
 }
 
 #[test]
-fn blocks_in_seaweedfs_outlive_the_ingester_a_volume_server_and_a_gateway() {
+fn replicated_blocks_in_seaweedfs_outlive_an_ingester_a_volume_server_and_a_gateway() {
     let Some(weed) = common::seaweed::weed() else {
         return;
     };
@@ -173,14 +167,14 @@ fn blocks_in_seaweedfs_outlive_the_ingester_a_volume_server_and_a_gateway() {
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "profstore");
     std::env::set_var("AWS_REGION", "us-east-1");
     let url = format!("s3://{BUCKET}/prod");
-    let ingester_flags = |endpoint: &str| -> Vec<String> {
+    let ingester_flags = |endpoint: &str, replica: &str| -> Vec<String> {
         [
             "--bucket",
             &url,
             "--bucket-endpoint",
             endpoint,
             "--external-label",
-            "replica=a",
+            &format!("replica={replica}"),
             "--block-duration",
             "2s",
         ]
@@ -188,46 +182,53 @@ fn blocks_in_seaweedfs_outlive_the_ingester_a_volume_server_and_a_gateway() {
         .map(|s| s.to_string())
         .collect()
     };
-    let flags = ingester_flags(&cluster.s3[0]);
+    let flags = ingester_flags(&cluster.s3[0], "a");
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut srv = Server::start(&flags);
+    let flags_b = ingester_flags(&cluster.s3[1], "b");
+    let flags_b: Vec<&str> = flags_b.iter().map(String::as_str).collect();
+    let srv_b = Server::start(&flags_b);
     // Stamped a minute ago: their 2 s blocks are due at once, so every
     // write wakes a cut and every cut the shipper.
     let from = now_ms() - 60_000;
-    push(&srv, &bodies(from));
+    let first = bodies(from);
+    push(&srv, &first);
+    push(&srv_b, &first);
     let expected = answers(&srv.addr, from).unwrap();
+    assert_eq!(answers(&srv_b.addr, from).unwrap(), expected);
     assert!(
         expected.contains("host-1") && !expected.contains("[{}]"),
         "{expected}"
     );
     let cache = cluster.dir.path().join("querier-cache");
-    let (mut q, qaddr) = querier(&cluster.s3[1], &cache);
-    until_equal(&qaddr, from, &expected, &cluster.logs());
+    let q = querier(&cluster.s3[1], &cache);
+    until_equal(&q.addr, from, &expected, &cluster.logs());
     let shipped_in = started.elapsed();
 
     // The ingester, a volume server and a gateway crash.
     assert_eq!(srv.signal_and_wait(libc::SIGKILL), None);
     cluster.kill("volume0");
     cluster.kill("s3-0");
-    let _ = q.kill();
-    let _ = q.wait();
+    drop(q);
     // A new querier, empty cache, through the surviving gateway: the bucket
     // alone gives every answer.
-    let (mut q, qaddr) = querier(&cluster.s3[1], &cluster.dir.path().join("cache-2"));
-    until_equal(&qaddr, from, &expected, &cluster.logs());
+    let q = querier(&cluster.s3[1], &cluster.dir.path().join("cache-2"));
+    until_equal(&q.addr, from, &expected, &cluster.logs());
 
     // The ingester comes back (through the other gateway), gets more, and
     // ships it; the querier's answers include it.
-    let flags = ingester_flags(&cluster.s3[1]);
+    let flags = ingester_flags(&cluster.s3[1], "a");
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     srv.start_again(&flags);
-    push(&srv, &bodies(now_ms() - 30_000));
+    let more = bodies(now_ms() - 30_000);
+    push(&srv, &more);
+    push(&srv_b, &more);
     let expected_more = answers(&srv.addr, from).unwrap();
     assert_ne!(expected_more, expected);
-    until_equal(&qaddr, from, &expected_more, &cluster.logs());
-    let _ = q.kill();
-    let _ = q.wait();
+    until_equal(&q.addr, from, &expected_more, &cluster.logs());
+    assert!(q.terminate());
     assert_eq!(srv.terminate(), Some(0));
+    assert_eq!(srv_b.terminate(), Some(0));
     eprintln!(
         "cluster test: shipped and queried in {shipped_in:?}, all in {:?}",
         started.elapsed()

@@ -72,6 +72,7 @@ fn shipped(limits: Limits) -> Shipped {
         cache_bytes: 1 << 20,
         limits,
         sync_interval: std::time::Duration::from_secs(3600),
+        dedup_label: None,
     })
     .unwrap();
     Shipped {

@@ -17,6 +17,13 @@
 //! or file is unreadable is logged, counted and left out until a later
 //! sync reads it. The background thread syncs every `sync_interval`.
 //!
+//! # Replicas
+//! With a dedup label (`--dedup-label replica`), blocks whose external
+//! labels differ only in that label are replicas of one stream: a series'
+//! profiles at one timestamp are read from one replica only, the first (by
+//! label value) that has a profile there, so a profile two ingesters both
+//! received counts once, and one that only one of them got still counts.
+//!
 //! # Invariants
 //! - A query reads the block list as of one sync: it never sees a
 //!   replacement and the block it replaces together.
@@ -30,10 +37,10 @@ use crate::engine::{
     TimeRange,
 };
 use crate::ingest::{IngestError, IngestRequest, IngestSummary};
-use crate::model::{Labels, Matcher, ProfileType, StorageError};
+use crate::model::{Labels, Matcher, ProfileType, StorageError, SymbolError, SymbolSource};
 use crate::tsdb::block::{Block, BlockSource};
 use crate::tsdb::query;
-use crate::tsdb::reader::BlockReader;
+use crate::tsdb::reader::{BlockReader, Replica, SeriesReader};
 use crate::tsdb::ship::{Descriptor, BLOCKS, DESCRIPTOR};
 use cache::RangeCache;
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -41,7 +48,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +87,11 @@ pub struct QuerierConfig {
     pub limits: Limits,
     /// Time between two listings of the bucket by the background thread.
     pub sync_interval: Duration,
+    /// The external label that tells replicas apart (`replica`): blocks
+    /// whose external labels differ only in it hold copies of one stream,
+    /// and each profile counts once (see [`Replica`]). `None`: every block
+    /// adds up.
+    pub dedup_label: Option<String>,
 }
 
 /// A block in the bucket, read in ranges through the cache.
@@ -120,6 +132,67 @@ impl BlockSource for Remote {
 struct Listed {
     descriptor: Descriptor,
     block: Arc<Block>,
+    /// Its replica, with a dedup label (set at each sync).
+    replica: Option<Replica>,
+}
+
+/// A listed block as a part of a query: the block, and its replica.
+struct Part<'a>(&'a Listed);
+
+impl BlockReader for Part<'_> {
+    fn overlaps(&self, start: i64, end: i64) -> bool {
+        self.0.block.overlaps(start, end)
+    }
+    fn select_series(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Vec<Arc<dyn SeriesReader>> {
+        BlockReader::select_series(&self.0.block, matchers, start, end)
+    }
+    fn label_names(&self, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
+        BlockReader::label_names(&self.0.block, matchers, start, end)
+    }
+    fn label_values(&self, name: &str, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
+        BlockReader::label_values(&self.0.block, name, matchers, start, end)
+    }
+    fn symbols(&self) -> Result<Arc<dyn SymbolSource + Send + Sync>, SymbolError> {
+        BlockReader::symbols(&self.0.block)
+    }
+    fn replica(&self) -> Option<Replica> {
+        self.0.replica
+    }
+}
+
+/// The [`Replica`] of each of the blocks whose external labels are
+/// `labels`, by the dedup label `label` (see [`QuerierConfig::dedup_label`]):
+/// a stream is a set of external labels without `label`, a replica's rank
+/// the order of its `label` value within its stream (a block without the
+/// label has the value "").
+fn number_replicas(labels: &[&BTreeMap<String, String>], label: &str) -> Vec<Replica> {
+    let key = |l: &BTreeMap<String, String>| {
+        let mut stream = l.clone();
+        let value = stream.remove(label).unwrap_or_default();
+        (stream, value)
+    };
+    let keys: Vec<_> = labels.iter().map(|l| key(l)).collect();
+    let mut streams: BTreeMap<&BTreeMap<String, String>, BTreeSet<&str>> = BTreeMap::new();
+    for (stream, value) in &keys {
+        streams.entry(stream).or_default().insert(value);
+    }
+    let ids: BTreeMap<&BTreeMap<String, String>, u32> = streams
+        .keys()
+        .enumerate()
+        .map(|(i, s)| (*s, i as u32))
+        .collect();
+    keys.iter()
+        .map(|(stream, value)| Replica {
+            stream: ids[stream],
+            // The stream's values hold `value`: both come from `keys`.
+            rank: streams[stream].iter().position(|v| v == value).unwrap_or(0) as u32,
+        })
+        .collect()
 }
 
 /// What one sync found.
@@ -270,6 +343,13 @@ impl Querier {
                 .cmp(&(b.descriptor.min_time, &b.descriptor.id))
         });
         stats.blocks = live.len();
+        if let Some(label) = &self.config.dedup_label {
+            let labels: Vec<_> = live.iter().map(|l| &l.descriptor.external_labels).collect();
+            let replicas = number_replicas(&labels, label);
+            for (l, r) in live.iter_mut().zip(replicas) {
+                l.replica = Some(r);
+            }
+        }
         *self.blocks.write() = Arc::new(live);
         self.synced.store(true, Relaxed);
         self.counters.syncs.fetch_add(1, Relaxed);
@@ -307,6 +387,7 @@ impl Querier {
         Ok(Some(Listed {
             descriptor: d,
             block: Arc::new(block),
+            replica: None,
         }))
     }
 
@@ -322,10 +403,8 @@ impl Querier {
 
     fn with_parts<R>(&self, f: impl FnOnce(&[&dyn BlockReader]) -> R) -> Result<R, QueryError> {
         let listed = self.parts()?;
-        let all: Vec<&dyn BlockReader> = listed
-            .iter()
-            .map(|l| &l.block as &dyn BlockReader)
-            .collect();
+        let parts: Vec<Part<'_>> = listed.iter().map(Part).collect();
+        let all: Vec<&dyn BlockReader> = parts.iter().map(|p| p as &dyn BlockReader).collect();
         Ok(f(&all))
     }
 }
@@ -551,7 +630,32 @@ impl Storage for Querier {
     }
 }
 
-/// The default cache directory of a querier whose flags name none.
-pub fn default_cache_dir() -> &'static Path {
-    Path::new("./querier-cache")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_are_numbered_within_their_stream() {
+        let l = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let blocks = [
+            l(&[("cluster", "eu"), ("replica", "b")]),
+            l(&[("cluster", "eu"), ("replica", "a")]),
+            l(&[("cluster", "us"), ("replica", "a")]),
+            l(&[("cluster", "eu")]),
+            l(&[("cluster", "eu"), ("replica", "a")]),
+        ];
+        let refs: Vec<_> = blocks.iter().collect();
+        let r = number_replicas(&refs, "replica");
+        let (eu, us) = (r[1].stream, r[2].stream);
+        assert_ne!(eu, us);
+        assert_eq!(
+            r.iter().map(|r| (r.stream, r.rank)).collect::<Vec<_>>(),
+            [(eu, 2), (eu, 1), (us, 0), (eu, 0), (eu, 1)]
+        );
+    }
 }

@@ -17,10 +17,9 @@ use crate::engine::{
 };
 use crate::model::{Labels, Matcher, ProfileType, Resolver, SymbolSource};
 use crate::tsdb::index::labels::merge_sorted;
-use crate::tsdb::reader::{BlockReader, SeriesGroup, SeriesReader};
+use crate::tsdb::reader::{BlockReader, SeriesGroup, SeriesPiece, SeriesReader};
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 /// The series matching `matchers` with a profile in `range`, each
 /// assembled from its pieces in `parts`, sorted by labels; `used` is
@@ -31,20 +30,21 @@ pub fn select(
     range: TimeRange,
     used: &mut dyn FnMut(&dyn BlockReader),
 ) -> Vec<SeriesGroup> {
-    let mut groups: BTreeMap<Labels, Vec<Arc<dyn SeriesReader>>> = BTreeMap::new();
+    let mut groups: BTreeMap<Labels, Vec<SeriesPiece>> = BTreeMap::new();
     for part in parts.iter().filter(|p| p.overlaps(range.start, range.end)) {
         let series = part.select_series(matchers, range.start, range.end);
         if !series.is_empty() {
             used(*part);
         }
+        let replica = part.replica();
         for s in series {
-            groups.entry(s.labels().clone()).or_default().push(s);
+            groups
+                .entry(s.labels().clone())
+                .or_default()
+                .push((replica, s));
         }
     }
-    groups
-        .into_values()
-        .map(|parts| SeriesGroup { parts })
-        .collect()
+    groups.into_values().map(SeriesGroup::new).collect()
 }
 
 /// [`crate::engine::Storage::partial`]: the partial result of `pick` over

@@ -18,6 +18,9 @@
 //!   profiles inside the blocks' ranges, and a series may hold two different
 //!   profiles at one timestamp. The group reads them as one series in time
 //!   order: totals are sorted and summed per timestamp, merges add up.
+//! - Parts that are replicas of one stream ([`Replica`]: a querier's blocks
+//!   from ingesters that received the same writes) count each timestamp
+//!   once, from one replica.
 
 use crate::model::labels::Labels;
 use crate::model::profile_type::ProfileType;
@@ -29,6 +32,7 @@ use crate::tsdb::head::Head;
 use crate::tsdb::head::MemSeries;
 use crate::tsdb::meta::MetaStore;
 use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// A part of the store queries select from: a block or the head.
@@ -52,6 +56,25 @@ pub trait BlockReader {
     fn label_values(&self, name: &str, matchers: &[Matcher], start: i64, end: i64) -> Vec<String>;
     /// Where the stacks of the part's series resolve.
     fn symbols(&self) -> Result<Arc<dyn SymbolSource + Send + Sync>, SymbolError>;
+    /// The replica the part is a copy of, when several replicas of one
+    /// stream may hold the same profiles (a querier's blocks): see
+    /// [`Replica`]. `None` (the store's own parts): never deduplicated.
+    fn replica(&self) -> Option<Replica> {
+        None
+    }
+}
+
+/// Which copy of which stream a part is: parts of one `stream` with
+/// different `rank`s are replicas of each other (blocks of ingesters that
+/// received the same writes), so a [`SeriesGroup`] counts each profile
+/// timestamp of a series once, from the lowest rank that has it. Parts of
+/// different streams hold different data and add up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Replica {
+    /// The stream: the writer's external labels but the replica label.
+    pub stream: u32,
+    /// The replica's rank within its stream.
+    pub rank: u32,
 }
 
 impl BlockReader for Arc<Block> {
@@ -201,9 +224,97 @@ impl SeriesReader for BlockSeries {
 }
 
 /// One series assembled from its parts in blocks and the heads.
+///
+/// With replicas (`replicas` not empty), the profiles of one stream at one
+/// timestamp are read from one replica only: the lowest rank with a
+/// profile there. The timestamps a replica answers form runs (maximal
+/// stretches of the stream's timestamps in time order that it answers), so
+/// a replica that holds every profile is read in one range per part, as
+/// without replicas.
 pub struct SeriesGroup {
     /// The parts (never empty); they may overlap in time.
     pub parts: Vec<Arc<dyn SeriesReader>>,
+    /// Per part, the replica it belongs to; empty when no part has one.
+    pub replicas: Vec<Option<Replica>>,
+}
+
+/// A piece of a series found in one part, with the part's replica.
+pub type SeriesPiece = (Option<Replica>, Arc<dyn SeriesReader>);
+
+impl SeriesGroup {
+    /// A group of `parts`, with their replicas when any has one.
+    pub fn new(parts: Vec<SeriesPiece>) -> SeriesGroup {
+        let with = parts.iter().any(|p| p.0.is_some());
+        let (replicas, parts): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+        SeriesGroup {
+            parts,
+            replicas: if with { replicas } else { Vec::new() },
+        }
+    }
+
+    /// For each part, the ranges of `[start, end]` whose profiles count
+    /// (`None`: all of them; see the type's docs).
+    fn runs(&self, start: i64, end: i64) -> Vec<Option<Vec<(i64, i64)>>> {
+        let mut out: Vec<Option<Vec<(i64, i64)>>> = vec![None; self.parts.len()];
+        // Streams with two or more ranks among the parts.
+        let mut ranks: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
+        for r in self.replicas.iter().flatten() {
+            ranks.entry(r.stream).or_default().insert(r.rank);
+        }
+        for (stream, rs) in ranks {
+            if rs.len() < 2 {
+                continue;
+            }
+            let members: Vec<usize> = (0..self.parts.len())
+                .filter(|&i| self.replicas[i].is_some_and(|r| r.stream == stream))
+                .collect();
+            // Timestamp → the lowest rank with a profile there.
+            let mut chosen: BTreeMap<i64, u32> = BTreeMap::new();
+            for &i in &members {
+                let rank = self.replicas[i].map_or(0, |r| r.rank);
+                for (ts, _) in self.parts[i].totals(start, end) {
+                    let c = chosen.entry(ts).or_insert(rank);
+                    *c = (*c).min(rank);
+                }
+            }
+            let mut runs_of: BTreeMap<u32, Vec<(i64, i64)>> = BTreeMap::new();
+            let mut prev: Option<u32> = None;
+            for (&ts, &rank) in &chosen {
+                let runs = runs_of.entry(rank).or_default();
+                match runs.last_mut() {
+                    Some(last) if prev == Some(rank) => last.1 = ts,
+                    _ => runs.push((ts, ts)),
+                }
+                prev = Some(rank);
+            }
+            for &i in &members {
+                let rank = self.replicas[i].map_or(0, |r| r.rank);
+                out[i] = Some(runs_of.get(&rank).cloned().unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    /// Calls `f(part, start, end)` for every range of every part whose
+    /// profiles count.
+    fn each_range(&self, start: i64, end: i64, f: &mut dyn FnMut(&dyn SeriesReader, i64, i64)) {
+        if self.replicas.is_empty() {
+            for p in &self.parts {
+                f(p.as_ref(), start, end);
+            }
+            return;
+        }
+        for (p, runs) in self.parts.iter().zip(self.runs(start, end)) {
+            match runs {
+                None => f(p.as_ref(), start, end),
+                Some(runs) => {
+                    for (a, b) in runs {
+                        f(p.as_ref(), a, b);
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for SeriesGroup {
@@ -231,9 +342,7 @@ impl SeriesReader for SeriesGroup {
     /// Sorted by timestamp; the profiles at one timestamp are summed.
     fn totals(&self, start: i64, end: i64) -> Vec<(i64, i64)> {
         let mut all = Vec::new();
-        for p in &self.parts {
-            all.extend(p.totals(start, end));
-        }
+        self.each_range(start, end, &mut |p, a, b| all.extend(p.totals(a, b)));
         all.sort_by_key(|t| t.0);
         let mut out: Vec<(i64, i64)> = Vec::with_capacity(all.len());
         for (ts, v) in all {
@@ -252,9 +361,9 @@ impl SeriesReader for SeriesGroup {
     }
     fn merge_into(&self, start: i64, end: i64, acc: &mut FxHashMap<StackId, i64>) -> MergeStats {
         let mut stats = MergeStats::empty();
-        for p in &self.parts {
-            stats.add(&p.merge_into(start, end, acc));
-        }
+        self.each_range(start, end, &mut |p, a, b| {
+            stats.add(&p.merge_into(a, b, acc));
+        });
         stats
     }
 }

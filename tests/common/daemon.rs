@@ -363,3 +363,48 @@ pub fn file_total(name: &str) -> i64 {
     let p = super::load(&super::testdata_dir().join(name));
     super::totals(&p).iter().flat_map(|t| t.values()).sum()
 }
+
+/// A running `profstore querier`; killed on drop (also when a test fails).
+pub struct QuerierProcess {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl QuerierProcess {
+    /// Starts `profstore querier --listen 127.0.0.1:0 ARGS`.
+    pub fn start(args: &[&str]) -> QuerierProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_profstore"))
+            .args(["querier", "--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        QuerierProcess { child, addr }
+    }
+
+    pub fn get(&self, target: &str) -> Resp {
+        http(&self.addr, "GET", target, None, b"")
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(mut self) -> bool {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        self.child.wait().unwrap().success()
+    }
+}
+
+impl Drop for QuerierProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
