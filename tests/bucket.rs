@@ -440,3 +440,41 @@ fn the_daemons_ship_and_query_through_a_file_bucket() {
     assert!(q.terminate());
     assert_eq!(srv.terminate(), Some(0));
 }
+
+/// A query whose blocks cannot be read from the bucket is an error, never
+/// an answer with less in it; ranges already in the cache still answer.
+#[test]
+fn a_query_whose_blocks_cannot_be_read_fails_rather_than_answers_less() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(T0));
+    let root = dir.path().join("bucket");
+    let bucket = Arc::new(
+        Bucket::open(
+            &format!("file://{}", root.display()),
+            &BucketOptions::default(),
+        )
+        .unwrap(),
+    );
+    let store = ingester(&dir.path().join("ingester"), &bucket, &now);
+    fill(&store, &now, &requests(T0, 25));
+    ship_all(&store);
+    let all = TimeRange::new(T0, T0 + 60 * MINUTE).unwrap();
+    let cpu = parse_selector(r#"{__name__=~"process_cpu:cpu:.*"}"#).unwrap();
+    let heap = parse_selector(r#"{__name__=~"memory:alloc_space:.*"}"#).unwrap();
+    let q = querier(&bucket, &dir.path().join("cache"));
+    q.sync().unwrap();
+    let warm = q.merge(&cpu, all).unwrap();
+    // The block files go; their descriptors stay.
+    for l in bucket.list(BLOCKS).unwrap() {
+        if l.key.ends_with("/block") {
+            std::fs::remove_file(root.join(&l.key)).unwrap();
+        }
+    }
+    // What the cache holds still answers; what it does not is an error.
+    assert_eq!(q.merge(&cpu, all).unwrap(), warm);
+    let e = q.merge(&heap, all).unwrap_err();
+    assert!(e.to_string().contains("bucket"), "{e}");
+    assert!(q.query_range(&heap, all, None).is_err());
+    // The next query that reads nothing missing answers again.
+    assert_eq!(q.merge(&cpu, all).unwrap(), warm);
+}

@@ -14,8 +14,10 @@
 //! seen, forgets those gone from the bucket, and ignores every block whose
 //! id is among another block's `sources` (a compaction's or a late
 //! rewrite's replacement holds all its profiles). A block whose descriptor
-//! or file is unreadable is logged, counted and left out until a later
-//! sync reads it. The background thread syncs every `sync_interval`.
+//! or file is bad (another version, a CRC mismatch, not its descriptor's)
+//! is logged, counted and left out; one the bucket does not answer for
+//! fails the sync, which keeps the previous list. The background thread
+//! syncs every `sync_interval`.
 //!
 //! # Replicas
 //! With a dedup label (`--dedup-label replica`), blocks whose external
@@ -38,7 +40,7 @@ use crate::engine::{
 };
 use crate::ingest::{IngestError, IngestRequest, IngestSummary};
 use crate::model::{Labels, Matcher, ProfileType, StorageError, SymbolError, SymbolSource};
-use crate::tsdb::block::{Block, BlockSource};
+use crate::tsdb::block::{Block, BlockError, BlockSource};
 use crate::tsdb::query;
 use crate::tsdb::reader::{BlockReader, Replica, SeriesReader};
 use crate::tsdb::ship::{Descriptor, BLOCKS, DESCRIPTOR};
@@ -72,6 +74,30 @@ pub enum QuerierError {
     /// The bucket failed.
     #[error(transparent)]
     Bucket(#[from] BucketError),
+    /// A listed block could not be read from the bucket (the sync keeps
+    /// the previous block list).
+    #[error("block {id}: {reason}")]
+    Unavailable {
+        /// The block.
+        id: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+thread_local! {
+    /// Range reads of remote blocks that failed on this thread since the
+    /// current query began: a query runs on one thread, and one whose
+    /// blocks could not all be read is an error, not a partial answer.
+    static FAILED_READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Why a block could not be opened.
+enum OpenFail {
+    /// The bucket did not answer: the block may be fine.
+    Bucket(String),
+    /// The descriptor or the block is bad: it stays left out.
+    Bad(String),
 }
 
 /// How a querier reads.
@@ -112,10 +138,14 @@ impl BlockSource for Remote {
         if let Some(b) = self.cache.get(&self.id, offset, len) {
             return Ok(b);
         }
-        let b = self
-            .bucket
-            .get_range(&self.key, offset, len)
-            .map_err(std::io::Error::other)?;
+        let b = self.bucket.get_range(&self.key, offset, len).map_err(|e| {
+            FAILED_READS.with(|f| f.set(f.get() + 1));
+            if e.is_not_found() {
+                std::io::Error::new(std::io::ErrorKind::NotFound, e)
+            } else {
+                std::io::Error::other(e)
+            }
+        })?;
         if b.len() as u64 != len {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -282,7 +312,7 @@ impl Querier {
 
     /// Lists the bucket and updates the blocks queries read (see the module
     /// docs). A failed listing keeps the previous list.
-    pub fn sync(&self) -> Result<SyncStats, BucketError> {
+    pub fn sync(&self) -> Result<SyncStats, QuerierError> {
         let _one = self.syncing.lock();
         let listing = self.config.bucket.list(BLOCKS).inspect_err(|_| {
             self.counters.sync_failures.fetch_add(1, Relaxed);
@@ -315,10 +345,14 @@ impl Querier {
                 }
                 // Deleted since the listing (replaced).
                 Ok(None) => {}
-                Err(e) => {
+                Err(OpenFail::Bad(e)) => {
                     tracing::warn!(block = %id, "block left out: {e}");
                     stats.unreadable += 1;
                     self.counters.unreadable.fetch_add(1, Relaxed);
+                }
+                Err(OpenFail::Bucket(reason)) => {
+                    self.counters.sync_failures.fetch_add(1, Relaxed);
+                    return Err(QuerierError::Unavailable { id, reason });
                 }
             }
         }
@@ -358,16 +392,19 @@ impl Querier {
 
     /// Reads block `id`'s descriptor and opens the block; `None` when the
     /// descriptor is gone.
-    fn open_block(&self, id: &str) -> Result<Option<Listed>, String> {
+    fn open_block(&self, id: &str) -> Result<Option<Listed>, OpenFail> {
         let bucket = &self.config.bucket;
         let bytes = match bucket.get(&format!("{BLOCKS}/{id}/{DESCRIPTOR}")) {
             Ok(b) => b,
             Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(OpenFail::Bucket(e.to_string())),
         };
-        let d = Descriptor::parse(&bytes).map_err(|e| format!("descriptor: {e}"))?;
+        let d = Descriptor::parse(&bytes).map_err(|e| OpenFail::Bad(format!("descriptor: {e}")))?;
         if d.id != id {
-            return Err(format!("its descriptor names block {}", d.id));
+            return Err(OpenFail::Bad(format!(
+                "its descriptor names block {}",
+                d.id
+            )));
         }
         let key = d.block_key();
         let source = Remote {
@@ -378,11 +415,21 @@ impl Querier {
             cache: Arc::clone(&self.cache),
         };
         let name = PathBuf::from(format!("{}/{key}", bucket.url()));
-        let block = Block::open_source(&name, Box::new(source)).map_err(|e| e.to_string())?;
+        let block = match Block::open_source(&name, Box::new(source)) {
+            Ok(b) => b,
+            // Deleted since the descriptor was read (replaced).
+            Err(BlockError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e @ BlockError::Io { .. }) => return Err(OpenFail::Bucket(e.to_string())),
+            Err(e) => return Err(OpenFail::Bad(e.to_string())),
+        };
         if block.fingerprint() != (d.bytes, d.index_crc32)
             || (block.min_time(), block.max_time()) != (d.min_time, d.max_time)
         {
-            return Err("the block file does not match its descriptor".into());
+            return Err(OpenFail::Bad(
+                "the block file does not match its descriptor".into(),
+            ));
         }
         Ok(Some(Listed {
             descriptor: d,
@@ -401,11 +448,23 @@ impl Querier {
         Ok(Arc::clone(&self.blocks.read()))
     }
 
+    /// Runs `f` over the listed blocks; an error when a read from the
+    /// bucket failed meanwhile (a block read as damaged would otherwise
+    /// make a partial answer look whole).
     fn with_parts<R>(&self, f: impl FnOnce(&[&dyn BlockReader]) -> R) -> Result<R, QueryError> {
         let listed = self.parts()?;
         let parts: Vec<Part<'_>> = listed.iter().map(Part).collect();
         let all: Vec<&dyn BlockReader> = parts.iter().map(|p| p as &dyn BlockReader).collect();
-        Ok(f(&all))
+        FAILED_READS.with(|c| c.set(0));
+        let out = f(&all);
+        let failed = FAILED_READS.with(|c| c.replace(0));
+        if failed > 0 {
+            return Err(QueryError::Storage(StorageError::new(
+                "bucket",
+                format!("{failed} reads of blocks from the bucket failed; try again"),
+            )));
+        }
+        Ok(out)
     }
 }
 
