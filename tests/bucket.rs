@@ -9,9 +9,7 @@ mod common;
 use profstore::bucket::{Bucket, BucketOptions};
 use profstore::engine::{Limits, Storage, TimeRange};
 use profstore::ingest::{Clock, IngestRequest, TimePolicy};
-use profstore::model::labels::Labels;
 use profstore::model::parse_selector;
-use profstore::pprof::{decode, DecodeLimits};
 use profstore::querier::{Querier, QuerierConfig};
 use profstore::tsdb::ship::{BLOCKS, DESCRIPTOR};
 use profstore::tsdb::{ShipTo, Tsdb, TsdbConfig};
@@ -74,44 +72,9 @@ fn deduplicating(bucket: &Arc<Bucket>, cache: &Path, label: Option<&str>) -> Que
     .unwrap()
 }
 
-/// Real profiles: 2 instances × (CPU, heap), one every 10 s for
-/// `minutes` from `from`.
+/// [`common::real_stream`] for `minutes` from `from`.
 fn requests(from: i64, minutes: i64) -> Vec<IngestRequest> {
-    let load = |name: &str| {
-        let bytes = std::fs::read(common::testdata_dir().join(name)).unwrap();
-        decode(&bytes, &DecodeLimits::default()).unwrap()
-    };
-    let files = [
-        ("cpu", load("parca/fib.pb.gz")),
-        ("heap", load("dd-trace-go/heap.pprof")),
-    ];
-    let mut out = Vec::new();
-    for step in 0..minutes * 6 {
-        for inst in 0..2 {
-            for (job, base) in &files {
-                let t = from + step * 10_000 + inst * 7;
-                let mut p = base.clone();
-                p.time_nanos = t * 1_000_000;
-                let k = (step + inst) as usize;
-                let mut i = 0;
-                p.sample.retain(|_| {
-                    i += 1;
-                    (i + k) % 3 != 0
-                });
-                out.push(IngestRequest {
-                    name: None,
-                    labels: Labels::from_pairs([
-                        ("job", job.to_string()),
-                        ("instance", format!("host-{inst}")),
-                    ]),
-                    delta: None,
-                    profile: p,
-                    received_at_ms: t,
-                });
-            }
-        }
-    }
-    out
+    common::real_stream(from, minutes * 6)
 }
 
 fn fill(store: &Tsdb, now: &AtomicI64, reqs: &[IngestRequest]) {

@@ -19,35 +19,13 @@ use std::time::{Duration, Instant};
 
 const BUCKET: &str = "profiles";
 
-/// Real profiles: 2 instances × (CPU, heap), one every 10 s for a minute,
-/// from `from` ms.
+/// [`common::real_stream`] for 30 s from `from` ms, as (labels, pprof)
+/// bodies.
 fn bodies(from: i64) -> Vec<(String, Vec<u8>)> {
-    let load = |name: &str| {
-        let bytes = std::fs::read(common::testdata_dir().join(name)).unwrap();
-        decode(&bytes, &DecodeLimits::default()).unwrap()
-    };
-    let files = [
-        ("cpu", load("parca/fib.pb.gz")),
-        ("heap", load("dd-trace-go/heap.pprof")),
-    ];
-    let mut out = Vec::new();
-    for step in 0..3 {
-        for inst in 0..2 {
-            for (job, base) in &files {
-                let mut p = base.clone();
-                p.time_nanos = (from + step * 10_000 + inst * 7) * 1_000_000;
-                let k = (step + inst) as usize;
-                let mut i = 0;
-                p.sample.retain(|_| {
-                    i += 1;
-                    (i + k) % 3 != 0
-                });
-                let labels = format!("{{job=\"{job}\",instance=\"host-{inst}\"}}");
-                out.push((labels, p.encode_to_vec()));
-            }
-        }
-    }
-    out
+    common::real_stream(from, 3)
+        .into_iter()
+        .map(|r| (r.labels.to_string(), r.profile.encode_to_vec()))
+        .collect()
 }
 
 fn now_ms() -> i64 {

@@ -468,90 +468,85 @@ impl Querier {
     }
 }
 
-/// The querier's metrics.
+/// The querier's gauges: (name, help).
+const GAUGES: &[(&str, &str)] = &[
+    ("querier_blocks", "Bucket blocks queries read"),
+    (
+        "querier_cache_bytes",
+        "Bytes in the querier's disk cache of block ranges",
+    ),
+];
+
+/// The querier's counters: (name, help).
+const COUNTERS: &[(&str, &str)] = &[
+    ("bucket_read_bytes", "Bytes read from the bucket"),
+    ("bucket_requests", "Requests to the bucket"),
+    (
+        "querier_cache_hits",
+        "Block ranges read from the disk cache",
+    ),
+    ("querier_cache_misses", "Block ranges read from the bucket"),
+    ("querier_syncs", "Listings of the bucket"),
+    (
+        "querier_sync_failures",
+        "Listings of the bucket that failed",
+    ),
+    (
+        "querier_unreadable_blocks",
+        "Blocks left out of a sync because they could not be read",
+    ),
+];
+
+/// The querier's metrics (see [`GAUGES`] and [`COUNTERS`]), read from it
+/// at scrape time.
 struct QuerierMetrics {
-    blocks: Gauge,
-    cache_bytes: Gauge,
-    bucket_bytes_read: Counter,
-    bucket_requests: Counter,
-    cache_hits: Counter,
-    cache_misses: Counter,
-    syncs: Counter,
-    sync_failures: Counter,
-    unreadable: Counter,
+    gauges: Vec<(&'static str, Gauge)>,
+    counters: Vec<(&'static str, Counter)>,
 }
 
 impl QuerierMetrics {
     fn register(r: &mut Registry) -> QuerierMetrics {
-        let m = QuerierMetrics {
-            blocks: Gauge::default(),
-            cache_bytes: Gauge::default(),
-            bucket_bytes_read: Counter::default(),
-            bucket_requests: Counter::default(),
-            cache_hits: Counter::default(),
-            cache_misses: Counter::default(),
-            syncs: Counter::default(),
-            sync_failures: Counter::default(),
-            unreadable: Counter::default(),
-        };
-        r.register(
-            "querier_blocks",
-            "Bucket blocks queries read",
-            m.blocks.clone(),
-        );
-        r.register(
-            "querier_cache_bytes",
-            "Bytes in the querier's disk cache of block ranges",
-            m.cache_bytes.clone(),
-        );
-        r.register(
-            "bucket_read_bytes",
-            "Bytes read from the bucket",
-            m.bucket_bytes_read.clone(),
-        );
-        r.register(
-            "bucket_requests",
-            "Requests to the bucket",
-            m.bucket_requests.clone(),
-        );
-        r.register(
-            "querier_cache_hits",
-            "Block ranges read from the disk cache",
-            m.cache_hits.clone(),
-        );
-        r.register(
-            "querier_cache_misses",
-            "Block ranges read from the bucket",
-            m.cache_misses.clone(),
-        );
-        r.register("querier_syncs", "Listings of the bucket", m.syncs.clone());
-        r.register(
-            "querier_sync_failures",
-            "Listings of the bucket that failed",
-            m.sync_failures.clone(),
-        );
-        r.register(
-            "querier_unreadable_blocks",
-            "Blocks left out of a sync because they could not be read",
-            m.unreadable.clone(),
-        );
-        m
+        QuerierMetrics {
+            gauges: GAUGES
+                .iter()
+                .map(|(name, help)| {
+                    let g = Gauge::default();
+                    r.register(*name, *help, g.clone());
+                    (*name, g)
+                })
+                .collect(),
+            counters: COUNTERS
+                .iter()
+                .map(|(name, help)| {
+                    let c = Counter::default();
+                    r.register(*name, *help, c.clone());
+                    (*name, c)
+                })
+                .collect(),
+        }
     }
 
     fn refresh(&self, q: &Querier) {
-        self.blocks.set(q.blocks.read().len() as i64);
-        self.cache_bytes.set(q.cache.bytes() as i64);
+        for (name, g) in &self.gauges {
+            g.set(match *name {
+                "querier_blocks" => q.blocks.read().len() as i64,
+                "querier_cache_bytes" => q.cache.bytes() as i64,
+                _ => 0,
+            });
+        }
         let b = q.config.bucket.stats();
         let c = q.cache.stats();
-        for (counter, v) in [
-            (&self.bucket_bytes_read, b.bytes_read.load(Relaxed)),
-            (&self.bucket_requests, b.requests.load(Relaxed)),
-            (&self.cache_hits, c.hits.load(Relaxed)),
-            (&self.cache_misses, c.misses.load(Relaxed)),
-            (&self.syncs, q.counters.syncs.load(Relaxed)),
-            (&self.sync_failures, q.counters.sync_failures.load(Relaxed)),
-            (&self.unreadable, q.counters.unreadable.load(Relaxed)),
-        ] {
+        for (name, counter) in &self.counters {
+            let v = match *name {
+                "bucket_read_bytes" => b.bytes_read.load(Relaxed),
+                "bucket_requests" => b.requests.load(Relaxed),
+                "querier_cache_hits" => c.hits.load(Relaxed),
+                "querier_cache_misses" => c.misses.load(Relaxed),
+                "querier_syncs" => q.counters.syncs.load(Relaxed),
+                "querier_sync_failures" => q.counters.sync_failures.load(Relaxed),
+                "querier_unreadable_blocks" => q.counters.unreadable.load(Relaxed),
+                _ => 0,
+            };
             counter.inner().store(v, Relaxed);
         }
     }

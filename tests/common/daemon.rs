@@ -170,15 +170,19 @@ fn spawn_with(data_dir: &std::path::Path, extra: &[&str], stderr: Stdio) -> (Chi
         .stderr(stderr)
         .spawn()
         .unwrap();
+    let addr = listening_on(&mut child);
+    (child, addr)
+}
+
+/// The address a starting daemon prints first, `listening on ADDR`.
+fn listening_on(child: &mut Child) -> String {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
+    line.trim()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (child, addr)
+        .to_string()
 }
 
 impl Drop for Server {
@@ -379,14 +383,7 @@ impl QuerierProcess {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let addr = listening_on(&mut child);
         QuerierProcess { child, addr }
     }
 

@@ -196,3 +196,46 @@ fn totals_keys(p: &Profile) -> Vec<Key> {
         })
         .collect()
 }
+
+/// A stream of real profiles: 2 instances (`host-0`, `host-1`) × (`cpu`:
+/// `parca/fib.pb.gz`, `heap`: `dd-trace-go/heap.pprof`), one every 10 s
+/// for `steps` steps from `from` ms (instance `i` 7·i ms later); profile
+/// `k` of a series keeps two samples in three, a different third each
+/// time, so stacks come and go.
+pub fn real_stream(from: i64, steps: i64) -> Vec<profstore::ingest::IngestRequest> {
+    let load = |name: &str| {
+        let bytes = std::fs::read(testdata_dir().join(name)).unwrap();
+        decode(&bytes, &DecodeLimits::default()).unwrap()
+    };
+    let files = [
+        ("cpu", load("parca/fib.pb.gz")),
+        ("heap", load("dd-trace-go/heap.pprof")),
+    ];
+    let mut out = Vec::new();
+    for step in 0..steps {
+        for inst in 0..2 {
+            for (job, base) in &files {
+                let t = from + step * 10_000 + inst * 7;
+                let mut p = base.clone();
+                p.time_nanos = t * 1_000_000;
+                let k = (step + inst) as usize;
+                let mut i = 0;
+                p.sample.retain(|_| {
+                    i += 1;
+                    (i + k) % 3 != 0
+                });
+                out.push(profstore::ingest::IngestRequest {
+                    name: None,
+                    labels: profstore::model::Labels::from_pairs([
+                        ("job", job.to_string()),
+                        ("instance", format!("host-{inst}")),
+                    ]),
+                    delta: None,
+                    profile: p,
+                    received_at_ms: t,
+                });
+            }
+        }
+    }
+    out
+}

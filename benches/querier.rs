@@ -1,0 +1,156 @@
+//! A querier over a bucket against the store that shipped it: merges of one
+//! day of profiles, from the ingester's local blocks, through a querier
+//! whose disk cache holds every range it needs (warm), and through a new
+//! querier with an empty cache (cold: every range read from the bucket).
+//!
+//! Data ([`profstore::workload`], fixed seed): 10 targets × the `cpu` kind
+//! (`testdata/pprof/parca/cpu_labels.pb.gz`) × 720 scrapes at 2 min — one
+//! day — cut into 2 h blocks and shipped to a `file://` bucket in a
+//! temporary directory. A local directory has no network latency: against
+//! S3 the cold figures grow by the round trips (about three range reads
+//! per block to open it, then one per symbols section and series blob).
+//!
+//! What's measured (wall time), each for one target (`one`) and all ten
+//! (`all`) over the day:
+//! - `local/merge_*`: `Tsdb::merge` on the ingester (blocks on its disk);
+//! - `warm/merge_*`: `Querier::merge` with every range in its cache;
+//! - `cold/merge_*`: a new querier (fresh cache, blocks listed and opened
+//!   before the clock starts) answering one merge.
+//!
+//! The bytes a cold merge reads from the bucket are printed once.
+//!
+//! Run with: `cargo bench --bench querier` (add `-- --quick` for a short
+//! run).
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use profstore::bucket::{Bucket, BucketOptions};
+use profstore::engine::{Limits, Storage, TimeRange};
+use profstore::model::parse_selector;
+use profstore::querier::{Querier, QuerierConfig};
+use profstore::tsdb::{ShipTo, Tsdb, TsdbConfig};
+use profstore::workload::{Kind, Workload, WorkloadSpec};
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+const TARGETS: usize = 10;
+const SCRAPES: usize = 720;
+
+fn querier(bucket: &Arc<Bucket>, cache: &Path) -> Querier {
+    let q = Querier::open(QuerierConfig {
+        bucket: Arc::clone(bucket),
+        cache_dir: Some(cache.to_path_buf()),
+        cache_bytes: 1 << 30,
+        limits: Limits::default(),
+        sync_interval: std::time::Duration::from_secs(3600),
+        dedup_label: None,
+    })
+    .expect("a querier");
+    q.sync().expect("list the bucket");
+    q
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/pprof");
+    let w = Workload::new(
+        WorkloadSpec {
+            targets: TARGETS,
+            scrapes: SCRAPES,
+            interval_ms: 120_000,
+            lifetime_scrapes: None,
+            label_cardinality: 0,
+            ..WorkloadSpec::default()
+        },
+        Kind::testdata(&testdata, 1).expect("the cpu profile in testdata"),
+    );
+    let bucket = Arc::new(
+        Bucket::open(
+            &format!("file://{}/bucket", dir.path().display()),
+            &BucketOptions::default(),
+        )
+        .expect("a file bucket"),
+    );
+    let store = Tsdb::open(TsdbConfig {
+        data_dir: Some(dir.path().join("ingester")),
+        min_free_bytes: 0,
+        ship: Some(ShipTo {
+            bucket: Arc::clone(&bucket),
+            external_labels: [("replica".to_string(), "a".to_string())].into(),
+        }),
+        ..TsdbConfig::default()
+    })
+    .expect("an ingester");
+    let mut cpu = String::new();
+    for req in w.clone() {
+        let s = store.ingest(req).expect("ingest the workload");
+        if cpu.is_empty() {
+            if let Some(t) = s
+                .profile_types
+                .iter()
+                .find(|t| t.contains(":cpu:nanoseconds:"))
+            {
+                cpu = t.clone();
+            }
+        }
+    }
+    store.cut_all().expect("cut the blocks");
+    let shipper = store.shipper().expect("a shipper");
+    shipper.ship_pending().expect("ship the blocks");
+    let spec = w.spec().clone();
+    let day = TimeRange::new(
+        spec.timestamp(0, 0),
+        spec.timestamp(TARGETS - 1, SCRAPES - 1),
+    )
+    .expect("a valid range");
+    let one = parse_selector(&format!(
+        r#"{{__name__="{cpu}", instance="{}"}}"#,
+        spec.instance(0, 0)
+    ))
+    .expect("a valid selector");
+    let all = parse_selector(&format!(r#"{{__name__="{cpu}"}}"#)).expect("a valid selector");
+    eprintln!(
+        "{} profiles, {} blocks, {} bytes shipped",
+        spec.requests(1),
+        store.blocks().len(),
+        shipper.stats().bytes.load(Relaxed)
+    );
+
+    let warm = querier(&bucket, &dir.path().join("warm"));
+    for (name, sel) in [("one", &one), ("all", &all)] {
+        let expected = store.merge(sel, day).expect("merge");
+        let before = bucket.stats().bytes_read.load(Relaxed);
+        let cold = querier(&bucket, &dir.path().join(format!("probe-{name}")));
+        let opened = bucket.stats().bytes_read.load(Relaxed) - before;
+        assert_eq!(cold.merge(sel, day).expect("merge"), expected);
+        let read = bucket.stats().bytes_read.load(Relaxed) - before - opened;
+        assert_eq!(warm.merge(sel, day).expect("merge"), expected);
+        eprintln!("merge_{name}: opening the blocks read {opened} bytes, a cold merge {read} more");
+    }
+
+    let mut g = c.benchmark_group("querier");
+    g.sample_size(20);
+    for (name, sel) in [("one", &one), ("all", &all)] {
+        g.bench_function(format!("local/merge_{name}_1d"), |b| {
+            b.iter(|| store.merge(sel, day).expect("merge"))
+        });
+        g.bench_function(format!("warm/merge_{name}_1d"), |b| {
+            b.iter(|| warm.merge(sel, day).expect("merge"))
+        });
+        let mut k = 0;
+        g.bench_function(format!("cold/merge_{name}_1d"), |b| {
+            b.iter_batched(
+                || {
+                    k += 1;
+                    querier(&bucket, &dir.path().join(format!("cold-{name}-{k}")))
+                },
+                |q| q.merge(sel, day).expect("merge"),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
