@@ -441,3 +441,45 @@ fn a_query_whose_blocks_cannot_be_read_fails_rather_than_answers_less() {
     // The next query that reads nothing missing answers again.
     assert_eq!(q.merge(&cpu, all).unwrap(), warm);
 }
+
+/// Descriptors that lie (another size than the block file's, another id,
+/// an unknown version) leave their block out; the rest is served.
+#[test]
+fn blocks_with_bad_descriptors_are_left_out_and_the_rest_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(T0));
+    let bucket = Arc::new(Bucket::memory());
+    let store = ingester(dir.path(), &bucket, &now);
+    fill(&store, &now, &requests(T0, 15));
+    ship_all(&store);
+    let good = descriptors(&bucket);
+    let sample = bucket.get(&good[0]).unwrap();
+    let d: serde_json::Value = serde_json::from_slice(&sample).unwrap();
+    let id = d["id"].as_str().unwrap().to_string();
+    let block = bucket.get(&format!("{BLOCKS}/{id}/block")).unwrap();
+    let lie = |name: &str, f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = d.clone();
+        v["id"] = name.into();
+        v["sources"] = serde_json::json!([name]);
+        f(&mut v);
+        bucket
+            .put(&format!("{BLOCKS}/{name}/block"), block.clone())
+            .unwrap();
+        bucket
+            .put(
+                &format!("{BLOCKS}/{name}/{DESCRIPTOR}"),
+                serde_json::to_vec(&v).unwrap(),
+            )
+            .unwrap();
+    };
+    lie("bigger", &|v| {
+        v["bytes"] = (block.len() as u64 + 100).into()
+    });
+    lie("smaller", &|v| v["bytes"] = 40.into());
+    lie("version", &|v| v["version"] = 9.into());
+    lie("other-id", &|v| v["id"] = "elsewhere".into());
+    let q = querier(&bucket, &dir.path().join("cache"));
+    let s = q.sync().unwrap();
+    assert_eq!((s.blocks, s.unreadable), (good.len(), 4));
+    assert_eq!(answers(&q), answers(&store));
+}

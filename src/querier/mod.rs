@@ -407,6 +407,20 @@ impl Querier {
             )));
         }
         let key = d.block_key();
+        // The file's size from the bucket, not the descriptor: a descriptor
+        // that lies about it must not make every later read fail.
+        match bucket.size(&key) {
+            Ok(Some(size)) if size == d.bytes => {}
+            Ok(Some(size)) => {
+                return Err(OpenFail::Bad(format!(
+                    "the block file has {size} bytes, its descriptor says {}",
+                    d.bytes
+                )))
+            }
+            // Deleted since the descriptor was read (replaced).
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(OpenFail::Bucket(e.to_string())),
+        }
         let source = Remote {
             bucket: Arc::clone(bucket),
             id: id.to_string(),
