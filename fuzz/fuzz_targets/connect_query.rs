@@ -8,7 +8,7 @@
 //! and, with `& 0x80`, JSON instead of protobuf; the rest is the body.
 //!
 //! Must hold: no panic, hang or huge allocation on any input. A protobuf
-//! request that decodes encodes and decodes back to itself; an accepted
+//! request that decodes encodes and decodes back to the same bytes; an accepted
 //! JSON request is one protobuf could carry (it survives the same round
 //! trip). Every selector of an accepted request parses or is refused with
 //! `invalid_argument`.
@@ -60,7 +60,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let (bytes, selectors) = parts(&call);
     let again = decode(method, Codec::Proto, &bytes).expect("a decoded request re-encodes");
-    assert_eq!(again, call);
+    // Compared as bytes: a float field may hold NaN, which equals nothing
+    // (the handler refuses such a step; the decoder keeps it as sent).
+    assert_eq!(parts(&again).0, bytes);
     for s in selectors.iter().take(8) {
         if let Err(e) = parse_matchers(s) {
             assert_eq!(e.code(), "invalid_argument");
