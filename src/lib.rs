@@ -10,6 +10,7 @@ pub mod bucket;
 pub mod cli;
 #[cfg(feature = "duckdb")]
 pub mod columnar;
+pub mod compactor;
 pub mod config;
 pub mod engine;
 pub mod ingest;

@@ -1,6 +1,6 @@
 //! The `profstore` binary: `profstore serve` runs the HTTP daemon (an
 //! ingester with `--bucket`), `profstore querier` the read-only daemon over
-//! a bucket's blocks;
+//! a bucket's blocks, `profstore compact` the bucket's compactor;
 //! `profstore push` and `profstore query` are its command-line client (see
 //! [`profstore::cli`]).
 
@@ -36,6 +36,9 @@ enum Command {
     /// Runs a querier: the HTTP API over the blocks ingesters shipped to a
     /// bucket (read-only).
     Querier(Box<QuerierArgs>),
+    /// Runs the compactor of a bucket: merges and deduplicates its blocks
+    /// and applies retention (one instance per bucket).
+    Compact(Box<CompactArgs>),
     /// Uploads pprof files to a running daemon.
     Push(cli::PushArgs),
     /// Queries a running daemon: series totals, labels, profiles.
@@ -196,6 +199,48 @@ struct QuerierArgs {
     log_level: Option<String>,
 }
 
+/// Flags of `profstore compact`.
+#[derive(clap::Args)]
+struct CompactArgs {
+    /// The bucket ingesters ship blocks to (`s3://…` or `file:///…`).
+    #[arg(long, env = "PROFSTORE_BUCKET")]
+    bucket: String,
+    /// The S3 endpoint [default: AWS_ENDPOINT].
+    #[arg(long, env = "PROFSTORE_BUCKET_ENDPOINT")]
+    bucket_endpoint: Option<String>,
+    /// The S3 region [default: AWS_REGION].
+    #[arg(long, env = "PROFSTORE_BUCKET_REGION")]
+    bucket_region: Option<String>,
+    /// The external label that tells replicas apart; must be the
+    /// queriers' `--dedup-label` [default: none].
+    #[arg(long, env = "PROFSTORE_DEDUP_LABEL")]
+    dedup_label: Option<String>,
+    /// Where merged blocks are written before their upload (emptied at
+    /// start).
+    #[arg(long, env = "PROFSTORE_WORK_DIR", default_value = "./compactor-work")]
+    work_dir: PathBuf,
+    /// Level ranges, ascending: blocks inside one aligned window of a range
+    /// are merged into one.
+    #[arg(long, env = "PROFSTORE_RANGES", default_value = "2h,12h,48h")]
+    ranges: String,
+    /// Blocks that end longer ago than this are deleted [default: kept].
+    #[arg(long, env = "PROFSTORE_RETENTION")]
+    retention: Option<String>,
+    /// Time between marking a block for deletion and deleting it; keep it
+    /// well above the queriers' sync interval.
+    #[arg(long, env = "PROFSTORE_DELETE_DELAY", default_value = "15m")]
+    delete_delay: String,
+    /// Time between two passes.
+    #[arg(long, env = "PROFSTORE_INTERVAL", default_value = "5m")]
+    interval: String,
+    /// Runs one pass and exits (status 1 when a merge failed).
+    #[arg(long)]
+    once: bool,
+    /// Log filter [default: info].
+    #[arg(long, env = "PROFSTORE_LOG_LEVEL")]
+    log_level: Option<String>,
+}
+
 impl ServeArgs {
     fn settings(&self) -> Settings {
         Settings {
@@ -237,6 +282,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Querier(args) => querier(*args),
+        Command::Compact(args) => compact(*args),
         Command::Push(args) => cli::run_push(args),
         Command::Query(args) => cli::run_query(args),
     }
@@ -369,6 +415,117 @@ fn querier(args: QuerierArgs) -> ExitCode {
             "querier over the bucket's blocks"
         );
         run_storage(Arc::new(q), &config, None).await
+    })
+}
+
+/// Parses a duration flag: `name` for the error.
+fn duration_flag(name: &str, value: &str, allow_zero: bool) -> Result<i64, String> {
+    match profstore::model::time::parse_duration(value) {
+        Ok(ms) if ms > 0 || (allow_zero && ms == 0) => Ok(ms),
+        _ => Err(format!(
+            "--{name} {value:?}: want a {} duration such as 30s",
+            if allow_zero {
+                "non-negative"
+            } else {
+                "positive"
+            }
+        )),
+    }
+}
+
+/// `profstore compact`: the bucket's compactor, until SIGINT or SIGTERM
+/// (or one pass with `--once`).
+fn compact(args: CompactArgs) -> ExitCode {
+    use profstore::compactor::{Compactor, CompactorConfig, DEFAULT_ORPHAN_AGE};
+    let settings = Settings {
+        log_level: args.log_level.clone(),
+        ..Settings::default()
+    };
+    let parsed = (|| -> Result<_, String> {
+        let config = config::resolve(&settings, &Settings::default()).map_err(|e| e.to_string())?;
+        let mut ranges = Vec::new();
+        for r in args.ranges.split(',') {
+            ranges.push(duration_flag("ranges", r.trim(), false)?);
+        }
+        if ranges.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "--ranges {:?}: want ascending durations",
+                args.ranges
+            ));
+        }
+        let retention = match &args.retention {
+            Some(r) => Some(duration_flag("retention", r, false)?),
+            None => None,
+        };
+        let delay = duration_flag("delete-delay", &args.delete_delay, true)?;
+        let interval = duration_flag("interval", &args.interval, false)?;
+        let options = profstore::bucket::BucketOptions {
+            endpoint: args.bucket_endpoint.clone(),
+            region: args.bucket_region.clone(),
+            ..Default::default()
+        };
+        let bucket = Arc::new(Bucket::open(&args.bucket, &options).map_err(|e| e.to_string())?);
+        let cconfig = CompactorConfig {
+            bucket,
+            work_dir: args.work_dir.clone(),
+            dedup_label: args.dedup_label.clone(),
+            ranges_ms: ranges,
+            retention_ms: retention,
+            delete_delay: std::time::Duration::from_millis(delay as u64),
+            orphan_age: DEFAULT_ORPHAN_AGE,
+            clock: profstore::ingest::Clock::system(),
+        };
+        Ok((
+            config,
+            cconfig,
+            std::time::Duration::from_millis(interval as u64),
+        ))
+    })();
+    let (config, cconfig, interval) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("profstore: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let once = args.once;
+    start(config, move |_| async move {
+        let c = tokio::task::spawn_blocking(move || Compactor::open(cconfig))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot open the compactor: {e}"))?;
+        let c = Arc::new(c);
+        if once {
+            let stats = tokio::task::spawn_blocking(move || c.run_once())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("compaction failed: {e}"))?;
+            println!(
+                "merged {} blocks into {}, marked {}, deleted {}, failed {}; block bytes {} -> {}",
+                stats.inputs,
+                stats.merged,
+                stats.marked,
+                stats.deleted,
+                stats.failed,
+                stats.bytes_before,
+                stats.bytes_after
+            );
+            return if stats.failed > 0 {
+                Err(format!("{} merges failed", stats.failed))
+            } else {
+                Ok(())
+            };
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let shutdown = shutdown_signal()?;
+        let worker = {
+            let stop = Arc::clone(&stop);
+            tokio::task::spawn_blocking(move || c.run(interval, &stop))
+        };
+        shutdown.await;
+        tracing::info!("stopping after the current pass");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        worker.await.map_err(|e| e.to_string())
     })
 }
 

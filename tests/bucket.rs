@@ -2,11 +2,14 @@
 //! blocks it cuts and compacts, and a querier answers from the bucket
 //! alone exactly as the ingester does; replaced blocks are never read; a
 //! bucket that cannot be reached keeps the WAL segments and the blocks it
-//! has not taken, and a restart catches up.
+//! has not taken, and a restart catches up. The compactor dedupes and
+//! merges the bucket's blocks without changing an answer, safely at every
+//! step.
 
 mod common;
 
 use profstore::bucket::{Bucket, BucketOptions};
+use profstore::compactor::{Compactor, CompactorConfig};
 use profstore::engine::{Limits, Storage, TimeRange};
 use profstore::ingest::{Clock, IngestRequest, TimePolicy};
 use profstore::model::parse_selector;
@@ -482,4 +485,248 @@ fn blocks_with_bad_descriptors_are_left_out_and_the_rest_served() {
     let s = q.sync().unwrap();
     assert_eq!((s.blocks, s.unreadable), (good.len(), 4));
     assert_eq!(answers(&q), answers(&store));
+}
+
+/// Every key in the bucket with its bytes' length.
+fn bucket_keys(bucket: &Bucket) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = bucket
+        .list(BLOCKS)
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.key, l.size))
+        .collect();
+    v.sort();
+    v
+}
+
+fn block_bytes(bucket: &Bucket) -> u64 {
+    bucket_keys(bucket)
+        .iter()
+        .filter(|(k, _)| k.ends_with("/block"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// A compactor of `bucket` deduplicating by `replica`: 20-minute and
+/// 2-hour levels over the tests' 10-minute blocks.
+fn compactor(bucket: &Arc<Bucket>, dir: &Path, clock: Clock, delay_s: u64) -> Compactor {
+    Compactor::open(CompactorConfig {
+        bucket: Arc::clone(bucket),
+        work_dir: dir.to_path_buf(),
+        dedup_label: Some("replica".to_string()),
+        ranges_ms: vec![20 * MINUTE, 120 * MINUTE],
+        retention_ms: None,
+        delete_delay: std::time::Duration::from_secs(delay_s),
+        orphan_age: std::time::Duration::from_secs(3600),
+        clock,
+    })
+    .unwrap()
+}
+
+/// Two replicas that each missed some profiles, shipped: what a store
+/// that got every profile answers, and the replicas.
+fn two_replicas(dir: &Path, bucket: &Arc<Bucket>, now: &Arc<AtomicI64>) -> (Tsdb, Tsdb, Tsdb) {
+    let a = replica(&dir.join("a"), bucket, now, "a");
+    let b = replica(&dir.join("b"), bucket, now, "b");
+    let all = Tsdb::open(TsdbConfig {
+        limits: limits(now),
+        ..TsdbConfig::default()
+    })
+    .unwrap();
+    for (i, r) in requests(T0, 45).iter().enumerate() {
+        now.fetch_max(r.received_at_ms, Relaxed);
+        all.ingest(r.clone()).unwrap();
+        if i % 7 != 3 {
+            a.ingest(r.clone()).unwrap();
+        }
+        if i % 7 != 5 {
+            b.ingest(r.clone()).unwrap();
+        }
+    }
+    ship_all(&a);
+    ship_all(&b);
+    (all, a, b)
+}
+
+/// The compactor merges replicas into one block and small blocks into
+/// larger ones; a querier that listed the bucket before the pass, one
+/// that lists it after, and one with an empty cache answer as before, each
+/// profile once; marked blocks go after the delete delay, and the bucket
+/// then holds fewer bytes. Late profiles a replica ships after the
+/// compaction count once, and the next pass folds them in.
+#[test]
+fn the_compactor_dedupes_and_merges_without_changing_an_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(T0));
+    let bucket = Arc::new(Bucket::memory());
+    let (all, a, _b) = two_replicas(dir.path(), &bucket, &now);
+    let expected = answers(&all);
+    let before = bucket_keys(&bucket);
+    let old = deduplicating(&bucket, &dir.path().join("old"), Some("replica"));
+    assert_eq!(answers(&old), expected);
+
+    let compact_now = Arc::new(AtomicI64::new(T0 + 60 * MINUTE));
+    let c = compactor(
+        &bucket,
+        &dir.path().join("work"),
+        Clock::manual(Arc::clone(&compact_now)),
+        600,
+    );
+    let s = c.run_once().unwrap();
+    assert!(s.merged >= 2 && s.inputs > s.merged, "{s:?}");
+    assert_eq!((s.failed, s.deleted), (0, 0), "{s:?}");
+    // Nothing is deleted before the delay: the querier that has not listed
+    // the bucket again still reads the inputs.
+    assert_eq!(answers(&old), expected);
+    old.sync().unwrap();
+    assert_eq!(answers(&old), expected);
+    let fresh = deduplicating(&bucket, &dir.path().join("fresh"), Some("replica"));
+    assert_eq!(answers(&fresh), expected);
+    // A second pass has nothing to merge.
+    let again = c.run_once().unwrap();
+    assert_eq!((again.merged, again.marked, again.deleted), (0, 0, 0));
+
+    compact_now.fetch_add(11 * MINUTE, Relaxed);
+    let s = c.run_once().unwrap();
+    assert!(s.deleted >= 6, "{s:?}");
+    let after = bucket_keys(&bucket);
+    let (bytes_before, bytes_after) = (
+        before
+            .iter()
+            .filter(|(k, _)| k.ends_with("/block"))
+            .map(|(_, n)| n)
+            .sum::<u64>(),
+        block_bytes(&bucket),
+    );
+    println!(
+        "compaction: {} block files ({bytes_before} B) -> {} ({bytes_after} B)",
+        before.iter().filter(|(k, _)| k.ends_with("/block")).count(),
+        after.iter().filter(|(k, _)| k.ends_with("/block")).count(),
+    );
+    assert!(
+        bytes_after * 10 < bytes_before * 7,
+        "{bytes_before} -> {bytes_after}"
+    );
+    assert!(after
+        .iter()
+        .all(|(k, _)| !k.ends_with("deletion-mark.json")));
+    old.sync().unwrap();
+    assert_eq!(answers(&old), expected);
+    assert_eq!(
+        answers(&deduplicating(
+            &bucket,
+            &dir.path().join("f2"),
+            Some("replica")
+        )),
+        expected
+    );
+
+    // Late profiles: replica a rewrites a block the compactor has merged
+    // and deleted, and ships the rewrite.
+    let late = requests(T0 + 3 * MINUTE + 3, 1);
+    for r in &late {
+        a.ingest(r.clone()).unwrap();
+        all.ingest(r.clone()).unwrap();
+    }
+    ship_all(&a);
+    let expected = answers(&all);
+    assert_ne!(
+        answers(&old),
+        expected,
+        "the late profiles change the answers"
+    );
+    old.sync().unwrap();
+    assert_eq!(answers(&old), expected);
+    let s = c.run_once().unwrap();
+    assert_eq!((s.merged, s.failed), (1, 0), "{s:?}");
+    compact_now.fetch_add(11 * MINUTE, Relaxed);
+    c.run_once().unwrap();
+    old.sync().unwrap();
+    assert_eq!(answers(&old), expected);
+}
+
+/// A crash after a merged block is committed and before its inputs are
+/// marked: the next pass marks them, and answers never change. Block files
+/// without a descriptor (an upload cut short) go once they are old; a
+/// merge whose input cannot be read changes nothing.
+#[test]
+fn the_compactor_is_safe_at_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(T0));
+    let bucket = Arc::new(Bucket::memory());
+    let (all, _a, _b) = two_replicas(dir.path(), &bucket, &now);
+    let expected = answers(&all);
+    let pristine = bucket_keys(&bucket);
+
+    // An input whose chunks are damaged (its descriptor still matches):
+    // the merge that needs it is abandoned and nothing in the bucket
+    // changes.
+    let victim = descriptors(&bucket)[0].replace(DESCRIPTOR, "block");
+    let good = bucket.get(&victim).unwrap();
+    let mut bad = good.clone();
+    bad[20] ^= 0xff;
+    bucket.put(&victim, bad).unwrap();
+    let clock_now = Arc::new(AtomicI64::new(T0 + 60 * MINUTE));
+    let clock = Clock::manual(Arc::clone(&clock_now));
+    let c = compactor(&bucket, &dir.path().join("work"), clock.clone(), 0);
+    let s = c.run_once().unwrap();
+    assert!(s.failed >= 1, "{s:?}");
+    // Other windows' merges went ahead; the damaged block's did not.
+    let left: Vec<String> = bucket_keys(&bucket).into_iter().map(|(k, _)| k).collect();
+    let folder = victim.trim_end_matches("block");
+    assert!(left.contains(&victim) && left.contains(&format!("{folder}{DESCRIPTOR}")));
+    assert!(!left.contains(&format!("{folder}deletion-mark.json")));
+    assert!(left.len() < pristine.len(), "{left:?}");
+    bucket.put(&victim, good).unwrap();
+    let q = deduplicating(&bucket, &dir.path().join("q"), Some("replica"));
+    assert_eq!(answers(&q), expected);
+
+    // A crash between the commit and the marks: the marks are lost.
+    let c = compactor(&bucket, &dir.path().join("work"), clock.clone(), 3600);
+    let s = c.run_once().unwrap();
+    assert!(s.merged >= 1 && s.marked >= 2, "{s:?}");
+    for (k, _) in bucket_keys(&bucket) {
+        if k.ends_with("deletion-mark.json") {
+            bucket.delete(&k).unwrap();
+        }
+    }
+    q.sync().unwrap();
+    assert_eq!(answers(&q), expected);
+    let s = c.run_once().unwrap();
+    assert_eq!(s.merged, 0, "{s:?}");
+    assert!(
+        s.marked >= 2,
+        "the next pass marks what the merges replace: {s:?}"
+    );
+    clock_now.fetch_add(2 * 3_600_000, Relaxed);
+    let s = c.run_once().unwrap();
+    assert!(s.deleted >= 2, "{s:?}");
+    q.sync().unwrap();
+    assert_eq!(answers(&q), expected);
+
+    // An upload cut short: a block file with no descriptor. It stays while
+    // young (its descriptor may be on its way) and goes once old.
+    let wall = Arc::new(AtomicI64::new(Clock::system().now_ms()));
+    let c = compactor(
+        &bucket,
+        &dir.path().join("work"),
+        Clock::manual(Arc::clone(&wall)),
+        0,
+    );
+    bucket
+        .put(&format!("{BLOCKS}/half/block"), vec![7; 100])
+        .unwrap();
+    assert_eq!(c.run_once().unwrap().deleted, 0);
+    assert!(bucket
+        .size(&format!("{BLOCKS}/half/block"))
+        .unwrap()
+        .is_some());
+    wall.fetch_add(2 * 3_600_000, Relaxed);
+    assert_eq!(c.run_once().unwrap().deleted, 1);
+    assert!(bucket
+        .size(&format!("{BLOCKS}/half/block"))
+        .unwrap()
+        .is_none());
+    q.sync().unwrap();
+    assert_eq!(answers(&q), expected);
 }

@@ -7,7 +7,8 @@
 //! `replica`, with an empty cache, through the other gateway, answers every
 //! query kind exactly as one ingester did: nothing doubled. Ingester `a`
 //! restarted after its crash ships more, and the querier's answers include
-//! it.
+//! it. Then `profstore compact --once` dedupes and merges the bucket's
+//! blocks: the answers stay the same, from fewer bytes.
 
 mod common;
 
@@ -124,6 +125,27 @@ fn querier(endpoint: &str, cache: &std::path::Path) -> QuerierProcess {
     ])
 }
 
+/// Runs `profstore compact --once` against the bucket; its summary line.
+fn compact_once(endpoint: &str, work: &std::path::Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_profstore"))
+        .args(["compact", "--once", "--log-level", "warn"])
+        .args(["--bucket", &format!("s3://{BUCKET}/prod")])
+        .args(["--bucket-endpoint", endpoint])
+        .args(["--dedup-label", "replica", "--delete-delay", "0s"])
+        .args(["--ranges", "10s,1m,10m"])
+        .arg("--work-dir")
+        .arg(work)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 fn push(srv: &Server, bodies: &[(String, Vec<u8>)]) {
     for (labels, body) in bodies {
         let r = srv.write(labels, body);
@@ -204,6 +226,22 @@ fn replicated_blocks_in_seaweedfs_outlive_an_ingester_a_volume_server_and_a_gate
     let expected_more = answers(&srv.addr, from).unwrap();
     assert_ne!(expected_more, expected);
     until_equal(&q.addr, from, &expected_more, &cluster.logs());
+
+    // The compactor makes one pass (delete delay 0: the inputs go in the
+    // same pass); the querier, and a new one, answer as before from fewer
+    // bytes.
+    let compacted = compact_once(&cluster.s3[1], &cluster.dir.path().join("compactor"));
+    eprintln!("cluster test: compactor: {compacted}");
+    let (before, after) = compacted
+        .rsplit_once("block bytes ")
+        .and_then(|(_, b)| b.trim().split_once(" -> "))
+        .map(|(a, b)| (a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap()))
+        .unwrap_or_else(|| panic!("{compacted}"));
+    assert!(after < before, "{compacted}");
+    until_equal(&q.addr, from, &expected_more, &cluster.logs());
+    let fresh = querier(&cluster.s3[1], &cluster.dir.path().join("cache-3"));
+    until_equal(&fresh.addr, from, &expected_more, &cluster.logs());
+    assert!(fresh.terminate());
     assert!(q.terminate());
     assert_eq!(srv.terminate(), Some(0));
     assert_eq!(srv_b.terminate(), Some(0));

@@ -5,7 +5,9 @@
 //! equal answers to every query kind over a generated workload, and
 //! `backends_give_every_entity_the_same_id` that they give every entity the
 //! same content id. `querier::*` runs the suite through a querier over a
-//! bucket that an ingester ships its blocks to (`Shipped`).
+//! bucket that an ingester ships its blocks to (`Shipped`);
+//! `compacted::*` through a deduplicating querier over a bucket that two
+//! replica ingesters ship to and the compactor rewrites before every read.
 
 mod common;
 
@@ -36,6 +38,8 @@ fn store(limits: Limits) -> Tsdb {
 #[derive(Debug)]
 struct Shipped {
     ingester: Tsdb,
+    /// A second ingester (replica b) given every write, with the compactor.
+    replica: Option<(Tsdb, profstore::compactor::Compactor)>,
     querier: profstore::querier::Querier,
     _dir: tempfile::TempDir,
 }
@@ -44,39 +48,81 @@ impl Shipped {
     fn refresh(&self) {
         self.ingester.cut_all().unwrap();
         self.ingester.shipper().unwrap().ship_pending().unwrap();
+        if let Some((b, compactor)) = &self.replica {
+            b.cut_all().unwrap();
+            b.shipper().unwrap().ship_pending().unwrap();
+            let stats = compactor.run_once().unwrap();
+            assert_eq!(stats.failed, 0);
+        }
         self.querier.sync().unwrap();
     }
 }
 
+/// An ingester of `replica` shipping to `bucket`, in `dir`.
+fn ingester(
+    dir: &std::path::Path,
+    limits: &Limits,
+    bucket: &std::sync::Arc<profstore::bucket::Bucket>,
+    replica: &str,
+) -> Tsdb {
+    Tsdb::open(TsdbConfig {
+        data_dir: Some(dir.join(replica)),
+        limits: limits.clone(),
+        min_free_bytes: 0,
+        ship: Some(profstore::tsdb::ShipTo {
+            bucket: std::sync::Arc::clone(bucket),
+            external_labels: [("replica".to_string(), replica.to_string())].into(),
+        }),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 /// An empty [`Shipped`] with `limits`, over an in-memory bucket.
 fn shipped(limits: Limits) -> Shipped {
+    shipped_with(limits, false)
+}
+
+/// An empty [`Shipped`] with two replicas, the compactor and a
+/// deduplicating querier.
+fn compacted(limits: Limits) -> Shipped {
+    shipped_with(limits, true)
+}
+
+fn shipped_with(limits: Limits, replicas: bool) -> Shipped {
     use profstore::bucket::Bucket;
+    use profstore::compactor::{Compactor, CompactorConfig};
     use profstore::querier::{Querier, QuerierConfig};
     use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let bucket = Arc::new(Bucket::memory());
-    let ingester = Tsdb::open(TsdbConfig {
-        data_dir: Some(dir.path().join("ingester")),
-        limits: limits.clone(),
-        min_free_bytes: 0,
-        ship: Some(profstore::tsdb::ShipTo {
+    let replica = replicas.then(|| {
+        let b = ingester(dir.path(), &limits, &bucket, "b");
+        let compactor = Compactor::open(CompactorConfig {
             bucket: Arc::clone(&bucket),
-            external_labels: [("replica".to_string(), "a".to_string())].into(),
-        }),
-        ..Default::default()
-    })
-    .unwrap();
+            work_dir: dir.path().join("work"),
+            dedup_label: Some("replica".into()),
+            ranges_ms: vec![2 * 3_600_000, 24 * 3_600_000, 400 * 24 * 3_600_000],
+            retention_ms: None,
+            delete_delay: std::time::Duration::ZERO,
+            orphan_age: std::time::Duration::from_secs(3600),
+            clock: profstore::ingest::Clock::system(),
+        })
+        .unwrap();
+        (b, compactor)
+    });
     let querier = Querier::open(QuerierConfig {
-        bucket,
+        bucket: Arc::clone(&bucket),
         cache_dir: Some(dir.path().join("cache")),
         cache_bytes: 1 << 20,
-        limits,
+        limits: limits.clone(),
         sync_interval: std::time::Duration::from_secs(3600),
-        dedup_label: None,
+        dedup_label: replicas.then(|| "replica".to_string()),
     })
     .unwrap();
     Shipped {
-        ingester,
+        ingester: ingester(dir.path(), &limits, &bucket, "a"),
+        replica,
         querier,
         _dir: dir,
     }
@@ -91,6 +137,9 @@ impl profstore::engine::Storage for Shipped {
         req: &profstore::ingest::IngestRequest,
         raw: Option<&[u8]>,
     ) -> Result<profstore::ingest::IngestSummary, profstore::ingest::IngestError> {
+        if let Some((b, _)) = &self.replica {
+            let _ = b.ingest_raw(req, raw);
+        }
         self.ingester.ingest_raw(req, raw)
     }
     fn ingest_stats(&self) -> profstore::engine::IngestStats {
@@ -186,6 +235,12 @@ macro_rules! on_every_backend {
                 profstore::engine::suite::$name(super::shipped)
             })*
         }
+        mod compacted {
+            $(#[test]
+            fn $name() {
+                profstore::engine::suite::$name(super::compacted)
+            })*
+        }
         #[cfg(feature = "duckdb")]
         mod columnar {
             $(#[test]
@@ -215,6 +270,13 @@ fn tsdb_late_profiles_count_once_and_retries_change_nothing() {
 #[test]
 fn querier_late_profiles_count_once_and_retries_change_nothing() {
     profstore::engine::suite::late_profiles_count_once_and_retries_change_nothing(shipped)
+}
+
+/// Late profiles rewrite blocks the compactor already merged: each
+/// profile still counts once.
+#[test]
+fn compacted_late_profiles_count_once_and_retries_change_nothing() {
+    profstore::engine::suite::late_profiles_count_once_and_retries_change_nothing(compacted)
 }
 
 /// The DuckDB backend takes each series' profiles in time order.

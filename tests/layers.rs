@@ -5,6 +5,7 @@
 //! main.rs, config        name the concrete backends
 //! server, cli            the edges
 //! scrape, pyroscope, render, workload
+//! compactor, querier     the bucket's readers and rewriter (over tsdb blocks)
 //! tsdb | columnar        the backends, side by side, never importing each other
 //! engine                 the Storage trait, partial results, the suite
 //! ingest                 the write normalization
@@ -36,6 +37,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "querier",
         &[
             "proto", "pprof", "model", "ingest", "engine", "tsdb", "bucket",
+        ],
+    ),
+    (
+        "compactor",
+        &[
+            "proto", "pprof", "model", "ingest", "engine", "tsdb", "bucket", "querier",
         ],
     ),
     ("render", &["proto", "pprof", "model"]),

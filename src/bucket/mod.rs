@@ -92,6 +92,8 @@ pub struct Listed {
     pub key: String,
     /// Its size in bytes.
     pub size: u64,
+    /// When it was last written, in ms since the epoch.
+    pub modified_ms: i64,
 }
 
 /// Counters of what a bucket did, for metrics.
@@ -338,6 +340,7 @@ impl Bucket {
             .map(|m| Listed {
                 key: self.key_of(&m.location),
                 size: m.size,
+                modified_ms: m.last_modified.timestamp_millis(),
             })
             .collect())
     }

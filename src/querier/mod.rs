@@ -19,12 +19,18 @@
 //! fails the sync, which keeps the previous list. The background thread
 //! syncs every `sync_interval`.
 //!
-//! # Replicas
-//! With a dedup label (`--dedup-label replica`), blocks whose external
-//! labels differ only in that label are replicas of one stream: a series'
-//! profiles at one timestamp are read from one replica only, the first (by
-//! label value) that has a profile there, so a profile two ingesters both
-//! received counts once, and one that only one of them got still counts.
+//! # Streams and replicas
+//! A block's stream is its external labels without the dedup label
+//! (`--dedup-label replica`; without one, all of them). Blocks of one
+//! stream may overlap in time: replicas (ingesters that received the same
+//! writes), or a compacted block and a later rewrite of part of its range
+//! by an ingester that got late profiles. Where they overlap, a series'
+//! profiles at one timestamp are read from one block only, the one
+//! committed last (`created_ms`; ties by dedup label value) among those
+//! with a profile there: a profile two ingesters both received counts
+//! once, one only one of them got still counts, and a rewrite's late
+//! profiles count. The compactor merges blocks by the same rule, so its
+//! blocks answer as their inputs did.
 //!
 //! # Invariants
 //! - A query reads the block list as of one sync: it never sees a
@@ -159,15 +165,17 @@ impl BlockSource for Remote {
 
 /// A listed block.
 #[derive(Debug, Clone)]
-struct Listed {
-    descriptor: Descriptor,
-    block: Arc<Block>,
-    /// Its replica, with a dedup label (set at each sync).
-    replica: Option<Replica>,
+pub struct ListedBlock {
+    /// Its descriptor.
+    pub descriptor: Descriptor,
+    /// The block, read from the bucket.
+    pub block: Arc<Block>,
+    /// Its stream and rank (set at each sync).
+    pub replica: Option<Replica>,
 }
 
 /// A listed block as a part of a query: the block, and its replica.
-struct Part<'a>(&'a Listed);
+struct Part<'a>(&'a ListedBlock);
 
 impl BlockReader for Part<'_> {
     fn overlaps(&self, start: i64, end: i64) -> bool {
@@ -195,34 +203,58 @@ impl BlockReader for Part<'_> {
     }
 }
 
-/// The [`Replica`] of each of the blocks whose external labels are
-/// `labels`, by the dedup label `label` (see [`QuerierConfig::dedup_label`]):
-/// a stream is a set of external labels without `label`, a replica's rank
-/// the order of its `label` value within its stream (a block without the
-/// label has the value "").
-fn number_replicas(labels: &[&BTreeMap<String, String>], label: &str) -> Vec<Replica> {
-    let key = |l: &BTreeMap<String, String>| {
-        let mut stream = l.clone();
-        let value = stream.remove(label).unwrap_or_default();
-        (stream, value)
-    };
-    let keys: Vec<_> = labels.iter().map(|l| key(l)).collect();
-    let mut streams: BTreeMap<&BTreeMap<String, String>, BTreeSet<&str>> = BTreeMap::new();
-    for (stream, value) in &keys {
-        streams.entry(stream).or_default().insert(value);
+/// A block's stream: its external labels without `dedup_label`.
+pub fn stream_of(
+    labels: &BTreeMap<String, String>,
+    dedup_label: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut stream = labels.clone();
+    if let Some(l) = dedup_label {
+        stream.remove(l);
     }
-    let ids: BTreeMap<&BTreeMap<String, String>, u32> = streams
-        .keys()
-        .enumerate()
-        .map(|(i, s)| (*s, i as u32))
+    stream
+}
+
+/// The [`Replica`] of each block of `blocks` (see the module docs): its
+/// stream is its external labels without `dedup_label`; within a stream,
+/// blocks rank by commit time, the latest first, then by their
+/// `dedup_label` value, then by id.
+pub fn number_replicas(blocks: &[&Descriptor], dedup_label: Option<&str>) -> Vec<Replica> {
+    let streams: BTreeSet<BTreeMap<String, String>> = blocks
+        .iter()
+        .map(|d| stream_of(&d.external_labels, dedup_label))
         .collect();
-    keys.iter()
-        .map(|(stream, value)| Replica {
-            stream: ids[stream],
-            // The stream's values hold `value`: both come from `keys`.
-            rank: streams[stream].iter().position(|v| v == value).unwrap_or(0) as u32,
-        })
-        .collect()
+    let stream_ids: BTreeMap<&BTreeMap<String, String>, u32> = streams
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s, i as u32))
+        .collect();
+    let value = |d: &Descriptor| {
+        dedup_label
+            .and_then(|l| d.external_labels.get(l).cloned())
+            .unwrap_or_default()
+    };
+    let mut order: Vec<usize> = (0..blocks.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (blocks[a], blocks[b]);
+        (std::cmp::Reverse(x.created_ms), value(x), &x.id).cmp(&(
+            std::cmp::Reverse(y.created_ms),
+            value(y),
+            &y.id,
+        ))
+    });
+    let mut next: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut out = vec![Replica { stream: 0, rank: 0 }; blocks.len()];
+    for i in order {
+        let stream = stream_ids[&stream_of(&blocks[i].external_labels, dedup_label)];
+        let rank = next.entry(stream).or_insert(0);
+        out[i] = Replica {
+            stream,
+            rank: *rank,
+        };
+        *rank += 1;
+    }
+    out
 }
 
 /// What one sync found.
@@ -251,7 +283,9 @@ pub struct Querier {
     config: QuerierConfig,
     cache: Arc<RangeCache>,
     /// The blocks queries read, sorted by time, as of the last sync.
-    blocks: RwLock<Arc<Vec<Listed>>>,
+    blocks: RwLock<Arc<Vec<ListedBlock>>>,
+    /// The blocks the last sync found replaced by others.
+    replaced: RwLock<Vec<Descriptor>>,
     /// Set after the first successful sync.
     synced: AtomicBool,
     /// One sync at a time.
@@ -283,6 +317,7 @@ impl Querier {
             config,
             cache: Arc::new(cache),
             blocks: RwLock::new(Arc::new(Vec::new())),
+            replaced: RwLock::new(Vec::new()),
             synced: AtomicBool::new(false),
             syncing: Mutex::new(()),
             counters: Counters::default(),
@@ -310,6 +345,16 @@ impl Querier {
             .collect()
     }
 
+    /// The blocks queries read now, by time, with their replicas.
+    pub fn listed(&self) -> Arc<Vec<ListedBlock>> {
+        Arc::clone(&self.blocks.read())
+    }
+
+    /// The blocks the last sync left out because others replace them.
+    pub fn replaced(&self) -> Vec<Descriptor> {
+        self.replaced.read().clone()
+    }
+
     /// Lists the bucket and updates the blocks queries read (see the module
     /// docs). A failed listing keeps the previous list.
     pub fn sync(&self) -> Result<SyncStats, QuerierError> {
@@ -325,7 +370,7 @@ impl Querier {
                 (!id.is_empty() && !id.contains('/')).then(|| id.to_string())
             })
             .collect();
-        let known: BTreeMap<String, Listed> = self
+        let known: BTreeMap<String, ListedBlock> = self
             .blocks
             .read()
             .iter()
@@ -367,7 +412,7 @@ impl Querier {
                     .filter(move |s| *s != own)
             })
             .collect();
-        let (replaced, mut live): (Vec<Listed>, Vec<Listed>) = found
+        let (replaced, mut live): (Vec<ListedBlock>, Vec<ListedBlock>) = found
             .iter()
             .cloned()
             .partition(|l| covered.contains(l.descriptor.id.as_str()));
@@ -377,13 +422,12 @@ impl Querier {
                 .cmp(&(b.descriptor.min_time, &b.descriptor.id))
         });
         stats.blocks = live.len();
-        if let Some(label) = &self.config.dedup_label {
-            let labels: Vec<_> = live.iter().map(|l| &l.descriptor.external_labels).collect();
-            let replicas = number_replicas(&labels, label);
-            for (l, r) in live.iter_mut().zip(replicas) {
-                l.replica = Some(r);
-            }
+        let descriptors: Vec<&Descriptor> = live.iter().map(|l| &l.descriptor).collect();
+        let replicas = number_replicas(&descriptors, self.config.dedup_label.as_deref());
+        for (l, r) in live.iter_mut().zip(replicas) {
+            l.replica = Some(r);
         }
+        *self.replaced.write() = replaced.into_iter().map(|l| l.descriptor).collect();
         *self.blocks.write() = Arc::new(live);
         self.synced.store(true, Relaxed);
         self.counters.syncs.fetch_add(1, Relaxed);
@@ -392,7 +436,7 @@ impl Querier {
 
     /// Reads block `id`'s descriptor and opens the block; `None` when the
     /// descriptor is gone.
-    fn open_block(&self, id: &str) -> Result<Option<Listed>, OpenFail> {
+    fn open_block(&self, id: &str) -> Result<Option<ListedBlock>, OpenFail> {
         let bucket = &self.config.bucket;
         let bytes = match bucket.get(&format!("{BLOCKS}/{id}/{DESCRIPTOR}")) {
             Ok(b) => b,
@@ -445,7 +489,7 @@ impl Querier {
                 "the block file does not match its descriptor".into(),
             ));
         }
-        Ok(Some(Listed {
+        Ok(Some(ListedBlock {
             descriptor: d,
             block: Arc::new(block),
             replica: None,
@@ -454,7 +498,7 @@ impl Querier {
 
     /// The blocks a query reads: the last sync's (the first query of a
     /// querier that never synced syncs first).
-    fn parts(&self) -> Result<Arc<Vec<Listed>>, QueryError> {
+    fn parts(&self) -> Result<Arc<Vec<ListedBlock>>, QueryError> {
         if !self.synced.load(Relaxed) {
             self.sync()
                 .map_err(|e| QueryError::Storage(StorageError::new("bucket", e)))?;
@@ -704,26 +748,42 @@ mod tests {
 
     #[test]
     fn replicas_are_numbered_within_their_stream() {
-        let l = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs
+        let d = |id: &str, created_ms: i64, pairs: &[(&str, &str)]| Descriptor {
+            version: 1,
+            id: id.into(),
+            min_time: 0,
+            max_time: 1,
+            bytes: 0,
+            index_crc32: 0,
+            series: 0,
+            profiles: 0,
+            external_labels: pairs
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
+                .collect(),
+            sources: vec![id.into()],
+            created_ms,
         };
         let blocks = [
-            l(&[("cluster", "eu"), ("replica", "b")]),
-            l(&[("cluster", "eu"), ("replica", "a")]),
-            l(&[("cluster", "us"), ("replica", "a")]),
-            l(&[("cluster", "eu")]),
-            l(&[("cluster", "eu"), ("replica", "a")]),
+            d("1", 5, &[("cluster", "eu"), ("replica", "b")]),
+            d("2", 5, &[("cluster", "eu"), ("replica", "a")]),
+            d("3", 5, &[("cluster", "us"), ("replica", "a")]),
+            d("4", 9, &[("cluster", "eu")]),
+            d("5", 5, &[("cluster", "eu"), ("replica", "a")]),
         ];
         let refs: Vec<_> = blocks.iter().collect();
-        let r = number_replicas(&refs, "replica");
+        let r = number_replicas(&refs, Some("replica"));
         let (eu, us) = (r[1].stream, r[2].stream);
         assert_ne!(eu, us);
+        // The latest commit first, then by replica, then by id.
         assert_eq!(
             r.iter().map(|r| (r.stream, r.rank)).collect::<Vec<_>>(),
-            [(eu, 2), (eu, 1), (us, 0), (eu, 0), (eu, 1)]
+            [(eu, 3), (eu, 1), (us, 0), (eu, 0), (eu, 2)]
         );
+        // Without a dedup label each label set is a stream of its own.
+        let r = number_replicas(&refs, None);
+        assert_eq!(r[1].stream, r[4].stream);
+        assert_ne!(r[0].stream, r[1].stream);
+        assert_eq!((r[1].rank, r[4].rank), (0, 1));
     }
 }

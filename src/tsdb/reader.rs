@@ -65,15 +65,16 @@ pub trait BlockReader {
 }
 
 /// Which copy of which stream a part is: parts of one `stream` with
-/// different `rank`s are replicas of each other (blocks of ingesters that
-/// received the same writes), so a [`SeriesGroup`] counts each profile
-/// timestamp of a series once, from the lowest rank that has it. Parts of
-/// different streams hold different data and add up.
+/// different `rank`s may hold the same profiles where they overlap in time
+/// (blocks of ingesters that received the same writes, or a compacted block
+/// and a later rewrite of part of its range), so a [`SeriesGroup`] reads
+/// each profile timestamp of a series once, from the lowest rank that has
+/// it. Parts of different streams hold different data and add up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Replica {
     /// The stream: the writer's external labels but the replica label.
     pub stream: u32,
-    /// The replica's rank within its stream.
+    /// The part's rank within its stream (lowest is read first).
     pub rank: u32,
 }
 
@@ -161,6 +162,12 @@ pub trait SeriesReader: Send + Sync {
     /// `acc`.
     fn merge_into(&self, start: i64, end: i64, acc: &mut FxHashMap<StackId, i64>) -> MergeStats;
 
+    /// `(first, last)` timestamps of its profiles when known without
+    /// reading them (`None`: not known).
+    fn bounds(&self) -> Option<(i64, i64)> {
+        None
+    }
+
     /// The pprof string labels this series stands for, as (pprof name,
     /// value).
     fn pprof_label_values(&self) -> Vec<(String, String)> {
@@ -221,6 +228,9 @@ impl SeriesReader for BlockSeries {
     fn merge_into(&self, start: i64, end: i64, acc: &mut FxHashMap<StackId, i64>) -> MergeStats {
         sets_merge_into(self.sets(), start, end, acc)
     }
+    fn bounds(&self) -> Option<(i64, i64)> {
+        Some(self.time_range())
+    }
 }
 
 /// One series assembled from its parts in blocks and the heads.
@@ -268,6 +278,10 @@ impl SeriesGroup {
             let members: Vec<usize> = (0..self.parts.len())
                 .filter(|&i| self.replicas[i].is_some_and(|r| r.stream == stream))
                 .collect();
+            if disjoint(members.iter().map(|&i| self.parts[i].bounds())) {
+                // Consecutive blocks of one stream: nothing to choose.
+                continue;
+            }
             // Timestamp → the lowest rank with a profile there.
             let mut chosen: BTreeMap<i64, u32> = BTreeMap::new();
             for &i in &members {
@@ -315,6 +329,15 @@ impl SeriesGroup {
             }
         }
     }
+}
+
+/// True when every part's bounds are known and no two overlap.
+fn disjoint(bounds: impl Iterator<Item = Option<(i64, i64)>>) -> bool {
+    let Some(mut b) = bounds.collect::<Option<Vec<(i64, i64)>>>() else {
+        return false;
+    };
+    b.sort_unstable();
+    b.windows(2).all(|w| w[0].1 < w[1].0)
 }
 
 impl std::fmt::Debug for SeriesGroup {

@@ -41,6 +41,7 @@
 //!   one of its profiles, and retention does not delete its file.
 
 use crate::bucket::{Bucket, BucketError};
+use crate::ingest::time_policy::Clock;
 use crate::tsdb::block::{Block, BlockError};
 use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
@@ -101,6 +102,12 @@ pub struct Descriptor {
     pub external_labels: BTreeMap<String, String>,
     /// Its own id and the ids of every block it replaces, sorted.
     pub sources: Vec<String>,
+    /// When it was committed (wall-clock ms; 0 in descriptors written
+    /// before the field existed). Where blocks of one stream overlap, a
+    /// reader prefers the one committed last (see
+    /// [`crate::querier`]).
+    #[serde(default)]
+    pub created_ms: i64,
 }
 
 impl Descriptor {
@@ -349,6 +356,7 @@ impl Shipper {
             profiles: block.num_profiles(),
             external_labels: self.labels.clone(),
             sources: sources.into_iter().collect(),
+            created_ms: Clock::system().now_ms(),
         };
         let bytes = block.read_all()?;
         self.bucket.put(&descriptor.block_key(), bytes)?;

@@ -46,10 +46,12 @@
 //!   by one store never overlap in time.
 //! - Series entries are sorted by labels and unique.
 
+pub mod merge;
 mod reader;
 pub mod symbols;
 mod writer;
 
+pub use merge::{merge_blocks, LooseProfiles};
 pub use reader::{Block, BlockSeries, BlockSource};
 pub use symbols::BlockSymbols;
 pub use writer::{write_block, BlockSeriesData, WrittenBlock};

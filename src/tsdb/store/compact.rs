@@ -27,9 +27,8 @@
 //! ([`Tsdb::merge_overlapping_blocks`]).
 
 use super::{MaintenanceError, Tsdb};
-use crate::model::{Labels, SymbolChain, SymbolSource};
-use crate::tsdb::block::{write_block, Block, BlockSeries, BlockSeriesData, BlockSymbols};
-use crate::tsdb::chunkset::{build_sets, same_profile, AppendProfile};
+use crate::tsdb::block::{merge_blocks, Block, LooseProfiles};
+use crate::tsdb::chunkset::AppendProfile;
 use crate::tsdb::head::Head;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -37,7 +36,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// One series' profiles to merge, with its pprof label names.
-type SeriesProfiles = BTreeMap<Labels, (Vec<(String, String)>, Vec<AppendProfile>)>;
+type SeriesProfiles = LooseProfiles;
 
 /// One block to write: its range and the listed blocks it replaces.
 #[derive(Debug)]
@@ -83,23 +82,6 @@ fn plan_groups(ranges: &[(i64, i64)], blocks: &[Arc<Block>]) -> Vec<Group> {
         }
     }
     groups
-}
-
-/// Sorts each series' profiles by time (stable) and drops a profile equal
-/// to an earlier one at its timestamp.
-fn sort_and_dedup(profiles: &mut Vec<AppendProfile>) {
-    profiles.sort_by_key(|p| p.timestamp);
-    let mut out: Vec<AppendProfile> = Vec::with_capacity(profiles.len());
-    let mut run_start = 0;
-    for p in profiles.drain(..) {
-        if out.last().is_none_or(|q| q.timestamp != p.timestamp) {
-            run_start = out.len();
-        }
-        if !out[run_start..].iter().any(|q| same_profile(q, &p)) {
-            out.push(p);
-        }
-    }
-    *profiles = out;
 }
 
 impl Tsdb {
@@ -215,68 +197,19 @@ impl Tsdb {
         g: &Group,
         late: SeriesProfiles,
     ) -> Result<Arc<Block>, MaintenanceError> {
-        struct Merge {
-            pprof_labels: Vec<(String, String)>,
-            parents: Vec<BlockSeries>,
-            late: Vec<AppendProfile>,
-        }
-        let mut series: BTreeMap<Labels, Merge> = BTreeMap::new();
-        let mut symbols: Vec<Arc<BlockSymbols>> = Vec::with_capacity(g.parents.len());
-        for parent in &g.parents {
-            symbols.push(parent.symbols()?);
-            for bs in parent.select(&[], i64::MIN, i64::MAX) {
-                series
-                    .entry(bs.labels().clone())
-                    .or_insert_with(|| Merge {
-                        pprof_labels: bs.pprof_labels().to_vec(),
-                        parents: Vec::new(),
-                        late: Vec::new(),
-                    })
-                    .parents
-                    .push(bs);
-            }
-        }
-        for (labels, (pprof_labels, profiles)) in late {
-            series
-                .entry(labels)
-                .or_insert_with(|| Merge {
-                    pprof_labels,
-                    parents: Vec::new(),
-                    late: Vec::new(),
-                })
-                .late = profiles;
-        }
-        let data = series.into_iter().filter_map(|(labels, m)| {
-            let sets = match (m.parents.as_slice(), m.late.is_empty()) {
-                ([only], true) => only.sets().to_vec(),
-                _ => {
-                    let mut profiles = m.late;
-                    for bs in &m.parents {
-                        for set in bs.sets() {
-                            profiles.extend(set.profiles(i64::MIN, i64::MAX));
-                        }
-                    }
-                    sort_and_dedup(&mut profiles);
-                    build_sets(&profiles)
-                }
-            };
-            (!sets.is_empty()).then_some(BlockSeriesData {
-                labels,
-                pprof_labels: m.pprof_labels,
-                sets,
-            })
-        });
-        let mut sources: Vec<&dyn SymbolSource> = symbols
-            .iter()
-            .map(|s| s.as_ref() as &dyn SymbolSource)
-            .collect();
-        sources.push(self.meta.as_ref());
-        let chain = SymbolChain(sources);
+        let inputs: Vec<(Arc<Block>, u32)> = g.parents.iter().map(|b| (Arc::clone(b), 0)).collect();
         let Some(bdir) = self.blocks_dir() else {
             unreachable!("compaction runs only with a data directory")
         };
         let path = bdir.join(format!("{}_{}.block", g.start, g.end));
-        let written = write_block(&path, g.start, g.end, data, &chain)?;
+        let written = merge_blocks(
+            &path,
+            g.start,
+            g.end,
+            &inputs,
+            late,
+            Some(self.meta.as_ref()),
+        )?;
         self.mstats.compactions.fetch_add(1, Relaxed);
         tracing::info!(
             block = %path.display(),
@@ -328,27 +261,5 @@ impl Tsdb {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::StackId;
-
-    fn p(ts: i64, v: i64) -> AppendProfile {
-        AppendProfile {
-            timestamp: ts,
-            duration: 1,
-            period: 1,
-            samples: vec![(StackId(uuid::Uuid::from_u128(1)), v)],
-        }
-    }
-
-    #[test]
-    fn merging_keeps_time_order_and_one_copy_of_each_profile() {
-        let mut v = vec![p(5, 1), p(3, 1), p(5, 2), p(5, 1), p(3, 1), p(1, 9)];
-        sort_and_dedup(&mut v);
-        assert_eq!(v, vec![p(1, 9), p(3, 1), p(5, 1), p(5, 2)]);
     }
 }
