@@ -44,6 +44,7 @@ fn querier(bucket: &Arc<Bucket>, cache: &Path) -> Querier {
         limits: Limits::default(),
         sync_interval: std::time::Duration::from_secs(3600),
         dedup_label: None,
+        ingesters: Vec::new(),
     })
     .expect("a querier");
     q.sync().expect("list the bucket");

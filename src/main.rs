@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 use profstore::bucket::Bucket;
 use profstore::cli;
 use profstore::config::{self, BackendKind, LimitSettings, ServeConfig, Settings};
+use profstore::engine::live::LiveSource;
 use profstore::engine::Storage;
+use profstore::querier::live::HttpIngester;
 use profstore::querier::{Querier, QuerierConfig};
 use profstore::scrape::ScrapeManager;
 use profstore::server::{router, AppState};
@@ -194,6 +196,11 @@ struct QuerierArgs {
     /// adds up].
     #[arg(long, env = "PROFSTORE_DEDUP_LABEL")]
     dedup_label: Option<String>,
+    /// Ingesters (`http://host:port`, comma-separated) whose profiles not
+    /// yet shipped are read too, as of each sync [default: none, the
+    /// bucket alone].
+    #[arg(long, env = "PROFSTORE_INGESTERS", value_delimiter = ',')]
+    ingesters: Vec<String>,
     /// Log filter [default: info].
     #[arg(long, env = "PROFSTORE_LOG_LEVEL")]
     log_level: Option<String>,
@@ -404,6 +411,12 @@ fn querier(args: QuerierArgs) -> ExitCode {
         limits: config.limits.clone(),
         sync_interval: std::time::Duration::from_millis(sync_ms as u64),
         dedup_label: args.dedup_label.clone(),
+        ingesters: args
+            .ingesters
+            .iter()
+            .filter(|u| !u.trim().is_empty())
+            .map(|u| Arc::new(HttpIngester::new(u.trim())) as Arc<dyn LiveSource>)
+            .collect(),
     };
     start(config, move |config| async move {
         let q = tokio::task::spawn_blocking(move || Querier::open(qconfig))
@@ -414,7 +427,7 @@ fn querier(args: QuerierArgs) -> ExitCode {
             bucket = q.bucket().url(),
             "querier over the bucket's blocks"
         );
-        run_storage(Arc::new(q), &config, None).await
+        run_storage(Arc::new(q), &config, None, None).await
     })
 }
 
@@ -580,7 +593,13 @@ async fn run_tsdb(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(
         );
     }
     tracing::info!("on shutdown: the head snapshot is written");
-    run_storage(Arc::new(store), &config, config_file).await
+    let store = Arc::new(store);
+    // An ingester serves queriers the profiles it has not shipped yet.
+    let live = store
+        .shipper()
+        .is_some()
+        .then(|| Arc::clone(&store) as Arc<dyn LiveSource>);
+    run_storage(store, &config, config_file, live).await
 }
 
 /// Runs the daemon over the DuckDB backend in `<data_dir>/profiles.duckdb`:
@@ -622,7 +641,7 @@ async fn run_duckdb(config: ServeConfig, config_file: Option<PathBuf>) -> Result
         );
     }
     tracing::info!("on shutdown: the DuckDB database is checkpointed");
-    run_storage(Arc::new(db), &config, config_file).await
+    run_storage(Arc::new(db), &config, config_file, None).await
 }
 
 /// The DuckDB backend's database file in the data directory.
@@ -635,11 +654,12 @@ async fn run_storage(
     storage: Arc<dyn Storage>,
     config: &ServeConfig,
     config_file: Option<PathBuf>,
+    live: Option<Arc<dyn LiveSource>>,
 ) -> Result<(), String> {
     Arc::clone(&storage)
         .start_background()
         .map_err(|e| format!("cannot start the background work: {e}"))?;
-    serve_backend(Arc::clone(&storage), config, config_file).await?;
+    serve_backend(Arc::clone(&storage), config, config_file, live).await?;
     tracing::info!("closing the storage");
     tokio::task::spawn_blocking(move || storage.close())
         .await
@@ -656,8 +676,13 @@ async fn serve_backend(
     backend: Arc<dyn Storage>,
     config: &ServeConfig,
     config_file: Option<PathBuf>,
+    live: Option<Arc<dyn LiveSource>>,
 ) -> Result<(), String> {
-    let state = AppState::new(backend, config.max_body_bytes).with_limits(config.server.clone());
+    let mut state =
+        AppState::new(backend, config.max_body_bytes).with_limits(config.server.clone());
+    if let Some(live) = live {
+        state = state.with_live(live);
+    }
     let scrape = Arc::clone(&state.scrape);
     scrape.set_job_source(config_file.map(|path| {
         Arc::new(move || config::read_scrape_jobs(&path).map_err(|e| e.to_string()))

@@ -10,6 +10,7 @@ mod common;
 
 use profstore::bucket::{Bucket, BucketOptions};
 use profstore::compactor::{Compactor, CompactorConfig};
+use profstore::engine::live::{LiveData, LiveSource};
 use profstore::engine::{Limits, Storage, TimeRange};
 use profstore::ingest::{Clock, IngestRequest, TimePolicy};
 use profstore::model::parse_selector;
@@ -71,6 +72,7 @@ fn deduplicating(bucket: &Arc<Bucket>, cache: &Path, label: Option<&str>) -> Que
         limits: Limits::default(),
         sync_interval: std::time::Duration::from_secs(3600),
         dedup_label: label.map(str::to_string),
+        ingesters: Vec::new(),
     })
     .unwrap()
 }
@@ -729,4 +731,236 @@ fn the_compactor_is_safe_at_every_step() {
         .is_none());
     q.sync().unwrap();
     assert_eq!(answers(&q), expected);
+}
+
+/// [`deduplicating`] that also reads `ingesters`' live data.
+fn with_ingesters(
+    bucket: &Arc<Bucket>,
+    cache: &Path,
+    label: Option<&str>,
+    ingesters: Vec<Arc<dyn LiveSource>>,
+) -> Querier {
+    Querier::open(QuerierConfig {
+        bucket: Arc::clone(bucket),
+        cache_dir: Some(cache.to_path_buf()),
+        cache_bytes: 64 << 20,
+        limits: Limits::default(),
+        sync_interval: std::time::Duration::from_secs(3600),
+        dedup_label: label.map(str::to_string),
+        ingesters,
+    })
+    .unwrap()
+}
+
+/// An ingester whose live data fails after `ok` fetches.
+#[derive(Debug)]
+struct Flaky {
+    inner: Arc<Tsdb>,
+    ok: AtomicI64,
+}
+
+impl LiveSource for Flaky {
+    fn name(&self) -> String {
+        "flaky".into()
+    }
+    fn live(&self) -> Result<Option<LiveData>, profstore::model::StorageError> {
+        if self.ok.fetch_sub(1, Relaxed) <= 0 {
+            return Err(profstore::model::StorageError::new("ingester", "down"));
+        }
+        self.inner.live()
+    }
+}
+
+/// What an ingester has not shipped — its head, its late profiles, blocks
+/// its bucket has not taken, a rewrite of a shipped block — reaches a
+/// querier through its live data, each profile once, whatever part of it
+/// is shipped meanwhile; an ingester that stops answering leaves its last
+/// live data in place.
+#[test]
+fn a_querier_reads_what_the_ingesters_have_not_shipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(T0));
+    let bucket = Arc::new(Bucket::memory());
+    let a = Arc::new(ingester(&dir.path().join("a"), &bucket, &now));
+    // Nothing shipped: blocks cut, the shipper not run; and a head.
+    fill(&a, &now, &requests(T0, 25));
+    a.cut_all().unwrap();
+    fill(&a, &now, &requests(T0 + 25 * MINUTE, 3));
+    let flaky = Arc::new(Flaky {
+        inner: Arc::clone(&a),
+        ok: AtomicI64::new(5),
+    });
+    let q = with_ingesters(
+        &bucket,
+        &dir.path().join("q"),
+        None,
+        vec![Arc::clone(&flaky) as Arc<dyn LiveSource>],
+    );
+    let bucket_only = querier(&bucket, &dir.path().join("plain"));
+    let s = q.sync().unwrap();
+    assert_eq!((s.blocks, s.live), (0, 1));
+    let expected = answers(&*a);
+    assert!(expected.contains("host-1"));
+    assert_eq!(answers(&q), expected);
+    let all_time = TimeRange::new(T0 - MINUTE, T0 + 60 * MINUTE).unwrap();
+    assert!(bucket_only.series(&[], all_time).unwrap().is_empty());
+
+    // Part shipped, late profiles in the late head: each counts once.
+    a.shipper().unwrap().ship_pending().unwrap();
+    for r in requests(T0 + 3 * MINUTE + 5, 1) {
+        a.ingest(r).unwrap();
+    }
+    q.sync().unwrap();
+    let expected = answers(&*a);
+    assert_eq!(answers(&q), expected);
+    // The late profiles compacted into a rewrite of a shipped block that
+    // is not shipped yet.
+    a.cut_all().unwrap();
+    assert!(a.shipper().unwrap().num_pending() > 0);
+    q.sync().unwrap();
+    assert_eq!(answers(&q), expected);
+    // Everything shipped: the live data is the head's only.
+    ship_all(&a);
+    q.sync().unwrap();
+    assert_eq!(answers(&q), answers(&*a));
+    bucket_only.sync().unwrap();
+    assert_eq!(answers(&bucket_only), answers(&*a));
+
+    // The ingester stops answering: its last live data is read.
+    fill(&a, &now, &requests(T0 + 40 * MINUTE, 1));
+    q.sync().unwrap();
+    let before = answers(&*a);
+    assert_eq!(answers(&q), before);
+    fill(&a, &now, &requests(T0 + 45 * MINUTE, 1));
+    let s = q.sync().unwrap();
+    assert_eq!(s.live, 1);
+    assert_eq!(answers(&q), before);
+    assert_ne!(answers(&q), answers(&*a));
+}
+
+/// Replicas' live data: a querier deduplicating by `replica` counts a
+/// profile both replicas hold once, whether it is shipped, live, or both.
+#[test]
+fn replicas_live_data_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(T0));
+    let bucket = Arc::new(Bucket::memory());
+    let a = Arc::new(replica(&dir.path().join("a"), &bucket, &now, "a"));
+    let b = Arc::new(replica(&dir.path().join("b"), &bucket, &now, "b"));
+    let all = Tsdb::open(TsdbConfig {
+        limits: limits(&now),
+        ..TsdbConfig::default()
+    })
+    .unwrap();
+    for (i, r) in requests(T0, 25).iter().enumerate() {
+        now.fetch_max(r.received_at_ms, Relaxed);
+        all.ingest(r.clone()).unwrap();
+        if i % 7 != 3 {
+            a.ingest(r.clone()).unwrap();
+        }
+        if i % 7 != 5 {
+            b.ingest(r.clone()).unwrap();
+        }
+    }
+    // a ships what it cut; b ships nothing.
+    ship_all(&a);
+    for r in requests(T0 + 25 * MINUTE, 2) {
+        now.fetch_max(r.received_at_ms, Relaxed);
+        for s in [&all, &*a, &*b] {
+            s.ingest(r.clone()).unwrap();
+        }
+    }
+    let q = with_ingesters(
+        &bucket,
+        &dir.path().join("q"),
+        Some("replica"),
+        vec![
+            Arc::clone(&a) as Arc<dyn LiveSource>,
+            Arc::clone(&b) as Arc<dyn LiveSource>,
+        ],
+    );
+    assert_eq!(answers(&q), answers(&all));
+    ship_all(&b);
+    q.sync().unwrap();
+    assert_eq!(answers(&q), answers(&all));
+}
+
+/// The real binaries: a querier started with `--ingesters` answers what an
+/// ingester holds before any block is shipped, over HTTP; it keeps the
+/// last live data when the ingester dies. A node that ships no blocks
+/// serves no live data.
+#[test]
+fn a_querier_process_reads_an_ingesters_live_data_over_http() {
+    use common::daemon::{qs, QuerierProcess, Server};
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/bucket", dir.path().display());
+    let mut srv = Server::start(&["--bucket", &url, "--external-label", "replica=a"]);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let from = now_ms - 30_000;
+    let mut reqs = requests(from, 1);
+    reqs.truncate(12);
+    for r in &reqs {
+        let labels = format!(
+            "{{job=\"{}\",instance=\"{}\"}}",
+            r.labels.get("job").unwrap(),
+            r.labels.get("instance").unwrap()
+        );
+        let resp = srv.write(&labels, &r.profile.encode_to_vec());
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    let target = format!(
+        "/api/v1/query_range?{}",
+        qs(&[
+            ("query", r#"{__name__=~"process_cpu:cpu:.*"}"#),
+            ("start", &format!("{}", (from - 1000) / 1000)),
+            ("end", &format!("{}", (now_ms + 1000) / 1000)),
+            ("step", "1s"),
+        ])
+    );
+    let expected = srv.data(&target);
+    assert_eq!(expected["result"].as_array().unwrap().len(), 2);
+    let live = srv.get("/internal/v1/live");
+    assert_eq!(live.status, 200);
+    assert!(live.body.starts_with(b"PSBLK"));
+
+    let cache = dir.path().join("cache").display().to_string();
+    let ingester = format!("http://{}", srv.addr);
+    let q = QuerierProcess::start(&[
+        "--bucket",
+        &url,
+        "--ingesters",
+        &ingester,
+        "--sync-interval",
+        "200ms",
+        "--cache-dir",
+        &cache,
+    ]);
+    let r = q.get(&target);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["data"], expected);
+    assert_eq!(
+        q.get("/api/v1/labels").json()["data"],
+        srv.data("/api/v1/labels")
+    );
+
+    // The ingester dies: the querier answers from its last live data.
+    assert_eq!(srv.signal_and_wait(libc::SIGKILL), None);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let r = q.get(&target);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["data"], expected);
+    assert!(q.get("/metrics").text().lines().any(|l| l
+        .starts_with("profstore_querier_live_fetch_failures_total ")
+        && !l.ends_with(" 0")));
+    assert!(q.terminate());
+
+    // A node without a bucket has no live data to give.
+    let plain = Server::start(&[]);
+    let r = plain.get("/internal/v1/live");
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("--bucket"), "{}", r.text());
 }

@@ -7,7 +7,8 @@
 //! `replica`, with an empty cache, through the other gateway, answers every
 //! query kind exactly as one ingester did: nothing doubled. Ingester `a`
 //! restarted after its crash ships more, and the querier's answers include
-//! it. Then `profstore compact --once` dedupes and merges the bucket's
+//! it. A querier started with `--ingesters` answers before the blocks
+//! are shipped, and as well after. Then `profstore compact --once` dedupes and merges the bucket's
 //! blocks: the answers stay the same, from fewer bytes.
 
 mod common;
@@ -109,9 +110,14 @@ fn until_equal(addr: &str, from: i64, expected: &str, what: &str) {
 }
 
 fn querier(endpoint: &str, cache: &std::path::Path) -> QuerierProcess {
+    querier_with(endpoint, cache, &[])
+}
+
+/// [`querier`] with more flags.
+fn querier_with(endpoint: &str, cache: &std::path::Path, more: &[&str]) -> QuerierProcess {
     let bucket = format!("s3://{BUCKET}/prod");
     let cache = cache.display().to_string();
-    QuerierProcess::start(&[
+    let mut args = vec![
         "--dedup-label",
         "replica",
         "--bucket",
@@ -122,7 +128,9 @@ fn querier(endpoint: &str, cache: &std::path::Path) -> QuerierProcess {
         "250ms",
         "--cache-dir",
         &cache,
-    ])
+    ];
+    args.extend_from_slice(more);
+    QuerierProcess::start(&args)
 }
 
 /// Runs `profstore compact --once` against the bucket; its summary line.
@@ -200,9 +208,26 @@ fn replicated_blocks_in_seaweedfs_outlive_an_ingester_a_volume_server_and_a_gate
         expected.contains("host-1") && !expected.contains("[{}]"),
         "{expected}"
     );
+    // A querier that reads the ingesters' live data too answers at once,
+    // each profile once: shipped, live, or both.
+    let ingesters = format!("http://{},http://{}", srv.addr, srv_b.addr);
+    let q_live = querier_with(
+        &cluster.s3[0],
+        &cluster.dir.path().join("live-cache"),
+        &["--ingesters", &ingesters],
+    );
+    assert_eq!(
+        answers(&q_live.addr, from).as_deref(),
+        Some(expected.as_str())
+    );
     let cache = cluster.dir.path().join("querier-cache");
     let q = querier(&cluster.s3[1], &cache);
     until_equal(&q.addr, from, &expected, &cluster.logs());
+    assert_eq!(
+        answers(&q_live.addr, from).as_deref(),
+        Some(expected.as_str())
+    );
+    drop(q_live);
     let shipped_in = started.elapsed();
 
     // The ingester, a volume server and a gateway crash.

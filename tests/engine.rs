@@ -7,12 +7,15 @@
 //! same content id. `querier::*` runs the suite through a querier over a
 //! bucket that an ingester ships its blocks to (`Shipped`);
 //! `compacted::*` through a deduplicating querier over a bucket that two
-//! replica ingesters ship to and the compactor rewrites before every read.
+//! replica ingesters ship to and the compactor rewrites before every read;
+//! `live::*` through a deduplicating querier that reads replica `a`'s
+//! shipped blocks and both replicas' live data (`b` never ships).
 
 mod common;
 
 use profstore::engine::Limits;
 use profstore::tsdb::{Tsdb, TsdbConfig};
+use std::sync::Arc;
 
 #[cfg(feature = "duckdb")]
 use profstore::{
@@ -37,18 +40,28 @@ fn store(limits: Limits) -> Tsdb {
 /// their rewritten blocks replace the shipped ones).
 #[derive(Debug)]
 struct Shipped {
-    ingester: Tsdb,
-    /// A second ingester (replica b) given every write, with the compactor.
-    replica: Option<(Tsdb, profstore::compactor::Compactor)>,
+    ingester: Arc<Tsdb>,
+    /// A second ingester (replica b) given every write, with the compactor
+    /// (none: `b` never ships, the querier reads its live data).
+    replica: Option<(Arc<Tsdb>, Option<profstore::compactor::Compactor>)>,
     querier: profstore::querier::Querier,
+    refreshes: std::sync::atomic::AtomicUsize,
     _dir: tempfile::TempDir,
 }
 
 impl Shipped {
     fn refresh(&self) {
-        self.ingester.cut_all().unwrap();
-        self.ingester.shipper().unwrap().ship_pending().unwrap();
-        if let Some((b, compactor)) = &self.replica {
+        // With live reads, replica a ships at every other read only: the
+        // reads between need the ingesters' live data.
+        let n = self
+            .refreshes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let live = matches!(self.replica, Some((_, None)));
+        if !live || n % 2 == 1 {
+            self.ingester.cut_all().unwrap();
+            self.ingester.shipper().unwrap().ship_pending().unwrap();
+        }
+        if let Some((b, Some(compactor))) = &self.replica {
             b.cut_all().unwrap();
             b.shipper().unwrap().ship_pending().unwrap();
             let stats = compactor.run_once().unwrap();
@@ -80,24 +93,41 @@ fn ingester(
 
 /// An empty [`Shipped`] with `limits`, over an in-memory bucket.
 fn shipped(limits: Limits) -> Shipped {
-    shipped_with(limits, false)
+    shipped_with(limits, Mode::Shipped)
 }
 
 /// An empty [`Shipped`] with two replicas, the compactor and a
 /// deduplicating querier.
 fn compacted(limits: Limits) -> Shipped {
-    shipped_with(limits, true)
+    shipped_with(limits, Mode::Compacted)
 }
 
-fn shipped_with(limits: Limits, replicas: bool) -> Shipped {
+/// An empty [`Shipped`] with two replicas and a deduplicating querier that
+/// reads both replicas' live data; `b` never ships.
+fn live(limits: Limits) -> Shipped {
+    shipped_with(limits, Mode::Live)
+}
+
+#[derive(PartialEq)]
+enum Mode {
+    Shipped,
+    Compacted,
+    Live,
+}
+
+fn shipped_with(limits: Limits, mode: Mode) -> Shipped {
     use profstore::bucket::Bucket;
     use profstore::compactor::{Compactor, CompactorConfig};
     use profstore::querier::{Querier, QuerierConfig};
-    use std::sync::Arc;
     let dir = tempfile::tempdir().unwrap();
     let bucket = Arc::new(Bucket::memory());
+    let replicas = mode != Mode::Shipped;
+    let a = Arc::new(ingester(dir.path(), &limits, &bucket, "a"));
     let replica = replicas.then(|| {
-        let b = ingester(dir.path(), &limits, &bucket, "b");
+        let b = Arc::new(ingester(dir.path(), &limits, &bucket, "b"));
+        if mode == Mode::Live {
+            return (b, None);
+        }
         let compactor = Compactor::open(CompactorConfig {
             bucket: Arc::clone(&bucket),
             work_dir: dir.path().join("work"),
@@ -109,8 +139,15 @@ fn shipped_with(limits: Limits, replicas: bool) -> Shipped {
             clock: profstore::ingest::Clock::system(),
         })
         .unwrap();
-        (b, compactor)
+        (b, Some(compactor))
     });
+    let ingesters: Vec<Arc<dyn profstore::engine::live::LiveSource>> = match &replica {
+        Some((b, None)) => vec![
+            Arc::clone(&a) as Arc<dyn profstore::engine::live::LiveSource>,
+            Arc::clone(b) as Arc<dyn profstore::engine::live::LiveSource>,
+        ],
+        _ => Vec::new(),
+    };
     let querier = Querier::open(QuerierConfig {
         bucket: Arc::clone(&bucket),
         cache_dir: Some(dir.path().join("cache")),
@@ -118,12 +155,14 @@ fn shipped_with(limits: Limits, replicas: bool) -> Shipped {
         limits: limits.clone(),
         sync_interval: std::time::Duration::from_secs(3600),
         dedup_label: replicas.then(|| "replica".to_string()),
+        ingesters,
     })
     .unwrap();
     Shipped {
-        ingester: ingester(dir.path(), &limits, &bucket, "a"),
+        ingester: a,
         replica,
         querier,
+        refreshes: Default::default(),
         _dir: dir,
     }
 }
@@ -146,7 +185,7 @@ impl profstore::engine::Storage for Shipped {
         self.ingester.stats()
     }
     fn num_series(&self) -> usize {
-        profstore::engine::Storage::num_series(&self.ingester)
+        profstore::engine::Storage::num_series(&*self.ingester)
     }
     fn label_names(
         &self,
@@ -239,6 +278,12 @@ macro_rules! on_every_backend {
             $(#[test]
             fn $name() {
                 profstore::engine::suite::$name(super::compacted)
+            })*
+        }
+        mod live {
+            $(#[test]
+            fn $name() {
+                profstore::engine::suite::$name(super::live)
             })*
         }
         #[cfg(feature = "duckdb")]

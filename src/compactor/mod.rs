@@ -187,6 +187,7 @@ impl Compactor {
             limits: Limits::default(),
             sync_interval: Duration::from_secs(3600),
             dedup_label: config.dedup_label.clone(),
+            ingesters: Vec::new(),
         })?;
         Ok(Compactor { config, querier })
     }

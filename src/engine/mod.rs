@@ -9,6 +9,7 @@
 //! concrete backends. [`suite`] is the conformance suite any backend runs.
 
 pub mod group;
+pub mod live;
 pub mod partial;
 pub mod suite;
 

@@ -32,12 +32,21 @@
 //! profiles count. The compactor merges blocks by the same rule, so its
 //! blocks answer as their inputs did.
 //!
+//! # Live data
+//! With ingesters ([`QuerierConfig::ingesters`], `--ingesters`), each sync
+//! first fetches every ingester's live data (what it has not shipped;
+//! [`crate::engine::live`]), then lists the bucket: a block shipped in
+//! between is in one or both, never in neither. A live block is one more
+//! block of its ingester's stream, ranked first ([`live`]); an ingester
+//! whose fetch fails keeps its last live data until one succeeds.
+//!
 //! # Invariants
 //! - A query reads the block list as of one sync: it never sees a
 //!   replacement and the block it replaces together.
 //! - A listed block's file matches its descriptor (size and index CRC32).
 
 pub mod cache;
+pub mod live;
 
 use crate::bucket::{Bucket, BucketError};
 use crate::engine::{
@@ -124,6 +133,9 @@ pub struct QuerierConfig {
     /// and each profile counts once (see [`Replica`]). `None`: every block
     /// adds up.
     pub dedup_label: Option<String>,
+    /// The ingesters whose live data (profiles not shipped yet) queries
+    /// read too, fetched at every sync (see [`live`]).
+    pub ingesters: live::Ingesters,
 }
 
 /// A block in the bucket, read in ranges through the cache.
@@ -268,6 +280,8 @@ pub struct SyncStats {
     pub replaced: usize,
     /// Blocks left out because their descriptor or file is unreadable.
     pub unreadable: usize,
+    /// Ingesters whose live data queries read.
+    pub live: usize,
 }
 
 #[derive(Debug, Default)]
@@ -275,6 +289,7 @@ struct Counters {
     syncs: AtomicU64,
     sync_failures: AtomicU64,
     unreadable: AtomicU64,
+    live_failures: AtomicU64,
 }
 
 /// The querier (see the module docs).
@@ -286,6 +301,8 @@ pub struct Querier {
     blocks: RwLock<Arc<Vec<ListedBlock>>>,
     /// The blocks the last sync found replaced by others.
     replaced: RwLock<Vec<Descriptor>>,
+    /// Each ingester's live data as of its last successful fetch.
+    live: Mutex<BTreeMap<String, ListedBlock>>,
     /// Set after the first successful sync.
     synced: AtomicBool,
     /// One sync at a time.
@@ -318,6 +335,7 @@ impl Querier {
             cache: Arc::new(cache),
             blocks: RwLock::new(Arc::new(Vec::new())),
             replaced: RwLock::new(Vec::new()),
+            live: Mutex::new(BTreeMap::new()),
             synced: AtomicBool::new(false),
             syncing: Mutex::new(()),
             counters: Counters::default(),
@@ -338,16 +356,18 @@ impl Querier {
 
     /// The descriptors of the blocks queries read now, by time.
     pub fn blocks(&self) -> Vec<Descriptor> {
+        self.listed().into_iter().map(|l| l.descriptor).collect()
+    }
+
+    /// The bucket blocks queries read now, by time, with their replicas
+    /// (the ingesters' live data left out).
+    pub fn listed(&self) -> Vec<ListedBlock> {
         self.blocks
             .read()
             .iter()
-            .map(|l| l.descriptor.clone())
+            .filter(|l| !l.descriptor.id.starts_with(live::LIVE_PREFIX))
+            .cloned()
             .collect()
-    }
-
-    /// The blocks queries read now, by time, with their replicas.
-    pub fn listed(&self) -> Arc<Vec<ListedBlock>> {
-        Arc::clone(&self.blocks.read())
     }
 
     /// The blocks the last sync left out because others replace them.
@@ -359,6 +379,9 @@ impl Querier {
     /// docs). A failed listing keeps the previous list.
     pub fn sync(&self) -> Result<SyncStats, QuerierError> {
         let _one = self.syncing.lock();
+        // The ingesters first: a block they ship meanwhile is then in the
+        // listing or still in their live data, never in neither.
+        let live_parts = self.fetch_live();
         let listing = self.config.bucket.list(BLOCKS).inspect_err(|_| {
             self.counters.sync_failures.fetch_add(1, Relaxed);
         })?;
@@ -422,6 +445,8 @@ impl Querier {
                 .cmp(&(b.descriptor.min_time, &b.descriptor.id))
         });
         stats.blocks = live.len();
+        stats.live = live_parts.len();
+        live.extend(live_parts);
         let descriptors: Vec<&Descriptor> = live.iter().map(|l| &l.descriptor).collect();
         let replicas = number_replicas(&descriptors, self.config.dedup_label.as_deref());
         for (l, r) in live.iter_mut().zip(replicas) {
@@ -432,6 +457,60 @@ impl Querier {
         self.synced.store(true, Relaxed);
         self.counters.syncs.fetch_add(1, Relaxed);
         Ok(stats)
+    }
+
+    /// Each ingester's live data, fetched concurrently; an ingester that
+    /// fails keeps the data of its last fetch (logged and counted).
+    fn fetch_live(&self) -> Vec<ListedBlock> {
+        let ingesters = &self.config.ingesters;
+        if ingesters.is_empty() {
+            return Vec::new();
+        }
+        let fetched: Vec<(String, Result<Option<ListedBlock>, String>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = ingesters
+                .iter()
+                .map(|i| {
+                    s.spawn(move || {
+                        let name = i.name();
+                        let got = match i.live() {
+                            Ok(None) => Ok(None),
+                            Ok(Some(data)) => live::live_block(&name, data).map(|(d, b)| {
+                                Some(ListedBlock {
+                                    descriptor: d,
+                                    block: Arc::new(b),
+                                    replica: None,
+                                })
+                            }),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        (name, got)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| match h.join() {
+                    Ok(r) => r,
+                    Err(_) => (String::new(), Err("the fetch panicked".to_string())),
+                })
+                .collect()
+        });
+        let mut kept = self.live.lock();
+        for (name, got) in fetched {
+            match got {
+                Ok(Some(l)) => {
+                    kept.insert(name, l);
+                }
+                Ok(None) => {
+                    kept.remove(&name);
+                }
+                Err(e) => {
+                    self.counters.live_failures.fetch_add(1, Relaxed);
+                    tracing::warn!(ingester = %name, "live data not fetched; the last fetched is read: {e}");
+                }
+            }
+        }
+        kept.values().cloned().collect()
     }
 
     /// Reads block `id`'s descriptor and opens the block; `None` when the
@@ -553,6 +632,10 @@ const COUNTERS: &[(&str, &str)] = &[
         "querier_unreadable_blocks",
         "Blocks left out of a sync because they could not be read",
     ),
+    (
+        "querier_live_fetch_failures",
+        "Fetches of an ingester's live data that failed",
+    ),
 ];
 
 /// The querier's metrics (see [`GAUGES`] and [`COUNTERS`]), read from it
@@ -587,7 +670,7 @@ impl QuerierMetrics {
     fn refresh(&self, q: &Querier) {
         for (name, g) in &self.gauges {
             g.set(match *name {
-                "querier_blocks" => q.blocks.read().len() as i64,
+                "querier_blocks" => q.listed().len() as i64,
                 "querier_cache_bytes" => q.cache.bytes() as i64,
                 _ => 0,
             });
@@ -603,6 +686,7 @@ impl QuerierMetrics {
                 "querier_syncs" => q.counters.syncs.load(Relaxed),
                 "querier_sync_failures" => q.counters.sync_failures.load(Relaxed),
                 "querier_unreadable_blocks" => q.counters.unreadable.load(Relaxed),
+                "querier_live_fetch_failures" => q.counters.live_failures.load(Relaxed),
                 _ => 0,
             };
             counter.inner().store(v, Relaxed);

@@ -26,6 +26,7 @@ pub mod connect;
 mod error;
 mod handlers;
 pub mod limits;
+mod live;
 mod metrics;
 pub mod params;
 mod pyroscope;
@@ -38,6 +39,7 @@ pub use limits::{QuerySlots, ServerLimits};
 pub use metrics::{ErrorKind, Metrics};
 pub use serve::serve;
 
+use crate::engine::live::{LiveSource, LIVE_ROUTE};
 use crate::engine::Storage;
 use crate::scrape::ScrapeManager;
 use axum::body::{Body, Bytes};
@@ -62,6 +64,9 @@ pub struct AppState {
     pub limits: ServerLimits,
     /// The slots of expensive queries (`limits.max_concurrent_queries`).
     pub queries: QuerySlots,
+    /// The node's live data for queriers (an ingester's: set with
+    /// [`AppState::with_live`]); `None` answers its route with 404.
+    pub live: Option<Arc<dyn LiveSource>>,
 }
 
 impl AppState {
@@ -83,7 +88,14 @@ impl AppState {
             scrape,
             queries: QuerySlots::new(limits.max_concurrent_queries, limits.query_queue_timeout),
             limits,
+            live: None,
         }
+    }
+
+    /// The same state serving `live` on [`LIVE_ROUTE`].
+    pub fn with_live(mut self, live: Arc<dyn LiveSource>) -> AppState {
+        self.live = Some(live);
+        self
     }
 
     /// The same state with `limits` (and fresh query slots sized by them).
@@ -128,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .merge(connect::routes())
         .route("/api/v1/targets", get(scrape::targets))
         .route("/-/reload", post(scrape::reload))
+        .route(LIVE_ROUTE, get(live::live))
         .route("/-/healthy", get(handlers::healthy))
         .route("/-/ready", get(handlers::ready))
         .route("/metrics", get(metrics::metrics))

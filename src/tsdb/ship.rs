@@ -269,6 +269,19 @@ impl Shipper {
         self.wake();
     }
 
+    /// True when `block`'s marker says it is in the bucket.
+    pub fn is_shipped(&self, block: &Block) -> bool {
+        stem(block.path()).is_some_and(|n| {
+            self.read_marker(&n)
+                .is_some_and(|m| (m.bytes, m.index_crc32) == block.fingerprint())
+        })
+    }
+
+    /// The external labels of the blocks it ships.
+    pub fn external_labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
+
     /// True when the block `block` is waiting to be shipped.
     pub fn is_pending(&self, block: &Block) -> bool {
         stem(block.path()).is_some_and(|n| self.pending.lock().contains_key(&n))

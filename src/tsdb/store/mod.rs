@@ -7,7 +7,8 @@
 //! wal/            write-ahead log segments (docs/format/wal.md)
 //! blocks/         one file per block, <min_time>_<max_time>.block (ms,
 //!                 max exclusive)
-//!                 (docs/format/block.md)
+//!                 (docs/format/block.md); *.tmp files are unfinished
+//!                 writes (blocks, a querier's live export), deleted at open
 //! head.snapshot   the head as of the last clean shutdown (block format)
 //! ```
 //!
@@ -54,6 +55,7 @@
 
 mod compact;
 mod disk;
+mod live;
 mod maintenance;
 
 pub use disk::free_bytes;
