@@ -165,12 +165,9 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Flags of `profstore querier`.
+/// The bucket flags of `profstore querier` and `profstore compact`.
 #[derive(clap::Args)]
-struct QuerierArgs {
-    /// Address to listen on [default: 127.0.0.1:7070].
-    #[arg(long, env = "PROFSTORE_LISTEN")]
-    listen: Option<String>,
+struct BucketFlags {
     /// The bucket ingesters ship blocks to (`s3://…` or `file:///…`).
     #[arg(long, env = "PROFSTORE_BUCKET")]
     bucket: String,
@@ -180,6 +177,30 @@ struct QuerierArgs {
     /// The S3 region [default: AWS_REGION].
     #[arg(long, env = "PROFSTORE_BUCKET_REGION")]
     bucket_region: Option<String>,
+}
+
+impl BucketFlags {
+    /// Opens the bucket.
+    fn open(&self) -> Result<Arc<Bucket>, String> {
+        let options = profstore::bucket::BucketOptions {
+            endpoint: self.bucket_endpoint.clone(),
+            region: self.bucket_region.clone(),
+            ..Default::default()
+        };
+        Bucket::open(&self.bucket, &options)
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Flags of `profstore querier`.
+#[derive(clap::Args)]
+struct QuerierArgs {
+    /// Address to listen on [default: 127.0.0.1:7070].
+    #[arg(long, env = "PROFSTORE_LISTEN")]
+    listen: Option<String>,
+    #[command(flatten)]
+    bucket: BucketFlags,
     /// Where block ranges read from the bucket are cached (emptied at
     /// start).
     #[arg(long, env = "PROFSTORE_CACHE_DIR", default_value = "./querier-cache")]
@@ -209,15 +230,8 @@ struct QuerierArgs {
 /// Flags of `profstore compact`.
 #[derive(clap::Args)]
 struct CompactArgs {
-    /// The bucket ingesters ship blocks to (`s3://…` or `file:///…`).
-    #[arg(long, env = "PROFSTORE_BUCKET")]
-    bucket: String,
-    /// The S3 endpoint [default: AWS_ENDPOINT].
-    #[arg(long, env = "PROFSTORE_BUCKET_ENDPOINT")]
-    bucket_endpoint: Option<String>,
-    /// The S3 region [default: AWS_REGION].
-    #[arg(long, env = "PROFSTORE_BUCKET_REGION")]
-    bucket_region: Option<String>,
+    #[command(flatten)]
+    bucket: BucketFlags,
     /// The external label that tells replicas apart; must be the
     /// queriers' `--dedup-label` [default: none].
     #[arg(long, env = "PROFSTORE_DEDUP_LABEL")]
@@ -392,13 +406,8 @@ fn querier(args: QuerierArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let options = profstore::bucket::BucketOptions {
-        endpoint: args.bucket_endpoint.clone(),
-        region: args.bucket_region.clone(),
-        ..Default::default()
-    };
-    let bucket = match profstore::bucket::Bucket::open(&args.bucket, &options) {
-        Ok(b) => Arc::new(b),
+    let bucket = match args.bucket.open() {
+        Ok(b) => b,
         Err(e) => {
             eprintln!("profstore: {e}");
             return ExitCode::from(2);
@@ -472,12 +481,7 @@ fn compact(args: CompactArgs) -> ExitCode {
         };
         let delay = duration_flag("delete-delay", &args.delete_delay, true)?;
         let interval = duration_flag("interval", &args.interval, false)?;
-        let options = profstore::bucket::BucketOptions {
-            endpoint: args.bucket_endpoint.clone(),
-            region: args.bucket_region.clone(),
-            ..Default::default()
-        };
-        let bucket = Arc::new(Bucket::open(&args.bucket, &options).map_err(|e| e.to_string())?);
+        let bucket = args.bucket.open()?;
         let cconfig = CompactorConfig {
             bucket,
             work_dir: args.work_dir.clone(),

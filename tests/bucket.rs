@@ -222,6 +222,21 @@ fn a_replaced_block_left_in_the_bucket_is_never_read() {
     assert_eq!(answers(&q), answers(&store));
 }
 
+/// Gives `all` every request, and `a` and `b` all but one in 7 each, never
+/// the same one.
+fn feed_replicas(now: &AtomicI64, reqs: &[IngestRequest], all: &Tsdb, a: &Tsdb, b: &Tsdb) {
+    for (i, r) in reqs.iter().enumerate() {
+        now.fetch_max(r.received_at_ms, Relaxed);
+        all.ingest(r.clone()).unwrap();
+        if i % 7 != 3 {
+            a.ingest(r.clone()).unwrap();
+        }
+        if i % 7 != 5 {
+            b.ingest(r.clone()).unwrap();
+        }
+    }
+}
+
 /// Two replicas of one stream ship to one bucket; each missed some
 /// profiles the other got. A querier deduplicating by `replica` counts
 /// every profile once, as a store that got all of them does; without it,
@@ -238,18 +253,7 @@ fn replicas_count_once_with_a_dedup_label() {
         ..TsdbConfig::default()
     })
     .unwrap();
-    let reqs = requests(T0, 25);
-    for (i, r) in reqs.iter().enumerate() {
-        now.fetch_max(r.received_at_ms, Relaxed);
-        all.ingest(r.clone()).unwrap();
-        // a and b each miss one profile in 7, never the same one.
-        if i % 7 != 3 {
-            a.ingest(r.clone()).unwrap();
-        }
-        if i % 7 != 5 {
-            b.ingest(r.clone()).unwrap();
-        }
-    }
+    feed_replicas(&now, &requests(T0, 25), &all, &a, &b);
     ship_all(&a);
     ship_all(&b);
     let expected = answers(&all);
@@ -316,6 +320,37 @@ fn an_unreachable_bucket_keeps_the_wal_and_a_restart_catches_up() {
     assert_eq!(answers(&q), expected);
 }
 
+/// Writes a minute of [`requests`] from `from` (12 profiles) to `srv`;
+/// returns them.
+fn push_minute(srv: &common::daemon::Server, from: i64) -> Vec<IngestRequest> {
+    use prost::Message;
+    let mut reqs = requests(from, 1);
+    reqs.truncate(12);
+    for r in &reqs {
+        let labels = format!(
+            "{{job=\"{}\",instance=\"{}\"}}",
+            r.labels.get("job").unwrap(),
+            r.labels.get("instance").unwrap()
+        );
+        let resp = srv.write(&labels, &r.profile.encode_to_vec());
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    reqs
+}
+
+/// A `query_range` of the CPU series from `from` to `now_ms`, by second.
+fn cpu_range(from: i64, now_ms: i64) -> String {
+    format!(
+        "/api/v1/query_range?{}",
+        common::daemon::qs(&[
+            ("query", r#"{__name__=~"process_cpu:cpu:.*"}"#),
+            ("start", &format!("{}", (from - 1000) / 1000)),
+            ("end", &format!("{}", (now_ms + 1000) / 1000)),
+            ("step", "1s"),
+        ])
+    )
+}
+
 /// The real binaries: `profstore serve --bucket file://…` cuts blocks by
 /// the wall clock and ships them; `profstore querier` over the same bucket
 /// answers the HTTP API as the ingester does, and refuses writes.
@@ -340,26 +375,8 @@ fn the_daemons_ship_and_query_through_a_file_bucket() {
     // Stamped well before now: their 2 s ranges are due at once, so each
     // write wakes a cut, and each cut the shipper.
     let from = now_ms - 60_000;
-    let mut reqs = requests(from, 1);
-    reqs.truncate(12);
-    for r in &reqs {
-        let labels = format!(
-            "{{job=\"{}\",instance=\"{}\"}}",
-            r.labels.get("job").unwrap(),
-            r.labels.get("instance").unwrap()
-        );
-        let resp = srv.write(&labels, &r.profile.encode_to_vec());
-        assert_eq!(resp.status, 200, "{}", resp.text());
-    }
-    let target = format!(
-        "/api/v1/query_range?{}",
-        qs(&[
-            ("query", r#"{__name__=~"process_cpu:cpu:.*"}"#),
-            ("start", &format!("{}", (from - 1000) / 1000)),
-            ("end", &format!("{}", (now_ms + 1000) / 1000)),
-            ("step", "1s"),
-        ])
-    );
+    let reqs = push_minute(&srv, from);
+    let target = cpu_range(from, now_ms);
     let expected = srv.data(&target);
     assert_eq!(expected["result"].as_array().unwrap().len(), 2);
 
@@ -535,16 +552,7 @@ fn two_replicas(dir: &Path, bucket: &Arc<Bucket>, now: &Arc<AtomicI64>) -> (Tsdb
         ..TsdbConfig::default()
     })
     .unwrap();
-    for (i, r) in requests(T0, 45).iter().enumerate() {
-        now.fetch_max(r.received_at_ms, Relaxed);
-        all.ingest(r.clone()).unwrap();
-        if i % 7 != 3 {
-            a.ingest(r.clone()).unwrap();
-        }
-        if i % 7 != 5 {
-            b.ingest(r.clone()).unwrap();
-        }
-    }
+    feed_replicas(now, &requests(T0, 45), &all, &a, &b);
     ship_all(&a);
     ship_all(&b);
     (all, a, b)
@@ -852,16 +860,7 @@ fn replicas_live_data_counts_once() {
         ..TsdbConfig::default()
     })
     .unwrap();
-    for (i, r) in requests(T0, 25).iter().enumerate() {
-        now.fetch_max(r.received_at_ms, Relaxed);
-        all.ingest(r.clone()).unwrap();
-        if i % 7 != 3 {
-            a.ingest(r.clone()).unwrap();
-        }
-        if i % 7 != 5 {
-            b.ingest(r.clone()).unwrap();
-        }
-    }
+    feed_replicas(&now, &requests(T0, 25), &all, &a, &b);
     // a ships what it cut; b ships nothing.
     ship_all(&a);
     for r in requests(T0 + 25 * MINUTE, 2) {
@@ -891,8 +890,7 @@ fn replicas_live_data_counts_once() {
 /// serves no live data.
 #[test]
 fn a_querier_process_reads_an_ingesters_live_data_over_http() {
-    use common::daemon::{qs, QuerierProcess, Server};
-    use prost::Message;
+    use common::daemon::{QuerierProcess, Server};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}/bucket", dir.path().display());
     let mut srv = Server::start(&["--bucket", &url, "--external-label", "replica=a"]);
@@ -901,26 +899,8 @@ fn a_querier_process_reads_an_ingesters_live_data_over_http() {
         .unwrap()
         .as_millis() as i64;
     let from = now_ms - 30_000;
-    let mut reqs = requests(from, 1);
-    reqs.truncate(12);
-    for r in &reqs {
-        let labels = format!(
-            "{{job=\"{}\",instance=\"{}\"}}",
-            r.labels.get("job").unwrap(),
-            r.labels.get("instance").unwrap()
-        );
-        let resp = srv.write(&labels, &r.profile.encode_to_vec());
-        assert_eq!(resp.status, 200, "{}", resp.text());
-    }
-    let target = format!(
-        "/api/v1/query_range?{}",
-        qs(&[
-            ("query", r#"{__name__=~"process_cpu:cpu:.*"}"#),
-            ("start", &format!("{}", (from - 1000) / 1000)),
-            ("end", &format!("{}", (now_ms + 1000) / 1000)),
-            ("step", "1s"),
-        ])
-    );
+    push_minute(&srv, from);
+    let target = cpu_range(from, now_ms);
     let expected = srv.data(&target);
     assert_eq!(expected["result"].as_array().unwrap().len(), 2);
     let live = srv.get("/internal/v1/live");

@@ -166,9 +166,16 @@ impl IntoResponse for ApiError {
         let (status, error_type) = self.status();
         // A refused query under load is counted
         // (`profstore_errors_total{kind="overloaded"}`), not logged as a
-        // failure: a burst of them would flood the log.
-        if status.is_server_error() && !matches!(self, ApiError::Overloaded { .. }) {
+        // failure: a burst of them would flood the log. A write sent to a
+        // querier (501) is the sender's mistake, not this node's failure.
+        let refused = matches!(
+            self,
+            ApiError::Overloaded { .. } | ApiError::Ingest(IngestError::ReadOnly(_))
+        );
+        if status.is_server_error() && !refused {
             tracing::error!(error = %self, "request failed");
+        } else if matches!(self, ApiError::Ingest(IngestError::ReadOnly(_))) {
+            tracing::warn!(error = %self, status = status.as_u16(), "request refused");
         } else {
             tracing::debug!(error = %self, status = status.as_u16(), "bad request");
         }

@@ -97,26 +97,23 @@ impl Tsdb {
         if inputs.is_empty() && loose.is_empty() {
             return Ok(false);
         }
-        let lo = inputs
+        // The block's range: its profiles' times (the head's temporary
+        // block says "all time").
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        let series_times = inputs
             .iter()
-            .map(|(b, _)| b.min_time())
-            .chain(
-                loose
-                    .values()
-                    .flat_map(|(_, p)| p.iter().map(|p| p.timestamp)),
-            )
-            .min()
-            .unwrap_or(0);
-        let hi = inputs
-            .iter()
-            .map(|(b, _)| b.max_time())
-            .chain(
-                loose
-                    .values()
-                    .flat_map(|(_, p)| p.iter().map(|p| p.timestamp.saturating_add(1))),
-            )
-            .max()
-            .unwrap_or(0);
+            .flat_map(|(b, _)| b.select(&[], i64::MIN, i64::MAX))
+            .map(|s| s.time_range());
+        let loose_times = loose
+            .values()
+            .flat_map(|(_, p)| p.iter().map(|p| (p.timestamp, p.timestamp)));
+        for (first, last) in series_times.chain(loose_times) {
+            lo = lo.min(first);
+            hi = hi.max(last.saturating_add(1));
+        }
+        if lo > hi {
+            return Ok(false);
+        }
         merge_blocks(path, lo, hi, &inputs, loose, Some(self.meta.as_ref()))?;
         Ok(true)
     }
