@@ -15,7 +15,10 @@
 //! - `local/merge_*`: `Tsdb::merge` on the ingester (blocks on its disk);
 //! - `warm/merge_*`: `Querier::merge` with every range in its cache;
 //! - `cold/merge_*`: a new querier (fresh cache, blocks listed and opened
-//!   before the clock starts) answering one merge.
+//!   before the clock starts) answering one merge;
+//! - `live/export_2h_head`: what an ingester does for each querier sync
+//!   (`LiveSource::live`): its live data, the day's last 2 h in its head,
+//!   written as one block and read back.
 //!
 //! The bytes a cold merge reads from the bucket are printed once.
 //!
@@ -24,6 +27,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use profstore::bucket::{Bucket, BucketOptions};
+use profstore::engine::live::LiveSource;
 use profstore::engine::{Limits, Storage, TimeRange};
 use profstore::model::parse_selector;
 use profstore::querier::{Querier, QuerierConfig};
@@ -150,6 +154,37 @@ fn bench(c: &mut Criterion) {
             )
         });
     }
+
+    // An ingester's live data: the day's last 2 h still in its head.
+    let live_store = Tsdb::open(TsdbConfig {
+        data_dir: Some(dir.path().join("live-ingester")),
+        min_free_bytes: 0,
+        ship: Some(ShipTo {
+            bucket: Arc::new(Bucket::memory()),
+            external_labels: [("replica".to_string(), "b".to_string())].into(),
+        }),
+        ..TsdbConfig::default()
+    })
+    .expect("an ingester");
+    let from = spec.timestamp(0, SCRAPES - 60);
+    let mut head = 0;
+    for req in w.clone() {
+        if req.profile.time_nanos / 1_000_000 >= from {
+            live_store.ingest(req).expect("ingest the workload");
+            head += 1;
+        }
+    }
+    let live = live_store
+        .live()
+        .expect("the live export")
+        .expect("profiles in the head");
+    eprintln!(
+        "live export: {head} profiles in the head, {} bytes",
+        live.block.len()
+    );
+    g.bench_function("live/export_2h_head", |b| {
+        b.iter(|| live_store.live().expect("the live export"))
+    });
     g.finish();
 }
 

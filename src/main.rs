@@ -257,6 +257,11 @@ struct CompactArgs {
     /// Runs one pass and exits (status 1 when a merge failed).
     #[arg(long)]
     once: bool,
+    /// Serves `/metrics` and `/-/healthy` on this address (port 0: any
+    /// free port; the bound address is printed as `listening on ADDR`)
+    /// [default: none].
+    #[arg(long, env = "PROFSTORE_LISTEN")]
+    listen: Option<String>,
     /// Log filter [default: info].
     #[arg(long, env = "PROFSTORE_LOG_LEVEL")]
     log_level: Option<String>,
@@ -506,6 +511,7 @@ fn compact(args: CompactArgs) -> ExitCode {
         }
     };
     let once = args.once;
+    let listen = args.listen.clone();
     start(config, move |_| async move {
         let c = tokio::task::spawn_blocking(move || Compactor::open(cconfig))
             .await
@@ -535,6 +541,9 @@ fn compact(args: CompactArgs) -> ExitCode {
         }
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let shutdown = shutdown_signal()?;
+        if let Some(addr) = &listen {
+            serve_compactor_metrics(addr, &c).await?;
+        }
         let worker = {
             let stop = Arc::clone(&stop);
             tokio::task::spawn_blocking(move || c.run(interval, &stop))
@@ -544,6 +553,53 @@ fn compact(args: CompactArgs) -> ExitCode {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         worker.await.map_err(|e| e.to_string())
     })
+}
+
+/// Serves the compactor's `/metrics` (and `/-/healthy`) on `addr` until
+/// the process ends.
+async fn serve_compactor_metrics(
+    addr: &str,
+    c: &Arc<profstore::compactor::Compactor>,
+) -> Result<(), String> {
+    use axum::routing::get;
+    let mut registry = prometheus_client::registry::Registry::with_prefix("profstore");
+    c.register_metrics(&mut registry);
+    let registry = Arc::new(registry);
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = Arc::clone(&registry);
+                async move {
+                    let mut out = String::new();
+                    // Writing into a String cannot fail.
+                    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        out,
+                    )
+                }
+            }),
+        )
+        .route(
+            "/-/healthy",
+            get(|| async { "profstore compactor is Healthy.\n" }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("listening on {bound}");
+    tokio::spawn(profstore::server::serve(
+        listener,
+        app,
+        std::time::Duration::from_secs(10),
+        std::future::pending(),
+    ));
+    Ok(())
 }
 
 /// Runs the daemon over the time-series backend: recovery logs, the

@@ -944,3 +944,88 @@ fn a_querier_process_reads_an_ingesters_live_data_over_http() {
     assert_eq!(r.status, 404, "{}", r.text());
     assert!(r.text().contains("--bucket"), "{}", r.text());
 }
+
+/// `profstore compact` as a daemon: a pass at start (then every
+/// `--interval`), its metrics on `--listen`, a clean exit on SIGTERM; and
+/// the answers after its pass are the replicas' answers, each profile
+/// once. Flags it cannot use are refused with status 2.
+#[test]
+fn the_compactor_daemon_serves_metrics_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(T0));
+    let url = format!("file://{}/bucket", dir.path().display());
+    let bucket = Arc::new(Bucket::open(&url, &BucketOptions::default()).unwrap());
+    let (all, _a, _b) = two_replicas(dir.path(), &bucket, &now);
+    let before = block_bytes(&bucket);
+    let work = dir.path().join("work").display().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_profstore"))
+        .args(["compact", "--bucket", &url, "--dedup-label", "replica"])
+        .args([
+            "--delete-delay",
+            "0s",
+            "--interval",
+            "1h",
+            "--ranges",
+            "20m,2h",
+        ])
+        .args(["--listen", "127.0.0.1:0", "--work-dir", &work])
+        .args(["--log-level", "warn"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
+    let metric = |name: &str| -> Option<i64> {
+        let r = common::daemon::http(&addr, "GET", "/metrics", None, b"");
+        r.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let mut waited = 0;
+    while metric("profstore_compactor_passes_total") != Some(1) {
+        waited += 1;
+        assert!(waited < 300, "no pass in 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(metric("profstore_compactor_blocks_written_total").unwrap() >= 2);
+    assert!(metric("profstore_compactor_blocks_deleted_total").unwrap() >= 6);
+    assert_eq!(metric("profstore_compactor_failed_merges_total"), Some(0));
+    let after = block_bytes(&bucket);
+    assert_eq!(
+        metric("profstore_compactor_bucket_block_bytes"),
+        Some(after as i64)
+    );
+    assert!(after < before, "{before} -> {after}");
+    let health = common::daemon::http(&addr, "GET", "/-/healthy", None, b"");
+    assert_eq!(health.status, 200);
+    let q = deduplicating(&bucket, &dir.path().join("q"), Some("replica"));
+    assert_eq!(answers(&q), answers(&all));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+
+    for bad in [
+        ["--ranges", "2h,1h"],
+        ["--delete-delay", "soon"],
+        ["--interval", "0s"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_profstore"))
+            .args(["compact", "--bucket", &url, "--once", "--work-dir", &work])
+            .args(bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(bad[0]), "{bad:?}: {err}");
+    }
+}

@@ -11,14 +11,19 @@
 //!   the blobs and the symbols behind a valid footer;
 //! - 2: a symbols section alone;
 //! - 3: a block descriptor as a querier reads it from a bucket
-//!   (`Descriptor::parse`: JSON, then its checks).
+//!   (`Descriptor::parse`: JSON, then its checks);
+//! - 4: an ingester's live data as a querier opens it, from memory
+//!   (`querier::live::live_block`), the rest as in 1 (a change to the
+//!   valid block).
 //!
 //! Run from the crate root: `RUSTC_BOOTSTRAP=1 cargo fuzz run block_file`.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use profstore::engine::live::LiveData;
 use profstore::model::{Function, Labels, Line, Location, Stacktrace};
+use profstore::querier::live::live_block;
 use profstore::tsdb::block::{write_block, Block, BlockSeriesData, BlockSymbols};
 use profstore::tsdb::chunkset::{build_sets, AppendProfile};
 use profstore::tsdb::meta::MetaStore;
@@ -107,9 +112,12 @@ fn valid() -> &'static Vec<u8> {
 fn read_all(bytes: &[u8]) {
     let path = dir().join("input.block");
     std::fs::write(&path, bytes).unwrap();
-    let Ok(b) = Block::open(&path) else {
-        return;
-    };
+    if let Ok(b) = Block::open(&path) {
+        read_block(b);
+    }
+}
+
+fn read_block(b: Block) {
     let b = std::sync::Arc::new(b);
     for s in b.select(&[], i64::MIN, i64::MAX) {
         let _ = s.sets().len();
@@ -119,23 +127,36 @@ fn read_all(bytes: &[u8]) {
     }
 }
 
+/// The valid block with `rest` applied (see mode 1).
+fn changed(rest: &[u8]) -> Vec<u8> {
+    let mut b = valid().clone();
+    if rest.len() >= 2 {
+        let at = usize::from(u16::from_le_bytes([rest[0], rest[1]])) % b.len();
+        for (i, x) in rest[2..].iter().enumerate() {
+            if let Some(y) = b.get_mut(at + i) {
+                *y ^= x;
+            }
+        }
+    }
+    b
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    match mode % 4 {
+    match mode % 5 {
         0 => read_all(rest),
-        1 => {
-            let mut b = valid().clone();
-            if rest.len() >= 2 {
-                let at = usize::from(u16::from_le_bytes([rest[0], rest[1]])) % b.len();
-                for (i, x) in rest[2..].iter().enumerate() {
-                    if let Some(y) = b.get_mut(at + i) {
-                        *y ^= x;
-                    }
-                }
+        1 => read_all(&changed(rest)),
+        4 => {
+            let data = LiveData {
+                external_labels: [("replica".to_string(), "a".to_string())].into(),
+                block: changed(rest),
+            };
+            if let Ok((d, b)) = live_block("http://ingester", data) {
+                assert_eq!((d.min_time, d.max_time), (b.min_time(), b.max_time()));
+                read_block(b);
             }
-            read_all(&b);
         }
         3 => {
             if let Ok(d) = Descriptor::parse(rest) {

@@ -109,6 +109,18 @@ pub struct BucketStats {
     pub failures: AtomicU64,
 }
 
+/// The size of the parts of [`Bucket::put_parts`]'s multipart uploads (S3
+/// wants at least 5 MiB but for the last part).
+pub const PART_BYTES: u64 = 16 << 20;
+
+/// A failed read of what was being uploaded, as the store's error.
+fn read_failed(e: std::io::Error) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "upload source",
+        source: Box::new(e),
+    }
+}
+
 /// A bucket: a location in an object store.
 pub struct Bucket {
     url: String,
@@ -293,6 +305,49 @@ impl Bucket {
         Ok(())
     }
 
+    /// Writes the `len` bytes that `read(offset, len)` gives at `key`,
+    /// replacing what is there, atomically, reading them [`PART_BYTES`] at
+    /// a time: an object larger than one part goes as a multipart upload
+    /// (completed only once every part is sent, aborted on a failure), so
+    /// no more than one part is in memory.
+    pub fn put_parts(
+        &self,
+        key: &str,
+        len: u64,
+        read: &mut dyn FnMut(u64, u64) -> std::io::Result<Vec<u8>>,
+    ) -> Result<(), BucketError> {
+        if len <= PART_BYTES {
+            let bytes = read(0, len).map_err(|e| BucketError::Op {
+                op: "put",
+                key: key.to_string(),
+                source: read_failed(e),
+            })?;
+            return self.put(key, bytes);
+        }
+        let path = self.path(key);
+        self.run("put", key, async {
+            let mut upload = self.store.put_multipart(&path).await?;
+            let mut offset = 0;
+            while offset < len {
+                let n = PART_BYTES.min(len - offset);
+                let sent = match read(offset, n) {
+                    Ok(part) => upload.put_part(PutPayload::from(part)).await,
+                    Err(e) => Err(read_failed(e)),
+                };
+                if let Err(e) = sent {
+                    // The upload is abandoned either way; a failed abort
+                    // leaves parts the store expires, never an object.
+                    let _ = upload.abort().await;
+                    return Err(e);
+                }
+                offset += n;
+            }
+            upload.complete().await.map(|_| ())
+        })?;
+        self.stats.bytes_written.fetch_add(len, Relaxed);
+        Ok(())
+    }
+
     /// The whole object at `key`.
     pub fn get(&self, key: &str) -> Result<Vec<u8>, BucketError> {
         let path = self.path(key);
@@ -395,6 +450,46 @@ mod tests {
         let url = format!("file://{}/bucket", dir.path().display());
         exercise(&Bucket::open(&url, &BucketOptions::default()).unwrap());
         assert!(dir.path().join("bucket/blocks/a/meta.json").exists());
+    }
+
+    #[test]
+    fn large_objects_go_in_parts_and_a_failed_read_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}/bucket", dir.path().display());
+        let file = Bucket::open(&url, &BucketOptions::default()).unwrap();
+        let data: Vec<u8> = (0..2 * PART_BYTES + 12_345)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        for b in [Bucket::memory(), file] {
+            let mut reads = Vec::new();
+            let mut read = |off: u64, n: u64| {
+                reads.push(n);
+                Ok(data[off as usize..(off + n) as usize].to_vec())
+            };
+            b.put_parts("big", data.len() as u64, &mut read).unwrap();
+            assert_eq!(reads, [PART_BYTES, PART_BYTES, 12_345]);
+            assert!(b.get("big").unwrap() == data);
+            b.put_parts("small", 10, &mut |off, n| {
+                Ok(data[off as usize..(off + n) as usize].to_vec())
+            })
+            .unwrap();
+            assert_eq!(b.get("small").unwrap(), data[..10]);
+            // The second part fails to read: no object, and the old one
+            // stays.
+            let mut failing = |off: u64, n: u64| {
+                if off > 0 {
+                    return Err(std::io::Error::other("disk gone"));
+                }
+                Ok(data[..n as usize].to_vec())
+            };
+            let e = b
+                .put_parts("big", data.len() as u64, &mut failing)
+                .unwrap_err();
+            assert!(e.to_string().contains("disk gone"), "{e}");
+            assert!(b.get("big").unwrap() == data);
+            assert!(b.put_parts("new", data.len() as u64, &mut failing).is_err());
+            assert_eq!(b.size("new").unwrap(), None);
+        }
     }
 
     #[test]

@@ -49,6 +49,9 @@ use crate::ingest::time_policy::Clock;
 use crate::querier::{stream_of, ListedBlock, Querier, QuerierConfig, QuerierError};
 use crate::tsdb::block::{merge_blocks, Block, BlockError, LooseProfiles};
 use crate::tsdb::ship::{block_id, Descriptor, BLOCKS, BLOCK_FILE, DESCRIPTOR, DESCRIPTOR_VERSION};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -156,11 +159,25 @@ struct Folder {
     mark: bool,
 }
 
+/// The compactor's metrics: what its passes did since it started.
+#[derive(Debug, Default)]
+struct Metrics {
+    passes: Counter,
+    failed_passes: Counter,
+    merged: Counter,
+    inputs: Counter,
+    marked: Counter,
+    deleted: Counter,
+    failed_merges: Counter,
+    block_bytes: Gauge,
+}
+
 /// The compactor (see the module docs).
 #[derive(Debug)]
 pub struct Compactor {
     config: CompactorConfig,
     querier: Querier,
+    metrics: Metrics,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CompactError + '_ {
@@ -189,7 +206,56 @@ impl Compactor {
             dedup_label: config.dedup_label.clone(),
             ingesters: Vec::new(),
         })?;
-        Ok(Compactor { config, querier })
+        Ok(Compactor {
+            config,
+            querier,
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// Registers its metrics (`compactor_*`) in `registry`.
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        let m = &self.metrics;
+        for (name, help, c) in [
+            ("compactor_passes", "Compaction passes completed", &m.passes),
+            (
+                "compactor_failed_passes",
+                "Compaction passes that stopped on an error",
+                &m.failed_passes,
+            ),
+            (
+                "compactor_blocks_written",
+                "Blocks written by merges",
+                &m.merged,
+            ),
+            (
+                "compactor_blocks_merged",
+                "Blocks merged into them",
+                &m.inputs,
+            ),
+            (
+                "compactor_blocks_marked",
+                "Blocks marked for deletion",
+                &m.marked,
+            ),
+            (
+                "compactor_blocks_deleted",
+                "Blocks deleted from the bucket",
+                &m.deleted,
+            ),
+            (
+                "compactor_failed_merges",
+                "Merges abandoned because an input could not be read",
+                &m.failed_merges,
+            ),
+        ] {
+            registry.register(name, help, c.clone());
+        }
+        registry.register(
+            "compactor_bucket_block_bytes",
+            "Bytes of block files in the bucket after the last pass",
+            m.block_bytes.clone(),
+        );
     }
 
     /// Runs one pass (see the module docs).
@@ -244,6 +310,14 @@ impl Compactor {
             .filter_map(|f| f.block)
             .map(|b| b.0)
             .sum();
+        let m = &self.metrics;
+        m.passes.inc();
+        m.merged.inc_by(stats.merged as u64);
+        m.inputs.inc_by(stats.inputs as u64);
+        m.marked.inc_by(stats.marked as u64);
+        m.deleted.inc_by(stats.deleted as u64);
+        m.failed_merges.inc_by(stats.failed as u64);
+        m.block_bytes.set(stats.bytes_after as i64);
         tracing::info!(
             merged = stats.merged,
             inputs = stats.inputs,
@@ -263,6 +337,7 @@ impl Compactor {
         use std::sync::atomic::Ordering::Relaxed;
         while !stop.load(Relaxed) {
             if let Err(e) = self.run_once() {
+                self.metrics.failed_passes.inc();
                 tracing::warn!("compaction pass failed: {e}");
             }
             let until = std::time::Instant::now() + interval;
@@ -501,8 +576,15 @@ impl Compactor {
             sources: sources.into_iter().collect(),
             created_ms: self.config.clock.now_ms(),
         };
-        let bytes = std::fs::read(path).map_err(io(path))?;
-        self.config.bucket.put(&descriptor.block_key(), bytes)?;
+        // In parts: a merged block of a long range is never whole in
+        // memory.
+        self.config
+            .bucket
+            .put_parts(&descriptor.block_key(), fp.0, &mut |offset, len| {
+                block
+                    .read_range(offset, len)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            })?;
         // As a mark: always serializes.
         let json = serde_json::to_vec_pretty(&descriptor).expect("a descriptor serializes");
         self.config.bucket.put(&Self::key(&id, DESCRIPTOR), json)?;

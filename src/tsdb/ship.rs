@@ -371,8 +371,13 @@ impl Shipper {
             sources: sources.into_iter().collect(),
             created_ms: Clock::system().now_ms(),
         };
-        let bytes = block.read_all()?;
-        self.bucket.put(&descriptor.block_key(), bytes)?;
+        // In parts: a large block is never whole in memory.
+        self.bucket
+            .put_parts(&descriptor.block_key(), fp.0, &mut |offset, len| {
+                block
+                    .read_range(offset, len)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            })?;
         // Serializing a struct of strings and integers cannot fail.
         let json = serde_json::to_vec_pretty(&descriptor).expect("a descriptor serializes");
         self.bucket

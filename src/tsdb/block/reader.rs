@@ -287,9 +287,10 @@ impl Block {
         (self.bytes, self.index_crc32)
     }
 
-    /// The whole file, as opened (a file renamed over since is not read).
-    pub fn read_all(&self) -> Result<Vec<u8>, BlockError> {
-        read_at(self.file.as_ref(), &self.path, 0, self.bytes)
+    /// `len` bytes from `offset` of the file, as opened (a file renamed
+    /// over since is not read).
+    pub fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, BlockError> {
+        read_at(self.file.as_ref(), &self.path, offset, len)
     }
 
     /// Approximate bytes of memory the open block holds (its index, and its
