@@ -60,12 +60,6 @@ use std::time::Duration;
 
 /// A block's deletion mark's name in its folder.
 pub const DELETION_MARK: &str = "deletion-mark.json";
-/// Default level ranges: 2 h, 12 h, 48 h.
-pub const DEFAULT_RANGES_MS: [i64; 3] = [2 * 3_600_000, 12 * 3_600_000, 48 * 3_600_000];
-/// Default delay between marking a block and deleting it.
-pub const DEFAULT_DELETE_DELAY: Duration = Duration::from_secs(15 * 60);
-/// Default time between passes.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// Default age after which a block file without a descriptor is deleted.
 pub const DEFAULT_ORPHAN_AGE: Duration = Duration::from_secs(6 * 3600);
 
