@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/meta.proto",
         "proto/wal.proto",
         "proto/block.proto",
+        "proto/peer.proto",
         "proto/pyroscope/types.proto",
         "proto/pyroscope/push.proto",
         "proto/pyroscope/querier.proto",

@@ -16,11 +16,20 @@
 //! - `warm/merge_*`: `Querier::merge` with every range in its cache;
 //! - `cold/merge_*`: a new querier (fresh cache, blocks listed and opened
 //!   before the clock starts) answering one merge;
+//! - `peers{1,2,4}/{warm,cold}/merge_all_1d`: the merge of all ten through
+//!   a querier that shares it with 1, 2 or 4 peer queriers (itself among
+//!   them), each served over HTTP on 127.0.0.1 with its own disk cache:
+//!   warm, every peer's cache holds the units rendezvous hashing gives it;
+//!   cold, new queriers (blocks listed and opened before the clock starts,
+//!   caches empty). All peers share this machine's cores, so the figures
+//!   show the protocol's cost and what two cores give, not a cluster's
+//!   scaling;
 //! - `live/export_2h_head`: what an ingester does for each querier sync
 //!   (`LiveSource::live`): its live data, the day's last 2 h in its head,
 //!   written as one block and read back.
 //!
-//! The bytes a cold merge reads from the bucket are printed once.
+//! The bytes a cold merge reads from the bucket are printed once (with
+//! peers: by all the queriers together, and how many units each read).
 //!
 //! Run with: `cargo bench --bench querier` (add `-- --quick` for a short
 //! run).
@@ -28,9 +37,12 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use profstore::bucket::{Bucket, BucketOptions};
 use profstore::engine::live::LiveSource;
+use profstore::engine::peer::PeerWork;
 use profstore::engine::{Limits, Storage, TimeRange};
 use profstore::model::parse_selector;
+use profstore::querier::peers::{HttpPeer, Peer, Peers};
 use profstore::querier::{Querier, QuerierConfig};
+use profstore::server::{router, serve, AppState};
 use profstore::tsdb::{ShipTo, Tsdb, TsdbConfig};
 use profstore::workload::{Kind, Workload, WorkloadSpec};
 use std::path::Path;
@@ -49,10 +61,99 @@ fn querier(bucket: &Arc<Bucket>, cache: &Path) -> Querier {
         sync_interval: std::time::Duration::from_secs(3600),
         dedup_label: None,
         ingesters: Vec::new(),
+        peers: Default::default(),
     })
     .expect("a querier");
     q.sync().expect("list the bucket");
     q
+}
+
+/// A group of `n` queriers over `url`, each over its own bucket client
+/// (its own byte counts) and cache in `dir`, served over HTTP on `rt`;
+/// the first coordinates (its own entry in the peer list is read in
+/// process). Every querier has listed the bucket.
+struct Group {
+    queriers: Vec<Arc<Querier>>,
+    buckets: Vec<Arc<Bucket>>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Group {
+    fn start(rt: &tokio::runtime::Runtime, url: &str, dir: &Path, n: usize) -> Group {
+        let listeners: Vec<std::net::TcpListener> = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a port"))
+            .collect();
+        let names: Vec<String> = listeners
+            .iter()
+            .map(|l| format!("http://{}", l.local_addr().expect("an address")))
+            .collect();
+        let mut g = Group {
+            queriers: Vec::new(),
+            buckets: Vec::new(),
+            servers: Vec::new(),
+        };
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let bucket = Arc::new(Bucket::open(url, &BucketOptions::default()).expect("a bucket"));
+            let peers = Peers {
+                peers: names
+                    .iter()
+                    .map(|u| Arc::new(HttpPeer::new(u)) as Arc<dyn Peer>)
+                    .collect(),
+                own_name: Some(names[i].clone()),
+                ..Peers::default()
+            };
+            let q = Arc::new(
+                Querier::open(QuerierConfig {
+                    bucket: Arc::clone(&bucket),
+                    cache_dir: Some(dir.join(format!("peer-{i}"))),
+                    cache_bytes: 1 << 30,
+                    limits: Limits::default(),
+                    sync_interval: std::time::Duration::from_secs(3600),
+                    dedup_label: None,
+                    ingesters: Vec::new(),
+                    peers,
+                })
+                .expect("a querier"),
+            );
+            q.sync().expect("list the bucket");
+            let state = AppState::new(Arc::clone(&q) as Arc<dyn Storage>, 1 << 20)
+                .with_peer_work(Arc::clone(&q) as Arc<dyn PeerWork>);
+            let app = router(state);
+            listener
+                .set_nonblocking(true)
+                .expect("a non-blocking listener");
+            let server = rt.spawn(async move {
+                let l = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                serve(
+                    l,
+                    app,
+                    std::time::Duration::from_secs(30),
+                    std::future::pending(),
+                )
+                .await
+            });
+            g.queriers.push(q);
+            g.buckets.push(bucket);
+            g.servers.push(server);
+        }
+        g
+    }
+
+    /// Bytes all the queriers read from the bucket so far.
+    fn bytes_read(&self) -> u64 {
+        self.buckets
+            .iter()
+            .map(|b| b.stats().bytes_read.load(Relaxed))
+            .sum()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for s in &self.servers {
+            s.abort();
+        }
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -150,6 +251,50 @@ fn bench(c: &mut Criterion) {
                     querier(&bucket, &dir.path().join(format!("cold-{name}-{k}")))
                 },
                 |q| q.merge(sel, day).expect("merge"),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+
+    // Merges shared with 1, 2 and 4 peers.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let url = bucket.url().to_string();
+    let expected = store.merge(&all, day).expect("merge");
+    for n in [1, 2, 4] {
+        let probe = Group::start(&rt, &url, &dir.path().join(format!("probe-peers{n}")), n);
+        let before = probe.bytes_read();
+        assert_eq!(probe.queriers[0].merge(&all, day).expect("merge"), expected);
+        let read = probe.bytes_read() - before;
+        let units: Vec<String> = probe
+            .queriers
+            .iter()
+            .map(|q| {
+                let s = q.share_stats();
+                format!("{}+{}", s.local, s.answered)
+            })
+            .collect();
+        eprintln!(
+            "peers{n}: a cold merge_all read {read} bytes; units read (coordinated here + for peers) per querier: {}",
+            units.join(" ")
+        );
+        let warm = Group::start(&rt, &url, &dir.path().join(format!("warm-peers{n}")), n);
+        warm.queriers[0].merge(&all, day).expect("merge");
+        g.bench_function(format!("peers{n}/warm/merge_all_1d"), |b| {
+            b.iter(|| warm.queriers[0].merge(&all, day).expect("merge"))
+        });
+        let mut k = 0;
+        g.bench_function(format!("peers{n}/cold/merge_all_1d"), |b| {
+            b.iter_batched(
+                || {
+                    k += 1;
+                    Group::start(&rt, &url, &dir.path().join(format!("cold-peers{n}-{k}")), n)
+                },
+                // The group is dropped (its servers stopped) after the clock.
+                |g| (g.queriers[0].merge(&all, day).expect("merge"), g),
                 BatchSize::PerIteration,
             )
         });

@@ -9,8 +9,10 @@ use profstore::bucket::Bucket;
 use profstore::cli;
 use profstore::config::{self, BackendKind, LimitSettings, ServeConfig, Settings};
 use profstore::engine::live::LiveSource;
+use profstore::engine::peer::PeerWork;
 use profstore::engine::Storage;
 use profstore::querier::live::HttpIngester;
+use profstore::querier::peers::{HttpPeer, Peer, Peers};
 use profstore::querier::{Querier, QuerierConfig};
 use profstore::scrape::ScrapeManager;
 use profstore::server::{router, AppState};
@@ -222,6 +224,16 @@ struct QuerierArgs {
     /// bucket alone].
     #[arg(long, env = "PROFSTORE_INGESTERS", value_delimiter = ',')]
     ingesters: Vec<String>,
+    /// The queriers merges are shared with (`http://host:port`,
+    /// comma-separated, the same list on each of them, this one included):
+    /// each unit of blocks is read by one of them, chosen by rendezvous
+    /// hashing [default: none, every query is read here].
+    #[arg(long, env = "PROFSTORE_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
+    /// This querier's own URL in `--peers` (its units are read in
+    /// process) [default: http://<listen address>].
+    #[arg(long, env = "PROFSTORE_ADVERTISE")]
+    advertise: Option<String>,
     /// Log filter [default: info].
     #[arg(long, env = "PROFSTORE_LOG_LEVEL")]
     log_level: Option<String>,
@@ -431,6 +443,22 @@ fn querier(args: QuerierArgs) -> ExitCode {
             .filter(|u| !u.trim().is_empty())
             .map(|u| Arc::new(HttpIngester::new(u.trim())) as Arc<dyn LiveSource>)
             .collect(),
+        peers: Peers {
+            peers: args
+                .peers
+                .iter()
+                .filter(|u| !u.trim().is_empty())
+                .map(|u| Arc::new(HttpPeer::new(u.trim())) as Arc<dyn Peer>)
+                .collect(),
+            own_name: Some(
+                args.advertise
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{}", config.listen))
+                    .trim_end_matches('/')
+                    .to_string(),
+            ),
+            ..Peers::default()
+        },
     };
     start(config, move |config| async move {
         let q = tokio::task::spawn_blocking(move || Querier::open(qconfig))
@@ -441,7 +469,12 @@ fn querier(args: QuerierArgs) -> ExitCode {
             bucket = q.bucket().url(),
             "querier over the bucket's blocks"
         );
-        run_storage(Arc::new(q), &config, None, None).await
+        let q = Arc::new(q);
+        let internal = Internal {
+            live: None,
+            peer: Some(Arc::clone(&q) as Arc<dyn PeerWork>),
+        };
+        run_storage(q, &config, None, internal).await
     })
 }
 
@@ -659,7 +692,8 @@ async fn run_tsdb(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(
         .shipper()
         .is_some()
         .then(|| Arc::clone(&store) as Arc<dyn LiveSource>);
-    run_storage(store, &config, config_file, live).await
+    let internal = Internal { live, peer: None };
+    run_storage(store, &config, config_file, internal).await
 }
 
 /// Runs the daemon over the DuckDB backend in `<data_dir>/profiles.duckdb`:
@@ -701,12 +735,20 @@ async fn run_duckdb(config: ServeConfig, config_file: Option<PathBuf>) -> Result
         );
     }
     tracing::info!("on shutdown: the DuckDB database is checkpointed");
-    run_storage(Arc::new(db), &config, config_file, None).await
+    run_storage(Arc::new(db), &config, config_file, Internal::default()).await
 }
 
 /// The DuckDB backend's database file in the data directory.
 #[cfg(feature = "duckdb")]
 const DUCKDB_FILE: &str = "profiles.duckdb";
+
+/// The internal routes a node serves besides the API: an ingester's live
+/// data, a querier's units for its peers.
+#[derive(Default)]
+struct Internal {
+    live: Option<Arc<dyn LiveSource>>,
+    peer: Option<Arc<dyn PeerWork>>,
+}
 
 /// Starts the backend's background work, serves until SIGINT or SIGTERM,
 /// then closes the backend (making it durable for the next start).
@@ -714,12 +756,12 @@ async fn run_storage(
     storage: Arc<dyn Storage>,
     config: &ServeConfig,
     config_file: Option<PathBuf>,
-    live: Option<Arc<dyn LiveSource>>,
+    internal: Internal,
 ) -> Result<(), String> {
     Arc::clone(&storage)
         .start_background()
         .map_err(|e| format!("cannot start the background work: {e}"))?;
-    serve_backend(Arc::clone(&storage), config, config_file, live).await?;
+    serve_backend(Arc::clone(&storage), config, config_file, internal).await?;
     tracing::info!("closing the storage");
     tokio::task::spawn_blocking(move || storage.close())
         .await
@@ -736,12 +778,15 @@ async fn serve_backend(
     backend: Arc<dyn Storage>,
     config: &ServeConfig,
     config_file: Option<PathBuf>,
-    live: Option<Arc<dyn LiveSource>>,
+    internal: Internal,
 ) -> Result<(), String> {
     let mut state =
         AppState::new(backend, config.max_body_bytes).with_limits(config.server.clone());
-    if let Some(live) = live {
+    if let Some(live) = internal.live {
         state = state.with_live(live);
+    }
+    if let Some(peer) = internal.peer {
+        state = state.with_peer_work(peer);
     }
     let scrape = Arc::clone(&state.scrape);
     scrape.set_job_source(config_file.map(|path| {

@@ -5,6 +5,7 @@
 //! - [`meta`]: the values profstore keeps in its sled meta store.
 //! - [`wal`]: the records of the write-ahead log.
 //! - [`block`]: the index and chunk blobs of block files.
+//! - [`peer`]: the partial queries queriers send each other.
 //! - [`pyroscope`]: Grafana Pyroscope's push API (`push.v1`, `types.v1`),
 //!   for [`crate::pyroscope`], and its query API (`querier.v1`), for the
 //!   server's Connect query routes.
@@ -29,6 +30,11 @@ pub mod wal {
 /// profstore's block files (`profstore.block`).
 pub mod block {
     include!(concat!(env!("OUT_DIR"), "/profstore.block.rs"));
+}
+
+/// profstore's peer protocol between queriers (`profstore.peer`).
+pub mod peer {
+    include!(concat!(env!("OUT_DIR"), "/profstore.peer.rs"));
 }
 
 /// Grafana Pyroscope's push and query APIs: `push.v1`, `querier.v1` and the

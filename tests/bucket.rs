@@ -8,12 +8,14 @@
 
 mod common;
 
+use common::DownPeer;
 use profstore::bucket::{Bucket, BucketOptions};
 use profstore::compactor::{Compactor, CompactorConfig};
 use profstore::engine::live::{LiveData, LiveSource};
 use profstore::engine::{Limits, Storage, TimeRange};
 use profstore::ingest::{Clock, IngestRequest, TimePolicy};
 use profstore::model::parse_selector;
+use profstore::querier::peers::{InProcessPeer, Peer, Peers};
 use profstore::querier::{Querier, QuerierConfig};
 use profstore::tsdb::ship::{BLOCKS, DESCRIPTOR};
 use profstore::tsdb::{ShipTo, Tsdb, TsdbConfig};
@@ -65,7 +67,13 @@ fn querier(bucket: &Arc<Bucket>, cache: &Path) -> Querier {
 }
 
 fn deduplicating(bucket: &Arc<Bucket>, cache: &Path, label: Option<&str>) -> Querier {
-    Querier::open(QuerierConfig {
+    Querier::open(config(bucket, cache, label)).unwrap()
+}
+
+/// The tests' querier configuration: a 64 MiB cache in `cache`, no
+/// background listing, dedup label `label`, no ingesters, no peers.
+fn config(bucket: &Arc<Bucket>, cache: &Path, label: Option<&str>) -> QuerierConfig {
+    QuerierConfig {
         bucket: Arc::clone(bucket),
         cache_dir: Some(cache.to_path_buf()),
         cache_bytes: 64 << 20,
@@ -73,8 +81,8 @@ fn deduplicating(bucket: &Arc<Bucket>, cache: &Path, label: Option<&str>) -> Que
         sync_interval: std::time::Duration::from_secs(3600),
         dedup_label: label.map(str::to_string),
         ingesters: Vec::new(),
-    })
-    .unwrap()
+        peers: Default::default(),
+    }
 }
 
 /// [`common::real_stream`] for `minutes` from `from`.
@@ -749,13 +757,8 @@ fn with_ingesters(
     ingesters: Vec<Arc<dyn LiveSource>>,
 ) -> Querier {
     Querier::open(QuerierConfig {
-        bucket: Arc::clone(bucket),
-        cache_dir: Some(cache.to_path_buf()),
-        cache_bytes: 64 << 20,
-        limits: Limits::default(),
-        sync_interval: std::time::Duration::from_secs(3600),
-        dedup_label: label.map(str::to_string),
         ingesters,
+        ..config(bucket, cache, label)
     })
     .unwrap()
 }
@@ -1028,4 +1031,103 @@ fn the_compactor_daemon_serves_metrics_and_stops_on_sigterm() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(bad[0]), "{bad:?}: {err}");
     }
+}
+
+/// A peer in process that answers after `delay`.
+#[derive(Debug)]
+struct SlowPeer {
+    inner: InProcessPeer,
+    delay: std::time::Duration,
+}
+
+impl Peer for SlowPeer {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn partial(&self, request: &[u8]) -> Result<Vec<u8>, profstore::model::StorageError> {
+        std::thread::sleep(self.delay);
+        self.inner.partial(request)
+    }
+}
+
+/// A deduplicating querier named `x` sharing merges with `peers`.
+fn sharing(bucket: &Arc<Bucket>, cache: &Path, peers: Vec<Arc<dyn Peer>>) -> Querier {
+    Querier::open(QuerierConfig {
+        peers: Peers {
+            peers,
+            own_name: Some("http://x".into()),
+            ..Peers::default()
+        },
+        ..config(bucket, cache, Some("replica"))
+    })
+    .unwrap()
+}
+
+/// Merges shared between 1, 2 and 3 peers answer exactly as one querier
+/// does, each replicated profile once; the peers read units they never
+/// listed; a peer that is down and one that is slow lose their share to
+/// the others, and the answers stay the same.
+#[test]
+fn merges_shared_between_peers_answer_as_one_querier() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(T0));
+    let bucket = Arc::new(Bucket::memory());
+    let (all, a, b) = two_replicas(dir.path(), &bucket, &now);
+    assert!(a.blocks().len() + b.blocks().len() >= 8);
+    let expected = answers(&all);
+    let y = Arc::new(deduplicating(
+        &bucket,
+        &dir.path().join("y"),
+        Some("replica"),
+    ));
+    let z = Arc::new(deduplicating(
+        &bucket,
+        &dir.path().join("z"),
+        Some("replica"),
+    ));
+    let in_process = |name: &str, q: &Arc<Querier>| InProcessPeer {
+        name: name.into(),
+        work: Arc::clone(q) as Arc<dyn profstore::engine::peer::PeerWork>,
+    };
+    let own: Arc<dyn Peer> = Arc::new(DownPeer("http://x"));
+    let list: Vec<Arc<dyn Peer>> = vec![
+        Arc::clone(&own),
+        Arc::new(in_process("http://y", &y)),
+        Arc::new(in_process("http://z", &z)),
+    ];
+    for n in 1..=3 {
+        let x = sharing(
+            &bucket,
+            &dir.path().join(format!("x{n}")),
+            list[..n].to_vec(),
+        );
+        assert_eq!(answers(&x), expected, "{n} peers");
+        let st = x.share_stats();
+        assert_eq!(st.failures, 0, "{n} peers: {st:?}");
+        assert!(st.local > 0, "{n} peers: {st:?}");
+        assert_eq!(st.remote > 0, n > 1, "{n} peers: {st:?}");
+        eprintln!("{n} peers: {st:?}");
+    }
+    // y and z never listed the bucket: they opened what the units named.
+    let (ys, zs) = (y.share_stats(), z.share_stats());
+    eprintln!("y {ys:?}\nz {zs:?}");
+    assert!(ys.answered + zs.answered > 0);
+    assert!(y.blocks().is_empty());
+
+    let slow = SlowPeer {
+        inner: in_process("http://y", &y),
+        delay: std::time::Duration::from_secs(2),
+    };
+    let x = sharing(
+        &bucket,
+        &dir.path().join("x-faults"),
+        vec![own, Arc::new(DownPeer("http://down")), Arc::new(slow)],
+    );
+    assert_eq!(answers(&x), expected);
+    let st = x.share_stats();
+    // The peer that is down failed the first merge; the next ones left it
+    // out (it backs off).
+    assert_eq!(st.failures, 1, "{st:?}");
+    assert!(st.stolen > 0, "{st:?}");
+    eprintln!("faults: {st:?}");
 }

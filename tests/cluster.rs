@@ -8,8 +8,11 @@
 //! query kind exactly as one ingester did: nothing doubled. Ingester `a`
 //! restarted after its crash ships more, and the querier's answers include
 //! it. A querier started with `--ingesters` answers before the blocks
-//! are shipped, and as well after. Then `profstore compact --once` dedupes and merges the bucket's
-//! blocks: the answers stay the same, from fewer bytes.
+//! are shipped, and as well after. After the crashes, queries go through a
+//! querier with two peers (`--peers`): the peers read the merges' units.
+//! Then `profstore compact --once` dedupes and merges the bucket's
+//! blocks: the answers stay the same, from fewer bytes; and with one peer
+//! killed, the other and the coordinator take its share.
 
 mod common;
 
@@ -92,6 +95,16 @@ fn answers(addr: &str, from: i64) -> Option<String> {
         out += &format!("merge {sel} {totals:?}\n");
     }
     Some(out)
+}
+
+/// The value of the sample `name` (no labels) in `p`'s `/metrics`.
+fn metric(p: &QuerierProcess, name: &str) -> f64 {
+    let r = p.get("/metrics");
+    assert_eq!(r.status, 200);
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {}", r.text()))
 }
 
 /// Waits until `addr` gives `expected`.
@@ -235,10 +248,22 @@ fn replicated_blocks_in_seaweedfs_outlive_an_ingester_a_volume_server_and_a_gate
     cluster.kill("volume0");
     cluster.kill("s3-0");
     drop(q);
-    // A new querier, empty cache, through the surviving gateway: the bucket
-    // alone gives every answer.
-    let q = querier(&cluster.s3[1], &cluster.dir.path().join("cache-2"));
+    // A new querier, empty cache, through the surviving gateway, sharing
+    // its merges with two peers: the bucket alone gives every answer.
+    let p1 = querier(&cluster.s3[1], &cluster.dir.path().join("cache-p1"));
+    let mut p2 = querier(&cluster.s3[1], &cluster.dir.path().join("cache-p2"));
+    let peers = format!("http://{},http://{}", p1.addr, p2.addr);
+    let q = querier_with(
+        &cluster.s3[1],
+        &cluster.dir.path().join("cache-2"),
+        &["--peers", &peers],
+    );
     until_equal(&q.addr, from, &expected, &cluster.logs());
+    let answered = |p: &QuerierProcess| metric(p, "profstore_querier_peer_requests_total");
+    assert!(
+        answered(&p1) + answered(&p2) > 0.0,
+        "the peers read no unit"
+    );
 
     // The ingester comes back (through the other gateway), gets more, and
     // ships it; the querier's answers include it.
@@ -266,8 +291,16 @@ fn replicated_blocks_in_seaweedfs_outlive_an_ingester_a_volume_server_and_a_gate
     until_equal(&q.addr, from, &expected_more, &cluster.logs());
     let fresh = querier(&cluster.s3[1], &cluster.dir.path().join("cache-3"));
     until_equal(&fresh.addr, from, &expected_more, &cluster.logs());
+    // A peer dies: the other and the coordinator take its share.
+    p2.child.kill().unwrap();
+    p2.child.wait().unwrap();
+    assert_eq!(
+        answers(&q.addr, from).as_deref(),
+        Some(expected_more.as_str())
+    );
     assert!(fresh.terminate());
     assert!(q.terminate());
+    assert!(p1.terminate());
     assert_eq!(srv.terminate(), Some(0));
     assert_eq!(srv_b.terminate(), Some(0));
     eprintln!(

@@ -9,7 +9,10 @@
 //! `compacted::*` through a deduplicating querier over a bucket that two
 //! replica ingesters ship to and the compactor rewrites before every read;
 //! `live::*` through a deduplicating querier that reads replica `a`'s
-//! shipped blocks and both replicas' live data (`b` never ships).
+//! shipped blocks and both replicas' live data (`b` never ships);
+//! `shared::*` through a deduplicating querier over both replicas' blocks
+//! that shares merges with two peers: another querier (through the wire
+//! format) and one that always fails.
 
 mod common;
 
@@ -45,6 +48,7 @@ struct Shipped {
     /// (none: `b` never ships, the querier reads its live data).
     replica: Option<(Arc<Tsdb>, Option<profstore::compactor::Compactor>)>,
     querier: profstore::querier::Querier,
+    mode: Mode,
     refreshes: std::sync::atomic::AtomicUsize,
     _dir: tempfile::TempDir,
 }
@@ -56,16 +60,19 @@ impl Shipped {
         let n = self
             .refreshes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let live = matches!(self.replica, Some((_, None)));
-        if !live || n % 2 == 1 {
+        if self.mode != Mode::Live || n % 2 == 1 {
             self.ingester.cut_all().unwrap();
             self.ingester.shipper().unwrap().ship_pending().unwrap();
         }
-        if let Some((b, Some(compactor))) = &self.replica {
-            b.cut_all().unwrap();
-            b.shipper().unwrap().ship_pending().unwrap();
-            let stats = compactor.run_once().unwrap();
-            assert_eq!(stats.failed, 0);
+        if let Some((b, compactor)) = &self.replica {
+            if self.mode != Mode::Live {
+                b.cut_all().unwrap();
+                b.shipper().unwrap().ship_pending().unwrap();
+            }
+            if let Some(compactor) = compactor {
+                let stats = compactor.run_once().unwrap();
+                assert_eq!(stats.failed, 0);
+            }
         }
         self.querier.sync().unwrap();
     }
@@ -108,11 +115,54 @@ fn live(limits: Limits) -> Shipped {
     shipped_with(limits, Mode::Live)
 }
 
-#[derive(PartialEq)]
+/// An empty [`Shipped`] with two replicas that both ship, and a
+/// deduplicating querier sharing merges with its peers.
+fn shared(limits: Limits) -> Shipped {
+    shipped_with(limits, Mode::Shared)
+}
+
+#[derive(Debug, PartialEq, Clone, Copy)]
 enum Mode {
     Shipped,
     Compacted,
     Live,
+    Shared,
+}
+
+/// The peers of the `shared` querier `x`: itself, querier `y` over the
+/// same bucket (in process, through the wire format; it never lists the
+/// bucket, so it opens each block a request names), and a peer that is
+/// down.
+fn peers_of_x(
+    bucket: &Arc<profstore::bucket::Bucket>,
+    dir: &std::path::Path,
+    limits: &Limits,
+) -> profstore::querier::peers::Peers {
+    use profstore::querier::peers::{InProcessPeer, Peers};
+    use profstore::querier::{Querier, QuerierConfig};
+    let y = Querier::open(QuerierConfig {
+        bucket: Arc::clone(bucket),
+        cache_dir: Some(dir.join("cache-y")),
+        cache_bytes: 1 << 20,
+        limits: limits.clone(),
+        sync_interval: std::time::Duration::from_secs(3600),
+        dedup_label: Some("replica".into()),
+        ingesters: Vec::new(),
+        peers: Default::default(),
+    })
+    .unwrap();
+    Peers {
+        peers: vec![
+            Arc::new(common::DownPeer("http://down")),
+            Arc::new(InProcessPeer {
+                name: "http://y".into(),
+                work: Arc::new(y),
+            }),
+            Arc::new(common::DownPeer("http://x")),
+        ],
+        own_name: Some("http://x".into()),
+        ..Peers::default()
+    }
 }
 
 fn shipped_with(limits: Limits, mode: Mode) -> Shipped {
@@ -125,7 +175,7 @@ fn shipped_with(limits: Limits, mode: Mode) -> Shipped {
     let a = Arc::new(ingester(dir.path(), &limits, &bucket, "a"));
     let replica = replicas.then(|| {
         let b = Arc::new(ingester(dir.path(), &limits, &bucket, "b"));
-        if mode == Mode::Live {
+        if matches!(mode, Mode::Live | Mode::Shared) {
             return (b, None);
         }
         let compactor = Compactor::open(CompactorConfig {
@@ -142,7 +192,7 @@ fn shipped_with(limits: Limits, mode: Mode) -> Shipped {
         (b, Some(compactor))
     });
     let ingesters: Vec<Arc<dyn profstore::engine::live::LiveSource>> = match &replica {
-        Some((b, None)) => vec![
+        Some((b, None)) if mode == Mode::Live => vec![
             Arc::clone(&a) as Arc<dyn profstore::engine::live::LiveSource>,
             Arc::clone(b) as Arc<dyn profstore::engine::live::LiveSource>,
         ],
@@ -156,12 +206,18 @@ fn shipped_with(limits: Limits, mode: Mode) -> Shipped {
         sync_interval: std::time::Duration::from_secs(3600),
         dedup_label: replicas.then(|| "replica".to_string()),
         ingesters,
+        peers: if mode == Mode::Shared {
+            peers_of_x(&bucket, dir.path(), &limits)
+        } else {
+            Default::default()
+        },
     })
     .unwrap();
     Shipped {
         ingester: a,
         replica,
         querier,
+        mode,
         refreshes: Default::default(),
         _dir: dir,
     }
@@ -286,6 +342,12 @@ macro_rules! on_every_backend {
                 profstore::engine::suite::$name(super::live)
             })*
         }
+        mod shared {
+            $(#[test]
+            fn $name() {
+                profstore::engine::suite::$name(super::shared)
+            })*
+        }
         #[cfg(feature = "duckdb")]
         mod columnar {
             $(#[test]
@@ -315,6 +377,13 @@ fn tsdb_late_profiles_count_once_and_retries_change_nothing() {
 #[test]
 fn querier_late_profiles_count_once_and_retries_change_nothing() {
     profstore::engine::suite::late_profiles_count_once_and_retries_change_nothing(shipped)
+}
+
+/// Late profiles rewrite shipped blocks of both replicas while merges are
+/// shared: each profile still counts once.
+#[test]
+fn shared_late_profiles_count_once_and_retries_change_nothing() {
+    profstore::engine::suite::late_profiles_count_once_and_retries_change_nothing(shared)
 }
 
 /// Late profiles rewrite blocks the compactor already merged: each

@@ -199,6 +199,7 @@ impl Compactor {
             sync_interval: Duration::from_secs(3600),
             dedup_label: config.dedup_label.clone(),
             ingesters: Vec::new(),
+            peers: Default::default(),
         })?;
         Ok(Compactor {
             config,

@@ -11,6 +11,7 @@
 pub mod group;
 pub mod live;
 pub mod partial;
+pub mod peer;
 pub mod suite;
 
 pub use partial::{Partial, Pick};

@@ -34,15 +34,9 @@ pub struct HttpIngester {
 impl HttpIngester {
     /// The ingester at `base` (`http://host:port`).
     pub fn new(base: &str) -> HttpIngester {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(LIVE_TIMEOUT))
-            .user_agent(concat!("profstore-querier/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
         HttpIngester {
             base: base.trim_end_matches('/').to_string(),
-            agent,
+            agent: super::http_agent(LIVE_TIMEOUT),
         }
     }
 }

@@ -47,14 +47,19 @@
 
 pub mod cache;
 pub mod live;
+pub mod peers;
+pub mod wire;
 
 use crate::bucket::{Bucket, BucketError};
+use crate::engine::peer::{PeerError, PeerWork};
 use crate::engine::{
     IngestStats, Limits, Partial, Pick, QueryError, RefreshMetrics, SeriesPoints, Storage,
     TimeRange,
 };
 use crate::ingest::{IngestError, IngestRequest, IngestSummary};
-use crate::model::{Labels, Matcher, ProfileType, StorageError, SymbolError, SymbolSource};
+use crate::model::{
+    Labels, Matcher, ProfileType, StorageError, SymbolChain, SymbolError, SymbolSource,
+};
 use crate::tsdb::block::{Block, BlockError, BlockSource};
 use crate::tsdb::query;
 use crate::tsdb::reader::{BlockReader, Replica, SeriesReader};
@@ -136,6 +141,9 @@ pub struct QuerierConfig {
     /// The ingesters whose live data (profiles not shipped yet) queries
     /// read too, fetched at every sync (see [`live`]).
     pub ingesters: live::Ingesters,
+    /// The queriers merges are shared with (see [`peers`]); none: every
+    /// query is read here.
+    pub peers: peers::Peers,
 }
 
 /// A block in the bucket, read in ranges through the cache.
@@ -215,6 +223,17 @@ impl BlockReader for Part<'_> {
     }
 }
 
+/// The HTTP client of a querier's requests to other nodes (ingesters,
+/// peers): statuses as values, at most `timeout` per request.
+fn http_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .user_agent(concat!("profstore-querier/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .new_agent()
+}
+
 /// A block's stream: its external labels without `dedup_label`.
 pub fn stream_of(
     labels: &BTreeMap<String, String>,
@@ -290,6 +309,12 @@ struct Counters {
     sync_failures: AtomicU64,
     unreadable: AtomicU64,
     live_failures: AtomicU64,
+    units_local: AtomicU64,
+    units_remote: AtomicU64,
+    units_stolen: AtomicU64,
+    units_speculative: AtomicU64,
+    unit_failures: AtomicU64,
+    peer_requests: AtomicU64,
 }
 
 /// The querier (see the module docs).
@@ -303,6 +328,9 @@ pub struct Querier {
     replaced: RwLock<Vec<Descriptor>>,
     /// Each ingester's live data as of its last successful fetch.
     live: Mutex<BTreeMap<String, ListedBlock>>,
+    /// Blocks opened for a peer's request that the last sync did not
+    /// list (taken into the list by the next sync that finds them).
+    on_demand: Mutex<BTreeMap<String, ListedBlock>>,
     /// Set after the first successful sync.
     synced: AtomicBool,
     /// One sync at a time.
@@ -336,6 +364,7 @@ impl Querier {
             blocks: RwLock::new(Arc::new(Vec::new())),
             replaced: RwLock::new(Vec::new()),
             live: Mutex::new(BTreeMap::new()),
+            on_demand: Mutex::new(BTreeMap::new()),
             synced: AtomicBool::new(false),
             syncing: Mutex::new(()),
             counters: Counters::default(),
@@ -370,6 +399,19 @@ impl Querier {
             .collect()
     }
 
+    /// What this querier's shared merges did since it opened.
+    pub fn share_stats(&self) -> peers::ShareStats {
+        let c = &self.counters;
+        peers::ShareStats {
+            local: c.units_local.load(Relaxed),
+            remote: c.units_remote.load(Relaxed),
+            stolen: c.units_stolen.load(Relaxed),
+            speculative: c.units_speculative.load(Relaxed),
+            failures: c.unit_failures.load(Relaxed),
+            answered: c.peer_requests.load(Relaxed),
+        }
+    }
+
     /// The blocks the last sync left out because others replace them.
     pub fn replaced(&self) -> Vec<Descriptor> {
         self.replaced.read().clone()
@@ -393,12 +435,13 @@ impl Querier {
                 (!id.is_empty() && !id.contains('/')).then(|| id.to_string())
             })
             .collect();
-        let known: BTreeMap<String, ListedBlock> = self
+        let mut known: BTreeMap<String, ListedBlock> = self
             .blocks
             .read()
             .iter()
             .map(|l| (l.descriptor.id.clone(), l.clone()))
             .collect();
+        known.extend(std::mem::take(&mut *self.on_demand.lock()));
         let mut stats = SyncStats::default();
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
@@ -589,19 +632,98 @@ impl Querier {
     /// bucket failed meanwhile (a block read as damaged would otherwise
     /// make a partial answer look whole).
     fn with_parts<R>(&self, f: impl FnOnce(&[&dyn BlockReader]) -> R) -> Result<R, QueryError> {
+        read_blocks(&self.parts()?, f)
+    }
+
+    /// A merge shared with the peers (see [`peers`]).
+    fn shared_partial(
+        &self,
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Partial, QueryError> {
         let listed = self.parts()?;
-        let parts: Vec<Part<'_>> = listed.iter().map(Part).collect();
-        let all: Vec<&dyn BlockReader> = parts.iter().map(|p| p as &dyn BlockReader).collect();
-        FAILED_READS.with(|c| c.set(0));
-        let out = f(&all);
-        let failed = FAILED_READS.with(|c| c.replace(0));
-        if failed > 0 {
-            return Err(QueryError::Storage(StorageError::new(
-                "bucket",
-                format!("{failed} reads of blocks from the bucket failed; try again"),
-            )));
-        }
+        let units = peers::units(&listed, range);
+        let owned: Arc<Vec<Matcher>> = Arc::new(matchers.to_vec());
+        let local: peers::LocalRead = Arc::new(move |u: &peers::Unit| {
+            read_blocks(&u.blocks, |all| {
+                query::partial(all, &owned, Pick::All(range))
+            })?
+        });
+        let (out, st) = self.config.peers.run(units, matchers, range, local)?;
+        let c = &self.counters;
+        c.units_local.fetch_add(st.local, Relaxed);
+        c.units_remote.fetch_add(st.remote, Relaxed);
+        c.units_stolen.fetch_add(st.stolen, Relaxed);
+        c.units_speculative.fetch_add(st.speculative, Relaxed);
+        c.unit_failures.fetch_add(st.failures, Relaxed);
         Ok(out)
+    }
+
+    /// The listed block `id`, or the block opened from the bucket.
+    fn block_by_id(&self, id: &str) -> Result<ListedBlock, QueryError> {
+        if let Some(l) = self.blocks.read().iter().find(|l| l.descriptor.id == id) {
+            return Ok(l.clone());
+        }
+        if let Some(l) = self.on_demand.lock().get(id) {
+            return Ok(l.clone());
+        }
+        let unavailable = |reason: String| {
+            QueryError::Storage(StorageError::new("bucket", format!("block {id}: {reason}")))
+        };
+        match self.open_block(id) {
+            Ok(Some(l)) => {
+                self.on_demand.lock().insert(id.to_string(), l.clone());
+                Ok(l)
+            }
+            Ok(None) => Err(unavailable("not in the bucket".into())),
+            Err(OpenFail::Bucket(e) | OpenFail::Bad(e)) => Err(unavailable(e)),
+        }
+    }
+}
+
+/// Runs `f` over `blocks`; an error when a read from the bucket failed
+/// meanwhile on this thread (a block read as damaged would otherwise make
+/// a partial answer look whole).
+fn read_blocks<R>(
+    blocks: &[ListedBlock],
+    f: impl FnOnce(&[&dyn BlockReader]) -> R,
+) -> Result<R, QueryError> {
+    let parts: Vec<Part<'_>> = blocks.iter().map(Part).collect();
+    let all: Vec<&dyn BlockReader> = parts.iter().map(|p| p as &dyn BlockReader).collect();
+    FAILED_READS.with(|c| c.set(0));
+    let out = f(&all);
+    let failed = FAILED_READS.with(|c| c.replace(0));
+    if failed > 0 {
+        return Err(QueryError::Storage(StorageError::new(
+            "bucket",
+            format!("{failed} reads of blocks from the bucket failed; try again"),
+        )));
+    }
+    Ok(out)
+}
+
+/// A peer's unit: its blocks read here, the answer encoded with the
+/// symbols of the stacks it names.
+impl PeerWork for Querier {
+    fn partial_bytes(&self, request: &[u8]) -> Result<Vec<u8>, PeerError> {
+        self.counters.peer_requests.fetch_add(1, Relaxed);
+        let r = wire::decode_request(request).map_err(PeerError::BadRequest)?;
+        let mut blocks = Vec::with_capacity(r.blocks.len());
+        for (id, replica) in &r.blocks {
+            let mut l = self.block_by_id(id)?;
+            l.replica = Some(*replica);
+            blocks.push(l);
+        }
+        let (partial, symbols) = read_blocks(&blocks, |all| {
+            query::partial_sums(all, &r.matchers, Pick::All(r.range))
+        })??;
+        let chain = SymbolChain(
+            symbols
+                .iter()
+                .map(|s| s.as_ref() as &dyn SymbolSource)
+                .collect(),
+        );
+        wire::encode_partial(&partial, &chain).map_err(|e| PeerError::Query(e.into()))
     }
 }
 
@@ -635,6 +757,30 @@ const COUNTERS: &[(&str, &str)] = &[
     (
         "querier_live_fetch_failures",
         "Fetches of an ingester's live data that failed",
+    ),
+    (
+        "querier_units_local",
+        "Units of shared merges read by this querier",
+    ),
+    (
+        "querier_units_remote",
+        "Units of shared merges a peer answered",
+    ),
+    (
+        "querier_units_stolen",
+        "Units of shared merges taken from another worker's queue",
+    ),
+    (
+        "querier_units_speculative",
+        "Units of shared merges run again because their worker was slow",
+    ),
+    (
+        "querier_unit_failures",
+        "Units of shared merges a worker failed",
+    ),
+    (
+        "querier_peer_requests",
+        "Units this querier was asked to read by a peer",
     ),
 ];
 
@@ -687,6 +833,12 @@ impl QuerierMetrics {
                 "querier_sync_failures" => q.counters.sync_failures.load(Relaxed),
                 "querier_unreadable_blocks" => q.counters.unreadable.load(Relaxed),
                 "querier_live_fetch_failures" => q.counters.live_failures.load(Relaxed),
+                "querier_units_local" => q.counters.units_local.load(Relaxed),
+                "querier_units_remote" => q.counters.units_remote.load(Relaxed),
+                "querier_units_stolen" => q.counters.units_stolen.load(Relaxed),
+                "querier_units_speculative" => q.counters.units_speculative.load(Relaxed),
+                "querier_unit_failures" => q.counters.unit_failures.load(Relaxed),
+                "querier_peer_requests" => q.counters.peer_requests.load(Relaxed),
                 _ => 0,
             };
             counter.inner().store(v, Relaxed);
@@ -769,8 +921,13 @@ impl Storage for Querier {
         self.with_parts(|all| query::query_range(all, matchers, range, step))?
     }
 
+    /// Merges are shared with the peers when there are any; a single
+    /// (each series' first profile in a window) is read here.
     fn partial(&self, matchers: &[Matcher], pick: Pick) -> Result<Partial, QueryError> {
-        self.with_parts(|all| query::partial(all, matchers, pick))?
+        match pick {
+            Pick::All(range) if self.config.peers.enabled() => self.shared_partial(matchers, range),
+            _ => self.with_parts(|all| query::partial(all, matchers, pick))?,
+        }
     }
 
     fn register_metrics(self: Arc<Self>, registry: &mut Registry) -> RefreshMetrics {

@@ -29,6 +29,7 @@ pub mod limits;
 mod live;
 mod metrics;
 pub mod params;
+mod peer;
 mod pyroscope;
 mod scrape;
 mod serve;
@@ -40,6 +41,7 @@ pub use metrics::{ErrorKind, Metrics};
 pub use serve::serve;
 
 use crate::engine::live::{LiveSource, LIVE_ROUTE};
+use crate::engine::peer::{PeerWork, PARTIAL_ROUTE};
 use crate::engine::Storage;
 use crate::scrape::ScrapeManager;
 use axum::body::{Body, Bytes};
@@ -67,6 +69,9 @@ pub struct AppState {
     /// The node's live data for queriers (an ingester's: set with
     /// [`AppState::with_live`]); `None` answers its route with 404.
     pub live: Option<Arc<dyn LiveSource>>,
+    /// What reads units for peer queriers (a querier's: set with
+    /// [`AppState::with_peer_work`]); `None` answers its route with 404.
+    pub peer: Option<Arc<dyn PeerWork>>,
 }
 
 impl AppState {
@@ -89,12 +94,19 @@ impl AppState {
             queries: QuerySlots::new(limits.max_concurrent_queries, limits.query_queue_timeout),
             limits,
             live: None,
+            peer: None,
         }
     }
 
     /// The same state serving `live` on [`LIVE_ROUTE`].
     pub fn with_live(mut self, live: Arc<dyn LiveSource>) -> AppState {
         self.live = Some(live);
+        self
+    }
+
+    /// The same state serving `work` on [`PARTIAL_ROUTE`].
+    pub fn with_peer_work(mut self, work: Arc<dyn PeerWork>) -> AppState {
+        self.peer = Some(work);
         self
     }
 
@@ -141,6 +153,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/targets", get(scrape::targets))
         .route("/-/reload", post(scrape::reload))
         .route(LIVE_ROUTE, get(live::live))
+        .route(PARTIAL_ROUTE, post(peer::partial))
         .route("/-/healthy", get(handlers::healthy))
         .route("/-/ready", get(handlers::ready))
         .route("/metrics", get(metrics::metrics))

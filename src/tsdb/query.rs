@@ -20,6 +20,7 @@ use crate::tsdb::index::labels::merge_sorted;
 use crate::tsdb::reader::{BlockReader, SeriesGroup, SeriesPiece, SeriesReader};
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The series matching `matchers` with a profile in `range`, each
 /// assembled from its pieces in `parts`, sorted by labels; `used` is
@@ -55,6 +56,29 @@ pub fn partial(
     matchers: &[Matcher],
     pick: Pick,
 ) -> Result<Partial, QueryError> {
+    let (mut out, symbols) = partial_sums(parts, matchers, pick)?;
+    let sources: Vec<&dyn SymbolSource> = symbols
+        .iter()
+        .map(|s| s.as_ref() as &dyn SymbolSource)
+        .collect();
+    let mut resolver = Resolver::new(sources);
+    for id in out.stack_ids() {
+        out.stacks.insert(id, resolver.stack(id)?);
+    }
+    Ok(out)
+}
+
+/// The symbols of the parts a partial read, in the parts' order.
+pub type PartSymbols = Vec<Arc<dyn SymbolSource + Send + Sync>>;
+
+/// [`partial`] with its stacks not resolved (`stacks` empty): the partial
+/// and the symbols its stack ids resolve from, as a peer querier sends
+/// them on ([`crate::querier::wire`]).
+pub fn partial_sums(
+    parts: &[&dyn BlockReader],
+    matchers: &[Matcher],
+    pick: Pick,
+) -> Result<(Partial, PartSymbols), QueryError> {
     let mut symbols = Vec::new();
     let mut failed = None;
     let series = select(
@@ -75,7 +99,7 @@ pub fn partial(
     };
     if out.types.len() > 1 {
         // The query is an error: reading more would be wasted.
-        return Ok(out);
+        return Ok((out, symbols));
     }
     for s in &series {
         let (start, end) = match pick {
@@ -103,15 +127,7 @@ pub fn partial(
             latest,
         );
     }
-    let sources: Vec<&dyn SymbolSource> = symbols
-        .iter()
-        .map(|s| s.as_ref() as &dyn SymbolSource)
-        .collect();
-    let mut resolver = Resolver::new(sources);
-    for id in out.stack_ids() {
-        out.stacks.insert(id, resolver.stack(id)?);
-    }
-    Ok(out)
+    Ok((out, symbols))
 }
 
 /// [`crate::engine::Storage::label_names`]: the union of each part's

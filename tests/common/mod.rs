@@ -239,3 +239,21 @@ pub fn real_stream(from: i64, steps: i64) -> Vec<profstore::ingest::IngestReques
     }
     out
 }
+
+/// A peer querier that is always down (connection refused); it also
+/// stands for a querier's own entry in its peer list, which is read in
+/// process and never called.
+#[derive(Debug)]
+pub struct DownPeer(pub &'static str);
+
+impl profstore::querier::peers::Peer for DownPeer {
+    fn name(&self) -> &str {
+        self.0
+    }
+    fn partial(&self, _request: &[u8]) -> Result<Vec<u8>, profstore::model::StorageError> {
+        Err(profstore::model::StorageError::new(
+            "peer",
+            "connection refused",
+        ))
+    }
+}
