@@ -48,7 +48,7 @@ use crate::engine::Limits;
 use crate::ingest::time_policy::Clock;
 use crate::querier::{stream_of, ListedBlock, Querier, QuerierConfig, QuerierError};
 use crate::tsdb::block::{merge_blocks, Block, BlockError, LooseProfiles};
-use crate::tsdb::ship::{block_id, Descriptor, BLOCKS, BLOCK_FILE, DESCRIPTOR, DESCRIPTOR_VERSION};
+use crate::tsdb::ship::{commit, Descriptor, BLOCKS, BLOCK_FILE, DESCRIPTOR};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -551,38 +551,17 @@ impl Compactor {
         group: &[&ListedBlock],
     ) -> Result<String, CompactError> {
         let block = Block::open(path)?;
-        let fp = block.fingerprint();
-        let id = block_id(labels, lo, hi, fp);
-        let mut sources: BTreeSet<String> = group
-            .iter()
-            .flat_map(|l| l.descriptor.sources.iter().cloned())
-            .collect();
-        sources.insert(id.clone());
-        let descriptor = Descriptor {
-            version: DESCRIPTOR_VERSION,
-            id: id.clone(),
-            min_time: lo,
-            max_time: hi,
-            bytes: fp.0,
-            index_crc32: fp.1,
-            series: block.num_series() as u64,
-            profiles: block.num_profiles(),
-            external_labels: labels.clone(),
-            sources: sources.into_iter().collect(),
-            created_ms: self.config.clock.now_ms(),
-        };
-        // In parts: a merged block of a long range is never whole in
-        // memory.
-        self.config
-            .bucket
-            .put_parts(&descriptor.block_key(), fp.0, &mut |offset, len| {
-                block
-                    .read_range(offset, len)
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-            })?;
-        // As a mark: always serializes.
-        let json = serde_json::to_vec_pretty(&descriptor).expect("a descriptor serializes");
-        self.config.bucket.put(&Self::key(&id, DESCRIPTOR), json)?;
+        let descriptor = Descriptor::of_block(
+            &block,
+            (lo, hi),
+            labels,
+            group
+                .iter()
+                .flat_map(|l| l.descriptor.sources.iter().cloned()),
+            self.config.clock.now_ms(),
+        );
+        commit(&self.config.bucket, &descriptor, &block)?;
+        let id = descriptor.id;
         Ok(id)
     }
 }

@@ -414,6 +414,9 @@ impl Peers {
         range: TimeRange,
         local: LocalRead,
     ) -> Result<(Partial, ShareStats), QueryError> {
+        if units.is_empty() {
+            return Ok((Partial::default(), ShareStats::default()));
+        }
         // Workers: the peers (this querier's own entry read in process),
         // then this querier when it is not among them.
         let mut workers: Vec<Worker> = self

@@ -129,10 +129,58 @@ impl Descriptor {
         Ok(d)
     }
 
+    /// The descriptor of `block`, of the range `[lo, hi)`, written by a
+    /// node with `external_labels`: its id ([`block_id`]) among
+    /// `replaced`'s sources, committed at `created_ms`.
+    pub fn of_block(
+        block: &Block,
+        (lo, hi): (i64, i64),
+        external_labels: &BTreeMap<String, String>,
+        replaced: impl IntoIterator<Item = String>,
+        created_ms: i64,
+    ) -> Descriptor {
+        let fp = block.fingerprint();
+        let id = block_id(external_labels, lo, hi, fp);
+        let mut sources: BTreeSet<String> = replaced.into_iter().collect();
+        sources.insert(id.clone());
+        Descriptor {
+            version: DESCRIPTOR_VERSION,
+            id,
+            min_time: lo,
+            max_time: hi,
+            bytes: fp.0,
+            index_crc32: fp.1,
+            series: block.num_series() as u64,
+            profiles: block.num_profiles(),
+            external_labels: external_labels.clone(),
+            sources: sources.into_iter().collect(),
+            created_ms,
+        }
+    }
+
     /// The key of its block file.
     pub fn block_key(&self) -> String {
         format!("{BLOCKS}/{}/{BLOCK_FILE}", self.id)
     }
+
+    /// The key of the descriptor itself.
+    pub fn key(&self) -> String {
+        format!("{BLOCKS}/{}/{DESCRIPTOR}", self.id)
+    }
+}
+
+/// Uploads `block` as the block file of `d` in parts (a large block is
+/// never whole in memory), then `d`: the commit point, after which
+/// readers see the block.
+pub fn commit(bucket: &Bucket, d: &Descriptor, block: &Block) -> Result<(), BucketError> {
+    bucket.put_parts(&d.block_key(), d.bytes, &mut |offset, len| {
+        block
+            .read_range(offset, len)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    })?;
+    // Serializing a struct of strings and integers cannot fail.
+    let json = serde_json::to_vec_pretty(d).expect("a descriptor serializes");
+    bucket.put(&d.key(), json)
 }
 
 /// What a marker file holds.
@@ -353,35 +401,14 @@ impl Shipper {
                 }
             }
         }
-        let mut sources: BTreeSet<String> = replaced
-            .iter()
-            .flat_map(|(_, m)| m.sources.iter().cloned())
-            .collect();
-        sources.insert(id.clone());
-        let descriptor = Descriptor {
-            version: DESCRIPTOR_VERSION,
-            id: id.clone(),
-            min_time: lo,
-            max_time: hi,
-            bytes: fp.0,
-            index_crc32: fp.1,
-            series: block.num_series() as u64,
-            profiles: block.num_profiles(),
-            external_labels: self.labels.clone(),
-            sources: sources.into_iter().collect(),
-            created_ms: Clock::system().now_ms(),
-        };
-        // In parts: a large block is never whole in memory.
-        self.bucket
-            .put_parts(&descriptor.block_key(), fp.0, &mut |offset, len| {
-                block
-                    .read_range(offset, len)
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-            })?;
-        // Serializing a struct of strings and integers cannot fail.
-        let json = serde_json::to_vec_pretty(&descriptor).expect("a descriptor serializes");
-        self.bucket
-            .put(&format!("{BLOCKS}/{id}/{DESCRIPTOR}"), json)?;
+        let descriptor = Descriptor::of_block(
+            block,
+            (lo, hi),
+            &self.labels,
+            replaced.iter().flat_map(|(_, m)| m.sources.iter().cloned()),
+            Clock::system().now_ms(),
+        );
+        commit(&self.bucket, &descriptor, block)?;
         self.stats.bytes.fetch_add(fp.0, Relaxed);
         let marker = Marker {
             id: id.clone(),
