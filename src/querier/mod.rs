@@ -309,12 +309,8 @@ struct Counters {
     sync_failures: AtomicU64,
     unreadable: AtomicU64,
     live_failures: AtomicU64,
-    units_local: AtomicU64,
-    units_remote: AtomicU64,
-    units_stolen: AtomicU64,
-    units_speculative: AtomicU64,
-    unit_failures: AtomicU64,
-    peer_requests: AtomicU64,
+    /// What the shared merges did, summed.
+    share: Mutex<peers::ShareStats>,
 }
 
 /// The querier (see the module docs).
@@ -401,15 +397,7 @@ impl Querier {
 
     /// What this querier's shared merges did since it opened.
     pub fn share_stats(&self) -> peers::ShareStats {
-        let c = &self.counters;
-        peers::ShareStats {
-            local: c.units_local.load(Relaxed),
-            remote: c.units_remote.load(Relaxed),
-            stolen: c.units_stolen.load(Relaxed),
-            speculative: c.units_speculative.load(Relaxed),
-            failures: c.unit_failures.load(Relaxed),
-            answered: c.peer_requests.load(Relaxed),
-        }
+        *self.counters.share.lock()
     }
 
     /// The blocks the last sync left out because others replace them.
@@ -650,12 +638,7 @@ impl Querier {
             })?
         });
         let (out, st) = self.config.peers.run(units, matchers, range, local)?;
-        let c = &self.counters;
-        c.units_local.fetch_add(st.local, Relaxed);
-        c.units_remote.fetch_add(st.remote, Relaxed);
-        c.units_stolen.fetch_add(st.stolen, Relaxed);
-        c.units_speculative.fetch_add(st.speculative, Relaxed);
-        c.unit_failures.fetch_add(st.failures, Relaxed);
+        self.counters.share.lock().add(&st);
         Ok(out)
     }
 
@@ -706,7 +689,7 @@ fn read_blocks<R>(
 /// symbols of the stacks it names.
 impl PeerWork for Querier {
     fn partial_bytes(&self, request: &[u8]) -> Result<Vec<u8>, PeerError> {
-        self.counters.peer_requests.fetch_add(1, Relaxed);
+        self.counters.share.lock().answered += 1;
         let r = wire::decode_request(request).map_err(PeerError::BadRequest)?;
         let mut blocks = Vec::with_capacity(r.blocks.len());
         for (id, replica) in &r.blocks {
@@ -823,6 +806,7 @@ impl QuerierMetrics {
         }
         let b = q.config.bucket.stats();
         let c = q.cache.stats();
+        let share = q.share_stats();
         for (name, counter) in &self.counters {
             let v = match *name {
                 "bucket_read_bytes" => b.bytes_read.load(Relaxed),
@@ -833,12 +817,12 @@ impl QuerierMetrics {
                 "querier_sync_failures" => q.counters.sync_failures.load(Relaxed),
                 "querier_unreadable_blocks" => q.counters.unreadable.load(Relaxed),
                 "querier_live_fetch_failures" => q.counters.live_failures.load(Relaxed),
-                "querier_units_local" => q.counters.units_local.load(Relaxed),
-                "querier_units_remote" => q.counters.units_remote.load(Relaxed),
-                "querier_units_stolen" => q.counters.units_stolen.load(Relaxed),
-                "querier_units_speculative" => q.counters.units_speculative.load(Relaxed),
-                "querier_unit_failures" => q.counters.unit_failures.load(Relaxed),
-                "querier_peer_requests" => q.counters.peer_requests.load(Relaxed),
+                "querier_units_local" => share.local,
+                "querier_units_remote" => share.remote,
+                "querier_units_stolen" => share.stolen,
+                "querier_units_speculative" => share.speculative,
+                "querier_unit_failures" => share.failures,
+                "querier_peer_requests" => share.answered,
                 _ => 0,
             };
             counter.inner().store(v, Relaxed);

@@ -257,6 +257,18 @@ pub struct ShareStats {
     pub answered: u64,
 }
 
+impl ShareStats {
+    /// Adds `o`'s counts to these.
+    pub fn add(&mut self, o: &ShareStats) {
+        self.local += o.local;
+        self.remote += o.remote;
+        self.stolen += o.stolen;
+        self.speculative += o.speculative;
+        self.failures += o.failures;
+        self.answered += o.answered;
+    }
+}
+
 /// The schedule of one query (see the module docs).
 struct Schedule {
     /// Per worker, the units (indexes) it is to read, its own first.
