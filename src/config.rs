@@ -18,6 +18,7 @@
 //! bucket_region: us-east-1
 //! external_labels:      # written into every shipped block's descriptor
 //!   replica: a
+//! sample_labels: span_id,trace_id,profile_id   # pprof labels kept per sample, not as series ("" for none)
 //! limits:
 //!   max_body_bytes: 33554432
 //!   max_decompressed_bytes: 67108864
@@ -87,6 +88,8 @@ pub struct Settings {
     pub bucket_region: Option<String>,
     /// The node's external labels (`replica: a`).
     pub external_labels: Option<BTreeMap<String, String>>,
+    /// pprof labels kept per sample, comma-separated ("" for none).
+    pub sample_labels: Option<String>,
     /// Limits.
     #[serde(default)]
     pub limits: LimitSettings,
@@ -394,6 +397,20 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
         fi.max_label_value_len,
         l.max_label_value_len,
     );
+    if let Some(names) = flags.sample_labels.as_ref().or(file.sample_labels.as_ref()) {
+        l.sample_labels = names
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect();
+        if let Some(bad) = l.sample_labels.iter().find(|n| !valid_label_name(n)) {
+            return Err(ConfigError::Invalid {
+                name: "sample_labels",
+                message: format!("{bad:?} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
+            });
+        }
+    }
     let min_free_bytes = fl
         .min_free_bytes
         .or(fi.min_free_bytes)
@@ -530,6 +547,15 @@ fn server_limits(flags: &LimitSettings, file: &LimitSettings) -> Result<ServerLi
     })
 }
 
+/// True for a Prometheus label name that is not reserved.
+fn valid_label_name(n: &str) -> bool {
+    let mut c = n.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+        && !n.starts_with("__")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,6 +632,32 @@ mod tests {
             );
         }
         assert!(resolve(&none, &duck).is_err());
+    }
+
+    #[test]
+    fn sample_labels_resolve_and_are_checked() {
+        let none = Settings::default();
+        let c = resolve(&none, &none).unwrap();
+        assert_eq!(
+            c.limits.labels.sample_labels,
+            ["span_id", "trace_id", "profile_id"]
+        );
+        let file = parse_yaml("sample_labels: request_id, span_id\n").unwrap();
+        let c = resolve(&none, &file).unwrap();
+        assert_eq!(c.limits.labels.sample_labels, ["request_id", "span_id"]);
+        let flags = Settings {
+            sample_labels: Some(String::new()),
+            ..Default::default()
+        };
+        assert!(resolve(&flags, &file)
+            .unwrap()
+            .limits
+            .labels
+            .sample_labels
+            .is_empty());
+        let bad = parse_yaml("sample_labels: span-id\n").unwrap();
+        let e = resolve(&none, &bad).unwrap_err().to_string();
+        assert!(e.contains("sample_labels") && e.contains("span-id"), "{e}");
     }
 
     #[test]

@@ -157,6 +157,11 @@ struct ServeArgs {
     /// descriptor, `NAME=VALUE` (repeatable), e.g. `replica=a`.
     #[arg(long = "external-label", value_parser = parse_label)]
     external_labels: Vec<(String, String)>,
+    /// pprof labels kept with each sample instead of making series,
+    /// comma-separated ("" for none); `{span_id="…"}` still selects them
+    /// [default: span_id,trace_id,profile_id].
+    #[arg(long, env = "PROFSTORE_SAMPLE_LABELS")]
+    sample_labels: Option<String>,
 }
 
 /// Parses `NAME=VALUE`.
@@ -309,6 +314,7 @@ impl ServeArgs {
             bucket: self.bucket.clone(),
             bucket_endpoint: self.bucket_endpoint.clone(),
             bucket_region: self.bucket_region.clone(),
+            sample_labels: self.sample_labels.clone(),
             external_labels: (!self.external_labels.is_empty())
                 .then(|| self.external_labels.iter().cloned().collect()),
         }

@@ -14,6 +14,10 @@
 //!   sample, one of `label_cardinality` values (`v0`, `v1`, …), chosen per
 //!   (target, sample) — so each profile type gets up to that many series per
 //!   target;
+//! - with `span_percent > 0`, a pprof string label `span_id` with a fresh
+//!   value (16 hex digits, a new one per target, scrape and sample) on that
+//!   share of the samples, as tracing integrations attach the request's
+//!   span;
 //! - writer labels `job="workload"`, `kind="<kind name>"`,
 //!   `instance="t<slot>-g<generation>"`. With `lifetime_scrapes = Some(L)`, a
 //!   slot's target lives L scrapes and is then replaced by the next
@@ -56,6 +60,8 @@ pub struct WorkloadSpec {
     pub label_cardinality: usize,
     /// Scrapes a target lives before a new one replaces it; `None`: forever.
     pub lifetime_scrapes: Option<usize>,
+    /// Share (%) of the samples that carry a fresh `span_id`; 0: none.
+    pub span_percent: u32,
 }
 
 impl Default for WorkloadSpec {
@@ -72,6 +78,7 @@ impl Default for WorkloadSpec {
             label_key: "endpoint".into(),
             label_cardinality: 4,
             lifetime_scrapes: Some(30),
+            span_percent: 0,
         }
     }
 }
@@ -182,6 +189,17 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// Index of `s` in `table`, added at the end when absent.
+fn intern(table: &mut Vec<String>, s: &str) -> i64 {
+    match table.iter().rposition(|t| t == s) {
+        Some(i) => i as i64,
+        None => {
+            table.push(s.to_string());
+            (table.len() - 1) as i64
+        }
+    }
+}
+
 /// A random 64-bit value for a choice at coordinates `parts`.
 fn draw(seed: u64, parts: &[u64]) -> u64 {
     parts.iter().fold(mix(seed), |h, p| mix(h ^ p))
@@ -191,6 +209,7 @@ fn draw(seed: u64, parts: &[u64]) -> u64 {
 const KEEP: u64 = 1;
 const JITTER: u64 = 2;
 const LABEL: u64 = 3;
+const SPAN: u64 = 4;
 
 /// The stream of requests, in time order (see the module docs).
 #[derive(Debug, Clone)]
@@ -233,6 +252,7 @@ impl Workload {
             }
             (key, first_value)
         });
+        let span_key = (spec.span_percent > 0).then(|| intern(&mut p.string_table, "span_id"));
         let samples = std::mem::take(&mut p.sample);
         for (i, mut sample) in samples.into_iter().enumerate() {
             let i = i as u64;
@@ -249,6 +269,18 @@ impl Workload {
                     );
                     let factor = (r % (2 * j as u64 + 1)) as i64 - j;
                     *v = v.saturating_add(v.saturating_mul(factor) / 1000);
+                }
+            }
+            if let Some(key) = span_key {
+                let r = draw(spec.seed, &[SPAN, k as u64, target, i, s as u64]);
+                if r % 100 < u64::from(spec.span_percent) {
+                    let str = p.string_table.len() as i64;
+                    p.string_table.push(format!("{:016x}", r >> 8));
+                    sample.label.push(Label {
+                        key,
+                        str,
+                        ..Default::default()
+                    });
                 }
             }
             if let Some((key, first)) = label {

@@ -365,6 +365,7 @@ on_every_backend!(
     a_profile_with_only_zero_samples_still_records_a_zero_total,
     documented_label_differences_on_the_way_back,
     empty_string_matchers_follow_prometheus,
+    sample_labels_select_their_samples,
 );
 
 #[test]

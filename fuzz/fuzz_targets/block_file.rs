@@ -91,6 +91,12 @@ fn valid() -> &'static Vec<u8> {
                         duration: 10,
                         period: 1,
                         samples: vec![(s[i], p + 1), (s[2], 7)],
+                        // Rows of sample labels, so their decoder is fuzzed.
+                        tagged: vec![(
+                            vec![("span_id".to_string(), format!("{:x}", p % 3))],
+                            s[i],
+                            p + 1,
+                        )],
                     })
                     .collect();
                 BlockSeriesData {

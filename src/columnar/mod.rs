@@ -61,7 +61,9 @@
 //! - The normalization (series per sample type and string-label group,
 //!   renamed colliding pprof labels, stack identity, numeric labels, zero
 //!   sums, the empty profile, timestamps) is [`crate::ingest::plan`], the
-//!   one the time-series backend uses.
+//!   one the time-series backend uses, but for sample labels (`span_id`…),
+//!   which make series here (see [`Columnar::open_with`]): a selector on
+//!   them gives the same answers in both backends.
 //!
 //! # Concurrency
 //! One connection behind a mutex: ingests and queries are serialized. (A
@@ -195,8 +197,13 @@ impl Columnar {
         Columnar::open_with(path, Limits::default())
     }
 
-    /// [`Columnar::open`] with `limits`.
-    pub fn open_with(path: Option<&Path>, limits: Limits) -> Result<Columnar, ColumnarError> {
+    /// [`Columnar::open`] with `limits`. Sample labels
+    /// ([`crate::ingest::LabelLimits::sample_labels`]) are series labels
+    /// here: a row per sample costs the same with one label more, so the
+    /// backend keeps every pprof label in its `series` table, as Parca's
+    /// columnar layout keeps them on each row.
+    pub fn open_with(path: Option<&Path>, mut limits: Limits) -> Result<Columnar, ColumnarError> {
+        limits.labels.sample_labels.clear();
         let conn = match path {
             Some(p) => Connection::open(p)?,
             None => Connection::open_in_memory()?,

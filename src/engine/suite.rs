@@ -6,7 +6,7 @@
 //!
 //! Covered: label queries, ranges and steps, single/merge/diff, errors,
 //! limits, all-or-nothing ingest, pprof label renaming, the empty profile,
-//! and Prometheus's empty-string matcher semantics.
+//! Prometheus's empty-string matcher semantics, and sample labels.
 
 // The suite is test code that ships in the library so that any backend
 // (and a querier over a bucket) can run it.
@@ -26,6 +26,7 @@ pub fn run_all<S: Storage>(make: impl Fn(Limits) -> S) {
     a_profile_with_only_zero_samples_still_records_a_zero_total(&make);
     documented_label_differences_on_the_way_back(&make);
     empty_string_matchers_follow_prometheus(&make);
+    sample_labels_select_their_samples(&make);
 }
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds:delta";
@@ -619,4 +620,140 @@ pub fn empty_string_matchers_follow_prometheus<S: Storage>(make: impl Fn(Limits)
     assert_eq!(instances(r#"{instance!~"l.*|"}"#), vec!["a"]);
     assert!(instances(r#"{nope!=""}"#).is_empty());
     assert_eq!(instances(r#"{nope=""}"#).len(), 3);
+}
+
+/// Sample labels (`span_id`, `trace_id`, …) select the samples that carried
+/// them in every query, with Prometheus's matcher semantics (a sample
+/// without the label has ""); a backend that keeps them per sample makes no
+/// series for them.
+pub fn sample_labels_select_their_samples<S: Storage>(make: impl Fn(Limits) -> S) {
+    let b = make(Limits::default());
+    for i in 1..=3i64 {
+        b.ingest(req(
+            &[("job", "x")],
+            profile(
+                i * 1000,
+                &[
+                    (&["a", "main"], 2, &[("span_id", "s1")]),
+                    (&["b", "main"], 3, &[("span_id", "s2"), ("endpoint", "/x")]),
+                    (&["a", "main"], 5, &[]),
+                    (&["c"], 1, &[("span_id", "s1"), ("trace_id", "t1")]),
+                ],
+            ),
+        ))
+        .unwrap();
+    }
+    let all = TimeRange::ALL;
+    // Function names → value, whatever the samples' labels.
+    let merged = |s: &str| -> BTreeMap<Vec<String>, i64> {
+        let p = b
+            .merge(&sel(&format!("{SAMPLES}{{job=\"x\",{s}}}")), all)
+            .unwrap();
+        let mut m = BTreeMap::new();
+        for ((names, _), v) in by_stack(&p) {
+            *m.entry(names).or_insert(0) += v;
+        }
+        m.retain(|_, v| *v != 0);
+        m
+    };
+    let want = |v: &[(&[&str], i64)]| -> BTreeMap<Vec<String>, i64> {
+        v.iter()
+            .map(|(n, v)| (n.iter().map(|s| s.to_string()).collect(), *v))
+            .collect()
+    };
+    assert_eq!(
+        merged(r#"span_id="s1""#),
+        want(&[(&["a", "main"], 6), (&["c"], 3)])
+    );
+    assert_eq!(merged(r#"span_id="s2""#), want(&[(&["b", "main"], 9)]));
+    assert_eq!(
+        merged(r#"span_id="s2",endpoint="/x""#),
+        want(&[(&["b", "main"], 9)])
+    );
+    assert_eq!(
+        merged(r#"span_id!="s1""#),
+        want(&[(&["a", "main"], 15), (&["b", "main"], 9)])
+    );
+    assert_eq!(merged(r#"span_id="""#), want(&[(&["a", "main"], 15)]));
+    assert_eq!(
+        merged(r#"span_id=~"s.*""#),
+        want(&[(&["a", "main"], 6), (&["b", "main"], 9), (&["c"], 3)])
+    );
+    assert_eq!(
+        merged(r#"span_id="s1",trace_id="t1""#),
+        want(&[(&["c"], 3)])
+    );
+    assert_eq!(merged(r#"trace_id="t1""#), want(&[(&["c"], 3)]));
+    assert!(merged(r#"span_id="nope""#).is_empty());
+    // Totals over time, summed over whatever series answer.
+    let totals = |s: &str| -> BTreeMap<i64, i64> {
+        let mut m = BTreeMap::new();
+        for sp in b
+            .query_range(&sel(&format!("{SAMPLES}{{job=\"x\",{s}}}")), all, None)
+            .unwrap()
+        {
+            for (t, v) in sp.points {
+                *m.entry(t).or_insert(0) += v;
+            }
+        }
+        m
+    };
+    assert_eq!(
+        totals(r#"span_id="s1""#),
+        [(1000, 3), (2000, 3), (3000, 3)].into()
+    );
+    assert_eq!(
+        totals(r#"span_id!="s1""#),
+        [(1000, 8), (2000, 8), (3000, 8)].into()
+    );
+    assert!(totals(r#"span_id="nope""#).is_empty());
+    // A single profile, series and label queries.
+    let one = b
+        .single(&sel(&format!("{SAMPLES}{{span_id=\"s2\"}}")), 2000)
+        .unwrap();
+    assert_eq!(one.samples.iter().map(|s| s.value).sum::<i64>(), 3);
+    assert!(!b.series(&sel(r#"{span_id="s1"}"#), all).unwrap().is_empty());
+    assert!(b
+        .series(&sel(r#"{span_id="nope"}"#), all)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        b.label_values("job", &sel(r#"{span_id="s2"}"#), all)
+            .unwrap(),
+        vec!["x"]
+    );
+    assert!(b
+        .label_values("job", &sel(r#"{span_id="nope"}"#), all)
+        .unwrap()
+        .is_empty());
+    assert!(b
+        .label_names(&sel(r#"{span_id="s1"}"#), all)
+        .unwrap()
+        .contains(&"job".to_string()));
+    // A fresh span on every sample makes no series where they are kept
+    // per sample.
+    if b.limits()
+        .labels
+        .sample_labels
+        .iter()
+        .any(|n| n == "span_id")
+    {
+        let before = b.num_series();
+        for i in 4..=40i64 {
+            let span = format!("{i:016x}");
+            b.ingest(req(
+                &[("job", "x")],
+                profile(
+                    i * 1000,
+                    &[(&["a", "main"], 1, &[("span_id", span.as_str())])],
+                ),
+            ))
+            .unwrap();
+        }
+        assert_eq!(b.num_series(), before);
+        assert_eq!(
+            merged(r#"span_id="0000000000000011""#),
+            want(&[(&["a", "main"], 1)])
+        );
+    }
 }

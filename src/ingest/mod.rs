@@ -12,6 +12,13 @@
 //!   until unique); on output it comes back under its pprof name. A string
 //!   label with an empty value is dropped (an empty value is no label, as in
 //!   Prometheus); when one sample repeats a key, the first value is kept.
+//! - Except the *sample labels* ([`LabelLimits::sample_labels`], by default
+//!   `span_id`, `trace_id` and `profile_id`): they do not make series. A
+//!   sample's value counts in its series like any other, and is also kept
+//!   with its sample labels (per series, profile, label tuple and stack), so
+//!   `{span_id="X"}` selects the samples that carried it, in every query,
+//!   without a series per span. A matcher on such a name matches what a
+//!   series label would: a sample without it has the value "".
 //! - Numeric sample labels (e.g. Go heap `bytes`) stay part of the stack's
 //!   identity (sorted by key, unit, value). A label with neither a string nor a
 //!   numeric value nor a unit is dropped (Go's pprof reader does the same).
@@ -31,12 +38,13 @@ pub mod time_policy;
 pub use plan::{plan, Plan, PlannedSeries, PlannedStack, ProfileSymbols};
 pub use time_policy::{Clock, TimePolicy, DEFAULT_MAX_FUTURE_MS};
 
-use crate::model::labels::Labels;
+use crate::model::labels::{Labels, DEFAULT_SAMPLE_LABELS};
 use crate::model::StorageError;
 use crate::pprof::PprofError;
 use crate::proto::pprof::Profile;
 
-/// Limits on labels; each is reported with a clear error when hit.
+/// The label rules of a write: limits, each reported with a clear error
+/// when hit, and which pprof labels stay with their samples.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelLimits {
     /// Labels per series, `__name__` included.
@@ -45,6 +53,10 @@ pub struct LabelLimits {
     pub max_label_name_len: usize,
     /// Bytes in a label value.
     pub max_label_value_len: usize,
+    /// pprof string labels kept per sample rather than as series labels
+    /// (default [`DEFAULT_SAMPLE_LABELS`]; empty: every pprof label makes
+    /// series, as the columnar backend keeps them).
+    pub sample_labels: Vec<String>,
 }
 
 impl Default for LabelLimits {
@@ -53,6 +65,10 @@ impl Default for LabelLimits {
             max_labels_per_series: 32,
             max_label_name_len: 1024,
             max_label_value_len: 2048,
+            sample_labels: DEFAULT_SAMPLE_LABELS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }

@@ -25,7 +25,7 @@ use super::{
     check_label, check_profile_name, check_writer_labels, profile_timestamp, IngestError,
     IngestRequest, IngestSummary, LabelLimits,
 };
-use crate::model::labels::{Labels, METRIC_NAME};
+use crate::model::labels::{Labels, SampleLabels, METRIC_NAME};
 use crate::model::profile_type::{infer_name, ProfileType};
 use crate::model::{
     keys, Function, FunctionId, Line, Location, LocationId, Mapping, MappingId, NumLabel, StackId,
@@ -50,6 +50,9 @@ pub struct PlannedSeries {
     pub origin: u64,
     /// (stack, summed value): non-zero, stacks unique, sorted by id.
     pub samples: Vec<(StackId, i64)>,
+    /// The samples that carried sample labels, summed per (labels, stack):
+    /// non-zero, each pair once, sorted. Their values are in `samples` too.
+    pub tagged: Vec<(SampleLabels, StackId, i64)>,
 }
 
 impl PlannedSeries {
@@ -252,15 +255,32 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
         .map(|v| (s(v.r#type), s(v.unit)))
         .unwrap_or(("", ""));
 
-    // 1. Group samples by their string labels.
+    // 1. Group samples by their string labels, and by their sample labels
+    //    (kept out of the groups).
+    let mut is_sample_key: FxHashMap<i64, bool> = FxHashMap::default();
     let mut groups: FxHashMap<Vec<(i64, i64)>, usize> = FxHashMap::default();
     let mut group_labels: Vec<Vec<(i64, i64)>> = Vec::new();
     let mut sample_group: Vec<usize> = Vec::with_capacity(p.sample.len());
+    let mut tag_groups: FxHashMap<Vec<(i64, i64)>, usize> = FxHashMap::default();
+    let mut tag_labels: Vec<SampleLabels> = Vec::new();
+    // Per sample, its sample labels' index in `tag_labels`.
+    let mut sample_tags: Vec<Option<usize>> = Vec::new();
     let mut key: Vec<(i64, i64)> = Vec::new();
+    let mut tag_key: Vec<(i64, i64)> = Vec::new();
     for sample in &p.sample {
         key.clear();
+        tag_key.clear();
         for l in &sample.label {
-            if l.str != 0 && !key.iter().any(|(k, _)| *k == l.key) {
+            if l.str == 0 || key.iter().chain(&tag_key).any(|(k, _)| *k == l.key) {
+                continue;
+            }
+            let tag = !limits.sample_labels.is_empty()
+                && *is_sample_key
+                    .entry(l.key)
+                    .or_insert_with(|| limits.sample_labels.iter().any(|n| n == s(l.key)));
+            if tag {
+                tag_key.push((l.key, l.str));
+            } else {
                 key.push((l.key, l.str));
             }
         }
@@ -275,6 +295,27 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
             }
         };
         sample_group.push(g);
+        if !tag_key.is_empty() {
+            sample_tags.resize(sample_group.len() - 1, None);
+            let t = match tag_groups.get(&tag_key) {
+                Some(t) => *t,
+                None => {
+                    let mut labels: SampleLabels = tag_key
+                        .iter()
+                        .map(|&(k, v)| (s(k).to_string(), s(v).to_string()))
+                        .collect();
+                    labels.sort();
+                    for (n, v) in &labels {
+                        check_label(n, v, limits)?;
+                    }
+                    let t = tag_labels.len();
+                    tag_groups.insert(tag_key.clone(), t);
+                    tag_labels.push(labels);
+                    t
+                }
+            };
+            sample_tags.push(Some(t));
+        }
     }
 
     // 2. Plan the series: one per (sample type, label group) with a non-zero
@@ -387,6 +428,9 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
     let mut sums: Vec<FxHashMap<StackId, i64>> = (0..series.len())
         .map(|_| FxHashMap::with_capacity_and_hasher(per_series, Default::default()))
         .collect();
+    // Per series, (sample labels, stack) → sum, for samples with sample labels.
+    let mut tag_sums: Vec<FxHashMap<(usize, StackId), i64>> =
+        (0..series.len()).map(|_| FxHashMap::default()).collect();
     let mut locs: Vec<LocationId> = Vec::with_capacity(64);
     for (si, sample) in p.sample.iter().enumerate() {
         if sample.value.iter().all(|v| *v == 0) {
@@ -429,13 +473,24 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
             if let Some(&i) = index.get(&(t, sample_group[si])) {
                 let e = sums[i].entry(stack).or_insert(0);
                 *e = e.wrapping_add(*v);
+                if let Some(Some(tag)) = sample_tags.get(si) {
+                    let e = tag_sums[i].entry((*tag, stack)).or_insert(0);
+                    *e = e.wrapping_add(*v);
+                }
             }
         }
     }
-    for (ps, sum) in series.iter_mut().zip(sums) {
+    for ((ps, sum), tags) in series.iter_mut().zip(sums).zip(tag_sums) {
         let mut v: Vec<(StackId, i64)> = sum.into_iter().filter(|(_, v)| *v != 0).collect();
         v.sort_unstable_by_key(|(k, _)| *k);
         ps.samples = v;
+        let mut t: Vec<(SampleLabels, StackId, i64)> = tags
+            .into_iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|((tag, stack), v)| (tag_labels[tag].clone(), stack, v))
+            .collect();
+        t.sort_unstable();
+        ps.tagged = t;
     }
 
     // 5. The entities the stacks reach, each id once.
@@ -543,6 +598,7 @@ fn plan_series<'a>(
         profile_type: pt.clone(),
         pprof_labels,
         samples: Vec::new(),
+        tagged: Vec::new(),
     })
 }
 

@@ -165,6 +165,22 @@ impl fmt::Display for Labels {
     }
 }
 
+/// The names of pprof string labels that are kept with each sample instead
+/// of in the series' label set (see [`crate::ingest`]): a fresh value per
+/// request (a span, a trace) would otherwise make a series per request.
+pub const DEFAULT_SAMPLE_LABELS: [&str; 3] = ["span_id", "trace_id", "profile_id"];
+
+/// The sample labels of one sample: (name, value) pairs sorted by name,
+/// each name once, no empty value.
+pub type SampleLabels = Vec<(String, String)>;
+
+/// The value of `name` in `tags` ("" when absent, as for a series label).
+pub fn sample_label<'a>(tags: &'a [(String, String)], name: &str) -> &'a str {
+    tags.iter()
+        .find(|(n, _)| n == name)
+        .map_or("", |(_, v)| v.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,7 @@ pub use entities::{
     Stacktrace, SymbolChain, SymbolError, SymbolSource,
 };
 pub use error::{SelectorError, StorageError};
-pub use labels::{Label, Labels, METRIC_NAME};
+pub use labels::{sample_label, Label, Labels, SampleLabels, DEFAULT_SAMPLE_LABELS, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher};
 pub use profile::{diff, to_pprof, Frame, FrameLine, Profile, Sample, Stack, DIFF_BASE_LABEL};
 pub use profile_type::ProfileType;

@@ -221,6 +221,9 @@ impl BlockReader for Part<'_> {
     fn replica(&self) -> Option<Replica> {
         self.0.replica
     }
+    fn sample_label_names(&self) -> Vec<String> {
+        BlockReader::sample_label_names(&self.0.block)
+    }
 }
 
 /// The HTTP client of a querier's requests to other nodes (ingesters,

@@ -87,6 +87,7 @@ fn append_locked(
                 duration: plan.duration,
                 period: plan.period,
                 samples: std::mem::take(&mut ps.samples),
+                tagged: std::mem::take(&mut ps.tagged),
             },
         ));
     }

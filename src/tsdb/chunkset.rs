@@ -20,10 +20,11 @@
 //! into one (a head series whose last set came from the head snapshot)
 //! unpacks it first.
 
-use crate::model::StackId;
+use crate::model::{SampleLabels, StackId};
 use crate::tsdb::chunkenc::{
     Encoding, IntChunk, IntIter, RleChunk, TimestampChunk, XorChunk, XorIter,
 };
+use crate::tsdb::tagged::{RowFilter, Tagged};
 use rustc_hash::FxHashMap;
 
 /// A column of values (the totals or one stack's): an [`IntChunk`], or an
@@ -144,6 +145,10 @@ pub struct AppendProfile {
     pub period: i64,
     /// Value per stack; stacks are unique and values non-zero.
     pub samples: Vec<(StackId, i64)>,
+    /// The samples that carried sample labels, summed per (labels, stack),
+    /// sorted, values non-zero; their values are in `samples` too (see
+    /// [`crate::tsdb::tagged`]).
+    pub tagged: Vec<(SampleLabels, StackId, i64)>,
 }
 
 /// A stack's values within one chunk set.
@@ -249,6 +254,8 @@ pub struct ChunkSet {
     periods: RleChunk,
     totals: Values,
     stacks: Columns,
+    /// The samples with sample labels, when any had them.
+    tagged: Option<Box<Tagged>>,
 }
 
 impl ChunkSet {
@@ -262,12 +269,16 @@ impl ChunkSet {
             periods: RleChunk::new(),
             totals: Values::new(Encoding::Int),
             stacks: Columns::Open(FxHashMap::default()),
+            tagged: None,
         }
     }
 
     /// Packs the columns of a set of integer chunks into one buffer (see
     /// the [module docs](self)); sets of XOR chunks stay as they are.
     fn seal(&mut self) {
+        if let Some(t) = &mut self.tagged {
+            t.seal();
+        }
         if self.values_encoding() != Encoding::Int {
             return;
         }
@@ -339,9 +350,18 @@ impl ChunkSet {
         (self.min_time, self.max_time)
     }
 
-    /// The distinct stacks of the set.
+    /// The stacks of the set's columns and rows (a stack may come more
+    /// than once).
     pub fn stack_ids(&self) -> impl Iterator<Item = StackId> + '_ {
-        self.stacks.iter().map(|(id, _, _)| id)
+        self.stacks
+            .iter()
+            .map(|(id, _, _)| id)
+            .chain(self.tagged.iter().flat_map(|t| t.stacks()))
+    }
+
+    /// The sample label names the set's rows use.
+    pub fn sample_label_names(&self) -> std::collections::BTreeSet<&str> {
+        self.tagged.as_ref().map(|t| t.names()).unwrap_or_default()
     }
 
     /// Number of stack columns.
@@ -379,7 +399,7 @@ impl ChunkSet {
                 },
             })
             .collect();
-        crate::proto::block::ChunkSet {
+        let mut msg = crate::proto::block::ChunkSet {
             min_time: self.min_time,
             max_time: self.max_time,
             len: self.len as u32,
@@ -393,7 +413,12 @@ impl ChunkSet {
                 Encoding::Xor => 0,
                 e => u32::from(e.as_u8()),
             },
+            ..Default::default()
+        };
+        if let Some(t) = &self.tagged {
+            t.to_proto(&mut index, &mut msg);
         }
+        msg
     }
 
     /// Decodes and checks a set read from a block: every chunk decodes, the
@@ -449,6 +474,14 @@ impl ChunkSet {
                 return Err(format!("stack {} has two columns", id.0));
             }
         }
+        // A row names its stack by index as a version 3 column does.
+        let tagged = Tagged::from_proto(p, len, |i| {
+            stack(&crate::proto::block::StackColumn {
+                stack_index: i,
+                ..Default::default()
+            })
+        })?
+        .map(Box::new);
         let mut set = ChunkSet {
             min_time: p.min_time,
             max_time: p.max_time,
@@ -458,6 +491,7 @@ impl ChunkSet {
             periods,
             totals,
             stacks: Columns::Open(stacks),
+            tagged,
         };
         set.seal();
         Ok(set)
@@ -492,8 +526,11 @@ impl ChunkSet {
                 }
             }
         }
-        for p in &mut out {
+        for (i, p) in out.iter_mut().enumerate() {
             p.samples.sort_unstable_by_key(|(k, _)| *k);
+            if let Some(t) = &self.tagged {
+                p.tagged = t.profile(lo + i);
+            }
         }
         out
     }
@@ -527,6 +564,11 @@ impl ChunkSet {
             col.values.append(v);
         }
         self.totals.append(total);
+        if !p.tagged.is_empty() {
+            self.tagged
+                .get_or_insert_with(Box::default)
+                .push(idx as u16, &p.tagged);
+        }
         self.len += 1;
         self.min_time = self.min_time.min(p.timestamp);
         self.max_time = p.timestamp;
@@ -551,6 +593,7 @@ impl ChunkSet {
                 }
                 Columns::Sealed { index, bytes } => std::mem::size_of_val(&**index) + bytes.len(),
             }
+            + self.tagged.as_ref().map_or(0, |t| t.bytes())
     }
 
     /// Profile indexes `[lo, hi)` of this set whose timestamps are in
@@ -631,7 +674,13 @@ pub fn same_profile(a: &AppendProfile, b: &AppendProfile) -> bool {
         v.sort_unstable();
         v
     };
-    norm(a) == norm(b)
+    fn tags(p: &AppendProfile) -> Vec<&(SampleLabels, StackId, i64)> {
+        let mut v: Vec<&(SampleLabels, StackId, i64)> =
+            p.tagged.iter().filter(|s| s.2 != 0).collect();
+        v.sort_unstable();
+        v
+    }
+    norm(a) == norm(b) && tags(a) == tags(b)
 }
 
 /// True when `sets` hold a profile equal to `p` ([`same_profile`]).
@@ -736,6 +785,107 @@ pub fn sets_merge_into(
     stats
 }
 
+/// Per profile `lo..hi` of `s`, its total over the samples `f` selects, or
+/// `None` when `f` selects none of them (see [`crate::tsdb::tagged`]).
+fn filtered_totals(s: &ChunkSet, lo: usize, hi: usize, f: &RowFilter) -> Vec<Option<i64>> {
+    let rows = s.tagged.as_ref().map_or(&[][..], |t| t.rows_in(lo, hi));
+    let matching = s.tagged.as_ref().map(|t| t.matching(f)).unwrap_or_default();
+    if f.matches_empty() {
+        let mut out: Vec<Option<i64>> = s.totals.iter().skip(lo).take(hi - lo).map(Some).collect();
+        for r in rows.iter().filter(|r| !matching[r.tuple as usize]) {
+            if let Some(Some(v)) = out.get_mut(usize::from(r.profile) - lo) {
+                *v = v.wrapping_sub(r.value);
+            }
+        }
+        out
+    } else {
+        let mut out: Vec<Option<i64>> = vec![None; hi - lo];
+        for r in rows.iter().filter(|r| matching[r.tuple as usize]) {
+            let v = &mut out[usize::from(r.profile) - lo];
+            *v = Some(v.unwrap_or(0).wrapping_add(r.value));
+        }
+        out
+    }
+}
+
+/// [`sets_totals`] over the samples `f` selects: profiles where it selects
+/// none are left out.
+pub fn sets_totals_where(
+    sets: &[ChunkSet],
+    start: i64,
+    end: i64,
+    f: &RowFilter,
+) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    for s in sets {
+        if s.len == 0 || s.max_time < start || s.min_time > end {
+            continue;
+        }
+        let (lo, hi, ts) = s.index_range(start, end);
+        for (i, v) in filtered_totals(s, lo, hi, f).into_iter().enumerate() {
+            if let Some(v) = v {
+                out.push((ts[lo + i], v));
+            }
+        }
+    }
+    out
+}
+
+/// [`sets_first_in`] over the profiles where `f` selects a sample.
+pub fn sets_first_in_where(sets: &[ChunkSet], start: i64, end: i64, f: &RowFilter) -> Option<i64> {
+    sets_totals_where(sets, start, end, f).first().map(|t| t.0)
+}
+
+/// [`sets_merge_into`] over the samples `f` selects.
+pub fn sets_merge_where(
+    sets: &[ChunkSet],
+    start: i64,
+    end: i64,
+    f: &RowFilter,
+    acc: &mut FxHashMap<StackId, i64>,
+) -> MergeStats {
+    let mut stats = MergeStats::empty();
+    for s in sets {
+        if s.len == 0 || s.max_time < start || s.min_time > end {
+            continue;
+        }
+        let (lo, hi, ts) = s.index_range(start, end);
+        if hi == lo {
+            continue;
+        }
+        let rows = s.tagged.as_ref().map_or(&[][..], |t| t.rows_in(lo, hi));
+        let matching = s.tagged.as_ref().map(|t| t.matching(f)).unwrap_or_default();
+        if f.matches_empty() {
+            stats.add(&sets_merge_into(std::slice::from_ref(s), start, end, acc));
+            for r in rows.iter().filter(|r| !matching[r.tuple as usize]) {
+                let e = acc.entry(r.stack).or_insert(0);
+                *e = e.wrapping_sub(r.value);
+            }
+            continue;
+        }
+        let mut read = vec![false; hi - lo];
+        for r in rows.iter().filter(|r| matching[r.tuple as usize]) {
+            read[usize::from(r.profile) - lo] = true;
+            let e = acc.entry(r.stack).or_insert(0);
+            *e = e.wrapping_add(r.value);
+        }
+        let durations: Vec<i64> = s.durations.iter().skip(lo).take(hi - lo).collect();
+        let mut last = None;
+        for (i, _) in read.iter().enumerate().filter(|(_, r)| **r) {
+            let d = durations.get(i).copied().unwrap_or(0);
+            stats.profiles += 1;
+            stats.min_time = stats.min_time.min(ts[lo + i]);
+            stats.duration = stats.duration.saturating_add(d);
+            stats.reads.push((ts[lo + i], d));
+            last = Some(lo + i);
+        }
+        if let Some(p) = last.and_then(|i| s.periods.get(i)) {
+            stats.period = p;
+        }
+    }
+    stats
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -745,27 +895,79 @@ mod tests {
         StackId(uuid::Uuid::from_bytes([i; 16]))
     }
 
-    /// Profiles 10 s apart; each holds a random subset of 12 stacks with
-    /// values that are multiples of a 10 ms period or arbitrary.
-    fn profiles() -> impl Strategy<Value = Vec<AppendProfile>> {
-        let sample = (
-            0u8..12,
-            prop_oneof![(1i64..6).prop_map(|k| k * 10_000_000), 1i64..100_000],
-        );
+    /// The sample labels of tag `t` (0: none).
+    fn tag(t: u8) -> SampleLabels {
+        let l = |n: &str, v: &str| (n.to_string(), v.to_string());
+        match t {
+            1 => vec![l("span_id", "a")],
+            2 => vec![l("span_id", "b")],
+            3 => vec![l("span_id", "a"), l("trace_id", "t")],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Raw samples per profile: (stack, tag, value), each (stack, tag) once.
+    type Raw = Vec<Vec<(u8, u8, i64)>>;
+
+    /// Profiles 10 s apart; each holds samples of a random subset of 12
+    /// stacks, with values that are multiples of a 10 ms period or
+    /// arbitrary, some with sample labels (tags 1..=3).
+    fn raw() -> impl Strategy<Value = Raw> {
+        let value = prop_oneof![(1i64..6).prop_map(|k| k * 10_000_000), 1i64..100_000];
         prop::collection::vec(
-            prop::collection::btree_map(sample.0, sample.1, 0..8),
+            prop::collection::btree_map(
+                (0u8..12, prop_oneof![4 => Just(0u8), 1 => 1u8..4]),
+                value,
+                0..8,
+            ),
             1..300,
         )
         .prop_map(|ps| {
             ps.into_iter()
-                .enumerate()
-                .map(|(i, m)| AppendProfile {
+                .map(|m| m.into_iter().map(|((s, t), v)| (s, t, v)).collect())
+                .collect()
+        })
+    }
+
+    /// The profiles of `raw`: values summed per stack, and per (tag, stack).
+    fn build(raw: &Raw) -> Vec<AppendProfile> {
+        raw.iter()
+            .enumerate()
+            .map(|(i, samples)| {
+                let mut by_stack: std::collections::BTreeMap<StackId, i64> = Default::default();
+                let mut by_tag: std::collections::BTreeMap<(SampleLabels, StackId), i64> =
+                    Default::default();
+                for &(s, t, v) in samples {
+                    *by_stack.entry(stack(s)).or_insert(0) += v;
+                    if t != 0 {
+                        *by_tag.entry((tag(t), stack(s))).or_insert(0) += v;
+                    }
+                }
+                AppendProfile {
                     timestamp: 1_000 + i as i64 * 10_000,
                     duration: 10_000_000_000,
                     period: 10_000_000,
-                    samples: m.into_iter().map(|(s, v)| (stack(s), v)).collect(),
-                })
-                .collect()
+                    samples: by_stack.into_iter().collect(),
+                    tagged: by_tag.into_iter().map(|((l, s), v)| (l, s, v)).collect(),
+                }
+            })
+            .collect()
+    }
+
+    fn profiles() -> impl Strategy<Value = Vec<AppendProfile>> {
+        raw().prop_map(|r| build(&r))
+    }
+
+    /// The filters the tests read through.
+    fn filter(k: u8) -> RowFilter {
+        use crate::model::MatchOp::*;
+        let m = |op, n: &str, v: &str| crate::model::Matcher::new(op, n, v).unwrap();
+        RowFilter::new(match k {
+            0 => vec![m(Equal, "span_id", "a")],
+            1 => vec![m(NotEqual, "span_id", "a")],
+            2 => vec![m(Regex, "span_id", "a|b")],
+            3 => vec![m(Equal, "span_id", "a"), m(Equal, "trace_id", "t")],
+            _ => vec![m(Equal, "trace_id", "")],
         })
     }
 
@@ -785,6 +987,56 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Reads through a row filter answer as the raw samples whose
+        /// labels match, for open, sealed and decoded sets.
+        #[test]
+        fn filtered_reads_match_the_raw_samples(r in raw(), a in 0usize..300, b in 0usize..300, k in 0u8..5) {
+            let ps = build(&r);
+            let f = filter(k);
+            let (lo, hi) = (a.min(b), a.max(b));
+            let (start, end) = (1_000 + lo as i64 * 10_000, 1_000 + hi as i64 * 10_000);
+            // The obvious answer, sample by sample.
+            let mut want: FxHashMap<StackId, i64> = FxHashMap::default();
+            let mut want_totals: Vec<(i64, i64)> = Vec::new();
+            for (i, samples) in r.iter().enumerate() {
+                let ts = 1_000 + i as i64 * 10_000;
+                let picked: Vec<&(u8, u8, i64)> = samples.iter().filter(|(_, t, _)| f.matches(&tag(*t))).collect();
+                // A filter that matches no label keeps every profile.
+                if picked.is_empty() && !f.matches_empty() {
+                    continue;
+                }
+                want_totals.push((ts, picked.iter().map(|x| x.2).sum()));
+                if ts >= start && ts <= end {
+                    for &&(s, _, v) in &picked {
+                        *want.entry(stack(s)).or_insert(0) += v;
+                    }
+                }
+            }
+            want.retain(|_, v| *v != 0);
+            let sets = build_sets(&ps);
+            let mut table: Vec<StackId> = Vec::new();
+            let decoded: Vec<ChunkSet> = sets.iter().map(|s| {
+                let msg = s.to_proto(|id| match table.iter().position(|t| *t == id) {
+                    Some(i) => i as u32,
+                    None => { table.push(id); (table.len() - 1) as u32 }
+                });
+                ChunkSet::from_proto(&msg, |c| Ok(table[c.stack_index as usize])).unwrap()
+            }).collect();
+            for sets in [&sets, &decoded] {
+                let mut acc = FxHashMap::default();
+                let stats = sets_merge_where(sets, start, end, &f, &mut acc);
+                acc.retain(|_, v| *v != 0);
+                prop_assert_eq!(&acc, &want);
+                let in_range = want_totals.iter().filter(|t| t.0 >= start && t.0 <= end).count();
+                prop_assert_eq!(stats.profiles, in_range);
+                prop_assert_eq!(&sets_totals_where(sets, i64::MIN, i64::MAX, &f), &want_totals);
+                prop_assert_eq!(
+                    sets_first_in_where(sets, start, end, &f),
+                    want_totals.iter().map(|t| t.0).find(|&t| t >= start && t <= end)
+                );
+            }
+        }
 
         /// Full sets are sealed, others open; both answer like the input,
         /// and a set survives its block message either way.

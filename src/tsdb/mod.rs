@@ -2,6 +2,8 @@
 //! stack, in the design of Prometheus's TSDB.
 //!
 //! - [`chunkenc`]: pure codecs (bit stream, XOR, delta-of-delta, run-length);
+//! - [`chunkset`]: a series' profiles as aligned columns, and
+//!   [`tagged`]: the rows of its samples that carried sample labels;
 //! - [`head`]: the in-memory series and their chunk sets;
 //! - [`block`]: immutable, self-contained block files;
 //! - [`wal`]: the write-ahead log;
@@ -27,6 +29,7 @@ pub mod query;
 pub mod reader;
 pub mod ship;
 pub mod store;
+pub mod tagged;
 pub mod wal;
 
 pub use store::{

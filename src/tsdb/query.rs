@@ -17,7 +17,8 @@ use crate::engine::{
 };
 use crate::model::{Labels, Matcher, ProfileType, Resolver, SymbolSource};
 use crate::tsdb::index::labels::merge_sorted;
-use crate::tsdb::reader::{BlockReader, SeriesGroup, SeriesPiece, SeriesReader};
+use crate::tsdb::reader::{BlockReader, Filtered, SeriesGroup, SeriesPiece, SeriesReader};
+use crate::tsdb::tagged::RowFilter;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -33,7 +34,7 @@ pub fn select(
 ) -> Vec<SeriesGroup> {
     let mut groups: BTreeMap<Labels, Vec<SeriesPiece>> = BTreeMap::new();
     for part in parts.iter().filter(|p| p.overlaps(range.start, range.end)) {
-        let series = part.select_series(matchers, range.start, range.end);
+        let series = select_part(*part, matchers, range);
         if !series.is_empty() {
             used(*part);
         }
@@ -46,6 +47,61 @@ pub fn select(
         }
     }
     groups.into_values().map(SeriesGroup::new).collect()
+}
+
+/// The series of one part matching `matchers` with a profile in `range`.
+///
+/// A matcher on one of the part's sample label names
+/// ([`BlockReader::sample_label_names`]) is not used to select: for a
+/// series that has that label it is checked against the label, and for the
+/// others it joins the [`RowFilter`] the series is then read through
+/// ([`Filtered`]), which keeps only the samples that carried a matching
+/// value (see [`crate::tsdb::tagged`]).
+pub fn select_part(
+    part: &dyn BlockReader,
+    matchers: &[Matcher],
+    range: TimeRange,
+) -> Vec<Arc<dyn SeriesReader>> {
+    let names = part.sample_label_names();
+    if names.is_empty() || !matchers.iter().any(|m| names.contains(&m.name)) {
+        return part.select_series(matchers, range.start, range.end);
+    }
+    let (tags, by_series): (Vec<&Matcher>, Vec<&Matcher>) =
+        matchers.iter().partition(|m| names.contains(&m.name));
+    let by_series: Vec<Matcher> = by_series.into_iter().cloned().collect();
+    let mut out = Vec::new();
+    for s in part.select_series(&by_series, range.start, range.end) {
+        let mut rows = Vec::new();
+        let mut keep = true;
+        for m in &tags {
+            match s.labels().get(&m.name) {
+                Some(v) => keep &= m.matches(v),
+                None => rows.push((*m).clone()),
+            }
+        }
+        if !keep {
+            continue;
+        }
+        if rows.is_empty() {
+            out.push(s);
+            continue;
+        }
+        let f = Filtered {
+            inner: s,
+            filter: RowFilter::new(rows),
+        };
+        if f.overlaps(range.start, range.end) {
+            out.push(Arc::new(f) as Arc<dyn SeriesReader>);
+        }
+    }
+    out
+}
+
+/// True when a matcher of `matchers` is on a sample label name of `part`:
+/// its label queries then go through [`select_part`].
+fn on_sample_labels(part: &dyn BlockReader, matchers: &[Matcher]) -> bool {
+    let names = part.sample_label_names();
+    !names.is_empty() && matchers.iter().any(|m| names.contains(&m.name))
 }
 
 /// [`crate::engine::Storage::partial`]: the partial result of `pick` over
@@ -140,7 +196,21 @@ pub fn label_names(
     let lists = parts
         .iter()
         .filter(|p| p.overlaps(range.start, range.end))
-        .map(|p| p.label_names(matchers, range.start, range.end))
+        .map(|p| {
+            if !on_sample_labels(*p, matchers) {
+                return p.label_names(matchers, range.start, range.end);
+            }
+            let names: BTreeSet<String> = select_part(*p, matchers, range)
+                .iter()
+                .flat_map(|s| {
+                    s.labels()
+                        .iter()
+                        .map(|l| l.name.clone())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            names.into_iter().collect()
+        })
         .collect();
     merge_sorted(lists)
 }
@@ -156,7 +226,16 @@ pub fn label_values(
     let lists = parts
         .iter()
         .filter(|p| p.overlaps(range.start, range.end))
-        .map(|p| p.label_values(name, matchers, range.start, range.end))
+        .map(|p| {
+            if !on_sample_labels(*p, matchers) {
+                return p.label_values(name, matchers, range.start, range.end);
+            }
+            let values: BTreeSet<String> = select_part(*p, matchers, range)
+                .iter()
+                .filter_map(|s| s.labels().get(name).map(str::to_string))
+                .collect();
+            values.into_iter().collect()
+        })
         .collect();
     merge_sorted(lists)
 }

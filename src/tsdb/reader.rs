@@ -27,10 +27,13 @@ use crate::model::profile_type::ProfileType;
 use crate::model::StackId;
 use crate::model::{Matcher, SymbolError, SymbolSource};
 use crate::tsdb::block::{Block, BlockSeries};
-use crate::tsdb::chunkset::{sets_first_in, sets_merge_into, sets_totals, MergeStats};
+use crate::tsdb::chunkset::{
+    sets_first_in, sets_merge_into, sets_merge_where, sets_totals, sets_totals_where, MergeStats,
+};
 use crate::tsdb::head::Head;
 use crate::tsdb::head::MemSeries;
 use crate::tsdb::meta::MetaStore;
+use crate::tsdb::tagged::RowFilter;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -61,6 +64,12 @@ pub trait BlockReader {
     /// [`Replica`]. `None` (the store's own parts): never deduplicated.
     fn replica(&self) -> Option<Replica> {
         None
+    }
+    /// The sample label names its series' rows use, sorted: a matcher on
+    /// one of them applies to the rows of a series that does not have it as
+    /// a label ([`crate::tsdb::query::select`]).
+    fn sample_label_names(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -99,6 +108,9 @@ impl BlockReader for Arc<Block> {
     }
     fn label_values(&self, name: &str, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
         Block::label_values(self, name, matchers, start, end)
+    }
+    fn sample_label_names(&self) -> Vec<String> {
+        Block::sample_label_names(self).to_vec()
     }
     fn symbols(&self) -> Result<Arc<dyn SymbolSource + Send + Sync>, SymbolError> {
         match Block::symbols(self) {
@@ -142,6 +154,9 @@ impl BlockReader for HeadReader<'_> {
     fn symbols(&self) -> Result<Arc<dyn SymbolSource + Send + Sync>, SymbolError> {
         Ok(self.meta.clone())
     }
+    fn sample_label_names(&self) -> Vec<String> {
+        self.head.sample_label_names()
+    }
 }
 
 /// Read access to one series' profiles.
@@ -161,6 +176,32 @@ pub trait SeriesReader: Send + Sync {
     /// Adds every stack's value over the profiles in `[start, end]` into
     /// `acc`.
     fn merge_into(&self, start: i64, end: i64, acc: &mut FxHashMap<StackId, i64>) -> MergeStats;
+
+    /// [`SeriesReader::totals`] over the samples `f` selects (see
+    /// [`crate::tsdb::tagged`]); profiles where it selects none are left
+    /// out. By default, for a series without sample label rows: all or
+    /// nothing.
+    fn totals_where(&self, start: i64, end: i64, f: &RowFilter) -> Vec<(i64, i64)> {
+        if f.matches_empty() {
+            self.totals(start, end)
+        } else {
+            Vec::new()
+        }
+    }
+    /// [`SeriesReader::merge_into`] over the samples `f` selects.
+    fn merge_where(
+        &self,
+        start: i64,
+        end: i64,
+        f: &RowFilter,
+        acc: &mut FxHashMap<StackId, i64>,
+    ) -> MergeStats {
+        if f.matches_empty() {
+            self.merge_into(start, end, acc)
+        } else {
+            MergeStats::empty()
+        }
+    }
 
     /// `(first, last)` timestamps of its profiles when known without
     /// reading them (`None`: not known).
@@ -204,6 +245,18 @@ impl SeriesReader for MemSeries {
     fn merge_into(&self, start: i64, end: i64, acc: &mut FxHashMap<StackId, i64>) -> MergeStats {
         MemSeries::merge_into(self, start, end, acc)
     }
+    fn totals_where(&self, start: i64, end: i64, f: &RowFilter) -> Vec<(i64, i64)> {
+        MemSeries::totals_where(self, start, end, f)
+    }
+    fn merge_where(
+        &self,
+        start: i64,
+        end: i64,
+        f: &RowFilter,
+        acc: &mut FxHashMap<StackId, i64>,
+    ) -> MergeStats {
+        MemSeries::merge_where(self, start, end, f, acc)
+    }
 }
 
 impl SeriesReader for BlockSeries {
@@ -228,8 +281,56 @@ impl SeriesReader for BlockSeries {
     fn merge_into(&self, start: i64, end: i64, acc: &mut FxHashMap<StackId, i64>) -> MergeStats {
         sets_merge_into(self.sets(), start, end, acc)
     }
+    fn totals_where(&self, start: i64, end: i64, f: &RowFilter) -> Vec<(i64, i64)> {
+        sets_totals_where(self.sets(), start, end, f)
+    }
+    fn merge_where(
+        &self,
+        start: i64,
+        end: i64,
+        f: &RowFilter,
+        acc: &mut FxHashMap<StackId, i64>,
+    ) -> MergeStats {
+        sets_merge_where(self.sets(), start, end, f, acc)
+    }
     fn bounds(&self) -> Option<(i64, i64)> {
         Some(self.time_range())
+    }
+}
+
+/// A series read through a [`RowFilter`]: only the samples whose sample
+/// labels it matches count, and only profiles with such a sample exist.
+pub struct Filtered {
+    /// The series.
+    pub inner: Arc<dyn SeriesReader>,
+    /// The filter.
+    pub filter: RowFilter,
+}
+
+impl SeriesReader for Filtered {
+    fn labels(&self) -> &Labels {
+        self.inner.labels()
+    }
+    fn profile_type(&self) -> &ProfileType {
+        self.inner.profile_type()
+    }
+    fn pprof_labels(&self) -> &[(String, String)] {
+        self.inner.pprof_labels()
+    }
+    fn overlaps(&self, start: i64, end: i64) -> bool {
+        self.first_in(start, end).is_some()
+    }
+    fn totals(&self, start: i64, end: i64) -> Vec<(i64, i64)> {
+        self.inner.totals_where(start, end, &self.filter)
+    }
+    fn first_in(&self, start: i64, end: i64) -> Option<i64> {
+        self.totals(start, end).first().map(|t| t.0)
+    }
+    fn merge_into(&self, start: i64, end: i64, acc: &mut FxHashMap<StackId, i64>) -> MergeStats {
+        self.inner.merge_where(start, end, &self.filter, acc)
+    }
+    fn bounds(&self) -> Option<(i64, i64)> {
+        self.inner.bounds()
     }
 }
 

@@ -98,7 +98,8 @@ pub const SERVICE: &str = "querier.v1.QuerierService";
 /// Pyroscope's label of a series' five-part profile type.
 pub const PROFILE_TYPE_LABEL: &str = "__profile_type__";
 
-/// The pprof label (a series label here) that `span_selector` selects on,
+/// The pprof label (a sample label by default, see [`crate::ingest`]) that
+/// `span_selector` selects on,
 /// as Pyroscope's OpenTelemetry integrations write it.
 pub const SPAN_ID_LABEL: &str = "span_id";
 

@@ -142,6 +142,7 @@ mod tests {
             duration: 1,
             period: 1,
             samples: vec![(StackId(uuid::Uuid::from_u128(1)), v)],
+            ..Default::default()
         }
     }
 

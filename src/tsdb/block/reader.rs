@@ -82,6 +82,8 @@ pub struct Block {
     damaged: AtomicU64,
     /// The format version (2 or 3).
     version: u8,
+    /// The sample label names its chunk sets use (sorted).
+    sample_labels: Vec<String>,
 }
 
 fn read_at(
@@ -248,7 +250,13 @@ impl Block {
             index_crc32: half(16),
             damaged: AtomicU64::new(0),
             version,
+            sample_labels: index.sample_labels.clone(),
         })
+    }
+
+    /// The sample label names its chunk sets use, sorted.
+    pub fn sample_label_names(&self) -> &[String] {
+        &self.sample_labels
     }
 
     /// The file.

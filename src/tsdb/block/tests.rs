@@ -85,6 +85,7 @@ fn series(n: usize) -> Vec<BlockSeriesData> {
                                 .then(|| (stack(s + 100 * i as u128), (r / 3 % 500 + 1) as i64))
                         })
                         .collect(),
+                    ..Default::default()
                 })
                 .collect();
             BlockSeriesData {

@@ -97,6 +97,7 @@ fn write_block_via(
     };
     let mut written = WrittenBlock::default();
     let mut blob = Vec::new();
+    let mut sample_labels: std::collections::BTreeSet<String> = Default::default();
     for s in series {
         if s.sets.is_empty() {
             continue;
@@ -129,6 +130,11 @@ fn write_block_via(
             entry.max_time = entry.max_time.max(hi);
             entry.profiles += set.len() as u32;
             written.samples += set.num_values() as u64;
+            for n in set.sample_label_names() {
+                if !sample_labels.contains(n) {
+                    sample_labels.insert(n.to_string());
+                }
+            }
             chunks.sets.push(set.to_proto(|id| {
                 *stack_index.entry(id).or_insert_with(|| {
                     stacks.push(id);
@@ -163,6 +169,7 @@ fn write_block_via(
     index.symbols_crc32 = crc32fast::hash(&symbol_bytes);
     written.symbol_bytes = symbol_bytes.len() as u64;
     put(&mut w, &mut offset, &symbol_bytes).map_err(io(&tmp))?;
+    index.sample_labels = sample_labels.into_iter().collect();
     index.profiles = written.profiles;
     index.samples = written.samples;
     let index_bytes = index.encode_to_vec();

@@ -115,6 +115,9 @@ pub struct Extent {
     min_time: AtomicI64,
     /// At least the latest timestamp of a profile (`i64::MIN` while none).
     max_time: AtomicI64,
+    /// The sample label names any profile of the head carried, sorted (it
+    /// only grows).
+    sample_labels: RwLock<Vec<String>>,
 }
 
 impl Default for Extent {
@@ -123,11 +126,31 @@ impl Default for Extent {
             empty: AtomicUsize::new(0),
             min_time: AtomicI64::new(i64::MAX),
             max_time: AtomicI64::new(i64::MIN),
+            sample_labels: RwLock::default(),
         }
     }
 }
 
 impl Extent {
+    /// Takes sample label names into the head's list.
+    pub(crate) fn note_sample_labels<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        let new: Vec<&str> = {
+            let known = self.sample_labels.read();
+            names
+                .filter(|n| known.binary_search_by(|k| k.as_str().cmp(n)).is_err())
+                .collect()
+        };
+        if new.is_empty() {
+            return;
+        }
+        let mut known = self.sample_labels.write();
+        for n in new {
+            if let Err(i) = known.binary_search_by(|k| k.as_str().cmp(n)) {
+                known.insert(i, n.to_string());
+            }
+        }
+    }
+
     /// Takes profiles in `[lo, hi]` into the bounds.
     fn widen(&self, lo: i64, hi: i64) {
         // Loads first: most appends move neither bound down, and only
@@ -198,6 +221,11 @@ impl Head {
             num_series: AtomicUsize::new(0),
             max_series,
         }
+    }
+
+    /// The sample label names any profile of the head carried, sorted.
+    pub fn sample_label_names(&self) -> Vec<String> {
+        self.extent.sample_labels.read().clone()
     }
 
     /// The series limit.

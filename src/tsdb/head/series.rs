@@ -19,10 +19,11 @@ use crate::model::labels::Labels;
 use crate::model::profile_type::ProfileType;
 use crate::model::StackId;
 use crate::tsdb::chunkset::{
-    build_sets, sets_first_in, sets_hold, sets_merge_into, sets_overlap, sets_totals,
-    AppendProfile, ChunkSet, MergeStats, CHUNK_PROFILES,
+    build_sets, sets_first_in, sets_hold, sets_merge_into, sets_merge_where, sets_overlap,
+    sets_totals, sets_totals_where, AppendProfile, ChunkSet, MergeStats, CHUNK_PROFILES,
 };
 use crate::tsdb::index::SeriesRef;
+use crate::tsdb::tagged::RowFilter;
 use parking_lot::{Mutex, MutexGuard};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
@@ -151,6 +152,13 @@ impl MemSeries {
         let was_empty = data.min_time.is_none();
         // Before the profile is stored (see `Extent`).
         self.extent.widen(ts, ts);
+        if !p.tagged.is_empty() {
+            self.extent.note_sample_labels(
+                p.tagged
+                    .iter()
+                    .flat_map(|t| t.0.iter().map(|l| l.0.as_str())),
+            );
+        }
         if data.max_time.is_none_or(|max| ts > max) {
             match data.sets.last_mut() {
                 Some(set) if set.len() < CHUNK_PROFILES => set.push(p),
@@ -272,6 +280,39 @@ impl MemSeries {
         stats
     }
 
+    /// [`MemSeries::totals`] over the samples `f` selects.
+    pub fn totals_where(&self, start: i64, end: i64, f: &RowFilter) -> Vec<(i64, i64)> {
+        let d = self.data.lock();
+        let mut out = sets_totals_where(&d.sets, start, end, f);
+        if !d.ooo.is_empty() {
+            out.extend(sets_totals_where(&d.ooo, start, end, f));
+            out.sort_by_key(|t| t.0);
+        }
+        out
+    }
+
+    /// [`MemSeries::merge_into`] over the samples `f` selects.
+    pub fn merge_where(
+        &self,
+        start: i64,
+        end: i64,
+        f: &RowFilter,
+        acc: &mut FxHashMap<StackId, i64>,
+    ) -> MergeStats {
+        let d = self.data.lock();
+        let mut stats = sets_merge_where(&d.sets, start, end, f, acc);
+        for s in &d.ooo {
+            stats.add(&sets_merge_where(
+                std::slice::from_ref(s),
+                start,
+                end,
+                f,
+                acc,
+            ));
+        }
+        stats
+    }
+
     /// The profiles in `[start, end]`, decoded, in time order (for writing
     /// a block).
     pub fn profiles(&self, start: i64, end: i64) -> Vec<AppendProfile> {
@@ -359,6 +400,8 @@ impl MemSeries {
             }
             // Before the set is stored (see `Extent`).
             self.extent.widen(set.time_range().0, set.time_range().1);
+            self.extent
+                .note_sample_labels(set.sample_label_names().into_iter());
             d.min_time.get_or_insert(set.time_range().0);
             d.max_time = Some(set.time_range().1);
             d.sets.push(set);
@@ -412,6 +455,7 @@ mod tests {
                 duration: 10,
                 period: 7,
                 samples: samples.clone(),
+                ..Default::default()
             });
             model.push((ts, samples.into_iter().collect()));
         }
@@ -460,6 +504,7 @@ mod tests {
             duration: 10 + (seed % 3) as i64,
             period: 7,
             samples,
+            ..Default::default()
         }
     }
 

@@ -1,0 +1,312 @@
+//! [`Tagged`]: the samples of one chunk set that carried *sample labels*
+//! (`span_id` and the like, see [`crate::ingest`]), kept beside the set's
+//! columns as rows, and [`RowFilter`]: the matchers a query applies to them.
+//!
+//! A sample label does not make a series: the sample's value is counted in
+//! its stack's column like any other, and the set also keeps one row per
+//! (profile, label tuple, stack) with the summed value of the samples that
+//! carried that tuple. A selector on a sample label then reads the rows: a
+//! filter that does not match the empty tuple sums the matching rows; one
+//! that does (`span_id=""`, `span_id!="x"`) takes the columns and subtracts
+//! the rows that do not match. Either way the answer is what the series
+//! design gives when the label is a series label, without a series per
+//! value.
+//!
+//! # Format in a block
+//! Three fields of the `ChunkSet` message (`docs/format/block.md`):
+//! `tag_names` (the names the set's tuples use, sorted), `tag_tuples` (per
+//! tuple: indexes into `tag_names`, and the values) and `tag_rows`: per row,
+//! uvarint profile index, uvarint tuple index, uvarint stack index (into
+//! the block's symbols, as a column's `stack_index`), zigzag varint value.
+//!
+//! # Invariants
+//! - Rows are in profile order (the index never decreases) and each row's
+//!   profile index is below the set's length; a (profile, tuple, stack)
+//!   appears once; values are non-zero.
+//! - A tuple's names are sorted and unique, its values non-empty; tuples
+//!   are unique within a set.
+//! - A row's value is also in its stack's column.
+
+use crate::model::{sample_label, Matcher, SampleLabels, StackId};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeSet;
+
+/// One row: the summed value of the samples of `stack` in profile
+/// `profile` (index within the set) that carried tuple `tuple`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Row {
+    /// Profile index within the set.
+    pub profile: u16,
+    /// Index into the set's tuples.
+    pub tuple: u32,
+    /// The stack.
+    pub stack: StackId,
+    /// The summed value (non-zero).
+    pub value: i64,
+}
+
+/// The tagged samples of one chunk set (see the [module docs](self)).
+#[derive(Debug, Clone, Default)]
+pub struct Tagged {
+    tuples: Vec<SampleLabels>,
+    /// Tuple → index, kept while the set takes profiles (empty once sealed).
+    lookup: FxHashMap<SampleLabels, u32>,
+    rows: Vec<Row>,
+}
+
+impl Tagged {
+    /// Adds the rows of profile `profile` (the set's next profile).
+    pub fn push(&mut self, profile: u16, tags: &[(SampleLabels, StackId, i64)]) {
+        if self.lookup.is_empty() && !self.tuples.is_empty() {
+            self.unseal();
+        }
+        for (labels, stack, value) in tags {
+            if *value == 0 {
+                continue;
+            }
+            let tuple = match self.lookup.get(labels) {
+                Some(t) => *t,
+                None => {
+                    // A set holds at most 120 profiles of bounded size.
+                    let t = self.tuples.len() as u32;
+                    self.tuples.push(labels.clone());
+                    self.lookup.insert(labels.clone(), t);
+                    t
+                }
+            };
+            self.rows.push(Row {
+                profile,
+                tuple,
+                stack: *stack,
+                value: *value,
+            });
+        }
+    }
+
+    /// Drops the lookup of a set that takes no more profiles.
+    pub fn seal(&mut self) {
+        self.lookup = FxHashMap::default();
+        self.rows.shrink_to_fit();
+        self.tuples.shrink_to_fit();
+    }
+
+    fn unseal(&mut self) {
+        self.lookup = self
+            .tuples
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+    }
+
+    /// True when the set has no tagged sample.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The rows, in profile order.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    /// The rows of profiles `[lo, hi)`.
+    pub fn rows_in(&self, lo: usize, hi: usize) -> &[Row] {
+        let a = self.rows.partition_point(|r| usize::from(r.profile) < lo);
+        let b = self.rows.partition_point(|r| usize::from(r.profile) < hi);
+        &self.rows[a..b.max(a)]
+    }
+
+    /// Tuple `i`.
+    pub fn tuple(&self, i: u32) -> &SampleLabels {
+        &self.tuples[i as usize]
+    }
+
+    /// The rows of profile `i` as (labels, stack, value), sorted.
+    pub fn profile(&self, i: usize) -> Vec<(SampleLabels, StackId, i64)> {
+        let mut v: Vec<(SampleLabels, StackId, i64)> = self
+            .rows_in(i, i + 1)
+            .iter()
+            .map(|r| (self.tuple(r.tuple).clone(), r.stack, r.value))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The names the tuples use.
+    pub fn names(&self) -> BTreeSet<&str> {
+        self.tuples
+            .iter()
+            .flat_map(|t| t.iter().map(|(n, _)| n.as_str()))
+            .collect()
+    }
+
+    /// The stacks the rows name.
+    pub fn stacks(&self) -> impl Iterator<Item = StackId> + '_ {
+        self.rows.iter().map(|r| r.stack)
+    }
+
+    /// Bytes held in memory, about.
+    pub fn bytes(&self) -> usize {
+        let tuple =
+            |t: &SampleLabels| t.iter().map(|(n, v)| n.len() + v.len() + 48).sum::<usize>() + 24;
+        let tuples: usize = self.tuples.iter().map(tuple).sum();
+        let lookup: usize =
+            self.lookup.keys().map(tuple).sum::<usize>() + self.lookup.capacity() * 8;
+        self.rows.capacity() * std::mem::size_of::<Row>() + tuples + lookup
+    }
+
+    /// Per tuple, whether `f` matches it.
+    pub fn matching(&self, f: &RowFilter) -> Vec<bool> {
+        self.tuples.iter().map(|t| f.matches(t)).collect()
+    }
+
+    /// Writes the rows into a block's `ChunkSet` message; `index` names a
+    /// stack as the columns do.
+    pub fn to_proto(
+        &self,
+        index: &mut impl FnMut(StackId) -> u32,
+        msg: &mut crate::proto::block::ChunkSet,
+    ) {
+        if self.rows.is_empty() {
+            return;
+        }
+        let names: Vec<&str> = self.names().into_iter().collect();
+        msg.tag_names = names.iter().map(|n| n.to_string()).collect();
+        msg.tag_tuples = self
+            .tuples
+            .iter()
+            .map(|t| crate::proto::block::TagTuple {
+                // Every name of a tuple is in `names`.
+                names: t
+                    .iter()
+                    .map(|(n, _)| names.binary_search(&n.as_str()).unwrap_or(0) as u32)
+                    .collect(),
+                values: t.iter().map(|(_, v)| v.clone()).collect(),
+            })
+            .collect();
+        let mut b = Vec::with_capacity(self.rows.len() * 6);
+        for r in &self.rows {
+            prost::encoding::encode_varint(u64::from(r.profile), &mut b);
+            prost::encoding::encode_varint(u64::from(r.tuple), &mut b);
+            prost::encoding::encode_varint(u64::from(index(r.stack)), &mut b);
+            prost::encoding::encode_varint(((r.value << 1) ^ (r.value >> 63)) as u64, &mut b);
+        }
+        msg.tag_rows = b;
+    }
+
+    /// Reads and checks the rows of a set of `len` profiles from a block's
+    /// message (`None` when it has none); `stack` names a stack index.
+    pub fn from_proto(
+        msg: &crate::proto::block::ChunkSet,
+        len: usize,
+        stack: impl Fn(u32) -> Result<StackId, String>,
+    ) -> Result<Option<Tagged>, String> {
+        if msg.tag_rows.is_empty() {
+            if !msg.tag_tuples.is_empty() {
+                return Err("sample label tuples without rows".into());
+            }
+            return Ok(None);
+        }
+        let names = &msg.tag_names;
+        if names.windows(2).any(|w| w[0] >= w[1]) || names.iter().any(|n| n.is_empty()) {
+            return Err("sample label names not sorted, unique and non-empty".into());
+        }
+        let mut tuples: Vec<SampleLabels> = Vec::with_capacity(msg.tag_tuples.len());
+        let mut seen: FxHashMap<SampleLabels, u32> = FxHashMap::default();
+        for t in &msg.tag_tuples {
+            if t.names.len() != t.values.len() || t.names.is_empty() {
+                return Err("a sample label tuple's names and values disagree".into());
+            }
+            if t.names.windows(2).any(|w| w[0] >= w[1]) {
+                return Err("a sample label tuple's names are not sorted".into());
+            }
+            let mut labels = SampleLabels::with_capacity(t.names.len());
+            for (n, v) in t.names.iter().zip(&t.values) {
+                let name = names
+                    .get(*n as usize)
+                    .ok_or_else(|| format!("sample label name {n} out of range"))?;
+                if v.is_empty() {
+                    return Err("empty sample label value".into());
+                }
+                labels.push((name.clone(), v.clone()));
+            }
+            if seen.insert(labels.clone(), tuples.len() as u32).is_some() {
+                return Err("a sample label tuple appears twice".into());
+            }
+            tuples.push(labels);
+        }
+        let mut rows = Vec::new();
+        let mut buf: &[u8] = &msg.tag_rows;
+        let mut keys: std::collections::HashSet<(u16, u32, StackId)> = Default::default();
+        let varint = |b: &mut &[u8]| {
+            prost::encoding::decode_varint(b).map_err(|e| format!("sample label rows: {e}"))
+        };
+        while !buf.is_empty() {
+            let profile = varint(&mut buf)?;
+            let tuple = varint(&mut buf)?;
+            let index = varint(&mut buf)?;
+            let z = varint(&mut buf)?;
+            let value = ((z >> 1) as i64) ^ -((z & 1) as i64);
+            if profile >= len as u64 {
+                return Err(format!(
+                    "sample label row of profile {profile} in a set of {len}"
+                ));
+            }
+            if tuple >= tuples.len() as u64 {
+                return Err(format!("sample label row of tuple {tuple} out of range"));
+            }
+            if value == 0 {
+                return Err("sample label row of value 0".into());
+            }
+            let index = u32::try_from(index).map_err(|_| "stack index out of range".to_string())?;
+            let row = Row {
+                profile: profile as u16,
+                tuple: tuple as u32,
+                stack: stack(index)?,
+                value,
+            };
+            if rows.last().is_some_and(|l: &Row| l.profile > row.profile) {
+                return Err("sample label rows out of profile order".into());
+            }
+            if !keys.insert((row.profile, row.tuple, row.stack)) {
+                return Err("a sample label row appears twice".into());
+            }
+            rows.push(row);
+        }
+        Ok(Some(Tagged {
+            tuples,
+            lookup: FxHashMap::default(),
+            rows,
+        }))
+    }
+}
+
+/// Matchers on sample labels, applied to a series' rows. A tuple matches
+/// when every matcher matches its value of the matcher's name ("" when the
+/// tuple lacks it), as a series' labels match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowFilter {
+    matchers: Vec<Matcher>,
+    empty: bool,
+}
+
+impl RowFilter {
+    /// A filter of `matchers` (not empty).
+    pub fn new(matchers: Vec<Matcher>) -> RowFilter {
+        let empty = matchers.iter().all(Matcher::matches_empty);
+        RowFilter { matchers, empty }
+    }
+
+    /// True when a tuple matches.
+    pub fn matches(&self, tags: &[(String, String)]) -> bool {
+        self.matchers
+            .iter()
+            .all(|m| m.matches(sample_label(tags, &m.name)))
+    }
+
+    /// True when samples without sample labels match: the filter then keeps
+    /// the columns and takes out the rows that do not match.
+    pub fn matches_empty(&self) -> bool {
+        self.empty
+    }
+}
