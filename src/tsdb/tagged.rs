@@ -45,12 +45,63 @@ pub struct Row {
     pub value: i64,
 }
 
+/// One tuple of sample labels, packed in one allocation: per label, the
+/// name's and the value's lengths (uvarint) and bytes. A span id costs its
+/// 16 bytes and a few more, where a `Vec` of `String` pairs costs about 100.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Tuple(Box<[u8]>);
+
+impl Tuple {
+    fn new(labels: &[(String, String)]) -> Tuple {
+        let mut b = Vec::with_capacity(labels.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
+        for (n, v) in labels {
+            for x in [n, v] {
+                prost::encoding::encode_varint(x.len() as u64, &mut b);
+                b.extend_from_slice(x.as_bytes());
+            }
+        }
+        Tuple(b.into_boxed_slice())
+    }
+
+    /// The (name, value) pairs, in order.
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        let mut b: &[u8] = &self.0;
+        let mut next = move || -> Option<&str> {
+            // The bytes were written by `Tuple::new` from strings.
+            let n = usize::try_from(prost::encoding::decode_varint(&mut b).ok()?).ok()?;
+            let (x, rest) = (b.get(..n)?, b.get(n..)?);
+            b = rest;
+            std::str::from_utf8(x).ok()
+        };
+        std::iter::from_fn(move || Some((next()?, next()?)))
+    }
+
+    /// The value of `name` ("" when absent).
+    fn get(&self, name: &str) -> &str {
+        self.pairs()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| v)
+    }
+
+    fn labels(&self) -> SampleLabels {
+        self.pairs()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn hash(&self) -> u64 {
+        use std::hash::BuildHasher;
+        rustc_hash::FxBuildHasher.hash_one(&self.0)
+    }
+}
+
 /// The tagged samples of one chunk set (see the [module docs](self)).
 #[derive(Debug, Clone, Default)]
 pub struct Tagged {
-    tuples: Vec<SampleLabels>,
-    /// Tuple → index, kept while the set takes profiles (empty once sealed).
-    lookup: FxHashMap<SampleLabels, u32>,
+    tuples: Vec<Tuple>,
+    /// Hash of a tuple → the first tuple with that hash, kept while the set
+    /// takes profiles (empty once sealed); a collision falls back to a scan.
+    lookup: FxHashMap<u64, u32>,
     rows: Vec<Row>,
 }
 
@@ -64,22 +115,35 @@ impl Tagged {
             if *value == 0 {
                 continue;
             }
-            let tuple = match self.lookup.get(labels) {
-                Some(t) => *t,
-                None => {
-                    // A set holds at most 120 profiles of bounded size.
-                    let t = self.tuples.len() as u32;
-                    self.tuples.push(labels.clone());
-                    self.lookup.insert(labels.clone(), t);
-                    t
-                }
-            };
+            let tuple = self.intern(Tuple::new(labels));
             self.rows.push(Row {
                 profile,
                 tuple,
                 stack: *stack,
                 value: *value,
             });
+        }
+    }
+
+    /// The index of `t`, added when new.
+    fn intern(&mut self, t: Tuple) -> u32 {
+        let h = t.hash();
+        // A set holds at most 120 profiles of bounded size.
+        let next = self.tuples.len() as u32;
+        match self.lookup.get(&h) {
+            Some(&i) if self.tuples[i as usize] == t => i,
+            Some(_) => match self.tuples.iter().position(|x| *x == t) {
+                Some(i) => i as u32,
+                None => {
+                    self.tuples.push(t);
+                    next
+                }
+            },
+            None => {
+                self.lookup.insert(h, next);
+                self.tuples.push(t);
+                next
+            }
         }
     }
 
@@ -91,12 +155,11 @@ impl Tagged {
     }
 
     fn unseal(&mut self) {
-        self.lookup = self
-            .tuples
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
+        let mut lookup = FxHashMap::default();
+        for (i, t) in self.tuples.iter().enumerate() {
+            lookup.entry(t.hash()).or_insert(i as u32);
+        }
+        self.lookup = lookup;
     }
 
     /// True when the set has no tagged sample.
@@ -117,8 +180,8 @@ impl Tagged {
     }
 
     /// Tuple `i`.
-    pub fn tuple(&self, i: u32) -> &SampleLabels {
-        &self.tuples[i as usize]
+    pub fn tuple(&self, i: u32) -> SampleLabels {
+        self.tuples[i as usize].labels()
     }
 
     /// The rows of profile `i` as (labels, stack, value), sorted.
@@ -126,7 +189,7 @@ impl Tagged {
         let mut v: Vec<(SampleLabels, StackId, i64)> = self
             .rows_in(i, i + 1)
             .iter()
-            .map(|r| (self.tuple(r.tuple).clone(), r.stack, r.value))
+            .map(|r| (self.tuple(r.tuple), r.stack, r.value))
             .collect();
         v.sort_unstable();
         v
@@ -136,7 +199,7 @@ impl Tagged {
     pub fn names(&self) -> BTreeSet<&str> {
         self.tuples
             .iter()
-            .flat_map(|t| t.iter().map(|(n, _)| n.as_str()))
+            .flat_map(|t| t.pairs().map(|(n, _)| n))
             .collect()
     }
 
@@ -147,17 +210,24 @@ impl Tagged {
 
     /// Bytes held in memory, about.
     pub fn bytes(&self) -> usize {
-        let tuple =
-            |t: &SampleLabels| t.iter().map(|(n, v)| n.len() + v.len() + 48).sum::<usize>() + 24;
-        let tuples: usize = self.tuples.iter().map(tuple).sum();
-        let lookup: usize =
-            self.lookup.keys().map(tuple).sum::<usize>() + self.lookup.capacity() * 8;
+        // A tuple: its box, its bytes and the allocator's rounding.
+        let tuples: usize = self
+            .tuples
+            .iter()
+            .map(|t| std::mem::size_of::<Tuple>() + t.0.len().next_multiple_of(16))
+            .sum::<usize>()
+            + (self.tuples.capacity() - self.tuples.len()) * std::mem::size_of::<Tuple>();
+        // Hash map slots (key, value, control byte).
+        let lookup = self.lookup.capacity() * 13;
         self.rows.capacity() * std::mem::size_of::<Row>() + tuples + lookup
     }
 
     /// Per tuple, whether `f` matches it.
     pub fn matching(&self, f: &RowFilter) -> Vec<bool> {
-        self.tuples.iter().map(|t| f.matches(t)).collect()
+        self.tuples
+            .iter()
+            .map(|t| f.matchers.iter().all(|m| m.matches(t.get(&m.name))))
+            .collect()
     }
 
     /// Writes the rows into a block's `ChunkSet` message; `index` names a
@@ -178,10 +248,10 @@ impl Tagged {
             .map(|t| crate::proto::block::TagTuple {
                 // Every name of a tuple is in `names`.
                 names: t
-                    .iter()
-                    .map(|(n, _)| names.binary_search(&n.as_str()).unwrap_or(0) as u32)
+                    .pairs()
+                    .map(|(n, _)| names.binary_search(&n).unwrap_or(0) as u32)
                     .collect(),
-                values: t.iter().map(|(_, v)| v.clone()).collect(),
+                values: t.pairs().map(|(_, v)| v.to_string()).collect(),
             })
             .collect();
         let mut b = Vec::with_capacity(self.rows.len() * 6);
@@ -211,8 +281,8 @@ impl Tagged {
         if names.windows(2).any(|w| w[0] >= w[1]) || names.iter().any(|n| n.is_empty()) {
             return Err("sample label names not sorted, unique and non-empty".into());
         }
-        let mut tuples: Vec<SampleLabels> = Vec::with_capacity(msg.tag_tuples.len());
-        let mut seen: FxHashMap<SampleLabels, u32> = FxHashMap::default();
+        let mut tuples: Vec<Tuple> = Vec::with_capacity(msg.tag_tuples.len());
+        let mut seen: std::collections::HashSet<SampleLabels> = Default::default();
         for t in &msg.tag_tuples {
             if t.names.len() != t.values.len() || t.names.is_empty() {
                 return Err("a sample label tuple's names and values disagree".into());
@@ -230,10 +300,11 @@ impl Tagged {
                 }
                 labels.push((name.clone(), v.clone()));
             }
-            if seen.insert(labels.clone(), tuples.len() as u32).is_some() {
+            let tuple = Tuple::new(&labels);
+            if !seen.insert(labels) {
                 return Err("a sample label tuple appears twice".into());
             }
-            tuples.push(labels);
+            tuples.push(tuple);
         }
         let mut rows = Vec::new();
         let mut buf: &[u8] = &msg.tag_rows;
@@ -308,5 +379,99 @@ impl RowFilter {
     /// the columns and takes out the rows that do not match.
     pub fn matches_empty(&self) -> bool {
         self.empty
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::block as pb;
+
+    fn stack(i: u32) -> Result<StackId, String> {
+        Ok(StackId(uuid::Uuid::from_u128(u128::from(i) + 1)))
+    }
+
+    fn labels(v: &[(&str, &str)]) -> SampleLabels {
+        v.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Rows of two profiles, through a block message and back.
+    fn message() -> (Tagged, pb::ChunkSet) {
+        let mut t = Tagged::default();
+        let a = labels(&[("span_id", "a")]);
+        let ab = labels(&[("span_id", "a"), ("trace_id", "t\u{0}x")]);
+        t.push(
+            0,
+            &[
+                (a.clone(), stack(0).unwrap(), 5),
+                (ab.clone(), stack(1).unwrap(), -3),
+            ],
+        );
+        t.push(1, &[(a.clone(), stack(1).unwrap(), 7)]);
+        let mut msg = pb::ChunkSet::default();
+        t.to_proto(&mut |id| id.0.as_u128() as u32 - 1, &mut msg);
+        (t, msg)
+    }
+
+    #[test]
+    fn rows_survive_their_block_message() {
+        let (t, msg) = message();
+        assert_eq!(msg.tag_names, ["span_id", "trace_id"]);
+        let back = Tagged::from_proto(&msg, 2, stack).unwrap().unwrap();
+        assert_eq!(back.rows(), t.rows());
+        assert_eq!(back.profile(0), t.profile(0));
+        assert_eq!(back.profile(1).len(), 1);
+        assert_eq!(
+            back.tuple(1),
+            labels(&[("span_id", "a"), ("trace_id", "t\u{0}x")])
+        );
+        assert_eq!(back.rows_in(1, 2).len(), 1);
+        let f = RowFilter::new(vec![Matcher::new(
+            crate::model::MatchOp::Equal,
+            "trace_id",
+            "t\u{0}x",
+        )
+        .unwrap()]);
+        assert_eq!(back.matching(&f), [false, true]);
+    }
+
+    #[test]
+    fn damaged_rows_are_refused() {
+        let (_, good) = message();
+        let mut bad: Vec<(&str, pb::ChunkSet)> = Vec::new();
+        let mut m = good.clone();
+        m.tag_rows.truncate(m.tag_rows.len() - 1);
+        bad.push(("truncated rows", m));
+        let mut m = good.clone();
+        m.tag_rows[0] = 9;
+        bad.push(("profile out of range", m));
+        let mut m = good.clone();
+        m.tag_rows[1] = 7;
+        bad.push(("tuple out of range", m));
+        let mut m = good.clone();
+        m.tag_rows[3] = 0;
+        bad.push(("zero value", m));
+        let mut m = good.clone();
+        m.tag_names.reverse();
+        bad.push(("unsorted names", m));
+        let mut m = good.clone();
+        m.tag_tuples[1] = m.tag_tuples[0].clone();
+        bad.push(("a tuple twice", m));
+        let mut m = good.clone();
+        m.tag_tuples[0].values[0].clear();
+        bad.push(("empty value", m));
+        let mut m = good.clone();
+        let first: Vec<u8> = m.tag_rows[..4].to_vec();
+        m.tag_rows.extend_from_slice(&first);
+        bad.push(("rows out of order or twice", m));
+        for (what, m) in bad {
+            assert!(Tagged::from_proto(&m, 2, stack).is_err(), "{what} was read");
+        }
+        assert!(
+            Tagged::from_proto(&good, 1, stack).is_err(),
+            "a set too short"
+        );
     }
 }
