@@ -26,7 +26,10 @@
 //!   checked;
 //! - `values_instance_all`: `label_values("instance")`, no selector;
 //! - `values_instance_most`: the same for `{region!="eu-west-1"}`;
-//! - `values_instance_job`: the same for one `job` (2%).
+//! - `values_instance_job`: the same for one `job` (2%);
+//! - `values_floor_clone`: cloning a `Vec` of the 100k values the query
+//!   returns (and dropping the clone): what any answer made of owned
+//!   `String`s costs at the least, the bound of `values_instance_all`.
 //!
 //! Run with: `cargo bench --bench head` (add `-- --quick` for a short run,
 //! and a filter such as `labels` for one group).
@@ -198,6 +201,8 @@ fn bench_labels(c: &mut Criterion) {
     g.bench_function("values_instance_job/100k", |b| {
         b.iter(|| store.label_values("instance", &job, all).unwrap())
     });
+    let values = store.label_values("instance", &[], all).unwrap();
+    g.bench_function("values_floor_clone/100k", |b| b.iter(|| values.clone()));
     g.finish();
 }
 
