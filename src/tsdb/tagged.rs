@@ -17,7 +17,8 @@
 //! `tag_names` (the names the set's tuples use, sorted), `tag_tuples` (per
 //! tuple: indexes into `tag_names`, and the values) and `tag_rows`: per row,
 //! uvarint profile index, uvarint tuple index, uvarint stack index (into
-//! the block's symbols, as a column's `stack_index`), zigzag varint value.
+//! the block's symbols, as a column's `stack_index`), zigzag varint value;
+//! varints as the chunks' ([`crate::tsdb::chunkenc`]), shortest form only.
 //!
 //! # Invariants
 //! - Rows are in profile order (the index never decreases) and each row's
@@ -28,6 +29,7 @@
 //! - A row's value is also in its stack's column.
 
 use crate::model::{sample_label, Matcher, SampleLabels, StackId};
+use crate::tsdb::chunkenc::varint;
 use rustc_hash::FxHashMap;
 use std::collections::BTreeSet;
 
@@ -56,7 +58,7 @@ impl Tuple {
         let mut b = Vec::with_capacity(labels.iter().map(|(n, v)| n.len() + v.len() + 2).sum());
         for (n, v) in labels {
             for x in [n, v] {
-                prost::encoding::encode_varint(x.len() as u64, &mut b);
+                varint::put(&mut b, x.len() as u64);
                 b.extend_from_slice(x.as_bytes());
             }
         }
@@ -65,12 +67,13 @@ impl Tuple {
 
     /// The (name, value) pairs, in order.
     fn pairs(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        let mut b: &[u8] = &self.0;
+        let b: &[u8] = &self.0;
+        let mut pos = 0;
         let mut next = move || -> Option<&str> {
             // The bytes were written by `Tuple::new` from strings.
-            let n = usize::try_from(prost::encoding::decode_varint(&mut b).ok()?).ok()?;
-            let (x, rest) = (b.get(..n)?, b.get(n..)?);
-            b = rest;
+            let n = usize::try_from(varint::read(b, &mut pos).ok()?).ok()?;
+            let x = b.get(pos..pos.checked_add(n)?)?;
+            pos += n;
             std::str::from_utf8(x).ok()
         };
         std::iter::from_fn(move || Some((next()?, next()?)))
@@ -256,10 +259,10 @@ impl Tagged {
             .collect();
         let mut b = Vec::with_capacity(self.rows.len() * 6);
         for r in &self.rows {
-            prost::encoding::encode_varint(u64::from(r.profile), &mut b);
-            prost::encoding::encode_varint(u64::from(r.tuple), &mut b);
-            prost::encoding::encode_varint(u64::from(index(r.stack)), &mut b);
-            prost::encoding::encode_varint(((r.value << 1) ^ (r.value >> 63)) as u64, &mut b);
+            varint::put(&mut b, u64::from(r.profile));
+            varint::put(&mut b, u64::from(r.tuple));
+            varint::put(&mut b, u64::from(index(r.stack)));
+            varint::put(&mut b, varint::zigzag(r.value));
         }
         msg.tag_rows = b;
     }
@@ -307,17 +310,17 @@ impl Tagged {
             tuples.push(tuple);
         }
         let mut rows = Vec::new();
-        let mut buf: &[u8] = &msg.tag_rows;
+        let buf: &[u8] = &msg.tag_rows;
+        let mut pos = 0;
         let mut keys: std::collections::HashSet<(u16, u32, StackId)> = Default::default();
-        let varint = |b: &mut &[u8]| {
-            prost::encoding::decode_varint(b).map_err(|e| format!("sample label rows: {e}"))
+        let next = |pos: &mut usize| {
+            varint::read(buf, pos).map_err(|e| format!("sample label rows: {e}"))
         };
-        while !buf.is_empty() {
-            let profile = varint(&mut buf)?;
-            let tuple = varint(&mut buf)?;
-            let index = varint(&mut buf)?;
-            let z = varint(&mut buf)?;
-            let value = ((z >> 1) as i64) ^ -((z & 1) as i64);
+        while pos < buf.len() {
+            let profile = next(&mut pos)?;
+            let tuple = next(&mut pos)?;
+            let index = next(&mut pos)?;
+            let value = varint::unzigzag(next(&mut pos)?);
             if profile >= len as u64 {
                 return Err(format!(
                     "sample label row of profile {profile} in a set of {len}"

@@ -48,7 +48,7 @@ pub mod bstream;
 mod int;
 mod rle;
 mod timestamp;
-mod varint;
+pub(crate) mod varint;
 mod xor;
 
 #[cfg(test)]
