@@ -54,7 +54,9 @@
 //!   [`SyncPolicy::Always`] (its default is a 1 s group commit), DuckDB's
 //!   own log at each transaction's commit.
 //! - The store cuts blocks as the daemon's maintenance thread would
-//!   (`compact()` when the head spans 1.5 blocks), inside the timed ingest.
+//!   (`compact()` when the head spans 1.5 blocks), inside the timed ingest;
+//!   its clock follows the workload's time (each request's receive time),
+//!   so "now" is the newest scrape, as for a daemon receiving it live.
 //! - Requests are generated before the clock starts, each with its pprof
 //!   gzipped at level 1 as Go's `runtime/pprof` sends it; only the ingest
 //!   call is timed. It is the daemon's path after decoding: the store's WAL
@@ -87,8 +89,9 @@ use flate2::Compression;
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 use profstore::columnar::Columnar;
+use profstore::engine::Limits;
 use profstore::engine::{Storage, TimeRange};
-use profstore::ingest::{IngestError, IngestRequest, IngestSummary};
+use profstore::ingest::{Clock, IngestError, IngestRequest, IngestSummary};
 use profstore::model::{parse_selector, Matcher};
 use profstore::proto::pprof::Profile;
 use profstore::tsdb::wal::{SyncPolicy, WalOptions};
@@ -100,6 +103,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
@@ -142,11 +147,25 @@ trait Subject: Storage + Sized {
     fn settle_on_disk(&self, dir: &Path) -> u64;
 }
 
+/// The store's clock in the runner: moved to each request's receive time
+/// before it is ingested, so the store cuts its head as a daemon receiving
+/// the workload live would. (The workload's timestamps are in the past:
+/// with the system clock every range would be due for a cut as soon as it
+/// had data, and later profiles of the range would go to the late head.)
+fn store_clock() -> &'static Arc<AtomicI64> {
+    static NOW: OnceLock<Arc<AtomicI64>> = OnceLock::new();
+    NOW.get_or_init(|| Arc::new(AtomicI64::new(0)))
+}
+
 impl Subject for Tsdb {
     const NAME: &'static str = "time-series";
     fn open(dir: &Path) -> Self {
+        let mut limits = Limits::default();
+        store_clock().store(0, Ordering::SeqCst);
+        limits.time.clock = Clock::manual(store_clock().clone());
         Tsdb::open(TsdbConfig {
             data_dir: Some(dir.to_path_buf()),
+            limits,
             wal: WalOptions {
                 sync: SyncPolicy::Always,
                 ..Default::default()
@@ -156,6 +175,7 @@ impl Subject for Tsdb {
         .expect("open the store")
     }
     fn ingest_sent(&self, req: &IngestRequest, raw: &[u8]) -> Result<IngestSummary, IngestError> {
+        store_clock().fetch_max(req.received_at_ms, Ordering::SeqCst);
         self.ingest_raw(req, Some(raw))
     }
     fn maintain(&self) {

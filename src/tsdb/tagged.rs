@@ -313,9 +313,8 @@ impl Tagged {
         let buf: &[u8] = &msg.tag_rows;
         let mut pos = 0;
         let mut keys: std::collections::HashSet<(u16, u32, StackId)> = Default::default();
-        let next = |pos: &mut usize| {
-            varint::read(buf, pos).map_err(|e| format!("sample label rows: {e}"))
-        };
+        let next =
+            |pos: &mut usize| varint::read(buf, pos).map_err(|e| format!("sample label rows: {e}"));
         while pos < buf.len() {
             let profile = next(&mut pos)?;
             let tuple = next(&mut pos)?;
