@@ -730,6 +730,21 @@ pub fn sets_first_in(sets: &[ChunkSet], start: i64, end: i64) -> Option<i64> {
     None
 }
 
+/// The sets with a profile in `[start, end]`, each with its profile
+/// indexes `[lo, hi)` there (`lo < hi`) and its timestamps.
+fn sets_in(
+    sets: &[ChunkSet],
+    start: i64,
+    end: i64,
+) -> impl Iterator<Item = (&ChunkSet, usize, usize, Vec<i64>)> {
+    sets.iter()
+        .filter(move |s| s.len > 0 && s.max_time >= start && s.min_time <= end)
+        .filter_map(move |s| {
+            let (lo, hi, ts) = s.index_range(start, end);
+            (hi > lo).then_some((s, lo, hi, ts))
+        })
+}
+
 /// Adds the value of every stack of `sets` over the profiles in
 /// `[start, end]` into `acc`.
 pub fn sets_merge_into(
@@ -739,14 +754,7 @@ pub fn sets_merge_into(
     acc: &mut FxHashMap<StackId, i64>,
 ) -> MergeStats {
     let mut stats = MergeStats::empty();
-    for s in sets {
-        if s.len == 0 || s.max_time < start || s.min_time > end {
-            continue;
-        }
-        let (lo, hi, ts) = s.index_range(start, end);
-        if hi == lo {
-            continue;
-        }
+    for (s, lo, hi, ts) in sets_in(sets, start, end) {
         stats.min_time = stats.min_time.min(ts[lo]);
         stats.profiles += hi - lo;
         for (i, d) in s.durations.iter().enumerate() {
@@ -817,11 +825,7 @@ pub fn sets_totals_where(
     f: &RowFilter,
 ) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
-    for s in sets {
-        if s.len == 0 || s.max_time < start || s.min_time > end {
-            continue;
-        }
-        let (lo, hi, ts) = s.index_range(start, end);
+    for (s, lo, hi, ts) in sets_in(sets, start, end) {
         for (i, v) in filtered_totals(s, lo, hi, f).into_iter().enumerate() {
             if let Some(v) = v {
                 out.push((ts[lo + i], v));
@@ -845,14 +849,7 @@ pub fn sets_merge_where(
     acc: &mut FxHashMap<StackId, i64>,
 ) -> MergeStats {
     let mut stats = MergeStats::empty();
-    for s in sets {
-        if s.len == 0 || s.max_time < start || s.min_time > end {
-            continue;
-        }
-        let (lo, hi, ts) = s.index_range(start, end);
-        if hi == lo {
-            continue;
-        }
+    for (s, lo, hi, ts) in sets_in(sets, start, end) {
         let rows = s.tagged.as_ref().map_or(&[][..], |t| t.rows_in(lo, hi));
         let matching = s.tagged.as_ref().map(|t| t.matching(f)).unwrap_or_default();
         if f.matches_empty() {

@@ -229,7 +229,7 @@ impl Tagged {
     pub fn matching(&self, f: &RowFilter) -> Vec<bool> {
         self.tuples
             .iter()
-            .map(|t| f.matchers.iter().all(|m| m.matches(t.get(&m.name))))
+            .map(|t| f.matches_by(|name| t.get(name)))
             .collect()
     }
 
@@ -372,9 +372,12 @@ impl RowFilter {
 
     /// True when a tuple matches.
     pub fn matches(&self, tags: &[(String, String)]) -> bool {
-        self.matchers
-            .iter()
-            .all(|m| m.matches(sample_label(tags, &m.name)))
+        self.matches_by(|name| sample_label(tags, name))
+    }
+
+    /// True when every matcher matches `value(name)` of its name.
+    fn matches_by<'a>(&self, value: impl Fn(&str) -> &'a str) -> bool {
+        self.matchers.iter().all(|m| m.matches(value(&m.name)))
     }
 
     /// True when samples without sample labels match: the filter then keeps
