@@ -663,6 +663,68 @@ fn the_compactor_dedupes_and_merges_without_changing_an_answer() {
     assert_eq!(answers(&old), expected);
 }
 
+/// Blocks deleted as soon as their replacement is committed (an ingester
+/// deletes the blocks it replaced at once; here a compactor without a
+/// delete delay): a querier that listed them before, and has not read them
+/// into its cache, answers its next queries from the replacement by
+/// listing the bucket again, instead of failing them.
+#[test]
+fn a_block_deleted_since_the_listing_is_read_from_its_replacement() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(T0));
+    let bucket = Arc::new(Bucket::memory());
+    let (all, _a, _b) = two_replicas(dir.path(), &bucket, &now);
+    let expected = answers(&all);
+    let q = deduplicating(&bucket, &dir.path().join("q"), Some("replica"));
+    q.sync().unwrap();
+    let listed = q.blocks();
+    // And one that shares its merges with a peer; both listed the bucket.
+    let y = Arc::new(deduplicating(
+        &bucket,
+        &dir.path().join("y"),
+        Some("replica"),
+    ));
+    y.sync().unwrap();
+    let peers: Vec<Arc<dyn Peer>> = vec![
+        Arc::new(DownPeer("http://x")),
+        Arc::new(InProcessPeer {
+            name: "http://y".into(),
+            work: Arc::clone(&y) as Arc<dyn profstore::engine::peer::PeerWork>,
+        }),
+    ];
+    let x = sharing(&bucket, &dir.path().join("x"), peers);
+    x.sync().unwrap();
+    let compact_now = Arc::new(AtomicI64::new(T0 + 60 * MINUTE));
+    let c = compactor(
+        &bucket,
+        &dir.path().join("work"),
+        Clock::manual(compact_now),
+        0,
+    );
+    let s = c.run_once().unwrap();
+    assert!(s.merged >= 2 && s.deleted >= s.merged, "{s:?}");
+    assert_eq!(q.blocks(), listed, "no sync ran meanwhile");
+    assert_eq!(answers(&q), expected);
+    assert!(q.blocks().len() < listed.len());
+    // The shared merge first: every unit names deleted blocks.
+    let sel = parse_selector(r#"{__name__=~"memory:alloc_space.*"}"#).unwrap();
+    let r = TimeRange::new(T0 - MINUTE, T0 + 60 * MINUTE).unwrap();
+    let totals = |p: profstore::model::Profile| {
+        let mut v: Vec<_> = p
+            .samples
+            .iter()
+            .map(|x| (format!("{:?} {:?}", x.stack, x.labels), x.value))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        totals(x.merge(&sel, r).unwrap()),
+        totals(all.merge(&sel, r).unwrap())
+    );
+    assert_eq!(answers(&x), expected);
+}
+
 /// A crash after a merged block is committed and before its inputs are
 /// marked: the next pass marks them, and answers never change. Block files
 /// without a descriptor (an upload cut short) go once they are old; a

@@ -41,8 +41,9 @@ fn now_ms() -> i64 {
 }
 
 /// Every query kind the tests compare, as one string: label names and
-/// values, series, totals over time, and per-stack totals of merges.
-fn answers(addr: &str, from: i64) -> Option<String> {
+/// values, series, totals over time, and per-stack totals of merges; or
+/// the first request that was not answered, with its status and body.
+fn answers(addr: &str, from: i64) -> Result<String, String> {
     let (start, end) = (
         format!("{}", (from - 1000) / 1000),
         format!("{}", now_ms() / 1000 + 1),
@@ -55,7 +56,7 @@ fn answers(addr: &str, from: i64) -> Option<String> {
     ] {
         let r = http(addr, "GET", &t, None, b"");
         if r.status != 200 {
-            return None;
+            return Err(format!("GET {t}: status {}: {}", r.status, r.text()));
         }
         out += &format!("{t} {}\n", r.json()["data"]);
     }
@@ -74,7 +75,7 @@ fn answers(addr: &str, from: i64) -> Option<String> {
         );
         let r = http(addr, "GET", &t, None, b"");
         if r.status != 200 {
-            return None;
+            return Err(format!("GET {t}: status {}: {}", r.status, r.text()));
         }
         out += &format!("range {sel} {}\n", r.json()["data"]);
         let t = format!(
@@ -88,13 +89,13 @@ fn answers(addr: &str, from: i64) -> Option<String> {
         );
         let r = http(addr, "GET", &t, None, b"");
         if r.status != 200 {
-            return None;
+            return Err(format!("GET {t}: status {}: {}", r.status, r.text()));
         }
         let p = decode(&r.body, &DecodeLimits::default()).unwrap();
         let totals: Vec<BTreeMap<_, i64>> = common::totals(&p);
         out += &format!("merge {sel} {totals:?}\n");
     }
-    Some(out)
+    Ok(out)
 }
 
 /// The value of the sample `name` (no labels) in `p`'s `/metrics`.
@@ -112,11 +113,11 @@ fn until_equal(addr: &str, from: i64, expected: &str, what: &str) {
     let start = Instant::now();
     loop {
         let got = answers(addr, from);
-        if got.as_deref() == Some(expected) {
+        if got.as_deref() == Ok(expected) {
             return;
         }
         if start.elapsed() > Duration::from_secs(60) {
-            assert_eq!(got.as_deref(), Some(expected), "{what}");
+            assert_eq!(got.as_deref(), Ok(expected), "{what}");
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -231,14 +232,14 @@ fn replicated_blocks_in_seaweedfs_outlive_an_ingester_a_volume_server_and_a_gate
     );
     assert_eq!(
         answers(&q_live.addr, from).as_deref(),
-        Some(expected.as_str())
+        Ok(expected.as_str())
     );
     let cache = cluster.dir.path().join("querier-cache");
     let q = querier(&cluster.s3[1], &cache);
     until_equal(&q.addr, from, &expected, &cluster.logs());
     assert_eq!(
         answers(&q_live.addr, from).as_deref(),
-        Some(expected.as_str())
+        Ok(expected.as_str())
     );
     drop(q_live);
     let shipped_in = started.elapsed();
@@ -296,7 +297,7 @@ fn replicated_blocks_in_seaweedfs_outlive_an_ingester_a_volume_server_and_a_gate
     p2.child.wait().unwrap();
     assert_eq!(
         answers(&q.addr, from).as_deref(),
-        Some(expected_more.as_str())
+        Ok(expected_more.as_str())
     );
     assert!(fresh.terminate());
     assert!(q.terminate());

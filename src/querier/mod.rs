@@ -109,7 +109,36 @@ thread_local! {
     /// Range reads of remote blocks that failed on this thread since the
     /// current query began: a query runs on one thread, and one whose
     /// blocks could not all be read is an error, not a partial answer.
-    static FAILED_READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    static FAILED_READS: std::cell::Cell<FailedReads> =
+        const { std::cell::Cell::new(FailedReads { all: 0, gone: 0 }) };
+}
+
+/// Range reads that failed during one [`read_blocks`].
+#[derive(Debug, Clone, Copy, Default)]
+struct FailedReads {
+    /// Every failed read.
+    all: u64,
+    /// Those of a block file that is no longer in the bucket.
+    gone: u64,
+}
+
+impl FailedReads {
+    /// Whether every failure was a deleted block file: a block replaced
+    /// (and deleted) since the last sync, whose replacement the next
+    /// listing holds.
+    fn only_gone(self) -> bool {
+        self.all > 0 && self.gone == self.all
+    }
+
+    fn error(self) -> QueryError {
+        QueryError::Storage(StorageError::new(
+            "bucket",
+            format!(
+                "{} reads of blocks from the bucket failed; try again",
+                self.all
+            ),
+        ))
+    }
 }
 
 /// Why a block could not be opened.
@@ -165,8 +194,14 @@ impl BlockSource for Remote {
             return Ok(b);
         }
         let b = self.bucket.get_range(&self.key, offset, len).map_err(|e| {
-            FAILED_READS.with(|f| f.set(f.get() + 1));
-            if e.is_not_found() {
+            let gone = e.is_not_found();
+            FAILED_READS.with(|f| {
+                let mut n = f.get();
+                n.all += 1;
+                n.gone += u64::from(gone);
+                f.set(n);
+            });
+            if gone {
                 std::io::Error::new(std::io::ErrorKind::NotFound, e)
             } else {
                 std::io::Error::other(e)
@@ -312,6 +347,8 @@ struct Counters {
     sync_failures: AtomicU64,
     unreadable: AtomicU64,
     live_failures: AtomicU64,
+    /// Queries read again after a sync because a block was gone.
+    resyncs: AtomicU64,
     /// What the shared merges did, summed.
     share: Mutex<peers::ShareStats>,
 }
@@ -621,19 +658,60 @@ impl Querier {
 
     /// Runs `f` over the listed blocks; an error when a read from the
     /// bucket failed meanwhile (a block read as damaged would otherwise
-    /// make a partial answer look whole).
-    fn with_parts<R>(&self, f: impl FnOnce(&[&dyn BlockReader]) -> R) -> Result<R, QueryError> {
-        read_blocks(&self.parts()?, f)
+    /// make a partial answer look whole). When the only failures were
+    /// block files deleted since the last sync (an ingester or compactor
+    /// replaced them, committing the replacement first), the querier
+    /// syncs and runs `f` once more over the new listing.
+    fn with_parts<R>(&self, f: impl Fn(&[&dyn BlockReader]) -> R) -> Result<R, QueryError> {
+        match read_blocks_once(&self.parts()?, &f) {
+            Ok(r) => Ok(r),
+            Err(failed) if failed.only_gone() => {
+                tracing::debug!("{} blocks gone since the last sync; syncing", failed.gone);
+                self.counters.resyncs.fetch_add(1, Relaxed);
+                self.sync()
+                    .map_err(|e| QueryError::Storage(StorageError::new("bucket", e)))?;
+                read_blocks(&self.parts()?, f)
+            }
+            Err(failed) => Err(failed.error()),
+        }
     }
 
-    /// A merge shared with the peers (see [`peers`]).
+    /// A merge shared with the peers (see [`peers`]). When no worker could
+    /// read a unit (a storage error), the querier lists the bucket again; if the listing
+    /// changed (a block was replaced and deleted meanwhile, as in
+    /// [`Querier::with_parts`]), the merge runs once more over it.
     fn shared_partial(
         &self,
         matchers: &[Matcher],
         range: TimeRange,
     ) -> Result<Partial, QueryError> {
         let listed = self.parts()?;
-        let units = peers::units(&listed, range);
+        let e = match self.shared_over(&listed, matchers, range) {
+            Err(e @ QueryError::Storage(_)) => e,
+            done => return done,
+        };
+        self.sync()
+            .map_err(|e| QueryError::Storage(StorageError::new("bucket", e)))?;
+        let now = self.parts()?;
+        let ids = |v: &[ListedBlock]| -> Vec<String> {
+            v.iter().map(|l| l.descriptor.id.clone()).collect()
+        };
+        if ids(&now) == ids(&listed) {
+            return Err(e);
+        }
+        tracing::debug!("a shared merge failed and the listing changed; merging again: {e}");
+        self.counters.resyncs.fetch_add(1, Relaxed);
+        self.shared_over(&now, matchers, range)
+    }
+
+    /// [`Querier::shared_partial`] over `listed`.
+    fn shared_over(
+        &self,
+        listed: &[ListedBlock],
+        matchers: &[Matcher],
+        range: TimeRange,
+    ) -> Result<Partial, QueryError> {
+        let units = peers::units(listed, range);
         let owned: Arc<Vec<Matcher>> = Arc::new(matchers.to_vec());
         let local: peers::LocalRead = Arc::new(move |u: &peers::Unit| {
             read_blocks(&u.blocks, |all| {
@@ -674,16 +752,21 @@ fn read_blocks<R>(
     blocks: &[ListedBlock],
     f: impl FnOnce(&[&dyn BlockReader]) -> R,
 ) -> Result<R, QueryError> {
+    read_blocks_once(blocks, f).map_err(FailedReads::error)
+}
+
+/// [`read_blocks`], with the failed reads counted.
+fn read_blocks_once<R>(
+    blocks: &[ListedBlock],
+    f: impl FnOnce(&[&dyn BlockReader]) -> R,
+) -> Result<R, FailedReads> {
     let parts: Vec<Part<'_>> = blocks.iter().map(Part).collect();
     let all: Vec<&dyn BlockReader> = parts.iter().map(|p| p as &dyn BlockReader).collect();
-    FAILED_READS.with(|c| c.set(0));
+    FAILED_READS.with(|c| c.set(FailedReads::default()));
     let out = f(&all);
-    let failed = FAILED_READS.with(|c| c.replace(0));
-    if failed > 0 {
-        return Err(QueryError::Storage(StorageError::new(
-            "bucket",
-            format!("{failed} reads of blocks from the bucket failed; try again"),
-        )));
+    let failed = FAILED_READS.with(|c| c.replace(FailedReads::default()));
+    if failed.all > 0 {
+        return Err(failed);
     }
     Ok(out)
 }
@@ -735,6 +818,10 @@ const COUNTERS: &[(&str, &str)] = &[
     (
         "querier_sync_failures",
         "Listings of the bucket that failed",
+    ),
+    (
+        "querier_gone_block_resyncs",
+        "Queries read again after a sync because a listed block was deleted meanwhile",
     ),
     (
         "querier_unreadable_blocks",
@@ -818,6 +905,7 @@ impl QuerierMetrics {
                 "querier_cache_misses" => c.misses.load(Relaxed),
                 "querier_syncs" => q.counters.syncs.load(Relaxed),
                 "querier_sync_failures" => q.counters.sync_failures.load(Relaxed),
+                "querier_gone_block_resyncs" => q.counters.resyncs.load(Relaxed),
                 "querier_unreadable_blocks" => q.counters.unreadable.load(Relaxed),
                 "querier_live_fetch_failures" => q.counters.live_failures.load(Relaxed),
                 "querier_units_local" => share.local,
