@@ -14,9 +14,10 @@
 //! series(series_id UINTEGER, labels MAP(VARCHAR, VARCHAR), origin UBIGINT, pprof_group UINTEGER)
 //! series_labels(series_id UINTEGER, name VARCHAR, value VARCHAR, pprof_name VARCHAR)  -- flat source of `series`
 //! profiles(series_id UINTEGER, ts BIGINT, duration BIGINT, period BIGINT, total BIGINT)
-//! samples(series_id UINTEGER, ts BIGINT, stack_id UHUGEINT, value BIGINT)      -- one row per (profile, stack)
-//! stacks(stack_id UHUGEINT, pos UINTEGER, location_id UHUGEINT)               -- one row per frame, leaf first
-//! stack_num_labels(stack_id UHUGEINT, pos UINTEGER, key VARCHAR, value BIGINT, unit VARCHAR)
+//! samples(series_id UINTEGER, ts BIGINT, stack_id UINTEGER, value BIGINT)      -- one row per (profile, stack)
+//! stack_ids(stack_id UINTEGER, content_id UHUGEINT)                           -- one row per stack
+//! stacks(stack_id UINTEGER, pos UINTEGER, location_id UHUGEINT)               -- one row per frame, leaf first
+//! stack_num_labels(stack_id UINTEGER, pos UINTEGER, key VARCHAR, value BIGINT, unit VARCHAR)
 //! locations(location_id UHUGEINT, mapping_id UHUGEINT, address UBIGINT, is_folded BOOLEAN)
 //! location_lines(location_id UHUGEINT, pos UINTEGER, function_id UHUGEINT, line BIGINT, col BIGINT)
 //! functions(function_id UHUGEINT, name VARCHAR, system_name VARCHAR, filename VARCHAR, start_line BIGINT)
@@ -38,6 +39,11 @@
 //!   merge-style `GROUP BY` over half the rows took 44 ms by the id and
 //!   3.16 s by the inline list (72 times longer), and building the inline
 //!   table took 7.4 s against 0.41 s for the flat one.
+//! - The id a sample row carries is a dense `UINTEGER` (0, 1, 2, … in the
+//!   order stacks were first stored), not the 16-byte content id: DuckDB
+//!   bit-packs small integers, while a 128-bit hash does not compress at
+//!   all. `stack_ids` maps it to the content id, and the backend keeps that
+//!   map in memory (16 bytes per stack plus its hash map entry).
 //!
 //! Series labels *are* a `MAP(VARCHAR, VARCHAR)` as in Parca, in the small
 //! `series` table (one row per series), built from the appended flat
@@ -48,16 +54,20 @@
 //! - Mapping, function, location and stack ids are the content ids the
 //!   time-series backend uses ([`crate::model::keys::content_id`]), as
 //!   128-bit integers, so the two backends give every entity the same id;
-//!   a dimension row is appended only when its id is new. Frames of a query
-//!   result carry these ids as UUIDs.
+//!   a dimension row is appended only when its id is new. Frames and
+//!   stacks of a query result carry these ids as UUIDs. Dense stack ids
+//!   count up from 0 without gaps (checked at open).
 //! - Series ids count up from 0 in creation order (the order of
 //!   [`crate::ingest`]'s plan), like the head's series refs, so "the last
 //!   series" of a merge (whose period a result reports) is the same series.
 //! - Timestamps strictly increase per series: the catalog keeps each series'
 //!   latest timestamp and an ingest is checked against it (and against the
-//!   label and series limits) before anything is written; the writes of one
-//!   ingest run in one DuckDB transaction, so a profile is stored in all its
-//!   series or in none.
+//!   label and series limits, and against the profiles before it in its
+//!   batch) before its rows are written; the writes of one ingest, or of one
+//!   batch ([`Columnar::ingest_batch`]), run in one DuckDB transaction, so a
+//!   profile is stored in all its series or in none, and a batch's checked
+//!   profiles all or none. The catalog takes a batch's series and ids as
+//!   they are appended and is put back if the transaction fails.
 //! - The normalization (series per sample type and string-label group,
 //!   renamed colliding pprof labels, stack identity, numeric labels, zero
 //!   sums, the empty profile, timestamps) is [`crate::ingest::plan`], the
@@ -100,6 +110,12 @@ pub enum ColumnarError {
     /// Stored rows contradict each other.
     #[error("columnar store corrupt: {0}")]
     Corrupt(String),
+    /// The database was written with another table layout.
+    #[error("columnar store: {0}")]
+    Layout(String),
+    /// An id space is used up.
+    #[error("columnar store full: {0}")]
+    Full(String),
 }
 
 impl From<ColumnarError> for QueryError {
@@ -124,9 +140,10 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS series (series_id UINTEGER, labels MAP(VARCHAR, VARCHAR), origin UBIGINT, pprof_group UINTEGER);
 CREATE TABLE IF NOT EXISTS series_labels (series_id UINTEGER, name VARCHAR, value VARCHAR, pprof_name VARCHAR);
 CREATE TABLE IF NOT EXISTS profiles (series_id UINTEGER, ts BIGINT, duration BIGINT, period BIGINT, total BIGINT);
-CREATE TABLE IF NOT EXISTS samples (series_id UINTEGER, ts BIGINT, stack_id UHUGEINT, value BIGINT);
-CREATE TABLE IF NOT EXISTS stacks (stack_id UHUGEINT, pos UINTEGER, location_id UHUGEINT);
-CREATE TABLE IF NOT EXISTS stack_num_labels (stack_id UHUGEINT, pos UINTEGER, key VARCHAR, value BIGINT, unit VARCHAR);
+CREATE TABLE IF NOT EXISTS samples (series_id UINTEGER, ts BIGINT, stack_id UINTEGER, value BIGINT);
+CREATE TABLE IF NOT EXISTS stack_ids (stack_id UINTEGER, content_id UHUGEINT);
+CREATE TABLE IF NOT EXISTS stacks (stack_id UINTEGER, pos UINTEGER, location_id UHUGEINT);
+CREATE TABLE IF NOT EXISTS stack_num_labels (stack_id UINTEGER, pos UINTEGER, key VARCHAR, value BIGINT, unit VARCHAR);
 CREATE TABLE IF NOT EXISTS locations (location_id UHUGEINT, mapping_id UHUGEINT, address UBIGINT, is_folded BOOLEAN);
 CREATE TABLE IF NOT EXISTS location_lines (location_id UHUGEINT, pos UINTEGER, function_id UHUGEINT, line BIGINT, col BIGINT);
 CREATE TABLE IF NOT EXISTS functions (function_id UHUGEINT, name VARCHAR, system_name VARCHAR, filename VARCHAR, start_line BIGINT);
@@ -163,7 +180,10 @@ pub(crate) struct Known {
     pub(crate) mappings: FxHashSet<u128>,
     pub(crate) functions: FxHashSet<u128>,
     pub(crate) locations: FxHashSet<u128>,
-    pub(crate) stacks: FxHashSet<u128>,
+    /// Stack content id → dense id.
+    pub(crate) stacks: FxHashMap<u128, u32>,
+    /// Dense stack id → content id.
+    pub(crate) stack_list: Vec<u128>,
 }
 
 /// The DuckDB backend (see the module docs).
@@ -208,6 +228,7 @@ impl Columnar {
             Some(p) => Connection::open(p)?,
             None => Connection::open_in_memory()?,
         };
+        check_layout(&conn)?;
         conn.execute_batch(SCHEMA)?;
         let mut inner = Inner {
             conn,
@@ -248,18 +269,46 @@ impl Columnar {
         req: &IngestRequest,
         raw: Option<&[u8]>,
     ) -> Result<IngestSummary, IngestError> {
-        self.limits
-            .time
-            .check(crate::ingest::profile_timestamp(req))?;
-        let plan = crate::ingest::plan(req, &self.limits.labels)?;
-        let summary = self.inner.lock().write(&plan, &self.limits)?;
-        let bytes = raw.map_or_else(|| req.profile.encoded_len(), <[u8]>::len);
-        self.stats.profiles.fetch_add(1, Relaxed);
-        self.stats
-            .samples
-            .fetch_add(summary.samples as u64, Relaxed);
-        self.stats.bytes.fetch_add(bytes as u64, Relaxed);
-        Ok(summary)
+        self.ingest_batch(&[(req, raw)])
+            .pop()
+            .unwrap_or_else(|| Err(StorageError::new("database", "no result").into()))
+    }
+
+    /// Ingests several profiles in one DuckDB transaction: one result per
+    /// request, in order. A profile that fails its checks (bad pprof, out
+    /// of order, a limit) gets its error and is left out; the others are
+    /// stored together, and when storing fails none of them is. Every
+    /// profile of a batch is stored, and may be acknowledged, only when the
+    /// whole batch has committed: a caller that gathers profiles to batch
+    /// them (one scrape round of many targets, say) trades the latency of
+    /// its first profile, and the loss of the batch if the process dies
+    /// before the commit, for one commit and one log sync per batch instead
+    /// of per profile. Nothing is acknowledged that is not committed.
+    pub fn ingest_batch(
+        &self,
+        reqs: &[(&IngestRequest, Option<&[u8]>)],
+    ) -> Vec<Result<IngestSummary, IngestError>> {
+        let planned: Vec<Result<Plan, IngestError>> = reqs
+            .iter()
+            .map(|(req, _)| {
+                self.limits
+                    .time
+                    .check(crate::ingest::profile_timestamp(req))?;
+                crate::ingest::plan(req, &self.limits.labels)
+            })
+            .collect();
+        let results = self.inner.lock().write_batch(planned, &self.limits);
+        for (r, (req, raw)) in results.iter().zip(reqs) {
+            if let Ok(summary) = r {
+                let bytes = raw.map_or_else(|| req.profile.encoded_len(), <[u8]>::len);
+                self.stats.profiles.fetch_add(1, Relaxed);
+                self.stats
+                    .samples
+                    .fetch_add(summary.samples as u64, Relaxed);
+                self.stats.bytes.fetch_add(bytes as u64, Relaxed);
+            }
+        }
+        results
     }
 
     /// Number of series.
@@ -362,15 +411,32 @@ impl Inner {
             }
         }
         let known = &mut self.known;
+        {
+            let mut st = self
+                .conn
+                .prepare("SELECT stack_id, content_id FROM stack_ids ORDER BY stack_id")?;
+            let mut q = st.query([])?;
+            while let Some(r) = q.next()? {
+                let id: u32 = r.get(0)?;
+                let content: u128 = r.get(1)?;
+                if id as usize != known.stack_list.len() {
+                    return Err(ColumnarError::Corrupt(format!(
+                        "stack ids not dense at {id}"
+                    )));
+                }
+                if known.stacks.insert(content, id).is_some() {
+                    return Err(ColumnarError::Corrupt(format!(
+                        "stack {} has two ids",
+                        uuid::Uuid::from_u128(content)
+                    )));
+                }
+                known.stack_list.push(content);
+            }
+        }
         for (table, col, set) in [
             ("mappings", "mapping_id", &mut known.mappings),
             ("functions", "function_id", &mut known.functions),
             ("locations", "location_id", &mut known.locations),
-            (
-                "(SELECT stack_id FROM stacks UNION ALL SELECT stack_id FROM stack_num_labels)",
-                "stack_id",
-                &mut known.stacks,
-            ),
         ] {
             let mut st = self
                 .conn
@@ -381,6 +447,15 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    /// The content id of dense stack id `id`.
+    fn content_id(&self, id: u32) -> Result<u128, ColumnarError> {
+        self.known
+            .stack_list
+            .get(id as usize)
+            .copied()
+            .ok_or_else(|| ColumnarError::Corrupt(format!("stack {id} has no content id")))
     }
 
     /// The pprof group of a planned series, created when new.
@@ -394,8 +469,59 @@ impl Inner {
         g
     }
 
-    fn write(&mut self, plan: &Plan, limits: &Limits) -> Result<IngestSummary, IngestError> {
-        // Checks first: order per existing series, then the series limit.
+    /// Stores the plans that pass their checks in one transaction (see
+    /// [`Columnar::ingest_batch`]). The catalog and the known ids take each
+    /// plan as it is appended, so that later plans of the batch see its
+    /// series and stacks; if the transaction fails, `undo` puts them back.
+    fn write_batch(
+        &mut self,
+        planned: Vec<Result<Plan, IngestError>>,
+        limits: &Limits,
+    ) -> Vec<Result<IngestSummary, IngestError>> {
+        let n = planned.len();
+        let mut results: Vec<Result<IngestSummary, IngestError>> = Vec::with_capacity(n);
+        let mut undo = Undo::new(self);
+        let stored = (|| -> Result<(), ColumnarError> {
+            self.conn.execute_batch("BEGIN TRANSACTION")?;
+            for p in planned {
+                let plan = match p {
+                    Ok(plan) => plan,
+                    Err(e) => {
+                        results.push(Err(e));
+                        continue;
+                    }
+                };
+                match self.check(&plan, limits) {
+                    Ok(()) => {
+                        self.append(&plan, &mut undo)?;
+                        results.push(Ok(plan.summary()));
+                    }
+                    Err(e) => results.push(Err(e)),
+                }
+            }
+            self.label_maps(undo.series_len as u32)?;
+            self.conn.execute_batch("COMMIT")?;
+            Ok(())
+        })();
+        if let Err(e) = stored {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            undo.apply(self);
+            // Profiles that failed their checks keep their errors; none of
+            // the others is stored.
+            let e = StorageError::new("database", e);
+            let mut out: Vec<Result<IngestSummary, IngestError>> = results
+                .into_iter()
+                .map(|r| r.and(Err(IngestError::Storage(e.clone()))))
+                .collect();
+            out.resize_with(n, || Err(IngestError::Storage(e.clone())));
+            return out;
+        }
+        results
+    }
+
+    /// The checks of one plan against the catalog: order per existing
+    /// series, then the series limit.
+    fn check(&self, plan: &Plan, limits: &Limits) -> Result<(), IngestError> {
         let mut new_series = 0;
         for ps in &plan.series {
             match self.by_labels.get(&ps.labels) {
@@ -419,53 +545,40 @@ impl Inner {
                 limit: limits.max_series,
             });
         }
-        let first_new = self.series.len() as u32;
+        Ok(())
+    }
+
+    /// Appends the rows of one checked plan inside the open transaction and
+    /// takes its series and ids into the catalog (recorded in `undo`).
+    fn append(&mut self, plan: &Plan, undo: &mut Undo) -> Result<(), ColumnarError> {
         let mut ids = Vec::with_capacity(plan.series.len());
         let mut created: Vec<(u32, u32)> = Vec::new();
-        let mut next = first_new;
         for ps in &plan.series {
             match self.by_labels.get(&ps.labels) {
                 Some(&id) => ids.push(id),
                 None => {
+                    let id = self.series.len() as u32;
                     let g = self.group_of(ps.pprof_values());
-                    ids.push(next);
-                    created.push((next, g));
-                    next += 1;
+                    self.by_labels.insert(ps.labels.clone(), id);
+                    self.series.push(SeriesInfo {
+                        labels: ps.labels.clone(),
+                        profile_type: ps.profile_type.clone(),
+                        pprof_labels: ps.pprof_labels.clone(),
+                        max_time: None,
+                    });
+                    ids.push(id);
+                    created.push((id, g));
                 }
             }
         }
-        let result = self.write_rows(plan, &ids, &created);
-        if let Err(e) = result {
-            let _ = self.conn.execute_batch("ROLLBACK");
-            return Err(e.into());
+        for &id in &ids {
+            let s = &mut self.series[id as usize];
+            undo.max_times.push((id, s.max_time));
+            s.max_time = Some(plan.timestamp);
         }
-        // Committed: publish to the catalog.
-        for (ps, &id) in plan.series.iter().zip(&ids) {
-            if id >= first_new {
-                self.by_labels.insert(ps.labels.clone(), id);
-                self.series.push(SeriesInfo {
-                    labels: ps.labels.clone(),
-                    profile_type: ps.profile_type.clone(),
-                    pprof_labels: ps.pprof_labels.clone(),
-                    max_time: None,
-                });
-            }
-            self.series[id as usize].max_time = Some(plan.timestamp);
-        }
-        dimensions::publish(&plan.symbols, &mut self.known);
-        Ok(plan.summary())
-    }
-
-    fn write_rows(
-        &mut self,
-        plan: &Plan,
-        ids: &[u32],
-        created: &[(u32, u32)],
-    ) -> Result<(), ColumnarError> {
-        self.conn.execute_batch("BEGIN TRANSACTION")?;
         if !created.is_empty() {
             let mut a = self.conn.appender("series_labels")?;
-            for (ps, &id) in plan.series.iter().zip(ids) {
+            for (ps, &id) in plan.series.iter().zip(&ids) {
                 if !created.iter().any(|(c, _)| *c == id) {
                     continue;
                 }
@@ -480,27 +593,28 @@ impl Inner {
             }
             a.flush()?;
             drop(a);
-            // The groups and origins of the new series, then their maps.
+            // The groups and origins of the new series; their label maps
+            // are built once per batch (`label_maps`).
             let mut g = self.conn.appender("series")?;
-            for (ps, &id) in plan.series.iter().zip(ids) {
+            for (ps, &id) in plan.series.iter().zip(&ids) {
                 if let Some((_, group)) = created.iter().find(|(c, _)| *c == id) {
                     g.append_row(params![id, duckdb::types::Null, ps.origin, group])?;
                 }
             }
             g.flush()?;
-            drop(g);
-            self.conn.execute(
-                "UPDATE series SET labels = m.labels FROM (
-                     SELECT series_id, map(list(name ORDER BY name), list(value ORDER BY name)) AS labels
-                     FROM series_labels WHERE series_id >= ? GROUP BY series_id) m
-                 WHERE series.series_id = m.series_id",
-                params![created[0].0],
-            )?;
         }
-        dimensions::append_new(&plan.symbols, &self.conn, &self.known)?;
+        let dense = dimensions::append_new(&plan.symbols, &self.conn, &self.known)?;
+        dimensions::publish(&plan.symbols, &dense, &mut self.known, &mut undo.known);
+        let by_content: FxHashMap<StackId, u32> = plan
+            .symbols
+            .stacks
+            .iter()
+            .zip(&dense)
+            .map(|(s, &d)| (s.id, d))
+            .collect();
         {
             let mut a = self.conn.appender("profiles")?;
-            for (ps, &id) in plan.series.iter().zip(ids) {
+            for (ps, &id) in plan.series.iter().zip(&ids) {
                 a.append_row(params![
                     id,
                     plan.timestamp,
@@ -513,14 +627,32 @@ impl Inner {
         }
         {
             let mut a = self.conn.appender("samples")?;
-            for (ps, &id) in plan.series.iter().zip(ids) {
+            for (ps, &id) in plan.series.iter().zip(&ids) {
                 for &(stack, value) in &ps.samples {
-                    a.append_row(params![id, plan.timestamp, stack.0.as_u128(), value])?;
+                    let dense = by_content.get(&stack).ok_or_else(|| {
+                        ColumnarError::Corrupt(format!("stack {} not in its profile", stack.0))
+                    })?;
+                    a.append_row(params![id, plan.timestamp, dense, value])?;
                 }
             }
             a.flush()?;
         }
-        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    /// Builds the label maps of the series from `first` on (those created
+    /// in this transaction) from their flat rows.
+    fn label_maps(&self, first: u32) -> Result<(), ColumnarError> {
+        if self.series.len() as u32 <= first {
+            return Ok(());
+        }
+        self.conn.execute(
+            "UPDATE series SET labels = m.labels FROM (
+                 SELECT series_id, map(list(name ORDER BY name), list(value ORDER BY name)) AS labels
+                 FROM series_labels WHERE series_id >= ? GROUP BY series_id) m
+             WHERE series.series_id = m.series_id",
+            params![first],
+        )?;
         Ok(())
     }
 
@@ -571,7 +703,7 @@ impl Inner {
             let mut q = st.query([])?;
             while let Some(r) = q.next()? {
                 let g: u32 = r.get(0)?;
-                let stack: u128 = r.get(1)?;
+                let stack = self.content_id(r.get(1)?)?;
                 let v: i128 = r.get(2)?;
                 // Wrapping, as the head sums.
                 let v = v as i64;
@@ -584,7 +716,8 @@ impl Inner {
             }
         }
         for (id, stack) in resolve::stacks(&self.conn)? {
-            out.stacks.insert(StackId(uuid::Uuid::from_u128(id)), stack);
+            out.stacks
+                .insert(StackId(uuid::Uuid::from_u128(self.content_id(id)?)), stack);
         }
         // A stack without dimension rows reads as the empty stack.
         for id in out.stack_ids() {
@@ -597,6 +730,63 @@ impl Inner {
         }
         Ok(out)
     }
+}
+
+/// What a batch changed in the catalog and the known ids before its
+/// commit, to put back when the commit fails.
+struct Undo {
+    series_len: usize,
+    groups_len: usize,
+    /// (series, its latest timestamp before), in the order changed.
+    max_times: Vec<(u32, Option<i64>)>,
+    known: dimensions::Added,
+}
+
+impl Undo {
+    fn new(inner: &Inner) -> Undo {
+        Undo {
+            series_len: inner.series.len(),
+            groups_len: inner.groups.len(),
+            max_times: Vec::new(),
+            known: dimensions::Added::new(&inner.known),
+        }
+    }
+
+    fn apply(self, inner: &mut Inner) {
+        for (id, t) in self.max_times.into_iter().rev() {
+            if let Some(s) = inner.series.get_mut(id as usize) {
+                s.max_time = t;
+            }
+        }
+        for s in inner.series.drain(self.series_len..) {
+            inner.by_labels.remove(&s.labels);
+        }
+        for g in inner.groups.drain(self.groups_len..) {
+            inner.group_ids.remove(&g);
+        }
+        self.known.undo(&mut inner.known);
+    }
+}
+
+/// Refuses a database whose sample rows carry 16-byte stack ids (the layout
+/// before dense stack ids): its stacks cannot be read by this version.
+fn check_layout(conn: &Connection) -> Result<(), ColumnarError> {
+    let mut st = conn.prepare(
+        "SELECT data_type FROM duckdb_columns()
+         WHERE table_name = 'samples' AND column_name = 'stack_id'",
+    )?;
+    let mut q = st.query([])?;
+    if let Some(r) = q.next()? {
+        let t: String = r.get(0)?;
+        if t != "UINTEGER" {
+            return Err(ColumnarError::Layout(format!(
+                "its sample rows carry {t} stack ids, written by an older version \
+                 of the DuckDB backend; open it with that version or start from an \
+                 empty database"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The pprof label values of a series: (pprof name, value), sorted.
@@ -626,7 +816,8 @@ mod resolve {
     use std::sync::Arc;
     use uuid::Uuid;
 
-    pub(super) fn stacks(conn: &Connection) -> Result<FxHashMap<u128, Arc<Stack>>, ColumnarError> {
+    /// The stacks by dense id.
+    pub(super) fn stacks(conn: &Connection) -> Result<FxHashMap<u32, Arc<Stack>>, ColumnarError> {
         let mut mappings: FxHashMap<u128, Arc<Mapping>> = FxHashMap::default();
         {
             let mut st = conn.prepare(
@@ -729,7 +920,7 @@ mod resolve {
                 );
             }
         }
-        let mut parts: FxHashMap<u128, (Vec<Arc<Frame>>, Vec<NumLabel>)> = FxHashMap::default();
+        let mut parts: FxHashMap<u32, (Vec<Arc<Frame>>, Vec<NumLabel>)> = FxHashMap::default();
         {
             let mut st = conn.prepare(
                 "SELECT stack_id, location_id FROM stacks

@@ -40,6 +40,154 @@ fn reopen_keeps_series_and_profiles() {
     assert_eq!(c.num_series(), series.len() * 2);
 }
 
+/// A database whose sample rows carry 16-byte stack ids (the layout before
+/// dense ids) is refused with a clear error, and left as it was.
+#[test]
+fn a_database_with_the_old_stack_ids_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.duckdb");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE samples (series_id UINTEGER, ts BIGINT, stack_id UHUGEINT, value BIGINT);
+             INSERT INTO samples VALUES (0, 1, 7, 3);",
+        )
+        .unwrap();
+    }
+    let err = Columnar::open(Some(&path)).unwrap_err();
+    assert!(matches!(err, ColumnarError::Layout(_)), "{err}");
+    assert!(err.to_string().contains("UHUGEINT stack ids"), "{err}");
+    let conn = Connection::open(&path).unwrap();
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM duckdb_tables()", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(tables, 1, "nothing created");
+}
+
+/// Dense stack ids count up across ingests and reopenings: every stack has
+/// one id, and the sample rows carry them.
+#[test]
+fn stack_ids_are_dense_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.duckdb");
+    let heap = std::fs::read("testdata/pprof/parca/alloc_objects.pb.gz").unwrap();
+    let cpu = std::fs::read("testdata/pprof/parca/cpu_labels.pb.gz").unwrap();
+    let count = |c: &Columnar, sql: &str| -> i64 {
+        c.inner
+            .lock()
+            .conn
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    };
+    let n = {
+        let c = Columnar::open(Some(&path)).unwrap();
+        c.ingest_bytes(&heap, None, Labels::from_pairs([("job", "a")]), 1000)
+            .unwrap();
+        // Same stacks in another series: no new ids.
+        let before = count(&c, "SELECT count(*) FROM stack_ids");
+        c.ingest_bytes(&heap, None, Labels::from_pairs([("job", "a2")]), 1000)
+            .unwrap();
+        assert_eq!(count(&c, "SELECT count(*) FROM stack_ids"), before);
+        count(&c, "SELECT count(*) FROM stack_ids")
+    };
+    let c = Columnar::open(Some(&path)).unwrap();
+    c.ingest_bytes(&cpu, None, Labels::from_pairs([("job", "b")]), 1000)
+        .unwrap();
+    let total = count(&c, "SELECT count(*) FROM stack_ids");
+    assert!(n > 0 && total > n, "{n} {total}");
+    assert_eq!(
+        count(&c, "SELECT count(DISTINCT stack_id) FROM stack_ids"),
+        total
+    );
+    assert_eq!(
+        count(&c, "SELECT count(DISTINCT content_id) FROM stack_ids"),
+        total
+    );
+    assert_eq!(count(&c, "SELECT max(stack_id) FROM stack_ids"), total - 1);
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM samples WHERE stack_id NOT IN (SELECT stack_id FROM stack_ids)"
+        ),
+        0
+    );
+    assert_eq!(c.inner.lock().known.stack_list.len() as i64, total);
+}
+
+/// A batch stores what storing its profiles one by one would, each failed
+/// profile with its own error; a batch whose transaction fails stores
+/// nothing and leaves the catalog as it was.
+#[test]
+fn a_batch_stores_what_single_ingests_would() {
+    let heap = std::fs::read("testdata/pprof/parca/alloc_objects.pb.gz").unwrap();
+    let cpu = std::fs::read("testdata/pprof/parca/cpu_labels.pb.gz").unwrap();
+    let req = |body: &[u8], job: &str| crate::ingest::IngestRequest {
+        name: None,
+        labels: Labels::from_pairs([("job", job)]),
+        delta: None,
+        profile: crate::pprof::decode(body, &Default::default()).unwrap(),
+        received_at_ms: 1000,
+    };
+    let a1 = req(&heap, "a");
+    let b1 = req(&cpu, "b");
+    let a2 = req(&heap, "a2");
+    // The same profile again: out of order after the first.
+    let a1_late = a1.clone();
+    let batch = Columnar::open(None).unwrap();
+    let got = batch.ingest_batch(&[(&a1, None), (&b1, None), (&a1_late, None), (&a2, None)]);
+    assert!(
+        got[0].is_ok() && got[1].is_ok() && got[3].is_ok(),
+        "{got:?}"
+    );
+    let e = got[2].as_ref().unwrap_err();
+    assert!(e.to_string().contains("out of order"), "{e}");
+    let single = Columnar::open(None).unwrap();
+    for r in [&a1, &b1, &a2] {
+        single.ingest(r.clone()).unwrap();
+    }
+    assert_eq!(batch.stats(), single.stats());
+    assert_eq!(
+        batch.series(&[], TimeRange::ALL).unwrap(),
+        single.series(&[], TimeRange::ALL).unwrap()
+    );
+    for t in batch.profile_types(&[], TimeRange::ALL).unwrap() {
+        let sel = vec![Matcher::new(MatchOp::Equal, METRIC_NAME, t.to_string()).unwrap()];
+        let (x, y) = (
+            batch.merge(&sel, TimeRange::ALL).unwrap(),
+            single.merge(&sel, TimeRange::ALL).unwrap(),
+        );
+        assert_eq!((x.total(), x.samples.len()), (y.total(), y.samples.len()));
+    }
+    let stacks = |c: &Columnar| c.inner.lock().known.stack_list.clone();
+    assert_eq!(stacks(&batch), stacks(&single));
+
+    // The transaction fails (a table is gone): nothing of the batch stays.
+    let (series, known) = (batch.num_series(), stacks(&batch).len());
+    batch
+        .inner
+        .lock()
+        .conn
+        .execute_batch("DROP TABLE samples")
+        .unwrap();
+    let c1 = req(&cpu, "c");
+    let got = batch.ingest_batch(&[(&a1, None), (&c1, None)]);
+    assert!(got.iter().all(Result::is_err), "{got:?}");
+    assert!(got[0]
+        .as_ref()
+        .unwrap_err()
+        .to_string()
+        .contains("out of order"));
+    assert!(got[1].as_ref().unwrap_err().to_string().contains("samples"));
+    assert_eq!(batch.num_series(), series);
+    assert_eq!(stacks(&batch).len(), known);
+    let inner = batch.inner.lock();
+    assert_eq!(inner.by_labels.len(), series);
+    assert!(inner.series.iter().all(
+        |s| s.max_time == Some(crate::ingest::profile_timestamp(&a1))
+            || s.labels.get("job") == Some("b")
+    ));
+}
+
 /// The layout measurement quoted in the module docs: merge-style grouping
 /// over 1 M sample rows with the stack inline (`LIST<STRUCT>`) against the
 /// stack as an id. Run with
