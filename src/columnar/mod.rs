@@ -44,6 +44,9 @@
 //!   bit-packs small integers, while a 128-bit hash does not compress at
 //!   all. `stack_ids` maps it to the content id, and the backend keeps that
 //!   map in memory (16 bytes per stack plus its hash map entry).
+//! - The sample rows of one transaction (one profile, or one batch of
+//!   them) are appended sorted by (series_id, ts, stack_id), so that a
+//!   batch lays down runs of one series with its stack ids ascending.
 //!
 //! Series labels *are* a `MAP(VARCHAR, VARCHAR)` as in Parca, in the small
 //! `series` table (one row per series), built from the appended flat
@@ -481,6 +484,7 @@ impl Inner {
         let n = planned.len();
         let mut results: Vec<Result<IngestSummary, IngestError>> = Vec::with_capacity(n);
         let mut undo = Undo::new(self);
+        let mut rows = Vec::new();
         let stored = (|| -> Result<(), ColumnarError> {
             self.conn.execute_batch("BEGIN TRANSACTION")?;
             for p in planned {
@@ -493,13 +497,23 @@ impl Inner {
                 };
                 match self.check(&plan, limits) {
                     Ok(()) => {
-                        self.append(&plan, &mut undo)?;
+                        self.append(&plan, &mut undo, &mut rows)?;
                         results.push(Ok(plan.summary()));
                     }
                     Err(e) => results.push(Err(e)),
                 }
             }
             self.label_maps(undo.series_len as u32)?;
+            // The batch's sample rows sorted by series, time and stack:
+            // DuckDB's row groups then hold runs of one series (its zone
+            // maps skip more) and its stack ids in order (they bit-pack).
+            rows.sort_unstable();
+            let mut a = self.conn.appender("samples")?;
+            for &(id, ts, stack, value) in &rows {
+                a.append_row(params![id, ts, stack, value])?;
+            }
+            a.flush()?;
+            drop(a);
             self.conn.execute_batch("COMMIT")?;
             Ok(())
         })();
@@ -548,9 +562,15 @@ impl Inner {
         Ok(())
     }
 
-    /// Appends the rows of one checked plan inside the open transaction and
+    /// Appends the rows of one checked plan inside the open transaction
+    /// (its sample rows to `rows`, appended at the end of the batch) and
     /// takes its series and ids into the catalog (recorded in `undo`).
-    fn append(&mut self, plan: &Plan, undo: &mut Undo) -> Result<(), ColumnarError> {
+    fn append(
+        &mut self,
+        plan: &Plan,
+        undo: &mut Undo,
+        rows: &mut Vec<(u32, i64, u32, i64)>,
+    ) -> Result<(), ColumnarError> {
         let mut ids = Vec::with_capacity(plan.series.len());
         let mut created: Vec<(u32, u32)> = Vec::new();
         for ps in &plan.series {
@@ -625,17 +645,13 @@ impl Inner {
             }
             a.flush()?;
         }
-        {
-            let mut a = self.conn.appender("samples")?;
-            for (ps, &id) in plan.series.iter().zip(&ids) {
-                for &(stack, value) in &ps.samples {
-                    let dense = by_content.get(&stack).ok_or_else(|| {
-                        ColumnarError::Corrupt(format!("stack {} not in its profile", stack.0))
-                    })?;
-                    a.append_row(params![id, plan.timestamp, dense, value])?;
-                }
+        for (ps, &id) in plan.series.iter().zip(&ids) {
+            for &(stack, value) in &ps.samples {
+                let dense = by_content.get(&stack).ok_or_else(|| {
+                    ColumnarError::Corrupt(format!("stack {} not in its profile", stack.0))
+                })?;
+                rows.push((id, plan.timestamp, *dense, value));
             }
-            a.flush()?;
         }
         Ok(())
     }
