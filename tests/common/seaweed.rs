@@ -116,6 +116,11 @@ impl Cluster {
                     &format!("-port={p}"),
                     &format!("-mserver={masters}"),
                     "-max=30",
+                    // SeaweedFS marks every volume read-only when the disk
+                    // has less than 1% free (its default); a shared CI disk
+                    // can be that full while still holding far more than
+                    // this test writes.
+                    "-minFreeSpace=64MiB",
                 ],
                 "-dir",
             );
