@@ -53,11 +53,11 @@
 //!   every acknowledged write: the store's write-ahead log with
 //!   [`SyncPolicy::Always`] (its default is a 1 s group commit), DuckDB's
 //!   own log at each transaction's commit.
-//! - DuckDB gets its strongest layout and write pattern: dense 32-bit stack
-//!   ids on the sample rows, and one transaction per scrape round (every
-//!   target's profiles of that round, [`Columnar::ingest_batch`]), which
-//!   acknowledges the round's profiles when it commits. The store takes
-//!   each profile on its own, as the daemon does.
+//! - Both acknowledge a scrape round (every target's profiles of that
+//!   round) at one sync: DuckDB in one transaction
+//!   ([`Columnar::ingest_batch`], its strongest write pattern), the store
+//!   with one commit of its log ([`Tsdb::ingest_batch`]). DuckDB also gets
+//!   its strongest layout: dense 32-bit stack ids on the sample rows.
 //! - The store cuts blocks as the daemon's maintenance thread would
 //!   (`compact()` when the head spans 1.5 blocks), inside the timed ingest;
 //!   its clock follows the workload's time (each request's receive time),
@@ -141,24 +141,13 @@ trait Subject: Storage + Sized {
     const NAME: &'static str;
     /// A fresh backend persisting into `dir`.
     fn open(dir: &Path) -> Self;
-    /// Stores `req`, received as the pprof bytes `raw` (the daemon's path).
-    fn ingest_sent(&self, req: &IngestRequest, raw: &[u8]) -> Result<IngestSummary, IngestError>;
-    /// Stores one scrape round's requests, calling `each` after each
-    /// stored profile with what it wrote (the store: one at a time, its
-    /// maintenance between them as the daemon's thread would run it).
+    /// Stores one scrape round's requests (each with its pprof as sent) at
+    /// one sync, calling `each` with what each stored profile wrote.
     fn ingest_round(
         &self,
         reqs: &[(IngestRequest, Vec<u8>)],
         each: &mut dyn FnMut(&IngestSummary),
-    ) -> Result<(), IngestError> {
-        for (req, raw) in reqs {
-            each(&self.ingest_sent(req, raw)?);
-            self.maintain();
-        }
-        Ok(())
-    }
-    /// Background work the daemon would do between writes.
-    fn maintain(&self);
+    ) -> Result<(), IngestError>;
     /// Bytes held in the backend's own in-memory structures.
     fn memory_bytes(&self) -> u64;
     /// Puts everything into its final on-disk form; returns the bytes on
@@ -193,14 +182,29 @@ impl Subject for Tsdb {
         })
         .expect("open the store")
     }
-    fn ingest_sent(&self, req: &IngestRequest, raw: &[u8]) -> Result<IngestSummary, IngestError> {
-        store_clock().fetch_max(req.received_at_ms, Ordering::SeqCst);
-        self.ingest_raw(req, Some(raw))
-    }
-    fn maintain(&self) {
-        if self.needs_maintenance() {
-            Tsdb::maintain(self).expect("maintain");
+    /// One log commit (one sync) per scrape round ([`Tsdb::ingest_batch`]),
+    /// as DuckDB commits one transaction per round; then the maintenance
+    /// the daemon's thread would run. The clock is the round's newest
+    /// receive time.
+    fn ingest_round(
+        &self,
+        reqs: &[(IngestRequest, Vec<u8>)],
+        each: &mut dyn FnMut(&IngestSummary),
+    ) -> Result<(), IngestError> {
+        for (req, _) in reqs {
+            store_clock().fetch_max(req.received_at_ms, Ordering::SeqCst);
         }
+        let batch: Vec<(&IngestRequest, Option<&[u8]>)> = reqs
+            .iter()
+            .map(|(r, raw)| (r, Some(raw.as_slice())))
+            .collect();
+        for r in self.ingest_batch(&batch) {
+            each(&r?);
+        }
+        if self.needs_maintenance() {
+            self.maintain().expect("maintain");
+        }
+        Ok(())
     }
     fn memory_bytes(&self) -> u64 {
         let head = self.head();
@@ -224,9 +228,6 @@ impl Subject for Columnar {
     fn open(dir: &Path) -> Self {
         Columnar::open(Some(&dir.join("profiles.duckdb"))).expect("open the DuckDB backend")
     }
-    fn ingest_sent(&self, req: &IngestRequest, raw: &[u8]) -> Result<IngestSummary, IngestError> {
-        self.ingest_raw(req, Some(raw))
-    }
     /// One transaction per scrape round ([`Columnar::ingest_batch`]): the
     /// strongest use of DuckDB's appender, acknowledging the round's
     /// profiles when it commits.
@@ -244,7 +245,6 @@ impl Subject for Columnar {
         }
         Ok(())
     }
-    fn maintain(&self) {}
     fn memory_bytes(&self) -> u64 {
         Columnar::memory_bytes(self).expect("duckdb_memory()")
     }

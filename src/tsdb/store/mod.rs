@@ -408,7 +408,13 @@ impl Tsdb {
         }
     }
 
-    fn count(&self, summary: &IngestSummary, bytes: usize) {
+    /// Counts a stored profile (not a retry) in [`Tsdb::stats`]: `raw`'s
+    /// bytes, or the profile's encoded size without them.
+    fn count(&self, summary: &IngestSummary, req: &IngestRequest, raw: Option<&[u8]>) {
+        if summary.is_duplicate() {
+            return;
+        }
+        let bytes = raw.map_or_else(|| req.profile.encoded_len(), <[u8]>::len);
         self.stats.profiles.fetch_add(1, Relaxed);
         self.stats
             .samples
@@ -431,6 +437,59 @@ impl Tsdb {
         req: &IngestRequest,
         raw: Option<&[u8]>,
     ) -> Result<IngestSummary, IngestError> {
+        let summary = self.log_and_append(req, raw)?;
+        if let Some(wal) = &self.wal {
+            // Also for a retry: the profile it repeats may not be durable yet.
+            wal.commit()?;
+        }
+        self.count(&summary, req, raw);
+        Ok(summary)
+    }
+
+    /// Ingests several profiles with one commit of the log: one result per
+    /// request, in order. Each profile is checked, logged and appended as
+    /// [`Tsdb::ingest_raw`] would (one that fails gets its error and
+    /// changes nothing); then the log is committed once — one sync for the
+    /// batch under [`SyncPolicy::Always`](crate::tsdb::wal::SyncPolicy) —
+    /// and only then are the results returned, so nothing is acknowledged
+    /// before it is durable. When that commit fails every stored profile of
+    /// the batch gets the error (as [`Tsdb::ingest_raw`]'s does; a retry is
+    /// answered as a duplicate and commits again). A caller that gathers
+    /// profiles (one scrape round of many targets, a bulk import) trades
+    /// its first profile's latency for one sync per batch.
+    pub fn ingest_batch(
+        &self,
+        reqs: &[(&IngestRequest, Option<&[u8]>)],
+    ) -> Vec<Result<IngestSummary, IngestError>> {
+        let mut results: Vec<Result<IngestSummary, IngestError>> = reqs
+            .iter()
+            .map(|(req, raw)| self.log_and_append(req, *raw))
+            .collect();
+        if let Some(wal) = &self.wal {
+            if results.iter().any(Result::is_ok) {
+                if let Err(e) = wal.commit() {
+                    let e = StorageError::from(e);
+                    for r in results.iter_mut().filter(|r| r.is_ok()) {
+                        *r = Err(IngestError::Storage(e.clone()));
+                    }
+                }
+            }
+        }
+        for (r, (req, raw)) in results.iter().zip(reqs) {
+            if let Ok(summary) = r {
+                self.count(summary, req, *raw);
+            }
+        }
+        results
+    }
+
+    /// [`Tsdb::ingest_raw`] up to the log's commit: checks `req`, logs it
+    /// (not yet committed) and appends it to the head.
+    fn log_and_append(
+        &self,
+        req: &IngestRequest,
+        raw: Option<&[u8]>,
+    ) -> Result<IngestSummary, IngestError> {
         let ts = crate::ingest::profile_timestamp(req);
         self.limits.time.check(ts)?;
         if let Some(dir) = &self.dir {
@@ -438,22 +497,12 @@ impl Tsdb {
         }
         let parts = self.state.read();
         let record = self.wal.as_ref().map(|_| record::encode_profile(req, raw));
-        let summary = self.append_at(&parts, req, ts, &mut || {
+        self.append_at(&parts, req, ts, &mut || {
             if let (Some(wal), Some(record)) = (&self.wal, &record) {
                 wal.append_at(RecordType::Profile, record, ts)?;
             }
             Ok(())
-        })?;
-        drop(parts);
-        if let Some(wal) = &self.wal {
-            // Also for a retry: the profile it repeats may not be durable yet.
-            wal.commit()?;
-        }
-        if !summary.is_duplicate() {
-            let bytes = raw.map_or_else(|| req.profile.encoded_len(), <[u8]>::len);
-            self.count(&summary, bytes);
-        }
-        Ok(summary)
+        })
     }
 
     /// A store in a temporary directory with default limits.

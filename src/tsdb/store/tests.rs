@@ -73,8 +73,16 @@ fn arb_time() -> impl Strategy<Value = i64> {
 }
 
 fn store(dir: &std::path::Path) -> Tsdb {
+    store_syncing(dir, crate::tsdb::wal::SyncPolicy::default())
+}
+
+fn store_syncing(dir: &std::path::Path, sync: crate::tsdb::wal::SyncPolicy) -> Tsdb {
     let now = Arc::new(AtomicI64::new(T0));
     Tsdb::open(TsdbConfig {
+        wal: WalOptions {
+            sync,
+            ..WalOptions::default()
+        },
         data_dir: Some(dir.to_path_buf()),
         block_duration_ms: MINUTE,
         limits: Limits {
@@ -184,4 +192,57 @@ fn empty_and_out_of_range_series_are_left_out() {
         s.label_values("job", &[], early).unwrap(),
         vec!["a".to_string()]
     );
+}
+
+/// A batch answers each profile as [`Tsdb::ingest_raw`] would — a refused
+/// one gets its error and changes nothing, a retry is a duplicate — with
+/// one commit of the log (one sync where each profile alone takes one);
+/// everything it acknowledged is replayed from the log after a restart.
+#[test]
+fn a_batch_answers_as_single_writes_and_its_profiles_survive_a_restart() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let good = |job: &'static str, step: i64, v: i64| request(&(job, "1", "/p", step, v));
+    let mut bad = good("a", 3, 1);
+    bad.labels = Labels::from_pairs([("", "x")]);
+    let reqs = [
+        good("a", 1, 5),
+        bad,
+        good("b", 2, 7),
+        good("a", 1, 5),
+        good("a", 4, 9),
+    ];
+    let batch: Vec<(&IngestRequest, Option<&[u8]>)> = reqs.iter().map(|r| (r, None)).collect();
+    let always = crate::tsdb::wal::SyncPolicy::Always;
+    let a = store_syncing(dir_a.path(), always);
+    let b = store_syncing(dir_b.path(), always);
+    let syncs = |s: &Tsdb| s.wal.as_ref().map(|w| w.syncs()).unwrap();
+    let (a0, b0) = (syncs(&a), syncs(&b));
+    let batched = a.ingest_batch(&batch);
+    let single: Vec<_> = reqs.iter().map(|r| b.ingest_raw(r, None)).collect();
+    assert_eq!(syncs(&a) - a0, 1, "one sync for the batch");
+    assert_eq!(syncs(&b) - b0, 4, "one per stored profile or retry");
+    assert_eq!(batched.len(), reqs.len());
+    for (x, y) in batched.iter().zip(&single) {
+        match (x, y) {
+            (Ok(x), Ok(y)) => assert_eq!(
+                (x.samples, x.series, x.duplicate_series),
+                (y.samples, y.series, y.duplicate_series)
+            ),
+            (Err(x), Err(y)) => assert_eq!(x.to_string(), y.to_string()),
+            _ => panic!("batched {x:?}, single {y:?}"),
+        }
+    }
+    assert!(batched[1].is_err() && batched[3].as_ref().unwrap().is_duplicate());
+    assert_eq!(a.stats().profiles, 3);
+    assert_eq!(a.stats().profiles, b.stats().profiles);
+    assert_eq!(a.stats().samples, b.stats().samples);
+    let all: Vec<Matcher> = Vec::new();
+    let range = |s: &Tsdb| s.query_range(&all, TimeRange::ALL, None).unwrap();
+    let expected = range(&b);
+    assert_eq!(range(&a), expected);
+    // Three profiles stored, each in two series (one per sample type).
+    assert_eq!(expected.iter().map(|s| s.points.len()).sum::<usize>(), 6);
+    drop(a);
+    let a = store(dir_a.path());
+    assert_eq!(range(&a), expected, "replayed from the log");
 }

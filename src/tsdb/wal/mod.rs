@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -129,12 +129,18 @@ pub enum WalError {
     Poisoned,
 }
 
-impl From<WalError> for crate::ingest::IngestError {
+impl From<WalError> for crate::model::StorageError {
     fn from(e: WalError) -> Self {
         match &e {
-            WalError::Io { source, .. } => crate::model::StorageError::io("wal", &e, source).into(),
-            _ => crate::model::StorageError::new("wal", e).into(),
+            WalError::Io { source, .. } => crate::model::StorageError::io("wal", &e, source),
+            _ => crate::model::StorageError::new("wal", e),
         }
+    }
+}
+
+impl From<WalError> for crate::ingest::IngestError {
+    fn from(e: WalError) -> Self {
+        crate::model::StorageError::from(e).into()
     }
 }
 
@@ -204,6 +210,8 @@ pub struct Wal {
     dirty: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     syncer: Option<std::thread::JoinHandle<()>>,
+    /// Calls of [`Wal::sync`] (so commits under [`SyncPolicy::Always`]).
+    syncs: AtomicU64,
 }
 
 impl std::fmt::Debug for Wal {
@@ -338,7 +346,14 @@ impl Wal {
             dirty,
             stop,
             syncer,
+            syncs: AtomicU64::new(0),
         }
+    }
+
+    /// How many times [`Wal::sync`] ran (every commit under
+    /// [`SyncPolicy::Always`]; not the background syncs of an interval).
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 
     /// The log's directory.
@@ -427,6 +442,7 @@ impl Wal {
 
     /// Syncs the current segment now.
     pub fn sync(&self) -> Result<(), WalError> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         self.dirty.store(false, Ordering::Release);
         self.writer.lock().sync()
     }
