@@ -20,7 +20,7 @@ use crate::tsdb::index::labels::merge_sorted;
 use crate::tsdb::reader::{BlockReader, Filtered, SeriesGroup, SeriesPiece, SeriesReader};
 use crate::tsdb::tagged::RowFilter;
 use rustc_hash::FxHashMap;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// The series matching `matchers` with a profile in `range`, each
@@ -32,21 +32,32 @@ pub fn select(
     range: TimeRange,
     used: &mut dyn FnMut(&dyn BlockReader),
 ) -> Vec<SeriesGroup> {
-    let mut groups: BTreeMap<Labels, Vec<SeriesPiece>> = BTreeMap::new();
+    // The pieces of every part, sorted by labels (a stable sort: one
+    // series' pieces stay in part order), then grouped where the labels are
+    // equal. No label set is copied: under churn a query selects tens of
+    // thousands of series.
+    let mut pieces: Vec<SeriesPiece> = Vec::new();
     for part in parts.iter().filter(|p| p.overlaps(range.start, range.end)) {
         let series = select_part(*part, matchers, range);
         if !series.is_empty() {
             used(*part);
         }
         let replica = part.replica();
-        for s in series {
-            groups
-                .entry(s.labels().clone())
-                .or_default()
-                .push((replica, s));
-        }
+        pieces.extend(series.into_iter().map(|s| (replica, s)));
     }
-    groups.into_values().map(SeriesGroup::new).collect()
+    if !pieces.is_sorted_by(|a, b| a.1.labels() <= b.1.labels()) {
+        pieces.sort_by(|a, b| a.1.labels().cmp(b.1.labels()));
+    }
+    let mut groups = Vec::new();
+    let mut pieces = pieces.into_iter().peekable();
+    while let Some(first) = pieces.next() {
+        let mut group = vec![first];
+        while let Some(next) = pieces.next_if(|p| p.1.labels() == group[0].1.labels()) {
+            group.push(next);
+        }
+        groups.push(SeriesGroup::new(group));
+    }
+    groups
 }
 
 /// The series of one part matching `matchers` with a profile in `range`.
@@ -255,10 +266,16 @@ pub fn profile_types(
     matchers: &[Matcher],
     range: TimeRange,
 ) -> Vec<ProfileType> {
-    let types: BTreeSet<ProfileType> = select(parts, matchers, range, &mut |_| {})
-        .iter()
-        .map(|s| s.profile_type().clone())
-        .collect();
+    // A series has a profile in the range when any of its pieces has one:
+    // no need to group the pieces, nor to copy a type per series.
+    let mut types: BTreeSet<ProfileType> = BTreeSet::new();
+    for part in parts.iter().filter(|p| p.overlaps(range.start, range.end)) {
+        for s in select_part(*part, matchers, range) {
+            if !types.contains(s.profile_type()) {
+                types.insert(s.profile_type().clone());
+            }
+        }
+    }
     types.into_iter().collect()
 }
 

@@ -139,6 +139,13 @@ proptest! {
 
         for (ms, a, b) in &queries {
             let range = TimeRange::new(*a.min(b), *a.max(b)).unwrap();
+            let (groups, by_map) = select_and_by_map(&s, ms, range);
+            prop_assert_eq!(&groups, &by_map, "series groups {:?} {:?}", ms, range);
+            let types: BTreeSet<String> = groups.iter().map(|g| g.1.clone()).collect();
+            prop_assert_eq!(
+                s.profile_types(ms, range).unwrap().iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+                types.into_iter().collect::<Vec<_>>()
+            );
             prop_assert_eq!(
                 s.label_names(ms, range).unwrap(),
                 s.label_names_by_scan(ms, range),
@@ -153,6 +160,68 @@ proptest! {
             }
         }
     }
+}
+
+/// Each series group [`query::select`] returns — labels, profile type,
+/// replicas and pieces in part order — and the same from the obvious
+/// grouping of every part's pieces in a map keyed by labels.
+#[allow(clippy::type_complexity)]
+fn select_and_by_map(
+    s: &Tsdb,
+    ms: &[Matcher],
+    range: TimeRange,
+) -> (
+    Vec<(
+        Labels,
+        String,
+        Vec<Option<crate::tsdb::reader::Replica>>,
+        usize,
+    )>,
+    Vec<(
+        Labels,
+        String,
+        Vec<Option<crate::tsdb::reader::Replica>>,
+        usize,
+    )>,
+) {
+    let parts = s.state.read();
+    s.with_parts(&parts, |all| {
+        let fast = query::select(all, ms, range, &mut |_| {})
+            .iter()
+            .map(|g| {
+                (
+                    g.labels().clone(),
+                    g.profile_type().to_string(),
+                    g.replicas.clone(),
+                    g.parts.len(),
+                )
+            })
+            .collect();
+        let mut map: BTreeMap<Labels, (String, Vec<Option<crate::tsdb::reader::Replica>>, usize)> =
+            BTreeMap::new();
+        for part in all.iter().filter(|p| p.overlaps(range.start, range.end)) {
+            for piece in query::select_part(*part, ms, range) {
+                let e = map
+                    .entry(piece.labels().clone())
+                    .or_insert_with(|| (piece.profile_type().to_string(), Vec::new(), 0));
+                e.1.push(part.replica());
+                e.2 += 1;
+            }
+        }
+        let slow = map
+            .into_iter()
+            .map(|(l, (t, replicas, n))| {
+                // `SeriesGroup` keeps replicas only when one is set.
+                let replicas = if replicas.iter().any(Option::is_some) {
+                    replicas
+                } else {
+                    Vec::new()
+                };
+                (l, t, replicas, n)
+            })
+            .collect();
+        (fast, slow)
+    })
 }
 
 /// A head whose every series has a profile in the range answers from its
