@@ -194,13 +194,7 @@ impl Subject for Tsdb {
         for (req, _) in reqs {
             store_clock().fetch_max(req.received_at_ms, Ordering::SeqCst);
         }
-        let batch: Vec<(&IngestRequest, Option<&[u8]>)> = reqs
-            .iter()
-            .map(|(r, raw)| (r, Some(raw.as_slice())))
-            .collect();
-        for r in self.ingest_batch(&batch) {
-            each(&r?);
-        }
+        each_stored(self.ingest_batch(&as_batch(reqs)), each)?;
         if self.needs_maintenance() {
             self.maintain().expect("maintain");
         }
@@ -236,14 +230,7 @@ impl Subject for Columnar {
         reqs: &[(IngestRequest, Vec<u8>)],
         each: &mut dyn FnMut(&IngestSummary),
     ) -> Result<(), IngestError> {
-        let batch: Vec<(&IngestRequest, Option<&[u8]>)> = reqs
-            .iter()
-            .map(|(r, raw)| (r, Some(raw.as_slice())))
-            .collect();
-        for r in self.ingest_batch(&batch) {
-            each(&r?);
-        }
-        Ok(())
+        each_stored(self.ingest_batch(&as_batch(reqs)), each)
     }
     fn memory_bytes(&self) -> u64 {
         Columnar::memory_bytes(self).expect("duckdb_memory()")
@@ -252,6 +239,25 @@ impl Subject for Columnar {
         self.checkpoint().expect("CHECKPOINT");
         dir_bytes(dir)
     }
+}
+
+/// A round's requests as a batch for `ingest_batch`, each with its bytes.
+fn as_batch(reqs: &[(IngestRequest, Vec<u8>)]) -> Vec<(&IngestRequest, Option<&[u8]>)> {
+    reqs.iter()
+        .map(|(r, raw)| (r, Some(raw.as_slice())))
+        .collect()
+}
+
+/// Calls `each` with every stored profile's summary; the first error ends
+/// the run.
+fn each_stored(
+    results: Vec<Result<IngestSummary, IngestError>>,
+    each: &mut dyn FnMut(&IngestSummary),
+) -> Result<(), IngestError> {
+    for r in results {
+        each(&r?);
+    }
+    Ok(())
 }
 
 /// A profile's bytes as a Go program sends them: `runtime/pprof` gzips at

@@ -12,8 +12,10 @@
 //!
 //! Memory: a set that takes profiles keeps a hash map of growable columns
 //! (about 100 bytes per column besides its chunk). A full set of integer
-//! chunks is **sealed** ([`ChunkSet::push`] of its last profile, and sets
-//! read from blocks): its columns' bytes are packed into one buffer behind a
+//! chunks is **sealed** ([`ChunkSet::push`] of its last profile, sets read
+//! from blocks, and the open set of a head series that stopped receiving
+//! profiles: [`crate::tsdb::head::Head::seal_idle`]): its columns' bytes
+//! are packed into one buffer behind a
 //! sorted index of 24 bytes per column. Real profiles have many stacks seen
 //! in few profiles of a set, so most columns hold a few bytes and the
 //! per-column cost is most of a set. A sealed set is read in place; a push
@@ -274,8 +276,9 @@ impl ChunkSet {
     }
 
     /// Packs the columns of a set of integer chunks into one buffer (see
-    /// the [module docs](self)); sets of XOR chunks stay as they are.
-    fn seal(&mut self) {
+    /// the [module docs](self)); sets of XOR chunks stay as they are. A
+    /// later [`ChunkSet::push`] unpacks it again.
+    pub(crate) fn seal(&mut self) {
         if let Some(t) = &mut self.tagged {
             t.seal();
         }

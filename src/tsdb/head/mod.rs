@@ -452,6 +452,22 @@ impl Head {
         }
     }
 
+    /// Seals the open chunk sets whose newest profile is before `before`
+    /// (ms) in every series ([`MemSeries::seal_idle`]): a series that
+    /// stopped receiving profiles (a target gone, a process ended) keeps
+    /// its columns packed, about 24 bytes of index per column instead of
+    /// about 100 of growable column. Returns how many sets it sealed.
+    pub fn seal_idle(&self, before: i64) -> usize {
+        let mut sealed = 0;
+        for stripe in &self.by_ref {
+            let series: Vec<Arc<MemSeries>> = stripe.read().values().cloned().collect();
+            for s in series {
+                sealed += s.seal_idle(before);
+            }
+        }
+        sealed
+    }
+
     /// Bytes held by all chunks of all series.
     pub fn chunk_bytes(&self) -> usize {
         let mut total = 0;

@@ -234,6 +234,22 @@ impl MemSeries {
         self.data.lock().all_sets().map(ChunkSet::len).sum()
     }
 
+    /// Seals ([`ChunkSet::seal`]) the series' open sets whose newest
+    /// profile is before `before` (ms); returns how many it sealed. Answers
+    /// do not change; a later profile unpacks the set it goes to.
+    pub fn seal_idle(&self, before: i64) -> usize {
+        let mut d = self.data.lock();
+        let d = &mut *d;
+        let mut sealed = 0;
+        for s in d.sets.iter_mut().chain(d.ooo.iter_mut()) {
+            if !s.is_empty() && !s.is_sealed() && s.time_range().1 < before {
+                s.seal();
+                sealed += usize::from(s.is_sealed());
+            }
+        }
+        sealed
+    }
+
     /// Bytes held by the series' chunks.
     pub fn chunk_bytes(&self) -> usize {
         self.data.lock().all_sets().map(ChunkSet::bytes).sum()

@@ -23,6 +23,13 @@
 //! A crash between any two steps loses nothing: until step 4 the WAL still
 //! holds every profile, and replay skips what a block already holds (a
 //! duplicate).
+//!
+//! # Idle series
+//! At most every [`SEAL_EVERY_MS`] (by the store's clock), a run first seals
+//! the open chunk sets of head series without a profile in the last
+//! [`SEAL_IDLE_MS`] ([`crate::tsdb::head::Head::seal_idle`]): a target that
+//! went away keeps its columns packed until the cut takes them. This only
+//! changes how the head holds them in memory.
 
 use super::{Recovery, Tsdb};
 use crate::model::StackId;
@@ -51,6 +58,13 @@ fn store_block_symbols(meta: &MetaStore, s: &BlockSymbols) -> Result<(), MetaErr
     meta.ensure_stacks(st.len(), |i| st[i].0, |i| (*st[i].1).clone())?;
     Ok(())
 }
+
+/// A head series' open chunk set is sealed once its newest profile is this
+/// old (ms): five minutes, many scrape intervals of a live target.
+pub const SEAL_IDLE_MS: i64 = 5 * 60_000;
+
+/// How often (ms, by the store's clock) maintenance looks for idle series.
+pub const SEAL_EVERY_MS: i64 = 60_000;
 
 /// The maintenance thread and its stop flag.
 #[derive(Debug)]
@@ -274,12 +288,31 @@ impl Tsdb {
             || (since != i64::MAX && since.saturating_add(self.block_duration / 2) <= now)
     }
 
-    /// True when the head has a range due for a cut now, or the late head is
-    /// due for compaction.
+    /// True when the head has a range due for a cut now, the late head is
+    /// due for compaction, or idle series are due to be sealed.
     pub fn needs_maintenance(&self) -> bool {
         let now = self.limits.time.now_ms();
         let head = (*self.head_bounds.lock()).is_some_and(|(lo, _)| self.cut_due(lo, now));
-        head || self.late_due(now)
+        head || self.late_due(now) || self.seal_due(now)
+    }
+
+    /// True when idle series were last sealed [`SEAL_EVERY_MS`] or more
+    /// before `now` (see "Idle series" in the module docs).
+    fn seal_due(&self, now: i64) -> bool {
+        now.saturating_sub(self.last_seal.load(Relaxed)) >= SEAL_EVERY_MS
+    }
+
+    /// Seals the head's idle series when due; returns how many sets.
+    fn seal_idle(&self, now: i64) -> usize {
+        if !self.seal_due(now) {
+            return 0;
+        }
+        self.last_seal.store(now, Relaxed);
+        let sealed = self.head.seal_idle(now.saturating_sub(SEAL_IDLE_MS));
+        if sealed > 0 {
+            tracing::debug!(sealed, "sealed the chunk sets of idle series");
+        }
+        sealed
     }
 
     /// Waits until the head is due for a cut or `timeout` passes.
@@ -299,11 +332,12 @@ impl Tsdb {
         cv.notify_all();
     }
 
-    /// Runs maintenance: cuts the head's ranges that are due, compacts the
-    /// late head, applies retention and collects garbage when blocks were
-    /// written or deleted. Returns the number of blocks written. Without a
-    /// data directory, does nothing.
+    /// Runs maintenance: seals idle series when due, cuts the head's ranges
+    /// that are due, compacts the late head, applies retention and collects
+    /// garbage when blocks were written or deleted. Returns the number of
+    /// blocks written. Without a data directory, only seals.
     pub fn maintain(&self) -> Result<usize, MaintenanceError> {
+        self.seal_idle(self.limits.time.now_ms());
         if self.dir.is_none() {
             return Ok(0);
         }

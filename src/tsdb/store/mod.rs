@@ -216,6 +216,8 @@ pub struct Tsdb {
     /// Wall-clock time (ms) of the late head's first profile, `i64::MAX`
     /// while it is empty.
     late_since: AtomicI64,
+    /// When maintenance last sealed idle series (ms, store clock).
+    last_seal: AtomicI64,
     /// Profiles before this (ms) are in blocks; the head rejects them.
     min_valid: AtomicI64,
     /// `(min, max)` profile timestamps in the head, when it has any.
@@ -262,6 +264,7 @@ impl Tsdb {
             }),
             late_profiles: AtomicU64::new(0),
             late_since: AtomicI64::new(i64::MAX),
+            last_seal: AtomicI64::new(i64::MIN),
             min_valid: AtomicI64::new(i64::MIN),
             head_bounds: Mutex::new(None),
             block_duration: if config.block_duration_ms > 0 {

@@ -162,28 +162,23 @@ proptest! {
     }
 }
 
+/// A series group as the test compares it: labels, profile type, the
+/// replicas of its pieces and how many pieces.
+type GroupView = (
+    Labels,
+    String,
+    Vec<Option<crate::tsdb::reader::Replica>>,
+    usize,
+);
+
 /// Each series group [`query::select`] returns — labels, profile type,
 /// replicas and pieces in part order — and the same from the obvious
 /// grouping of every part's pieces in a map keyed by labels.
-#[allow(clippy::type_complexity)]
 fn select_and_by_map(
     s: &Tsdb,
     ms: &[Matcher],
     range: TimeRange,
-) -> (
-    Vec<(
-        Labels,
-        String,
-        Vec<Option<crate::tsdb::reader::Replica>>,
-        usize,
-    )>,
-    Vec<(
-        Labels,
-        String,
-        Vec<Option<crate::tsdb::reader::Replica>>,
-        usize,
-    )>,
-) {
+) -> (Vec<GroupView>, Vec<GroupView>) {
     let parts = s.state.read();
     s.with_parts(&parts, |all| {
         let fast = query::select(all, ms, range, &mut |_| {})
@@ -197,8 +192,7 @@ fn select_and_by_map(
                 )
             })
             .collect();
-        let mut map: BTreeMap<Labels, (String, Vec<Option<crate::tsdb::reader::Replica>>, usize)> =
-            BTreeMap::new();
+        let mut map = BTreeMap::<Labels, (String, Vec<_>, usize)>::new();
         for part in all.iter().filter(|p| p.overlaps(range.start, range.end)) {
             for piece in query::select_part(*part, ms, range) {
                 let e = map
@@ -314,4 +308,79 @@ fn a_batch_answers_as_single_writes_and_its_profiles_survive_a_restart() {
     drop(a);
     let a = store(dir_a.path());
     assert_eq!(range(&a), expected, "replayed from the log");
+}
+
+/// Maintenance seals the open chunk sets of series idle for
+/// [`maintenance::SEAL_IDLE_MS`] (a target that went away): the head holds
+/// fewer bytes, answers do not change, and a later profile of the series is
+/// stored as in a store that never sealed.
+#[test]
+fn idle_series_are_sealed_and_answer_as_before() {
+    let now = Arc::new(AtomicI64::new(T0));
+    let open = |dir: &std::path::Path| {
+        Tsdb::open(TsdbConfig {
+            data_dir: Some(dir.to_path_buf()),
+            block_duration_ms: 120 * MINUTE,
+            limits: Limits {
+                time: TimePolicy {
+                    max_future_ms: 365 * 86_400_000,
+                    retention_ms: None,
+                    clock: Clock::manual(now.clone()),
+                },
+                ..Limits::default()
+            },
+            ..TsdbConfig::default()
+        })
+        .unwrap()
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (sealing, never) = (open(dir_a.path()), open(dir_b.path()));
+    let write = |w: &Write| {
+        for s in [&sealing, &never] {
+            s.ingest_raw(&request(w), None).unwrap();
+        }
+    };
+    // `a` stops after 20 s; `b` goes on. Several stacks make columns.
+    for step in 0..3 {
+        write(&("a", "1", "/p", step, 3));
+        write(&("a", "1", "/q", step, 5));
+        write(&("b", "1", "/p", step, 7));
+    }
+    let all: Vec<Matcher> = Vec::new();
+    let cpu = [Matcher::new(
+        MatchOp::Equal,
+        "__name__",
+        "process_cpu:cpu:nanoseconds:cpu:nanoseconds:delta",
+    )
+    .unwrap()];
+    let answers = |s: &Tsdb| {
+        (
+            s.query_range(&all, TimeRange::ALL, None).unwrap(),
+            s.merge(&cpu, TimeRange::ALL).unwrap(),
+        )
+    };
+    // The first run seals nothing: nothing is idle yet.
+    now.store(T0 + 30_000, std::sync::atomic::Ordering::SeqCst);
+    sealing.maintain().unwrap();
+    let bytes = sealing.head().chunk_bytes();
+    assert_eq!(bytes, never.head().chunk_bytes());
+    // Six minutes later `a` is idle; `b` got a profile meanwhile.
+    now.store(T0 + 6 * MINUTE, std::sync::atomic::Ordering::SeqCst);
+    write(&("b", "1", "/p", 35, 7));
+    let before = answers(&sealing);
+    assert!(sealing.needs_maintenance());
+    sealing.maintain().unwrap();
+    assert!(
+        sealing.head().chunk_bytes() < never.head().chunk_bytes(),
+        "{} bytes sealed, {} not",
+        sealing.head().chunk_bytes(),
+        never.head().chunk_bytes()
+    );
+    assert!(!sealing.needs_maintenance(), "sealed a minute ago");
+    assert_eq!(answers(&sealing), before);
+    assert_eq!(answers(&sealing), answers(&never));
+    // `a` comes back: its set takes the profile as if never sealed.
+    write(&("a", "1", "/p", 37, 11));
+    write(&("a", "1", "/r", 38, 13));
+    assert_eq!(answers(&sealing), answers(&never));
 }
