@@ -85,6 +85,14 @@
 //! - latency p50 / p99 per query kind (nearest rank: with 5 or 7
 //!   repetitions, p99 is the slowest one).
 //!
+//! # Parca's layout
+//! At the last checkpoint of each run of at most [`LAYOUT_MAX_SAMPLES`]
+//! samples, the DuckDB backend's rows are rewritten in Parca's own layout
+//! (`profstore::columnar::Wide`: labels as a `MAP`, the stack inline as
+//! `LIST<STRUCT>`) by one bulk load, and merges, range queries and series
+//! over the newest hour are timed in both layouts, answers checked to
+//! agree: rows/s of the build, bytes on disk and in memory, p50s.
+//!
 //! Output: `compare.md` (the tables, also printed), `compare.json` (every
 //! figure) and one SVG per scenario in `--out`.
 
@@ -153,6 +161,15 @@ trait Subject: Storage + Sized {
     /// Puts everything into its final on-disk form; returns the bytes on
     /// disk under `dir`.
     fn settle_on_disk(&self, dir: &Path) -> u64;
+    /// The figures of Parca's layout built from this backend's data (see
+    /// [`parca_layout`]), for the DuckDB backend.
+    fn parca_layout(
+        &self,
+        _q: &LayoutQueries,
+        _reps: usize,
+    ) -> Result<Option<Layout>, Box<dyn std::error::Error>> {
+        Ok(None)
+    }
 }
 
 /// The store's clock in the runner: moved to each request's receive time
@@ -234,6 +251,13 @@ impl Subject for Columnar {
     }
     fn memory_bytes(&self) -> u64 {
         Columnar::memory_bytes(self).expect("duckdb_memory()")
+    }
+    fn parca_layout(
+        &self,
+        q: &LayoutQueries,
+        reps: usize,
+    ) -> Result<Option<Layout>, Box<dyn std::error::Error>> {
+        parca_layout(self, q, reps).map(Some)
     }
     fn settle_on_disk(&self, dir: &Path) -> u64 {
         self.checkpoint().expect("CHECKPOINT");
@@ -597,6 +621,9 @@ struct Point {
     /// the backends.
     #[serde(skip)]
     answers: BTreeMap<String, i128>,
+    /// Parca's layout built from the DuckDB backend's rows, at the last
+    /// checkpoint of a run of at most [`LAYOUT_MAX_SAMPLES`].
+    parca_layout: Option<Layout>,
 }
 
 impl Point {
@@ -777,6 +804,18 @@ fn measure<B: Subject>(
         } else {
             Vec::new()
         };
+        let parca_layout = if last && samples <= LAYOUT_MAX_SAMPLES {
+            bar.set_message(format!(
+                "{} x={} {}: Parca's layout",
+                sc.name,
+                run.x,
+                B::NAME
+            ));
+            let q = LayoutQueries::new(&run.spec, upto, newest, &cpu, dir.path())?;
+            backend.parca_layout(&q, reps)?
+        } else {
+            None
+        };
         points.push(Point {
             scenario: sc.name.to_string(),
             backend: B::NAME.to_string(),
@@ -793,10 +832,137 @@ fn measure<B: Subject>(
             disk_parts,
             latency_ms,
             answers,
+            parca_layout,
         });
     }
     drop(backend);
     Ok(points)
+}
+
+/// Runs up to this many samples also get Parca's layout measured (its
+/// bulk build and its merges take seconds per million rows).
+const LAYOUT_MAX_SAMPLES: u64 = 2_000_000;
+
+/// The queries both DuckDB layouts answer, over the newest hour.
+struct LayoutQueries {
+    hour: TimeRange,
+    all: Vec<Matcher>,
+    one: Vec<Matcher>,
+    path: PathBuf,
+}
+
+impl LayoutQueries {
+    fn new(
+        spec: &WorkloadSpec,
+        scrapes: usize,
+        newest: i64,
+        cpu: &str,
+        dir: &Path,
+    ) -> Result<LayoutQueries, Box<dyn std::error::Error>> {
+        const HOUR: i64 = 3600 * 1000;
+        Ok(LayoutQueries {
+            hour: TimeRange::new((newest - HOUR).max(spec.start_ms), newest)?,
+            all: parse_selector(&format!(r#"{{__name__="{cpu}"}}"#))?,
+            one: parse_selector(&format!(
+                r#"{{__name__="{cpu}", instance="{}"}}"#,
+                spec.instance(0, scrapes - 1)
+            ))?,
+            path: dir.join("parca-layout.duckdb"),
+        })
+    }
+}
+
+/// Parca's layout next to the flat one, on the same rows (see
+/// `profstore::columnar::Wide`).
+#[derive(Debug, Clone, Serialize)]
+struct Layout {
+    rows: u64,
+    /// The bulk `CREATE TABLE … AS SELECT` from the flat tables (s).
+    build_secs: f64,
+    disk_bytes: u64,
+    /// `duckdb_memory()` of the wide database after its queries.
+    memory_bytes: u64,
+    /// Query kind → (wide p50, flat p50) in ms, the same windows.
+    latency_ms: BTreeMap<String, (f64, f64)>,
+}
+
+/// Builds Parca's layout from `c`'s rows, then times merges, range queries
+/// and series over the newest hour in both layouts and checks that they
+/// agree.
+fn parca_layout(
+    c: &Columnar,
+    q: &LayoutQueries,
+    reps: usize,
+) -> Result<Layout, Box<dyn std::error::Error>> {
+    let t = Instant::now();
+    let w = c.export_wide(&q.path)?;
+    let build_secs = t.elapsed().as_secs_f64();
+    let disk_bytes = std::fs::metadata(&q.path)?.len();
+    let mut latency_ms = BTreeMap::new();
+    type Run<'a> = Box<dyn Fn() -> Result<(u64, i128), Box<dyn std::error::Error>> + 'a>;
+    let kinds: Vec<(&str, Run, Run)> = vec![
+        (
+            "merge_one_1h",
+            Box::new(|| Ok(w.merge(&q.one, q.hour).map(|a| (0, a.total))?)),
+            Box::new(|| Ok((0, i128::from(c.merge(&q.one, q.hour)?.total())))),
+        ),
+        (
+            "merge_all_1h",
+            Box::new(|| Ok(w.merge(&q.all, q.hour).map(|a| (0, a.total))?)),
+            Box::new(|| Ok((0, i128::from(c.merge(&q.all, q.hour)?.total())))),
+        ),
+        (
+            "range_all_1h",
+            Box::new(|| Ok(w.range(&q.all, q.hour).map(|a| (a.groups, a.total))?)),
+            Box::new(|| {
+                let pts = c.query_range(&q.all, q.hour, None)?;
+                let n = pts.iter().map(|p| p.points.len() as u64).sum();
+                let sum = pts
+                    .iter()
+                    .flat_map(|p| p.points.iter().map(|&(_, v)| i128::from(v)))
+                    .sum();
+                Ok((n, sum))
+            }),
+        ),
+        (
+            "series",
+            Box::new(|| Ok(w.series(&q.all, q.hour).map(|a| (a.groups, 0))?)),
+            Box::new(|| Ok((c.series(&q.all, q.hour)?.len() as u64, 0))),
+        ),
+    ];
+    for (name, wide, flat) in &kinds {
+        let (mut tw, mut tf) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            let t = Instant::now();
+            let a = wide()?;
+            tw.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            let b = flat()?;
+            tf.push(t.elapsed().as_secs_f64() * 1e3);
+            if a != b {
+                return Err(format!(
+                    "Parca's layout answers {name} with {a:?}, the flat one {b:?}"
+                )
+                .into());
+            }
+        }
+        tw.sort_by(f64::total_cmp);
+        tf.sort_by(f64::total_cmp);
+        latency_ms.insert(name.to_string(), (percentile(&tw, 50), percentile(&tf, 50)));
+    }
+    let layout = Layout {
+        rows: w.rows()?,
+        build_secs,
+        disk_bytes,
+        memory_bytes: w.memory_bytes()?,
+        latency_ms,
+    };
+    drop(kinds);
+    drop(w);
+    std::fs::remove_file(&q.path)?;
+    // DuckDB's log of the file, when one is left.
+    let _ = std::fs::remove_file(q.path.with_extension("duckdb.wal"));
+    Ok(layout)
 }
 
 type QueryFigures = (BTreeMap<String, (f64, f64)>, BTreeMap<String, i128>);
@@ -1104,7 +1270,58 @@ fn report(
             md.push('\n');
         }
     }
+    parca_layout_table(&mut md, points, reps);
     md
+}
+
+/// The table of Parca's layout next to the flat one, for the runs that
+/// measured it.
+fn parca_layout_table(md: &mut String, points: &[Point], reps: usize) {
+    let rows: Vec<(&Point, &Layout)> = points
+        .iter()
+        .filter_map(|p| Some((p, p.parca_layout.as_ref()?)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "### Parca's DuckDB layout
+
+         The DuckDB backend's rows rewritten as Parca's backend keeps them (labels as a \
+         `MAP`, the stack inline as `LIST<STRUCT>`, one wide row per sample; \
+         `profstore::columnar::Wide`) by one bulk `CREATE TABLE … AS SELECT`, at the last \
+         checkpoint of each run of at most {LAYOUT_MAX_SAMPLES} samples. Build: rows/s of that \
+         bulk load (an upper bound on the layout's ingest). Queries over the newest hour, \
+         p50 of {reps} runs in ms as Parca's layout / the flat layout, answers checked to agree.\n\n\
+         | scenario | samples | build rows/s | disk B/sample (Parca / flat) | memory B/sample | \
+         merge_one_1h | merge_all_1h | range_all_1h | series |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for (p, l) in rows {
+        let lat = |q: &str| {
+            l.latency_ms.get(q).map_or("–".to_string(), |(w, f)| {
+                format!("{} / {}", fmt_num(*w), fmt_num(*f))
+            })
+        };
+        let per = |b: u64| fmt_num(b as f64 / p.samples.max(1) as f64);
+        let _ = writeln!(
+            md,
+            "| {} x={} | {} | {} | {} / {} | {} | {} | {} | {} | {} |",
+            p.scenario,
+            p.x,
+            p.samples,
+            fmt_num(l.rows as f64 / l.build_secs),
+            per(l.disk_bytes),
+            p.disk_per_sample().map_or("–".into(), fmt_num),
+            per(l.memory_bytes),
+            lat("merge_one_1h"),
+            lat("merge_all_1h"),
+            lat("range_all_1h"),
+            lat("series"),
+        );
+    }
+    md.push('\n');
 }
 
 // ---- the plots ----

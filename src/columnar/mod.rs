@@ -48,6 +48,10 @@
 //!   them) are appended sorted by (series_id, ts, stack_id), so that a
 //!   batch lays down runs of one series with its stack ids ascending.
 //!
+//! Parca's own layout is kept as a measured variant: [`Wide`] rewrites a
+//! database's rows into it ([`Columnar::export_wide`]) and answers merges,
+//! range queries and series there, for the comparison runner.
+//!
 //! Series labels *are* a `MAP(VARCHAR, VARCHAR)` as in Parca, in the small
 //! `series` table (one row per series), built from the appended flat
 //! `series_labels` rows by one `INSERT … SELECT map(…)` per ingest that
@@ -86,6 +90,7 @@ mod dimensions;
 mod sql;
 #[cfg(test)]
 mod tests;
+mod wide;
 
 use crate::engine::{
     check_step, IngestStats, Limits, Partial, Pick, QueryError, RefreshMetrics, SeriesPoints,
@@ -103,6 +108,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+pub use wide::{Answer, Wide};
 
 /// Errors of the columnar layer.
 #[derive(Debug, thiserror::Error)]

@@ -39,10 +39,7 @@ impl ToSql for Arg {
 pub fn select_series(matchers: &[Matcher], range: TimeRange) -> (String, Vec<Arg>) {
     let mut sql = String::from("SELECT s.series_id FROM series s WHERE ");
     let mut args = Vec::new();
-    for m in matchers {
-        push_matcher(&mut sql, &mut args, m);
-        sql.push_str(" AND ");
-    }
+    push_matchers(&mut sql, &mut args, matchers);
     sql.push_str(
         "EXISTS (SELECT 1 FROM profiles p WHERE p.series_id = s.series_id AND p.ts BETWEEN ? AND ?) \
          ORDER BY s.series_id",
@@ -50,6 +47,15 @@ pub fn select_series(matchers: &[Matcher], range: TimeRange) -> (String, Vec<Arg
     args.push(Arg::Int(range.start));
     args.push(Arg::Int(range.end));
     (sql, args)
+}
+
+/// Appends `cond AND ` for each matcher: conditions on the `labels` map of
+/// the table aliased `s`, with their parameters.
+pub fn push_matchers(sql: &mut String, args: &mut Vec<Arg>, matchers: &[Matcher]) {
+    for m in matchers {
+        push_matcher(sql, args, m);
+        sql.push_str(" AND ");
+    }
 }
 
 fn push_matcher(sql: &mut String, args: &mut Vec<Arg>, m: &Matcher) {

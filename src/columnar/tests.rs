@@ -227,3 +227,84 @@ fn layout_timing() {
         "CREATE TEMP TABLE m2 AS SELECT stack, sum(value) FROM nested WHERE series_id < 50 GROUP BY ALL",
     );
 }
+
+/// Parca's layout ([`Wide`]) built from the flat tables answers merges,
+/// range queries and series with the flat layout's totals; it is written
+/// only to a new file.
+#[test]
+fn the_wide_layout_answers_as_the_flat_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Columnar::open(Some(&dir.path().join("flat.duckdb"))).unwrap();
+    let heap = std::fs::read("testdata/pprof/parca/alloc_objects.pb.gz").unwrap();
+    let cpu = std::fs::read("testdata/pprof/parca/cpu_labels.pb.gz").unwrap();
+    let decode = crate::engine::Limits::default().decode;
+    for (i, job) in ["a", "b"].into_iter().enumerate() {
+        for t in 0..3 {
+            let ts = 1000 + t * 10_000 + i as i64;
+            for body in [&heap, &cpu] {
+                let mut profile = crate::pprof::decode(body, &decode).unwrap();
+                profile.time_nanos = ts * 1_000_000;
+                // A sample without frames: an empty stack, kept by both.
+                profile.sample.push(crate::proto::pprof::Sample {
+                    value: vec![7; profile.sample_type.len()],
+                    ..Default::default()
+                });
+                let req = IngestRequest {
+                    name: None,
+                    labels: Labels::from_pairs([("job", job)]),
+                    delta: None,
+                    profile,
+                    received_at_ms: ts,
+                };
+                c.ingest_raw(&req, None).unwrap();
+            }
+        }
+    }
+    let path = dir.path().join("wide.duckdb");
+    let w = c.export_wide(&path).unwrap();
+    assert_eq!(
+        w.rows().unwrap(),
+        c.stats().samples,
+        "one row per (profile, stack) sample"
+    );
+    let window = TimeRange::new(1000, 11_000).unwrap();
+    let mut checked = 0;
+    for ty in c.profile_types(&[], TimeRange::ALL).unwrap() {
+        for job in [None, Some("a")] {
+            let mut sel = vec![Matcher::new(MatchOp::Equal, METRIC_NAME, ty.to_string()).unwrap()];
+            if let Some(job) = job {
+                sel.push(Matcher::new(MatchOp::Equal, "job", job).unwrap());
+            }
+            for range in [TimeRange::ALL, window] {
+                let flat = c.merge(&sel, range).unwrap();
+                let wide = w.merge(&sel, range).unwrap();
+                assert_eq!(
+                    wide.total,
+                    i128::from(flat.total()),
+                    "{ty} {job:?} {range:?}"
+                );
+                // Numeric labels and pprof label groups split the flat
+                // merge's samples further than the inline stack does.
+                assert!(wide.groups > 0 && wide.groups <= flat.samples.len() as u64);
+                let points = c.query_range(&sel, range, None).unwrap();
+                let wide = w.range(&sel, range).unwrap();
+                let n: usize = points.iter().map(|p| p.points.len()).sum();
+                let sum: i128 = points
+                    .iter()
+                    .flat_map(|p| p.points.iter().map(|&(_, v)| i128::from(v)))
+                    .sum();
+                assert_eq!((wide.groups, wide.total), (n as u64, sum), "{ty} {job:?}");
+                let series = c.series(&sel, range).unwrap();
+                assert_eq!(w.series(&sel, range).unwrap().groups, series.len() as u64);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 8, "both profiles' types were checked");
+    // A second export to the same file is refused and leaves it as it is.
+    drop(w);
+    let before = std::fs::read(&path).unwrap();
+    let err = c.export_wide(&path).unwrap_err();
+    assert!(err.to_string().contains("exists"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
