@@ -804,6 +804,8 @@ fn measure<B: Subject>(
         } else {
             Vec::new()
         };
+        // Before Parca's layout is built in this process.
+        let peak_rss_growth_bytes = peak_rss_bytes().saturating_sub(rss0);
         let parca_layout = if last && samples <= LAYOUT_MAX_SAMPLES {
             bar.set_message(format!(
                 "{} x={} {}: Parca's layout",
@@ -827,7 +829,7 @@ fn measure<B: Subject>(
             segment_profiles: seg_p,
             segment_samples: seg_s,
             memory_bytes,
-            peak_rss_growth_bytes: peak_rss_bytes().saturating_sub(rss0),
+            peak_rss_growth_bytes,
             disk_bytes,
             disk_parts,
             latency_ms,
