@@ -1272,13 +1272,13 @@ fn report(
             md.push('\n');
         }
     }
-    parca_layout_table(&mut md, points, reps);
+    parca_layout_table(&mut md, scenarios, points, reps);
     md
 }
 
 /// The table of Parca's layout next to the flat one, for the runs that
 /// measured it.
-fn parca_layout_table(md: &mut String, points: &[Point], reps: usize) {
+fn parca_layout_table(md: &mut String, scenarios: &[Scenario], points: &[Point], reps: usize) {
     let rows: Vec<(&Point, &Layout)> = points
         .iter()
         .filter_map(|p| Some((p, p.parca_layout.as_ref()?)))
@@ -1288,8 +1288,7 @@ fn parca_layout_table(md: &mut String, points: &[Point], reps: usize) {
     }
     let _ = writeln!(
         md,
-        "### Parca's DuckDB layout
-
+        "### Parca's DuckDB layout\n\n\
          The DuckDB backend's rows rewritten as Parca's backend keeps them (labels as a \
          `MAP`, the stack inline as `LIST<STRUCT>`, one wide row per sample; \
          `profstore::columnar::Wide`) by one bulk `CREATE TABLE … AS SELECT`, at the last \
@@ -1301,6 +1300,14 @@ fn parca_layout_table(md: &mut String, points: &[Point], reps: usize) {
          |---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for (p, l) in rows {
+        // The run: a real kind's name, or the scenario's x.
+        let sc = scenarios.iter().find(|s| s.name == p.scenario);
+        let run = sc.and_then(|s| s.runs.iter().find(|r| r.x == p.x));
+        let name = match (sc, run.and_then(|r| r.recorded.as_ref())) {
+            (_, Some(rec)) => format!("{} {}", p.scenario, rec.kind),
+            (Some(s), None) if s.runs.len() > 1 => format!("{} {}", p.scenario, p.x),
+            _ => p.scenario.clone(),
+        };
         let lat = |q: &str| {
             l.latency_ms.get(q).map_or("–".to_string(), |(w, f)| {
                 format!("{} / {}", fmt_num(*w), fmt_num(*f))
@@ -1309,9 +1316,7 @@ fn parca_layout_table(md: &mut String, points: &[Point], reps: usize) {
         let per = |b: u64| fmt_num(b as f64 / p.samples.max(1) as f64);
         let _ = writeln!(
             md,
-            "| {} x={} | {} | {} | {} / {} | {} | {} | {} | {} | {} |",
-            p.scenario,
-            p.x,
+            "| {name} | {} | {} | {} / {} | {} | {} | {} | {} | {} |",
             p.samples,
             fmt_num(l.rows as f64 / l.build_secs),
             per(l.disk_bytes),
