@@ -37,14 +37,26 @@ pub fn select(
     // equal. No label set is copied: under churn a query selects tens of
     // thousands of series.
     let mut pieces: Vec<SeriesPiece> = Vec::new();
+    let mut contributing = 0;
     for part in parts.iter().filter(|p| p.overlaps(range.start, range.end)) {
         let series = select_part(*part, matchers, range);
         if !series.is_empty() {
             used(*part);
+            contributing += 1;
         }
         let replica = part.replica();
         pieces.extend(series.into_iter().map(|s| (replica, s)));
     }
+    if contributing <= 1 {
+        // One part holds each series once, in label order
+        // ([`BlockReader::select_series`]): every piece is a group.
+        return pieces
+            .into_iter()
+            .map(|p| SeriesGroup::new(vec![p]))
+            .collect();
+    }
+    // Each part's pieces are in label order: the stable sort merges these
+    // runs.
     if !pieces.is_sorted_by(|a, b| a.1.labels() <= b.1.labels()) {
         pieces.sort_by(|a, b| a.1.labels().cmp(b.1.labels()));
     }

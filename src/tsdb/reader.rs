@@ -43,7 +43,7 @@ pub trait BlockReader {
     /// True when the part may hold profiles in `[start, end]`.
     fn overlaps(&self, start: i64, end: i64) -> bool;
     /// The series matching `matchers` (all when empty) with a profile in
-    /// `[start, end]`.
+    /// `[start, end]`, each once, sorted by labels.
     fn select_series(
         &self,
         matchers: &[Matcher],

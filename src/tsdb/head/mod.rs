@@ -44,6 +44,7 @@
 //! [`Head::select_in_range`] does. Either way the answer is the one a scan
 //! of `select_in_range`'s series gives.
 
+mod order;
 pub mod series;
 
 pub use series::{Appended, MemSeries};
@@ -194,6 +195,8 @@ pub struct Head {
     /// series ref → series, striped by ref.
     by_ref: Vec<RwLock<FxHashMap<SeriesRef, Arc<MemSeries>>>>,
     postings: RwLock<MemPostings>,
+    /// Every series in label order, for large selections.
+    order: order::LabelOrder,
     /// Empty series and time bounds, for label queries.
     extent: Arc<Extent>,
     next_ref: AtomicU32,
@@ -216,6 +219,7 @@ impl Head {
             stripes: (0..STRIPES).map(|_| RwLock::default()).collect(),
             by_ref: (0..STRIPES).map(|_| RwLock::default()).collect(),
             postings: RwLock::new(MemPostings::new()),
+            order: order::LabelOrder::default(),
             extent: Arc::new(Extent::default()),
             next_ref: AtomicU32::new(1),
             num_series: AtomicUsize::new(0),
@@ -283,6 +287,8 @@ impl Head {
         self.by_ref[(sref.0 as usize) % STRIPES]
             .write()
             .insert(sref, s.clone());
+        // In the order before the postings: see `order`'s invariants.
+        self.order.add(s.clone());
         self.postings.write().add(sref, &s.labels);
         Ok(s)
     }
@@ -298,28 +304,43 @@ impl Head {
     /// Series matching `matchers` (all series when `matchers` is empty),
     /// sorted by series ref.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
-        let bitmap = {
-            let p = self.postings.read();
-            if matchers.is_empty() {
-                p.all().clone()
-            } else {
-                select(&p, matchers)
-            }
-        };
-        bitmap
+        self.selection(matchers)
             .iter()
             .filter_map(|r| self.series(SeriesRef(r)))
             .collect()
     }
 
-    /// Series matching `matchers` that have a profile in `[start, end]` (ms).
+    /// The refs of the series matching `matchers` (all when empty).
+    fn selection(&self, matchers: &[Matcher]) -> Bitmap {
+        let p = self.postings.read();
+        if matchers.is_empty() {
+            p.all().clone()
+        } else {
+            select(&p, matchers)
+        }
+    }
+
+    /// Series matching `matchers` that have a profile in `[start, end]` (ms),
+    /// sorted by labels: a large selection in the head's kept label order,
+    /// a small one sorted (see [`order`]).
     pub fn select_in_range(
         &self,
         matchers: &[Matcher],
         start: i64,
         end: i64,
     ) -> Vec<Arc<MemSeries>> {
-        let mut v = self.select(matchers);
+        let bitmap = self.selection(matchers);
+        let n = self.num_series();
+        let mut v = if order::use_order(bitmap.cardinality(), n as u64) {
+            self.order.select(&bitmap, |r| self.series(r).is_some(), n)
+        } else {
+            let mut v: Vec<Arc<MemSeries>> = bitmap
+                .iter()
+                .filter_map(|r| self.series(SeriesRef(r)))
+                .collect();
+            v.sort_by(|a, b| a.labels.cmp(&b.labels));
+            v
+        };
         v.retain(|s| s.overlaps(start, end));
         v
     }
@@ -436,8 +457,10 @@ impl Head {
         }
     }
 
-    /// Releases the memory of series maps left sparse by removals.
+    /// Releases the memory of series maps left sparse by removals, and of
+    /// removed series still in the label order.
     pub fn shrink(&self) {
+        self.order.purge(|r| self.series(r).is_some());
         for stripe in &self.stripes {
             let mut m = stripe.write();
             if m.capacity() > 4 * m.len() + 64 {
@@ -479,8 +502,8 @@ impl Head {
         total
     }
 
-    /// Approximate bytes held by the postings.
+    /// Approximate bytes held by the postings and the label order.
     pub fn postings_bytes(&self) -> usize {
-        self.postings.read().size_bytes()
+        self.postings.read().size_bytes() + self.order.size_bytes()
     }
 }
