@@ -304,8 +304,12 @@ impl Head {
     /// Series matching `matchers` (all series when `matchers` is empty),
     /// sorted by series ref.
     pub fn select(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
-        self.selection(matchers)
-            .iter()
+        self.resolve(&self.selection(matchers))
+    }
+
+    /// The series of the refs in `refs` still in the head, by ref.
+    fn resolve(&self, refs: &Bitmap) -> Vec<Arc<MemSeries>> {
+        refs.iter()
             .filter_map(|r| self.series(SeriesRef(r)))
             .collect()
     }
@@ -334,10 +338,7 @@ impl Head {
         let mut v = if order::use_order(bitmap.cardinality(), n as u64) {
             self.order.select(&bitmap, |r| self.series(r).is_some(), n)
         } else {
-            let mut v: Vec<Arc<MemSeries>> = bitmap
-                .iter()
-                .filter_map(|r| self.series(SeriesRef(r)))
-                .collect();
+            let mut v = self.resolve(&bitmap);
             v.sort_by(|a, b| a.labels.cmp(&b.labels));
             v
         };

@@ -65,7 +65,7 @@ impl LabelOrder {
         let mut inner = self.inner.lock();
         inner.merge_pending();
         if inner.sorted.len() > 2 * num_series + 64 {
-            inner.sorted.retain(|s| live(s.sref));
+            inner.purge(live);
         }
         let mut out = Vec::with_capacity(selected.cardinality() as usize);
         out.extend(
@@ -80,9 +80,7 @@ impl LabelOrder {
 
     /// Drops the series `live` says the head no longer holds.
     pub fn purge(&self, live: impl Fn(SeriesRef) -> bool) {
-        let mut inner = self.inner.lock();
-        inner.sorted.retain(|s| live(s.sref));
-        inner.pending.retain(|s| live(s.sref));
+        self.inner.lock().purge(live);
     }
 
     /// Bytes of the two lists.
@@ -93,6 +91,12 @@ impl LabelOrder {
 }
 
 impl Inner {
+    /// Drops the series `live` says the head no longer holds.
+    fn purge(&mut self, live: impl Fn(SeriesRef) -> bool) {
+        self.sorted.retain(|s| live(s.sref));
+        self.pending.retain(|s| live(s.sref));
+    }
+
     /// Sorts the pending series into `sorted`.
     fn merge_pending(&mut self) {
         if self.pending.is_empty() {
