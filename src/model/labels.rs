@@ -10,6 +10,7 @@
 //! type.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The reserved label that holds the profile type of a series.
 pub const METRIC_NAME: &str = "__name__";
@@ -24,13 +25,19 @@ pub struct Label {
 }
 
 /// A sorted set of labels with unique names.
+///
+/// The pairs are shared: a clone is a reference count, and a change
+/// ([`Labels::set`], [`Labels::remove`]) copies them first when another
+/// clone holds them (copy on write). Queries hand out a label set per
+/// series they answer; under churn that is tens of thousands of clones,
+/// which copying would turn into a dozen allocations each.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<Label>);
+pub struct Labels(Arc<Vec<Label>>);
 
 impl Labels {
     /// The empty label set.
     pub fn new() -> Self {
-        Labels(Vec::new())
+        Labels::default()
     }
 
     /// Builds a label set from pairs. Later pairs win over earlier ones with
@@ -49,11 +56,12 @@ impl Labels {
     pub fn set(&mut self, name: String, value: String) {
         match self.0.binary_search_by(|l| l.name.as_str().cmp(&name)) {
             Ok(i) if value.is_empty() => {
-                self.0.remove(i);
+                Arc::make_mut(&mut self.0).remove(i);
             }
-            Ok(i) => self.0[i].value = value,
+            Ok(i) if self.0[i].value == value => {}
+            Ok(i) => Arc::make_mut(&mut self.0)[i].value = value,
             Err(_) if value.is_empty() => {}
-            Err(i) => self.0.insert(i, Label { name, value }),
+            Err(i) => Arc::make_mut(&mut self.0).insert(i, Label { name, value }),
         }
     }
 
@@ -67,10 +75,11 @@ impl Labels {
 
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        self.0
+        let i = self
+            .0
             .binary_search_by(|l| l.name.as_str().cmp(name))
-            .ok()
-            .map(|i| self.0.remove(i).value)
+            .ok()?;
+        Some(Arc::make_mut(&mut self.0).remove(i).value)
     }
 
     /// The labels, sorted by name.
@@ -92,7 +101,7 @@ impl Labels {
     /// used to stripe the series map.
     pub fn stable_hash(&self) -> u64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for l in &self.0 {
+        for l in self.0.iter() {
             for b in l
                 .name
                 .bytes()
