@@ -5,10 +5,11 @@
 //!
 //! Invariants: every chunk of a set holds exactly `len` values, except
 //! stack columns, which hold `len - first` values at most; timestamps
-//! strictly increase within a set; a stack column exists only from the
-//! stack's first profile in the set on; the totals and every stack column of
-//! a set share one value encoding ([`Values`]): integer chunks for every set
-//! built here, XOR for sets read from blocks written before them.
+//! strictly increase within a set, from its `min_time` to its `max_time`;
+//! a stack column exists only from the stack's first profile in the set on;
+//! the totals and every stack column of a set share one value encoding
+//! ([`Values`]): integer chunks for every set built here, XOR for sets read
+//! from blocks written before them.
 //!
 //! Memory: a set that takes profiles keeps a hash map of growable columns
 //! (about 100 bytes per column besides its chunk). A full set of integer
@@ -697,10 +698,17 @@ pub fn sets_hold(sets: &[ChunkSet], p: &AppendProfile) -> bool {
 /// True when `sets` hold a profile in `[start, end]`.
 pub fn sets_overlap(sets: &[ChunkSet], start: i64, end: i64) -> bool {
     sets.iter().any(|s| {
-        s.len > 0 && s.min_time <= end && s.max_time >= start && {
-            let (lo, hi, _) = s.index_range(start, end);
-            hi > lo
-        }
+        // A set holds a profile at its min and max time: only a range that
+        // falls strictly between them needs the timestamps decoded.
+        s.len > 0
+            && s.min_time <= end
+            && s.max_time >= start
+            && (s.min_time >= start
+                || s.max_time <= end
+                || s.timestamps
+                    .iter()
+                    .take_while(|&t| t <= end)
+                    .any(|t| t >= start))
     })
 }
 
@@ -1036,6 +1044,27 @@ mod tests {
                     want_totals.iter().map(|t| t.0).find(|&t| t >= start && t <= end)
                 );
             }
+        }
+
+        /// `sets_overlap` answers as a scan of every timestamp, for ranges
+        /// that hold a set's ends, fall between its profiles or miss it.
+        #[test]
+        fn overlap_matches_a_scan(gaps in prop::collection::vec(1i64..50, 1..300), a in -20i64..8_000, len in 0i64..400) {
+            let mut ts = 0;
+            let ps: Vec<AppendProfile> = gaps.iter().map(|g| {
+                ts += g;
+                AppendProfile {
+                    timestamp: ts,
+                    duration: 1,
+                    period: 1,
+                    samples: vec![(stack(0), 1)],
+                    tagged: Vec::new(),
+                }
+            }).collect();
+            let sets = build_sets(&ps);
+            let (start, end) = (a, a + len);
+            let want = ps.iter().any(|p| p.timestamp >= start && p.timestamp <= end);
+            prop_assert_eq!(sets_overlap(&sets, start, end), want);
         }
 
         /// Full sets are sealed, others open; both answer like the input,
