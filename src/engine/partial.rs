@@ -62,16 +62,14 @@ pub struct Partial {
 }
 
 impl Partial {
-    /// Adds one series' share: `sums` over the profiles `reads`
-    /// ((timestamp, duration) each) of the series `labels` with pprof label
-    /// values `pprof` and origin hash `origin`; `latest` is the (timestamp,
-    /// period) of the latest profile read.
+    /// Adds one series' metadata: the profiles `reads` ((timestamp,
+    /// duration) each) of the series `labels` with origin hash `origin`;
+    /// `latest` is the (timestamp, period) of the latest profile read. Its
+    /// sums go in through [`Partial::add_sums_with`].
     pub fn add_series(
         &mut self,
         labels: &Labels,
         origin: u64,
-        pprof: Vec<(String, String)>,
-        sums: FxHashMap<StackId, i64>,
         reads: &[(i64, i64)],
         latest: Option<(i64, i64)>,
     ) {
@@ -82,9 +80,25 @@ impl Partial {
         if let Some((ts, period)) = latest {
             self.note_last(labels, ts, period);
         }
-        if !sums.is_empty() {
-            add_sums(self.sums.entry(pprof).or_default(), sums);
+    }
+
+    /// Runs `add` on the sums of the pprof label values `pprof` (sorted),
+    /// for it to add one series' values into (wrapping): one map per label
+    /// values, not one per series. A map left empty is not kept.
+    pub fn add_sums_with<T>(
+        &mut self,
+        pprof: Vec<(String, String)>,
+        add: impl FnOnce(&mut FxHashMap<StackId, i64>) -> T,
+    ) -> T {
+        if let Some(acc) = self.sums.get_mut(&pprof) {
+            return add(acc);
         }
+        let mut acc = FxHashMap::default();
+        let out = add(&mut acc);
+        if !acc.is_empty() {
+            self.sums.insert(pprof, acc);
+        }
+        out
     }
 
     /// Adds one profile read of the series `labels` (origin hash `origin`)

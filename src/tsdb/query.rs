@@ -19,7 +19,6 @@ use crate::model::{Labels, Matcher, ProfileType, Resolver, SymbolSource};
 use crate::tsdb::index::labels::merge_sorted;
 use crate::tsdb::reader::{BlockReader, Filtered, SeriesGroup, SeriesPiece, SeriesReader};
 use crate::tsdb::tagged::RowFilter;
-use rustc_hash::FxHashMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -50,10 +49,7 @@ pub fn select(
     if contributing <= 1 {
         // One part holds each series once, in label order
         // ([`BlockReader::select_series`]): every piece is a group.
-        return pieces
-            .into_iter()
-            .map(|p| SeriesGroup::new(vec![p]))
-            .collect();
+        return pieces.into_iter().map(SeriesGroup::one).collect();
     }
     // Each part's pieces are in label order: the stable sort merges these
     // runs.
@@ -172,10 +168,13 @@ pub fn partial_sums(
     if let Some(e) = failed {
         return Err(e.into());
     }
-    let mut out = Partial {
-        types: series.iter().map(|s| s.profile_type().clone()).collect(),
-        ..Partial::default()
-    };
+    let mut out = Partial::default();
+    for s in &series {
+        // One copy of each type, not one per series.
+        if !out.types.contains(s.profile_type()) {
+            out.types.insert(s.profile_type().clone());
+        }
+    }
     if out.types.len() > 1 {
         // The query is an error: reading more would be wasted.
         return Ok((out, symbols));
@@ -188,23 +187,15 @@ pub fn partial_sums(
                 None => continue,
             },
         };
-        let mut sums = FxHashMap::default();
-        let st = s.merge_into(start, end, &mut sums);
+        let mut pprof = s.pprof_label_values();
+        pprof.sort();
+        let st = out.add_sums_with(pprof, |acc| s.merge_into(start, end, acc));
         let mut origin = s.labels().clone();
         for (name, _) in s.pprof_labels() {
             origin.remove(name);
         }
-        let mut pprof = s.pprof_label_values();
-        pprof.sort();
         let latest = st.reads.iter().map(|r| r.0).max().map(|ts| (ts, st.period));
-        out.add_series(
-            s.labels(),
-            origin.stable_hash(),
-            pprof,
-            sums,
-            &st.reads,
-            latest,
-        );
+        out.add_series(s.labels(), origin.stable_hash(), &st.reads, latest);
     }
     Ok((out, symbols))
 }

@@ -363,6 +363,15 @@ impl SeriesGroup {
         }
     }
 
+    /// A group of one piece: [`SeriesGroup::new`] with one allocation (a
+    /// query over many short series makes one group per series).
+    pub fn one((replica, part): SeriesPiece) -> SeriesGroup {
+        SeriesGroup {
+            parts: vec![part],
+            replicas: replica.map(|r| vec![Some(r)]).unwrap_or_default(),
+        }
+    }
+
     /// For each part, the ranges of `[start, end]` whose profiles count
     /// (`None`: all of them; see the type's docs).
     fn runs(&self, start: i64, end: i64) -> Vec<Option<Vec<(i64, i64)>>> {
