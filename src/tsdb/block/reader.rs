@@ -541,6 +541,38 @@ impl Block {
         }
         Ok(sets)
     }
+
+    /// Whether series `idx` has a profile in `[start, end]`, from its
+    /// sets' time ranges: only a set the range falls strictly inside has
+    /// its timestamps decoded, and no stack column is (a query over the
+    /// newest hour of a day-long block would otherwise decode and check
+    /// every column of the day to select the series). `None` when the
+    /// chunks do not read or disagree with their time ranges.
+    fn series_overlaps(&self, idx: usize, start: i64, end: i64) -> Option<bool> {
+        let s = &self.series[idx];
+        let b = read_at(self.file.as_ref(), &self.path, s.offset, u64::from(s.len)).ok()?;
+        if crc32fast::hash(&b) != s.crc32 {
+            return None;
+        }
+        let chunks = pb::SeriesChunks::decode(b.as_slice()).ok()?;
+        for c in &chunks.sets {
+            if c.min_time > end || c.max_time < start {
+                continue;
+            }
+            // A set's first and last profiles are at its min and max time.
+            if c.min_time >= start || c.max_time <= end {
+                return Some(true);
+            }
+            let ts = TimestampChunk::from_bytes(&c.timestamps).ok()?;
+            if ts.iter().next() != Some(c.min_time) || ts.last() != Some(c.max_time) {
+                return None;
+            }
+            if ts.iter().take_while(|&t| t <= end).any(|t| t >= start) {
+                return Some(true);
+            }
+        }
+        Some(false)
+    }
 }
 
 /// The stack a block column names: by its 16-byte id (version 2, when
@@ -604,7 +636,14 @@ impl BlockSeries {
         if (start..=end).contains(&lo) || (start..=end).contains(&hi) {
             return true;
         }
-        sets_overlap(self.sets(), start, end)
+        if let Some(sets) = self.sets.get() {
+            return sets_overlap(sets, start, end);
+        }
+        // Chunks that do not read are read as `sets` does, which logs and
+        // counts the damage.
+        self.block
+            .series_overlaps(self.idx, start, end)
+            .unwrap_or_else(|| sets_overlap(self.sets(), start, end))
     }
 
     /// The series' chunk sets (empty when its chunks are damaged; the

@@ -2,7 +2,9 @@ use super::*;
 use crate::model::labels::Labels;
 use crate::model::{Function, Line, Location, StackId, Stacktrace, SymbolSource};
 use crate::model::{MatchOp, Matcher};
-use crate::tsdb::chunkset::{build_sets, sets_merge_into, sets_totals, AppendProfile, ChunkSet};
+use crate::tsdb::chunkset::{
+    build_sets, sets_merge_into, sets_overlap, sets_totals, AppendProfile, ChunkSet,
+};
 use crate::tsdb::meta::MetaStore;
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, OnceLock};
@@ -150,6 +152,31 @@ fn a_written_block_reads_back_exactly() {
     expect.sort();
     expect.dedup();
     assert_eq!(stacks, expect);
+    assert_eq!(b.damaged_reads(), 0);
+}
+
+/// A series overlaps a range exactly when one of its profiles is in it,
+/// whether its chunks were read already or only their time ranges are.
+#[test]
+fn overlaps_reads_time_ranges_as_the_sets_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, want) = write(dir.path(), 2);
+    let b = Arc::new(Block::open(&path).unwrap());
+    // Profiles are 10 s apart from 1 s: ranges inside a gap, holding one
+    // profile, across two sets (120 profiles each), and past the end.
+    for start in [
+        -5_000, 1_000, 1_001, 501_000, 1_190_500, 1_201_000, 2_991_000, 2_991_001,
+    ] {
+        for len in [0, 8_000, 9_998, 9_999, 10_000, 25_000, 4_000_000] {
+            let (s, e) = (start, start + len);
+            let want_overlap = sets_overlap(&want[0].sets, s, e);
+            let fresh = &b.select(&[], i64::MIN, i64::MAX)[0];
+            assert_eq!(fresh.overlaps(s, e), want_overlap, "[{s}, {e}]");
+            let read = &b.select(&[], i64::MIN, i64::MAX)[0];
+            read.sets();
+            assert_eq!(read.overlaps(s, e), want_overlap, "[{s}, {e}] read");
+        }
+    }
     assert_eq!(b.damaged_reads(), 0);
 }
 
