@@ -103,9 +103,10 @@ fn append_locked(
         return Ok(duplicates);
     }
     log()?;
+    let table = head.stack_table();
     for (((series, p), g), dup) in targets.iter().zip(guards.iter_mut()).zip(duplicate) {
         if !dup {
-            series.append_locked(g, p);
+            series.append_locked(g, p, &table);
         }
     }
     drop(guards);

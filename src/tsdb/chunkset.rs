@@ -16,19 +16,24 @@
 //! chunks is **sealed** ([`ChunkSet::push`] of its last profile, sets read
 //! from blocks, and the open set of a head series that stopped receiving
 //! profiles: [`crate::tsdb::head::Head::seal_idle`]): its columns' bytes
-//! are packed into one buffer behind a
-//! sorted index of 24 bytes per column. Real profiles have many stacks seen
-//! in few profiles of a set, so most columns hold a few bytes and the
-//! per-column cost is most of a set. A sealed set is read in place; a push
-//! into one (a head series whose last set came from the head snapshot)
-//! unpacks it first.
+//! are packed into one buffer behind an
+//! index of 12 bytes per column, which names the column's stack by its
+//! number in the [`StackTable`] the set shares with others (the head's
+//! sets of one generation, a block's sets) rather than by its 16-byte id.
+//! Real profiles have many stacks seen in few profiles of a set, and many
+//! short-lived series, so most columns hold a few bytes and the per-column
+//! cost is most of a set. A sealed set is read in place; a push into one (a
+//! head series whose last set came from the head snapshot) unpacks it
+//! first. A set whose table is full (2³² stacks) stays unsealed.
 
 use crate::model::{SampleLabels, StackId};
 use crate::tsdb::chunkenc::{
     Encoding, IntChunk, IntIter, RleChunk, TimestampChunk, XorChunk, XorIter,
 };
+use crate::tsdb::stacktable::{StackRef, StackTable};
 use crate::tsdb::tagged::{RowFilter, Tagged};
 use rustc_hash::FxHashMap;
+use std::sync::Arc;
 
 /// A column of values (the totals or one stack's): an [`IntChunk`], or an
 /// [`XorChunk`] in a set read from a block written before integer chunks.
@@ -167,19 +172,24 @@ pub struct StackColumn {
 /// `bytes[start..next.start]` of the set's buffer.
 #[derive(Debug, Clone, Copy)]
 struct PackedColumn {
-    stack: StackId,
+    /// The stack's number in the set's table.
+    stack: StackRef,
     first: u16,
     /// Values in the column.
     len: u16,
     start: u32,
 }
 
+// The index entry the module docs count.
+const _: () = assert!(std::mem::size_of::<PackedColumn>() == 12);
+
 /// The stack columns of a set.
 #[derive(Debug, Clone)]
 enum Columns {
     /// Growable columns: the set still takes profiles.
     Open(FxHashMap<StackId, StackColumn>),
-    /// Integer chunks packed in `bytes`, indexed by `index` (sorted by stack).
+    /// Integer chunks packed in `bytes`, indexed by `index` (in the order
+    /// of the stacks' numbers).
     Sealed {
         index: Box<[PackedColumn]>,
         bytes: Box<[u8]>,
@@ -224,22 +234,28 @@ impl Columns {
         }
     }
 
-    /// Every column: `(stack, first, column)`, in no set order.
-    fn iter(&self) -> Box<dyn Iterator<Item = (StackId, usize, Col<'_>)> + '_> {
+    /// Every column: `(stack, first, column)`, in no set order; a sealed
+    /// set's stacks are numbers in `table`.
+    fn iter<'a>(
+        &'a self,
+        table: &'a StackTable,
+    ) -> Box<dyn Iterator<Item = (StackId, usize, Col<'a>)> + 'a> {
         match self {
             Columns::Open(m) => Box::new(
                 m.iter()
                     .map(|(id, c)| (*id, usize::from(c.first), Col::Open(&c.values))),
             ),
             Columns::Sealed { index, bytes } => {
-                Box::new(index.iter().enumerate().map(move |(i, c)| {
+                Box::new(index.iter().enumerate().filter_map(move |(i, c)| {
                     let end = index.get(i + 1).map_or(bytes.len(), |n| n.start as usize);
                     let b = bytes.get(c.start as usize..end).unwrap_or(&[]);
-                    (
-                        c.stack,
-                        usize::from(c.first),
-                        Col::Packed(b, usize::from(c.len)),
-                    )
+                    // The set numbered its stacks in this table when it was
+                    // sealed, and a table only grows.
+                    let Some(id) = table.get(c.stack) else {
+                        debug_assert!(false, "stack number {} not in the set's table", c.stack.0);
+                        return None;
+                    };
+                    Some((id, usize::from(c.first), Col::Packed(b, usize::from(c.len))))
                 }))
             }
         }
@@ -259,10 +275,14 @@ pub struct ChunkSet {
     stacks: Columns,
     /// The samples with sample labels, when any had them.
     tagged: Option<Box<Tagged>>,
+    /// Where a sealed set's column index numbers its stacks.
+    table: Arc<StackTable>,
 }
 
 impl ChunkSet {
-    pub(crate) fn new() -> ChunkSet {
+    /// An empty set whose columns, once sealed, number their stacks in
+    /// `table`.
+    pub(crate) fn new(table: Arc<StackTable>) -> ChunkSet {
         ChunkSet {
             min_time: i64::MAX,
             max_time: i64::MIN,
@@ -273,7 +293,13 @@ impl ChunkSet {
             totals: Values::new(Encoding::Int),
             stacks: Columns::Open(FxHashMap::default()),
             tagged: None,
+            table,
         }
+    }
+
+    /// Every column: `(stack, first, column)`, in no set order.
+    fn columns(&self) -> Box<dyn Iterator<Item = (StackId, usize, Col<'_>)> + '_> {
+        self.stacks.iter(&self.table)
     }
 
     /// Packs the columns of a set of integer chunks into one buffer (see
@@ -289,8 +315,17 @@ impl ChunkSet {
         let Columns::Open(map) = &mut self.stacks else {
             return;
         };
-        let mut cols: Vec<(StackId, StackColumn)> = map.drain().collect();
-        cols.sort_unstable_by_key(|(id, _)| *id);
+        let cols: Vec<(StackId, StackColumn)> = map.drain().collect();
+        let Some(refs) = self.table.intern_all(cols.iter().map(|c| c.0)) else {
+            // The table is full: the set stays open.
+            map.extend(cols);
+            return;
+        };
+        let mut cols: Vec<(StackRef, StackColumn)> = refs
+            .into_iter()
+            .zip(cols.into_iter().map(|c| c.1))
+            .collect();
+        cols.sort_unstable_by_key(|(r, _)| *r);
         let total: usize = cols.iter().map(|(_, c)| c.values.bytes().len()).sum();
         let mut bytes = Vec::with_capacity(total);
         let mut index = Vec::with_capacity(cols.len());
@@ -315,8 +350,7 @@ impl ChunkSet {
     fn unseal(&mut self) {
         if let Columns::Sealed { .. } = self.stacks {
             let map = self
-                .stacks
-                .iter()
+                .columns()
                 .filter_map(|(stack, first, col)| {
                     let Col::Packed(b, _) = col else { return None };
                     // The bytes are a chunk this set wrote or validated.
@@ -357,8 +391,7 @@ impl ChunkSet {
     /// The stacks of the set's columns and rows (a stack may come more
     /// than once).
     pub fn stack_ids(&self) -> impl Iterator<Item = StackId> + '_ {
-        self.stacks
-            .iter()
+        self.columns()
             .map(|(id, _, _)| id)
             .chain(self.tagged.iter().flat_map(|t| t.stacks()))
     }
@@ -375,7 +408,7 @@ impl ChunkSet {
 
     /// Number of (stack, profile) values stored, padding included.
     pub fn num_values(&self) -> usize {
-        self.stacks.iter().map(|(_, _, c)| c.len()).sum()
+        self.columns().map(|(_, _, c)| c.len()).sum()
     }
 
     /// The encoding of the set's totals and stack columns.
@@ -389,7 +422,7 @@ impl ChunkSet {
     /// The set as a block message (chunk bytes as they are); each column
     /// names its stack by `index(stack)`, called in stack id order.
     pub fn to_proto(&self, mut index: impl FnMut(StackId) -> u32) -> crate::proto::block::ChunkSet {
-        let mut cols: Vec<(StackId, usize, Col<'_>)> = self.stacks.iter().collect();
+        let mut cols: Vec<(StackId, usize, Col<'_>)> = self.columns().collect();
         cols.sort_unstable_by_key(|(id, _, _)| *id);
         let stacks = cols
             .into_iter()
@@ -429,8 +462,10 @@ impl ChunkSet {
     /// columns hold `len` values (stack columns at most `len - first`), the
     /// timestamps increase and lie in `[min_time, max_time]`; `stack` names
     /// each column's stack (from its id or its index, by block version).
+    /// The set is sealed, numbering its stacks in `table`.
     pub fn from_proto(
         p: &crate::proto::block::ChunkSet,
+        table: &Arc<StackTable>,
         stack: impl Fn(&crate::proto::block::StackColumn) -> Result<StackId, String>,
     ) -> Result<ChunkSet, String> {
         let len = p.len as usize;
@@ -496,6 +531,7 @@ impl ChunkSet {
             totals,
             stacks: Columns::Open(stacks),
             tagged,
+            table: Arc::clone(table),
         };
         set.seal();
         Ok(set)
@@ -519,7 +555,7 @@ impl ChunkSet {
         for (i, p) in self.periods.iter().enumerate().take(hi).skip(lo) {
             out[i - lo].period = p;
         }
-        for (stack, first, col) in self.stacks.iter() {
+        for (stack, first, col) in self.columns() {
             for (j, v) in col.iter().enumerate() {
                 let i = first + j;
                 if i >= hi {
@@ -651,14 +687,15 @@ impl MergeStats {
     }
 }
 
-/// Chunk sets holding `profiles` (in time order, timestamps increasing).
-pub fn build_sets(profiles: &[AppendProfile]) -> Vec<ChunkSet> {
+/// Chunk sets holding `profiles` (in time order, timestamps increasing),
+/// numbering their stacks in `table` once sealed.
+pub fn build_sets(profiles: &[AppendProfile], table: &Arc<StackTable>) -> Vec<ChunkSet> {
     let mut sets: Vec<ChunkSet> = Vec::new();
     for p in profiles {
         match sets.last_mut() {
             Some(s) if s.len < CHUNK_PROFILES && s.max_time < p.timestamp => s.push(p),
             _ => {
-                let mut s = ChunkSet::new();
+                let mut s = ChunkSet::new(Arc::clone(table));
                 s.push(p);
                 sets.push(s);
             }
@@ -777,7 +814,7 @@ pub fn sets_merge_into(
         if let Some(p) = s.periods.get(hi - 1) {
             stats.period = p;
         }
-        for (stack, first, col) in s.stacks.iter() {
+        for (stack, first, col) in s.columns() {
             let end_idx = first + col.len();
             if end_idx <= lo || first >= hi {
                 continue;
@@ -903,6 +940,20 @@ mod tests {
         StackId(uuid::Uuid::from_bytes([i; 16]))
     }
 
+    /// A table already numbering other stacks, and the test's stacks in
+    /// reverse, so that a sealed set's numbers follow neither its stacks'
+    /// order nor start at 0.
+    fn a_table() -> Arc<StackTable> {
+        let t = StackTable::new();
+        for k in 0..37u64 {
+            t.intern(StackId(uuid::Uuid::from_u64_pair(k, !k))).unwrap();
+        }
+        for i in (0..=255u8).rev().step_by(3) {
+            t.intern(stack(i)).unwrap();
+        }
+        Arc::new(t)
+    }
+
     /// The sample labels of tag `t` (0: none).
     fn tag(t: u8) -> SampleLabels {
         let l = |n: &str, v: &str| (n.to_string(), v.to_string());
@@ -1022,14 +1073,14 @@ mod tests {
                 }
             }
             want.retain(|_, v| *v != 0);
-            let sets = build_sets(&ps);
+            let sets = build_sets(&ps, &a_table());
             let mut table: Vec<StackId> = Vec::new();
             let decoded: Vec<ChunkSet> = sets.iter().map(|s| {
                 let msg = s.to_proto(|id| match table.iter().position(|t| *t == id) {
                     Some(i) => i as u32,
                     None => { table.push(id); (table.len() - 1) as u32 }
                 });
-                ChunkSet::from_proto(&msg, |c| Ok(table[c.stack_index as usize])).unwrap()
+                ChunkSet::from_proto(&msg, &a_table(), |c| Ok(table[c.stack_index as usize])).unwrap()
             }).collect();
             for sets in [&sets, &decoded] {
                 let mut acc = FxHashMap::default();
@@ -1061,7 +1112,7 @@ mod tests {
                     tagged: Vec::new(),
                 }
             }).collect();
-            let sets = build_sets(&ps);
+            let sets = build_sets(&ps, &a_table());
             let (start, end) = (a, a + len);
             let want = ps.iter().any(|p| p.timestamp >= start && p.timestamp <= end);
             prop_assert_eq!(sets_overlap(&sets, start, end), want);
@@ -1071,7 +1122,7 @@ mod tests {
         /// and a set survives its block message either way.
         #[test]
         fn sealed_and_open_sets_answer_alike(ps in profiles(), a in 0usize..300, b in 0usize..300) {
-            let sets = build_sets(&ps);
+            let sets = build_sets(&ps, &a_table());
             for s in &sets {
                 prop_assert_eq!(s.is_sealed(), s.len() == CHUNK_PROFILES);
             }
@@ -1093,7 +1144,7 @@ mod tests {
                     Some(i) => i as u32,
                     None => { table.push(id); (table.len() - 1) as u32 }
                 });
-                let read = ChunkSet::from_proto(&msg, |c| Ok(table[c.stack_index as usize])).unwrap();
+                let read = ChunkSet::from_proto(&msg, &a_table(), |c| Ok(table[c.stack_index as usize])).unwrap();
                 prop_assert!(read.is_sealed());
                 prop_assert_eq!(read.profiles(i64::MIN, i64::MAX), s.profiles(i64::MIN, i64::MAX));
                 prop_assert_eq!(read.num_values(), s.num_values());
@@ -1107,14 +1158,14 @@ mod tests {
             let cut = cut.min(ps.len());
             let first = &ps[..cut.min(CHUNK_PROFILES - 1)];
             let rest = &ps[first.len()..ps.len().min(CHUNK_PROFILES)];
-            let built = build_sets(first);
+            let built = build_sets(first, &a_table());
             let msg = built[0].to_proto(|id| u32::from(id.0.as_bytes()[0]));
-            let mut set = ChunkSet::from_proto(&msg, |c| Ok(stack(c.stack_index as u8))).unwrap();
+            let mut set = ChunkSet::from_proto(&msg, &a_table(), |c| Ok(stack(c.stack_index as u8))).unwrap();
             prop_assert!(set.is_sealed());
             for p in rest {
                 set.push(p);
             }
-            let direct = build_sets(&ps[..first.len() + rest.len()]);
+            let direct = build_sets(&ps[..first.len() + rest.len()], &a_table());
             prop_assert_eq!(set.profiles(i64::MIN, i64::MAX), direct[0].profiles(i64::MIN, i64::MAX));
             if !rest.is_empty() {
                 prop_assert_eq!(set.is_sealed(), set.len() == CHUNK_PROFILES);

@@ -4,6 +4,7 @@
 //! - [`chunkenc`]: pure codecs (bit stream, XOR, delta-of-delta, run-length);
 //! - [`chunkset`]: a series' profiles as aligned columns, and
 //!   [`tagged`]: the rows of its samples that carried sample labels;
+//! - [`stacktable`]: the dense stack numbers sealed chunk sets share;
 //! - [`head`]: the in-memory series and their chunk sets;
 //! - [`block`]: immutable, self-contained block files;
 //! - [`wal`]: the write-ahead log;
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod query;
 pub mod reader;
 pub mod ship;
+pub mod stacktable;
 pub mod store;
 pub mod tagged;
 pub mod wal;

@@ -102,6 +102,8 @@ pub fn merge_blocks(
             })
             .loose = profiles;
     }
+    // The sets built here live until they are written.
+    let table = std::sync::Arc::new(crate::tsdb::stacktable::StackTable::new());
     let data = series.into_iter().filter_map(|(labels, m)| {
         let sets = match (m.inputs.as_slice(), m.loose.is_empty()) {
             ([(_, only)], true) => only.sets().to_vec(),
@@ -114,7 +116,7 @@ pub fn merge_blocks(
                     }
                     ranked.push((*rank, profiles));
                 }
-                build_sets(&pick_by_rank(ranked))
+                build_sets(&pick_by_rank(ranked), &table)
             }
         };
         (!sets.is_empty()).then_some(BlockSeriesData {

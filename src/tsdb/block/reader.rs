@@ -15,6 +15,7 @@ use crate::tsdb::chunkenc::TimestampChunk;
 use crate::tsdb::chunkset::{sets_hold, sets_overlap, AppendProfile, ChunkSet};
 use crate::tsdb::index::labels::{self, Collect, Plan, Selection};
 use crate::tsdb::index::{select, MemPostings, SeriesRef};
+use crate::tsdb::stacktable::StackTable;
 use prost::Message;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -84,6 +85,8 @@ pub struct Block {
     version: u8,
     /// The sample label names its chunk sets use (sorted).
     sample_labels: Vec<String>,
+    /// Where the sets read from the block number their stacks.
+    stack_table: Arc<StackTable>,
 }
 
 fn read_at(
@@ -251,6 +254,7 @@ impl Block {
             damaged: AtomicU64::new(0),
             version,
             sample_labels: index.sample_labels.clone(),
+            stack_table: Arc::default(),
         })
     }
 
@@ -305,6 +309,7 @@ impl Block {
     /// symbols once a query read them).
     pub fn memory_bytes(&self) -> usize {
         self.symbols.lock().as_ref().map_or(0, |s| s.memory_bytes())
+            + self.stack_table.bytes()
             + self.postings.size_bytes()
             + self
                 .series
@@ -499,7 +504,10 @@ impl Block {
                 TimestampChunk::from_bytes(&c.timestamps).is_ok_and(|t| t.iter().any(|t| t == ts))
             })
             .filter_map(|c| {
-                ChunkSet::from_proto(c, |col| column_stack(symbols.as_deref(), col)).ok()
+                ChunkSet::from_proto(c, &self.stack_table, |col| {
+                    column_stack(symbols.as_deref(), col)
+                })
+                .ok()
             })
             .any(|set| sets_hold(std::slice::from_ref(&set), p))
     }
@@ -531,7 +539,9 @@ impl Block {
         let symbols = self.column_symbols()?;
         let mut sets: Vec<ChunkSet> = Vec::with_capacity(chunks.sets.len());
         for c in &chunks.sets {
-            let set = ChunkSet::from_proto(c, |col| column_stack(symbols.as_deref(), col))?;
+            let set = ChunkSet::from_proto(c, &self.stack_table, |col| {
+                column_stack(symbols.as_deref(), col)
+            })?;
             if let Some(prev) = sets.last() {
                 if set.time_range().0 < prev.time_range().1 {
                     return Err("chunk sets out of time order".into());

@@ -96,7 +96,7 @@ fn series(n: usize) -> Vec<BlockSeriesData> {
                     ("instance", &format!("host-{i}")),
                 ]),
                 pprof_labels: vec![],
-                sets: build_sets(&profiles),
+                sets: build_sets(&profiles, &std::sync::Arc::default()),
             }
         })
         .collect();
@@ -293,7 +293,7 @@ fn version_3_columns_index_the_symbols_table() {
     assert_eq!(n, used.len());
     let s = b.symbols().unwrap();
     let set = want[0].sets[0].to_proto(|_| n as u32);
-    assert!(ChunkSet::from_proto(&set, |c| {
+    assert!(ChunkSet::from_proto(&set, &std::sync::Arc::default(), |c| {
         s.stacks()
             .get(c.stack_index as usize)
             .map(|x| x.0)

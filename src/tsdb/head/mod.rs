@@ -54,6 +54,7 @@ use crate::model::profile_type::ProfileType;
 use crate::model::Matcher;
 use crate::tsdb::index::labels::{self, Collect, Plan, Selection};
 use crate::tsdb::index::{select, MemPostings, SeriesRef};
+use crate::tsdb::stacktable::StackTable;
 use croaring::Bitmap;
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
@@ -202,6 +203,16 @@ pub struct Head {
     next_ref: AtomicU32,
     num_series: AtomicUsize,
     max_series: usize,
+    /// Where sealed sets number their stacks ([`Head::stack_table`]).
+    stack_tables: RwLock<StackTables>,
+}
+
+/// The head's stack tables: the one sets are built with now, and earlier
+/// ones as long as a set built with them lives.
+#[derive(Debug, Default)]
+struct StackTables {
+    current: Arc<StackTable>,
+    earlier: Vec<std::sync::Weak<StackTable>>,
 }
 
 impl std::fmt::Debug for Head {
@@ -224,7 +235,36 @@ impl Head {
             next_ref: AtomicU32::new(1),
             num_series: AtomicUsize::new(0),
             max_series,
+            stack_tables: RwLock::default(),
         }
+    }
+
+    /// The table the head's chunk sets built from now on number their
+    /// stacks in once sealed ([`crate::tsdb::stacktable`]).
+    pub fn stack_table(&self) -> Arc<StackTable> {
+        Arc::clone(&self.stack_tables.read().current)
+    }
+
+    /// Starts a new stack table: sets built from now on use it, and the
+    /// previous one is freed with the last set built with it. The cut calls
+    /// this before it truncates the head, so that a table holds the stacks
+    /// of about one head span rather than of every profile ever taken.
+    pub fn start_stack_table(&self) {
+        let mut t = self.stack_tables.write();
+        let old = std::mem::take(&mut t.current);
+        t.earlier.retain(|w| w.strong_count() > 0);
+        t.earlier.push(Arc::downgrade(&old));
+    }
+
+    /// Bytes of the stack tables still in use.
+    fn stack_table_bytes(&self) -> usize {
+        let t = self.stack_tables.read();
+        t.current.bytes()
+            + t.earlier
+                .iter()
+                .filter_map(std::sync::Weak::upgrade)
+                .map(|e| e.bytes())
+                .sum::<usize>()
     }
 
     /// The sample label names any profile of the head carried, sorted.
@@ -479,8 +519,8 @@ impl Head {
     /// Seals the open chunk sets whose newest profile is before `before`
     /// (ms) in every series ([`MemSeries::seal_idle`]): a series that
     /// stopped receiving profiles (a target gone, a process ended) keeps
-    /// its columns packed, about 24 bytes of index per column instead of
-    /// about 100 of growable column. Returns how many sets it sealed.
+    /// its columns packed, 12 bytes of index per column instead of about
+    /// 100 of growable column. Returns how many sets it sealed.
     pub fn seal_idle(&self, before: i64) -> usize {
         let mut sealed = 0;
         for stripe in &self.by_ref {
@@ -492,9 +532,10 @@ impl Head {
         sealed
     }
 
-    /// Bytes held by all chunks of all series.
+    /// Bytes held by all chunks of all series, and by the stack tables
+    /// their sealed sets number their stacks in.
     pub fn chunk_bytes(&self) -> usize {
-        let mut total = 0;
+        let mut total = self.stack_table_bytes();
         for stripe in &self.by_ref {
             for s in stripe.read().values() {
                 total += s.chunk_bytes();
@@ -506,5 +547,101 @@ impl Head {
     /// Approximate bytes held by the postings and the label order.
     pub fn postings_bytes(&self) -> usize {
         self.postings.read().size_bytes() + self.order.size_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::StackId;
+    use crate::tsdb::chunkset::{AppendProfile, CHUNK_PROFILES};
+
+    /// A new stack table at a cut: sets sealed with the old one read as
+    /// before, the sets built from then on use the new one, and the old
+    /// one is freed with the last set that used it.
+    #[test]
+    fn stack_tables_change_at_a_cut_and_old_ones_go_with_their_sets() {
+        let head = Head::new(usize::MAX);
+        let pt = ProfileType::parse("process_cpu:cpu:nanoseconds:cpu:nanoseconds:delta").unwrap();
+        let s = head
+            .get_or_create(Labels::from_pairs([("job", "a")]), pt, Vec::new())
+            .unwrap();
+        let stack = |i: u64| StackId(uuid::Uuid::from_u64_pair(i, i ^ 0xabcd));
+        let profile = |t: i64| AppendProfile {
+            timestamp: t * 10,
+            duration: 10,
+            period: 1,
+            // Stacks come and go, so columns start late and stop early.
+            samples: (0..8)
+                .filter(|k| (t as u64 + k) % 3 != 0)
+                .map(|k| (stack((t as u64 / 7 + k) % 40), 1 + t + k as i64))
+                .collect(),
+            tagged: Vec::new(),
+        };
+        let n = CHUNK_PROFILES as i64 * 2 + 30;
+        let first = head.stack_table();
+        for t in 0..n {
+            s.append(&profile(t), &head.stack_table());
+        }
+        let merged = |from: i64| {
+            let mut acc = FxHashMap::default();
+            s.merge_into(from * 10, i64::MAX, &mut acc);
+            acc.retain(|_, v| *v != 0);
+            acc
+        };
+        let want = |from: i64| {
+            let mut acc: FxHashMap<StackId, i64> = FxHashMap::default();
+            for t in from..n {
+                for (k, v) in profile(t).samples {
+                    *acc.entry(k).or_insert(0) += v;
+                }
+            }
+            acc
+        };
+        assert_eq!(merged(0), want(0));
+        let bytes = head.chunk_bytes();
+        assert!(!first.is_empty(), "the full sets were sealed into the table");
+
+        head.start_stack_table();
+        let second = head.stack_table();
+        assert!(!Arc::ptr_eq(&first, &second));
+        // Nothing new yet, and the sealed sets still read through `first`.
+        assert_eq!(merged(0), want(0));
+        assert_eq!(head.chunk_bytes(), bytes + second.bytes());
+        // Truncating inside the second set builds it again with `second`;
+        // the third (open) set was started with `first` and keeps it: it
+        // fills, and seals into `first`.
+        let cut = CHUNK_PROFILES as i64 + 50;
+        s.truncate_before(cut * 10, &second);
+        assert_eq!(merged(0), want(cut));
+        let m = n + 2 * CHUNK_PROFILES as i64;
+        for t in n..m {
+            s.append(&profile(t), &head.stack_table());
+        }
+        let from = |lo: i64| {
+            let mut acc: FxHashMap<StackId, i64> = FxHashMap::default();
+            for t in lo..m {
+                for (k, v) in profile(t).samples {
+                    *acc.entry(k).or_insert(0) += v;
+                }
+            }
+            acc
+        };
+        assert_eq!(merged(0), from(cut));
+        assert!(
+            !second.is_empty(),
+            "a set built after the cut sealed into the new table"
+        );
+        let weak = Arc::downgrade(&first);
+        drop(first);
+        assert!(
+            weak.upgrade().is_some(),
+            "the set started before the cut holds it"
+        );
+        // Once every set built with it is gone, so is the table.
+        s.truncate_before((n + 100) * 10, &second);
+        assert!(weak.upgrade().is_none());
+        assert_eq!(merged(0), from(n + 100));
+        assert!(head.chunk_bytes() >= second.bytes());
     }
 }

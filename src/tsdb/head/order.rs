@@ -184,12 +184,15 @@ mod tests {
                             ("kind", format!("k{k}")),
                         ]);
                         let s = head.get_or_create(labels, pt.clone(), Vec::new()).expect("room");
-                        s.append(&AppendProfile {
-                            timestamp: ts,
-                            duration: 10,
-                            period: 1,
-                            ..Default::default()
-                        });
+                        s.append(
+                            &AppendProfile {
+                                timestamp: ts,
+                                duration: 10,
+                                period: 1,
+                                ..Default::default()
+                            },
+                            &head.stack_table(),
+                        );
                     }
                     Op::Remove(n) => {
                         let all = head.all_series();

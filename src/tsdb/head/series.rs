@@ -23,6 +23,7 @@ use crate::tsdb::chunkset::{
     sets_totals, sets_totals_where, AppendProfile, ChunkSet, MergeStats, CHUNK_PROFILES,
 };
 use crate::tsdb::index::SeriesRef;
+use crate::tsdb::stacktable::StackTable;
 use crate::tsdb::tagged::RowFilter;
 use parking_lot::{Mutex, MutexGuard};
 use rustc_hash::FxHashMap;
@@ -143,8 +144,14 @@ impl MemSeries {
     /// the series holds is not added again ([`Appended::Duplicate`]);
     /// another profile at a timestamp the series already has is added
     /// beside it, and reads sum the two. See the module docs for where it
-    /// goes.
-    pub fn append_locked(&self, data: &mut SeriesData, p: &AppendProfile) -> Appended {
+    /// goes. A set it starts numbers its stacks in `table` once sealed (the
+    /// head's, [`super::Head::stack_table`]).
+    pub fn append_locked(
+        &self,
+        data: &mut SeriesData,
+        p: &AppendProfile,
+        table: &Arc<StackTable>,
+    ) -> Appended {
         if self.holds_locked(data, p) {
             return Appended::Duplicate;
         }
@@ -163,7 +170,7 @@ impl MemSeries {
             match data.sets.last_mut() {
                 Some(set) if set.len() < CHUNK_PROFILES => set.push(p),
                 _ => {
-                    let mut set = ChunkSet::new();
+                    let mut set = ChunkSet::new(Arc::clone(table));
                     set.push(p);
                     data.sets.push(set);
                 }
@@ -178,7 +185,7 @@ impl MemSeries {
             match best {
                 Some(set) => set.push(p),
                 None => {
-                    let mut set = ChunkSet::new();
+                    let mut set = ChunkSet::new(Arc::clone(table));
                     set.push(p);
                     data.ooo.push(set);
                 }
@@ -189,12 +196,12 @@ impl MemSeries {
                     profiles.extend(s.profiles(i64::MIN, i64::MAX));
                 }
                 profiles.sort_by_key(|p| p.timestamp);
-                data.ooo = build_sets(&profiles);
+                data.ooo = build_sets(&profiles, table);
                 if data.ooo.len() > MAX_OOO_SETS / 2 {
                     // So many out-of-order profiles that their merged sets
                     // would soon pass the bound again: everything goes into
                     // in-order sets once.
-                    data.sets = build_sets(&data.profiles(i64::MIN, i64::MAX));
+                    data.sets = build_sets(&data.profiles(i64::MIN, i64::MAX), table);
                     data.ooo.clear();
                 }
             }
@@ -207,9 +214,9 @@ impl MemSeries {
     }
 
     /// Adds one profile (see [`MemSeries::append_locked`]).
-    pub fn append(&self, p: &AppendProfile) -> Appended {
+    pub fn append(&self, p: &AppendProfile, table: &Arc<StackTable>) -> Appended {
         let mut data = self.data.lock();
-        self.append_locked(&mut data, p)
+        self.append_locked(&mut data, p, table)
     }
 
     /// `(min, max)` timestamps, if the series has profiles.
@@ -337,13 +344,13 @@ impl MemSeries {
 
     /// The chunk sets in time order, as a block holds them (for writing a
     /// snapshot): the in-order sets, cloned, or — with out-of-order sets —
-    /// every profile encoded again.
-    pub fn chunk_sets(&self) -> Vec<ChunkSet> {
+    /// every profile encoded again (numbering their stacks in `table`).
+    pub fn chunk_sets(&self, table: &Arc<StackTable>) -> Vec<ChunkSet> {
         let d = self.data.lock();
         if d.ooo.is_empty() {
             d.sets.clone()
         } else {
-            build_sets(&d.profiles(i64::MIN, i64::MAX))
+            build_sets(&d.profiles(i64::MIN, i64::MAX), table)
         }
     }
 
@@ -354,8 +361,10 @@ impl MemSeries {
         }
     }
 
-    /// Drops every profile before `t` and returns how many are left.
-    pub fn truncate_before(&self, t: i64) -> usize {
+    /// Drops every profile before `t` and returns how many are left. Sets
+    /// it builds again (one straddling `t`, out-of-order ones) number their
+    /// stacks in `table`.
+    pub fn truncate_before(&self, t: i64, table: &Arc<StackTable>) -> usize {
         let mut d = self.data.lock();
         let was_empty = d.min_time.is_none();
         let keep_from = d.sets.iter().position(|s| s.time_range().1 >= t);
@@ -367,7 +376,7 @@ impl MemSeries {
                     // Rebuild the straddling set from its profiles at or
                     // after t.
                     let rest = d.sets[0].profiles(t, i64::MAX);
-                    let mut set = ChunkSet::new();
+                    let mut set = ChunkSet::new(Arc::clone(table));
                     for p in &rest {
                         set.push(p);
                     }
@@ -381,7 +390,7 @@ impl MemSeries {
                 rest.extend(s.profiles(t, i64::MAX));
             }
             rest.sort_by_key(|p| p.timestamp);
-            d.ooo = build_sets(&rest);
+            d.ooo = build_sets(&rest, table);
         }
         d.update_range();
         if !was_empty && d.min_time.is_none() {
@@ -435,6 +444,12 @@ mod tests {
         StackId(Uuid::from_u128(i))
     }
 
+    /// One table for the module's sets.
+    fn table() -> Arc<StackTable> {
+        static T: std::sync::LazyLock<Arc<StackTable>> = std::sync::LazyLock::new(Arc::default);
+        Arc::clone(&T)
+    }
+
     fn series() -> MemSeries {
         MemSeries::new(
             SeriesRef(1),
@@ -466,13 +481,16 @@ mod tests {
             }
             samples.retain(|x| x.1 != 0);
             let ts = 1000 + p * 10_000 + (rnd() % 100) as i64;
-            s.append(&AppendProfile {
-                timestamp: ts,
-                duration: 10,
-                period: 7,
-                samples: samples.clone(),
-                ..Default::default()
-            });
+            s.append(
+                &AppendProfile {
+                    timestamp: ts,
+                    duration: 10,
+                    period: 7,
+                    samples: samples.clone(),
+                    ..Default::default()
+                },
+                &table(),
+            );
             model.push((ts, samples.into_iter().collect()));
         }
         assert_eq!(s.num_profiles(), 300);
@@ -560,14 +578,14 @@ mod tests {
             };
             let (a, b) = (series(), series());
             for p in &in_order {
-                assert_eq!(a.append(p), Appended::Stored);
+                assert_eq!(a.append(p, &table()), Appended::Stored);
             }
             for p in &shuffled {
-                assert_eq!(b.append(p), Appended::Stored, "round {round}");
+                assert_eq!(b.append(p, &table()), Appended::Stored, "round {round}");
             }
             // Retries change nothing.
             for p in shuffled.iter().take(20) {
-                assert_eq!(b.append(p), Appended::Duplicate);
+                assert_eq!(b.append(p, &table()), Appended::Duplicate);
             }
             assert_eq!(a.num_profiles(), in_order.len());
             assert_eq!(b.num_profiles(), in_order.len());
@@ -585,7 +603,7 @@ mod tests {
                 assert_eq!(ta, tb);
                 assert_eq!(a.first_in(start, end), b.first_in(start, end));
             }
-            let sets = b.chunk_sets();
+            let sets = b.chunk_sets(&table());
             for w in sets.windows(2) {
                 assert!(w[0].time_range().1 <= w[1].time_range().0);
             }
@@ -606,11 +624,14 @@ mod tests {
         let (a, b) = (series(), series());
         let n = 2_500i64;
         for t in 0..n {
-            a.append(&profile(t * 10, t as u64));
+            a.append(&profile(t * 10, t as u64), &table());
         }
-        b.append(&profile((n - 1) * 10, (n - 1) as u64));
+        b.append(&profile((n - 1) * 10, (n - 1) as u64), &table());
         for t in (0..n - 1).rev() {
-            assert_eq!(b.append(&profile(t * 10, t as u64)), Appended::Stored);
+            assert_eq!(
+                b.append(&profile(t * 10, t as u64), &table()),
+                Appended::Stored
+            );
             let d = b.lock();
             assert!(d.ooo.len() <= MAX_OOO_SETS, "{}", d.ooo.len());
         }

@@ -46,6 +46,8 @@ impl Tsdb {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("live");
         let head_path = path.with_file_name(format!("{stem}-head.tmp"));
         let _cleanup = TempFiles(vec![head_path.clone()]);
+        // Sets built again for the export live until they are written.
+        let table = std::sync::Arc::new(crate::tsdb::stacktable::StackTable::new());
         let (head, loose, unshipped) = {
             let parts = self.state.read();
             let mut series: Vec<_> = self
@@ -53,7 +55,7 @@ impl Tsdb {
                 .all_series()
                 .into_iter()
                 .map(|s| {
-                    let sets = s.chunk_sets();
+                    let sets = s.chunk_sets(&table);
                     (s, sets)
                 })
                 .filter(|(_, sets)| !sets.is_empty())

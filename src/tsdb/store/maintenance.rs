@@ -257,7 +257,7 @@ impl Tsdb {
                 tracing::error!(series = %s.labels(), "snapshot series not loaded: {e}");
                 continue;
             }
-            if series.truncate_before(min_valid) == 0 {
+            if series.truncate_before(min_valid, &self.head.stack_table()) == 0 {
                 self.head.remove(&series);
                 continue;
             }
@@ -447,12 +447,14 @@ impl Tsdb {
             .min();
         let mint = first.map_or(mint, |f| f.min(mint));
         let path = bdir.join(format!("{mint}_{maxt}.block"));
+        // The sets built here live until they are written.
+        let table = std::sync::Arc::new(crate::tsdb::stacktable::StackTable::new());
         let data = series.iter().filter_map(|s| {
             let profiles = s.profiles(mint, maxt - 1);
             (!profiles.is_empty()).then(|| BlockSeriesData {
                 labels: s.labels.clone(),
                 pprof_labels: s.pprof_labels.clone(),
-                sets: build_sets(&profiles),
+                sets: build_sets(&profiles, &table),
             })
         });
         let written =
@@ -469,8 +471,12 @@ impl Tsdb {
             parts.blocks.push(block);
             parts.blocks.sort_by_key(|b| b.min_time());
             let mut bounds: Option<(i64, i64)> = None;
+            // Sets built from now on go to a new stack table; the old one
+            // goes with the last set that uses it.
+            self.head.start_stack_table();
+            let head_table = self.head.stack_table();
             for s in self.head.all_series() {
-                if s.truncate_before(maxt) == 0 {
+                if s.truncate_before(maxt, &head_table) == 0 {
                     self.head.remove(&s);
                     removed += 1;
                 } else if let Some((lo, hi)) = s.time_range() {
@@ -584,10 +590,12 @@ impl Tsdb {
         let started = Instant::now();
         let mut series = self.head.all_series();
         series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        // Sets built again for the snapshot live until they are written.
+        let table = std::sync::Arc::new(crate::tsdb::stacktable::StackTable::new());
         let data = series.iter().map(|s| BlockSeriesData {
             labels: s.labels.clone(),
             pprof_labels: s.pprof_labels.clone(),
-            sets: s.chunk_sets(),
+            sets: s.chunk_sets(&table),
         });
         let snap = dir.join(SNAPSHOT);
         let written = write_block(&snap, i64::MIN, i64::MAX, data, self.meta.as_ref())?;
