@@ -516,17 +516,18 @@ impl Head {
         }
     }
 
-    /// Seals the open chunk sets whose newest profile is before `before`
-    /// (ms) in every series ([`MemSeries::seal_idle`]): a series that
-    /// stopped receiving profiles (a target gone, a process ended) keeps
-    /// its columns packed, 12 bytes of index per column instead of about
-    /// 100 of growable column. Returns how many sets it sealed.
-    pub fn seal_idle(&self, before: i64) -> usize {
+    /// Seals the open chunk sets that are idle at `now` (ms) in every
+    /// series ([`MemSeries::seal_idle`]: after a few of the series' own
+    /// intervals, within `[min_idle, max_idle]`): a series that stopped
+    /// receiving profiles (a target gone, a process ended) keeps its
+    /// columns packed, 12 bytes of index per column instead of about 100 of
+    /// growable column. Returns how many sets it sealed.
+    pub fn seal_idle(&self, now: i64, min_idle: i64, max_idle: i64) -> usize {
         let mut sealed = 0;
         for stripe in &self.by_ref {
             let series: Vec<Arc<MemSeries>> = stripe.read().values().cloned().collect();
             for s in series {
-                sealed += s.seal_idle(before);
+                sealed += s.seal_idle(now, min_idle, max_idle);
             }
         }
         sealed
@@ -600,7 +601,10 @@ mod tests {
         };
         assert_eq!(merged(0), want(0));
         let bytes = head.chunk_bytes();
-        assert!(!first.is_empty(), "the full sets were sealed into the table");
+        assert!(
+            !first.is_empty(),
+            "the full sets were sealed into the table"
+        );
 
         head.start_stack_table();
         let second = head.stack_table();

@@ -33,6 +33,11 @@ use std::sync::Arc;
 /// sets in time order.
 pub const MAX_OOO_SETS: usize = 32;
 
+/// A series' open set is idle once its newest profile is older than this
+/// many of its intervals between profiles ([`MemSeries::seal_idle`]): a
+/// target scraped every 10 s that missed three scrapes is gone or stuck.
+pub const IDLE_INTERVALS: i64 = 3;
+
 /// A series' columns (guarded by [`MemSeries`]' mutex).
 #[derive(Debug, Default)]
 pub struct SeriesData {
@@ -241,15 +246,28 @@ impl MemSeries {
         self.data.lock().all_sets().map(ChunkSet::len).sum()
     }
 
-    /// Seals ([`ChunkSet::seal`]) the series' open sets whose newest
-    /// profile is before `before` (ms); returns how many it sealed. Answers
-    /// do not change; a later profile unpacks the set it goes to.
-    pub fn seal_idle(&self, before: i64) -> usize {
+    /// Seals ([`ChunkSet::seal`]) the series' open sets that are idle at
+    /// `now` (ms): their newest profile is older than [`IDLE_INTERVALS`] of
+    /// the set's mean interval between profiles, kept within `[min_idle,
+    /// max_idle]` (`max_idle` for a set of one profile). Returns how many
+    /// it sealed. Answers do not change; a later profile unpacks the set it
+    /// goes to.
+    pub fn seal_idle(&self, now: i64, min_idle: i64, max_idle: i64) -> usize {
         let mut d = self.data.lock();
         let d = &mut *d;
         let mut sealed = 0;
         for s in d.sets.iter_mut().chain(d.ooo.iter_mut()) {
-            if !s.is_empty() && !s.is_sealed() && s.time_range().1 < before {
+            if s.is_empty() || s.is_sealed() {
+                continue;
+            }
+            let (lo, hi) = s.time_range();
+            let idle = match s.len() {
+                1 => max_idle,
+                n => ((hi - lo) / (n as i64 - 1))
+                    .saturating_mul(IDLE_INTERVALS)
+                    .clamp(min_idle, max_idle.max(min_idle)),
+            };
+            if hi < now.saturating_sub(idle) {
                 s.seal();
                 sealed += usize::from(s.is_sealed());
             }
@@ -539,6 +557,43 @@ mod tests {
             period: 7,
             samples,
             ..Default::default()
+        }
+    }
+
+    /// A set is idle after three of its own intervals, within the bounds;
+    /// sealing changes no answer.
+    #[test]
+    fn sets_are_idle_after_three_of_their_intervals_within_bounds() {
+        let (min, max) = (30_000, 300_000);
+        // (interval ms, profiles, idle after ms)
+        for (every, n, idle) in [
+            (10_000, 5, 30_000),
+            (60_000, 4, 180_000),
+            (2_000, 20, 30_000),
+            (3_600_000, 2, 300_000),
+            (0, 1, 300_000),
+        ] {
+            let s = series();
+            let last = 1_000_000 + every * (n - 1);
+            for i in 0..n {
+                s.append(&profile(1_000_000 + every * i, 5 + i as u64), &table());
+            }
+            let before = s.profiles(i64::MIN, i64::MAX);
+            assert_eq!(
+                s.seal_idle(last + idle, min, max),
+                0,
+                "every {every} ms: sealed early"
+            );
+            assert_eq!(
+                s.seal_idle(last + idle + 1, min, max),
+                1,
+                "every {every} ms: not sealed"
+            );
+            assert!(s.data.lock().sets[0].is_sealed());
+            assert_eq!(s.profiles(i64::MIN, i64::MAX), before);
+            // A profile after all unpacks it.
+            s.append(&profile(last + idle + 10, 3), &table());
+            assert!(!s.data.lock().sets[0].is_sealed());
         }
     }
 

@@ -26,10 +26,13 @@
 //!
 //! # Idle series
 //! At most every [`SEAL_EVERY_MS`] (by the store's clock), a run first seals
-//! the open chunk sets of head series without a profile in the last
-//! [`SEAL_IDLE_MS`] ([`crate::tsdb::head::Head::seal_idle`]): a target that
-//! went away keeps its columns packed until the cut takes them. This only
-//! changes how the head holds them in memory.
+//! the open chunk sets of head series that look gone: no profile for
+//! three of the series' own intervals between profiles, but at least
+//! [`SEAL_IDLE_MIN_MS`] and at most [`SEAL_IDLE_MS`]
+//! ([`crate::tsdb::head::Head::seal_idle`]): a target that went away keeps
+//! its columns packed until the cut takes them. This only changes how the
+//! head holds them in memory (a profile that comes after all unpacks the
+//! set again).
 
 use super::{Recovery, Tsdb};
 use crate::model::StackId;
@@ -59,12 +62,19 @@ fn store_block_symbols(meta: &MetaStore, s: &BlockSymbols) -> Result<(), MetaErr
     Ok(())
 }
 
-/// A head series' open chunk set is sealed once its newest profile is this
-/// old (ms): five minutes, many scrape intervals of a live target.
+/// A head series' open chunk set is sealed at the latest once its newest
+/// profile is this old (ms): five minutes, many scrape intervals of a live
+/// target, and the wait for a set of one profile.
 pub const SEAL_IDLE_MS: i64 = 5 * 60_000;
 
-/// How often (ms, by the store's clock) maintenance looks for idle series.
-pub const SEAL_EVERY_MS: i64 = 60_000;
+/// ... and at the earliest once it is this old (ms), whatever the series'
+/// interval: a profiler that pushes every few seconds may pause.
+pub const SEAL_IDLE_MIN_MS: i64 = 30_000;
+
+/// How often (ms, by the store's clock) maintenance looks for idle series
+/// (each look locks every head series once), and how long the maintenance
+/// thread waits between runs when nothing wakes it.
+pub const SEAL_EVERY_MS: i64 = 15_000;
 
 /// The maintenance thread and its stop flag.
 #[derive(Debug)]
@@ -308,7 +318,7 @@ impl Tsdb {
             return 0;
         }
         self.last_seal.store(now, Relaxed);
-        let sealed = self.head.seal_idle(now.saturating_sub(SEAL_IDLE_MS));
+        let sealed = self.head.seal_idle(now, SEAL_IDLE_MIN_MS, SEAL_IDLE_MS);
         if sealed > 0 {
             tracing::debug!(sealed, "sealed the chunk sets of idle series");
         }
@@ -510,10 +520,17 @@ impl Tsdb {
         let Some(cutoff) = self.limits.time.oldest_ms(now) else {
             return Ok(0);
         };
+        // A block not yet shipped stays until it is.
+        let unshipped = |b: &Block| self.shipper.as_ref().is_some_and(|s| s.is_pending(b));
+        // Most runs delete nothing: they do not wait for the write lock,
+        // which waits for running queries and holds up ingest meanwhile.
+        let any =
+            (self.state.read().blocks.iter()).any(|b| b.max_time() <= cutoff && !unshipped(b));
+        if !any {
+            return Ok(0);
+        }
         let doomed: Vec<Arc<Block>> = {
             let mut parts = self.state.write();
-            // A block not yet shipped stays until it is.
-            let unshipped = |b: &Block| self.shipper.as_ref().is_some_and(|s| s.is_pending(b));
             let (old, keep): (Vec<_>, Vec<_>) = parts
                 .blocks
                 .drain(..)
@@ -638,7 +655,7 @@ impl Tsdb {
                         store.note_failure();
                         tracing::error!("maintenance failed: {e}");
                     }
-                    store.wait_for_work(Duration::from_secs(60));
+                    store.wait_for_work(Duration::from_millis(SEAL_EVERY_MS as u64));
                 }
             })?;
         *bg = Some(Background { stop, thread });
