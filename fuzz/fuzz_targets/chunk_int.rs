@@ -1,7 +1,7 @@
 //! Fuzzes `IntChunk::from_bytes`: arbitrary bytes give `Ok` or `Err`, never a
 //! panic, a hang or a huge allocation. An accepted chunk must re-serialize to
 //! the same bytes, iterate exactly `len()` values, and stay valid after an
-//! append.
+//! append; `IntChunk::check_bytes` accepts exactly the same bytes.
 //!
 //! Run from the crate root: `cargo fuzz run chunk_int` (with a stable
 //! toolchain: `RUSTC_BOOTSTRAP=1 cargo fuzz run chunk_int`).
@@ -12,6 +12,10 @@ use libfuzzer_sys::fuzz_target;
 use profstore::tsdb::chunkenc::IntChunk;
 
 fuzz_target!(|data: &[u8]| {
+    assert_eq!(
+        IntChunk::check_bytes(data).ok(),
+        IntChunk::from_bytes(data).ok().map(|c| c.len())
+    );
     let Ok(c) = IntChunk::from_bytes(data) else {
         return;
     };

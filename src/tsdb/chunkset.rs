@@ -493,26 +493,25 @@ impl ChunkSet {
         if timestamps.iter().next() != Some(p.min_time) || timestamps.last() != Some(p.max_time) {
             return Err("timestamps disagree with the set's time range".into());
         }
-        let mut stacks = FxHashMap::default();
+        // Each column checked in place: (stack, first, values, bytes).
+        let mut cols: Vec<(StackId, u16, u16, &[u8])> = Vec::with_capacity(p.stacks.len());
         for c in &p.stacks {
             let id = stack(c)?;
-            let values =
-                Values::from_bytes(enc, &c.values).map_err(|e| chunk("stack column", e))?;
+            let n = match enc {
+                Encoding::Xor => Values::from_bytes(enc, &c.values).map(|v| v.len()),
+                _ => IntChunk::check_bytes(&c.values),
+            }
+            .map_err(|e| chunk("stack column", e))?;
             let first = c.first as usize;
-            if first >= len || first + values.len() > len || values.is_empty() {
+            if first >= len || first + n > len || n == 0 {
                 return Err(format!(
-                    "stack column of {} values from profile {first} in a set of {len}",
-                    values.len()
+                    "stack column of {n} values from profile {first} in a set of {len}"
                 ));
             }
-            let col = StackColumn {
-                first: first as u16,
-                values,
-            };
-            if stacks.insert(id, col).is_some() {
-                return Err(format!("stack {} has two columns", id.0));
-            }
+            // Both at most `len` <= CHUNK_PROFILES.
+            cols.push((id, first as u16, n as u16, &c.values));
         }
+        let stacks = Self::columns_from_proto(enc, cols, table)?;
         // A row names its stack by index as a version 3 column does.
         let tagged = Tagged::from_proto(p, len, |i| {
             stack(&crate::proto::block::StackColumn {
@@ -529,12 +528,64 @@ impl ChunkSet {
             durations,
             periods,
             totals,
-            stacks: Columns::Open(stacks),
+            stacks,
             tagged,
             table: Arc::clone(table),
         };
+        // Seals the rows; the columns are sealed already, or XOR.
         set.seal();
         Ok(set)
+    }
+
+    /// The columns of a set read from a block, checked: integer chunks
+    /// packed straight from the message (no growable column on the way),
+    /// XOR ones decoded (they are never packed). Errors when a stack has
+    /// two columns.
+    fn columns_from_proto(
+        enc: Encoding,
+        cols: Vec<(StackId, u16, u16, &[u8])>,
+        table: &StackTable,
+    ) -> Result<Columns, String> {
+        let two = |id: StackId| format!("stack {} has two columns", id.0);
+        let refs = match enc {
+            Encoding::Int => table.intern_all(cols.iter().map(|c| c.0)),
+            _ => None,
+        };
+        let Some(refs) = refs else {
+            // XOR, or a full table: growable columns.
+            let mut map = FxHashMap::default();
+            for (id, first, _, b) in cols {
+                // Checked by the caller.
+                let values =
+                    Values::from_bytes(enc, b).map_err(|e| format!("stack column: {e}"))?;
+                if map.insert(id, StackColumn { first, values }).is_some() {
+                    return Err(two(id));
+                }
+            }
+            return Ok(Columns::Open(map));
+        };
+        let mut order: Vec<(StackRef, usize)> = refs.into_iter().zip(0..).collect();
+        order.sort_unstable_by_key(|o| o.0);
+        if let Some(w) = order.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(two(cols[w[0].1].0));
+        }
+        let mut bytes = Vec::with_capacity(cols.iter().map(|c| c.3.len()).sum());
+        let mut index = Vec::with_capacity(cols.len());
+        for (stack, i) in order {
+            let (_, first, len, b) = cols[i];
+            index.push(PackedColumn {
+                stack,
+                first,
+                len,
+                // A set's columns are far below 4 GiB.
+                start: bytes.len() as u32,
+            });
+            bytes.extend_from_slice(b);
+        }
+        Ok(Columns::Sealed {
+            index: index.into_boxed_slice(),
+            bytes: bytes.into_boxed_slice(),
+        })
     }
 
     /// The profiles of the set with timestamps in `[start, end]`, decoded.
@@ -1148,6 +1199,16 @@ mod tests {
                 prop_assert!(read.is_sealed());
                 prop_assert_eq!(read.profiles(i64::MIN, i64::MAX), s.profiles(i64::MIN, i64::MAX));
                 prop_assert_eq!(read.num_values(), s.num_values());
+                // A stack with two columns, or a column that does not
+                // decode, is refused.
+                if let Some(c) = msg.stacks.first().cloned() {
+                    let mut twice = msg.clone();
+                    twice.stacks.push(c);
+                    prop_assert!(ChunkSet::from_proto(&twice, &a_table(), |c| Ok(table[c.stack_index as usize])).is_err());
+                    let mut bad = msg.clone();
+                    bad.stacks[0].values.push(0xff);
+                    prop_assert!(ChunkSet::from_proto(&bad, &a_table(), |c| Ok(table[c.stack_index as usize])).is_err());
+                }
             }
         }
 

@@ -311,6 +311,37 @@ impl IntChunk {
     /// [`ChunkError::Truncated`], [`ChunkError::TrailingBytes`],
     /// [`ChunkError::Corrupt`].
     pub fn from_bytes(b: &[u8]) -> Result<IntChunk, ChunkError> {
+        let p = Self::parse(b)?;
+        let mut c = IntChunk::new();
+        if p.count == 0 {
+            // An empty chunk writes its header when asked for its bytes.
+            return Ok(c);
+        }
+        c.w = BitWriter::from_parts(b.to_vec(), p.pad)
+            .ok_or(ChunkError::Corrupt("non-zero padding bits"))?;
+        c.count = p.count;
+        c.hdr_len = p.hdr_len;
+        c.gcd = p.gcd;
+        c.prev = p.prev;
+        Ok(c)
+    }
+
+    /// The number of values in `b` if [`IntChunk::from_bytes`] accepts it
+    /// (the same checks, without copying the bytes): for readers that
+    /// iterate the bytes in place ([`IntChunk::iter_bytes`]).
+    pub fn check_bytes(b: &[u8]) -> Result<usize, ChunkError> {
+        let p = Self::parse(b)?;
+        if p.pad > 0
+            && b.last()
+                .is_none_or(|&last| last & ((1u8 << p.pad) - 1) != 0)
+        {
+            return Err(ChunkError::Corrupt("non-zero padding bits"));
+        }
+        Ok(p.count as usize)
+    }
+
+    /// Reads and checks every field of `b` but the padding bits' values.
+    fn parse(b: &[u8]) -> Result<Parsed, ChunkError> {
         let (count, hdr_len) = read_count(b)?;
         let body = b.get(hdr_len..).unwrap_or(&[]);
         let n = body.len() as u64;
@@ -328,23 +359,28 @@ impl IntChunk {
                 len: b.len(),
             });
         }
-        // count <= MAX_SAMPLES = u32::MAX.
-        let count = count as u32;
-        let mut c = IntChunk::new();
+        // count <= MAX_SAMPLES = u32::MAX; a u64's uvarint is at most 10
+        // bytes.
+        let mut p = Parsed {
+            count: count as u32,
+            hdr_len: hdr_len as u8,
+            gcd: 0,
+            prev: 0,
+            pad: 0,
+        };
         match count {
-            0 => {
-                return match body.len() {
-                    0 => Ok(c),
-                    n => Err(ChunkError::TrailingBytes(n)),
-                }
-            }
+            0 => match body.len() {
+                0 => Ok(p),
+                n => Err(ChunkError::TrailingBytes(n)),
+            },
             1 => {
                 let mut pos = 0;
                 let v0 = varint::unzigzag(varint::read(body, &mut pos)?);
                 if pos != body.len() {
                     return Err(ChunkError::TrailingBytes(body.len() - pos));
                 }
-                c.prev = v0;
+                p.prev = v0;
+                Ok(p)
             }
             _ => {
                 let mut pos = 0;
@@ -374,22 +410,23 @@ impl IntChunk {
                 if g > 1 || (g == 0 && scale != 1) {
                     return Err(ChunkError::Corrupt("scale is not the values' gcd"));
                 }
-                let pad = check_stream_end(it.r_data, it.r.bits_read())?;
-                c.gcd = if g == 0 { 0 } else { scale };
-                c.prev = prev;
-                c.w = BitWriter::from_parts(b.to_vec(), pad)
-                    .ok_or(ChunkError::Corrupt("non-zero padding bits"))?;
-                c.count = count;
-                c.hdr_len = hdr_len as u8;
-                return Ok(c);
+                p.pad = check_stream_end(it.r_data, it.r.bits_read())?;
+                p.gcd = if g == 0 { 0 } else { scale };
+                p.prev = prev;
+                Ok(p)
             }
         }
-        c.w = BitWriter::from_parts(b.to_vec(), 0).ok_or(ChunkError::Corrupt("padding"))?;
-        c.count = count;
-        // A u64's uvarint is at most 10 bytes.
-        c.hdr_len = hdr_len as u8;
-        Ok(c)
     }
+}
+
+/// What [`IntChunk::parse`] read: the fields an appendable chunk needs.
+struct Parsed {
+    count: u32,
+    hdr_len: u8,
+    gcd: u64,
+    prev: i64,
+    /// Padding bits in the last byte.
+    pad: u32,
 }
 
 impl<'a> IntoIterator for &'a IntChunk {

@@ -570,6 +570,11 @@ fn fuzz_one_xor(b: &[u8]) {
 }
 
 fn fuzz_one_int(b: &[u8]) {
+    assert_eq!(
+        IntChunk::check_bytes(b).ok(),
+        IntChunk::from_bytes(b).ok().map(|c| c.len()),
+        "check_bytes accepts exactly what from_bytes accepts"
+    );
     let Ok(c) = IntChunk::from_bytes(b) else {
         return;
     };
