@@ -246,12 +246,13 @@ impl Columns {
                     .map(|(id, c)| (*id, usize::from(c.first), Col::Open(&c.values))),
             ),
             Columns::Sealed { index, bytes } => {
+                let ids = table.ids();
                 Box::new(index.iter().enumerate().filter_map(move |(i, c)| {
                     let end = index.get(i + 1).map_or(bytes.len(), |n| n.start as usize);
                     let b = bytes.get(c.start as usize..end).unwrap_or(&[]);
                     // The set numbered its stacks in this table when it was
                     // sealed, and a table only grows.
-                    let Some(id) = table.get(c.stack) else {
+                    let Some(id) = ids.get(c.stack) else {
                         debug_assert!(false, "stack number {} not in the set's table", c.stack.0);
                         return None;
                     };

@@ -4,10 +4,10 @@
 //! ([`crate::tsdb::chunkset`]).
 //!
 //! Invariants: a table only grows; a number, once given, names the same
-//! stack for the table's life; a stack interned twice gets the same number
-//! (interning is serialized by a mutex). Readers resolve a number without
-//! a lock: the ids live in an append-only vector (`boxcar`) whose entries
-//! never move, and a number is handed out only after its id is written.
+//! stack for the table's life; a stack interned twice gets the same number.
+//! Interning takes the table's write lock; a reader takes its read lock
+//! once per set it reads ([`StackTable::ids`]) and then resolves numbers by
+//! indexing a slice, as cheap as the 16-byte ids inline were.
 //!
 //! Who shares a table, and so how long it lives: the head's chunk sets of
 //! one generation ([`crate::tsdb::head::Head::stack_table`]; the head starts
@@ -16,16 +16,16 @@
 //! built with it), the sets read from one block (for the life of the block
 //! handle), and the sets of one block being written.
 //!
-//! Memory: 17 bytes per id, plus the vector's growth (its buckets double),
-//! and a hash table of 4-byte numbers (hashed by the id each names) to find
-//! a stack's number when a set is sealed: about 25–45 bytes per stack in
-//! all. A sealed column saves 12 bytes, and a stack has a column in every
-//! set of every series that has it, so the table pays for itself from
-//! about three columns per stack.
+//! Memory: 16 bytes per id (up to twice that while the vector grows) and a
+//! hash table of 4-byte numbers (hashed by the id each names) to find a
+//! stack's number when a set is sealed: about 25–40 bytes per stack in all.
+//! A sealed column saves 12 bytes, and a stack has a column in every set of
+//! every series that has it, so the table pays for itself from about three
+//! columns per stack.
 
 use crate::model::StackId;
 use hashbrown::HashTable;
-use parking_lot::Mutex;
+use parking_lot::{RwLock, RwLockReadGuard};
 use std::hash::BuildHasher;
 
 /// A stack's number in one [`StackTable`]: meaningful only with that table.
@@ -35,10 +35,26 @@ pub struct StackRef(pub u32);
 /// Dense numbers for stack ids (see the [module docs](self)).
 #[derive(Default)]
 pub struct StackTable {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
     /// Number → id.
-    ids: boxcar::Vec<StackId>,
+    ids: Vec<StackId>,
     /// The numbers, found by the hash of the id they name.
-    index: Mutex<HashTable<u32>>,
+    index: HashTable<u32>,
+}
+
+/// The ids of a table, read-locked: [`StackIds::get`] resolves numbers.
+pub struct StackIds<'a>(RwLockReadGuard<'a, Inner>);
+
+impl StackIds<'_> {
+    /// The id numbered `r`, if `r` was given by this table.
+    #[inline]
+    pub fn get(&self, r: StackRef) -> Option<StackId> {
+        self.0.ids.get(r.0 as usize).copied()
+    }
 }
 
 impl std::fmt::Debug for StackTable {
@@ -63,50 +79,31 @@ impl StackTable {
     /// `None` only when the table is full (2³² stacks, far more than a
     /// process holds): the caller keeps the ids instead.
     pub fn intern_all(&self, ids: impl IntoIterator<Item = StackId>) -> Option<Vec<StackRef>> {
-        let mut index = self.index.lock();
-        ids.into_iter()
-            .map(|id| self.intern_locked(&mut index, id))
-            .collect()
+        let mut inner = self.inner.write();
+        ids.into_iter().map(|id| inner.intern(id)).collect()
     }
 
     /// The number of `id`, interned if new (see [`StackTable::intern_all`]).
     pub fn intern(&self, id: StackId) -> Option<StackRef> {
-        self.intern_locked(&mut self.index.lock(), id)
+        self.inner.write().intern(id)
     }
 
-    fn intern_locked(&self, index: &mut HashTable<u32>, id: StackId) -> Option<StackRef> {
-        let h = hash(&id);
-        let ids = &self.ids;
-        if let Some(&n) = index.find(h, |&n| ids.get(n as usize) == Some(&id)) {
-            return Some(StackRef(n));
-        }
-        let n = u32::try_from(ids.count()).ok()?;
-        // Under the lock, so the vector's next index is `n`.
-        let pushed = ids.push(id);
-        debug_assert_eq!(pushed, n as usize);
-        // Every number in the index has its id written (pushed before it
-        // is inserted), so the default is never used; were it, the entry
-        // would only sit in another bucket and the stack get a second
-        // number, which still names it.
-        index.insert_unique(h, n, |&m| {
-            hash(
-                &ids.get(m as usize)
-                    .copied()
-                    .unwrap_or(StackId(uuid::Uuid::nil())),
-            )
-        });
-        Some(StackRef(n))
+    /// The table's ids, read-locked until the value is dropped: take it
+    /// once per set read, not per column. Interning waits meanwhile.
+    pub fn ids(&self) -> StackIds<'_> {
+        // Recursive: a thread reading two sets of one table at once must
+        // not wait behind a writer that waits for its first read.
+        StackIds(self.inner.read_recursive())
     }
 
     /// The id numbered `r`, if `r` was given by this table.
-    #[inline]
     pub fn get(&self, r: StackRef) -> Option<StackId> {
-        self.ids.get(r.0 as usize).copied()
+        self.ids().get(r)
     }
 
     /// Stacks numbered.
     pub fn len(&self) -> usize {
-        self.ids.count()
+        self.inner.read_recursive().ids.len()
     }
 
     /// True when no stack is numbered.
@@ -114,16 +111,35 @@ impl StackTable {
         self.len() == 0
     }
 
-    /// Approximate bytes held: the ids (17 bytes each, with the vector's
-    /// buckets rounded up to powers of two) and the index's allocation.
+    /// Bytes held: the ids' and the index's allocations.
     pub fn bytes(&self) -> usize {
-        let n = self.len();
-        let ids = if n == 0 {
-            0
-        } else {
-            n.next_power_of_two() * 17
-        };
-        ids + self.index.lock().allocation_size()
+        let inner = self.inner.read_recursive();
+        inner.ids.capacity() * std::mem::size_of::<StackId>() + inner.index.allocation_size()
+    }
+}
+
+impl Inner {
+    fn intern(&mut self, id: StackId) -> Option<StackRef> {
+        let h = hash(&id);
+        let ids = &self.ids;
+        if let Some(&n) = self.index.find(h, |&n| ids.get(n as usize) == Some(&id)) {
+            return Some(StackRef(n));
+        }
+        let n = u32::try_from(ids.len()).ok()?;
+        self.ids.push(id);
+        let ids = &self.ids;
+        // Every number in the index names an id in `ids` (pushed before it
+        // is inserted), so the fallback is never used; were it, the entry
+        // would only sit in another bucket and the stack get a second
+        // number, which still names it.
+        self.index.insert_unique(h, n, |&m| {
+            hash(
+                &ids.get(m as usize)
+                    .copied()
+                    .unwrap_or(StackId(uuid::Uuid::nil())),
+            )
+        });
+        Some(StackRef(n))
     }
 }
 
@@ -199,6 +215,6 @@ mod tests {
         for (i, r) in runs[0].iter().enumerate() {
             assert_eq!(t.get(*r), Some(id(i as u64)));
         }
-        assert!(t.bytes() >= 2000 * 17);
+        assert!(t.bytes() >= 2000 * 16);
     }
 }
