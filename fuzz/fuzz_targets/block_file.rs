@@ -105,7 +105,7 @@ fn valid() -> &'static Vec<u8> {
                         ("instance", if i == 0 { "a" } else { "b" }),
                     ]),
                     pprof_labels: Vec::new(),
-                    sets: build_sets(&profiles),
+                    sets: build_sets(&profiles, &std::sync::Arc::default()),
                 }
             })
             .collect::<Vec<_>>();
