@@ -183,6 +183,28 @@ struct PackedColumn {
 // The index entry the module docs count.
 const _: () = assert!(std::mem::size_of::<PackedColumn>() == 12);
 
+/// Sealed columns from `(stack, first, len, bytes)` per column, packed in
+/// the order of the stacks' numbers.
+fn pack(mut cols: Vec<(StackRef, u16, u16, &[u8])>) -> Columns {
+    cols.sort_unstable_by_key(|c| c.0);
+    let mut bytes = Vec::with_capacity(cols.iter().map(|c| c.3.len()).sum());
+    let mut index = Vec::with_capacity(cols.len());
+    for (stack, first, len, b) in cols {
+        index.push(PackedColumn {
+            stack,
+            first,
+            len,
+            // A set's columns are far below 4 GiB.
+            start: bytes.len() as u32,
+        });
+        bytes.extend_from_slice(b);
+    }
+    Columns::Sealed {
+        index: index.into_boxed_slice(),
+        bytes: bytes.into_boxed_slice(),
+    }
+}
+
 /// The stack columns of a set.
 #[derive(Debug, Clone)]
 enum Columns {
@@ -322,29 +344,13 @@ impl ChunkSet {
             map.extend(cols);
             return;
         };
-        let mut cols: Vec<(StackRef, StackColumn)> = refs
+        // A column holds at most CHUNK_PROFILES values.
+        let packed = refs
             .into_iter()
-            .zip(cols.into_iter().map(|c| c.1))
+            .zip(&cols)
+            .map(|(r, (_, c))| (r, c.first, c.values.len() as u16, c.values.bytes()))
             .collect();
-        cols.sort_unstable_by_key(|(r, _)| *r);
-        let total: usize = cols.iter().map(|(_, c)| c.values.bytes().len()).sum();
-        let mut bytes = Vec::with_capacity(total);
-        let mut index = Vec::with_capacity(cols.len());
-        for (stack, c) in cols {
-            index.push(PackedColumn {
-                stack,
-                first: c.first,
-                // A column holds at most CHUNK_PROFILES values.
-                len: c.values.len() as u16,
-                // A set's columns are far below 4 GiB.
-                start: bytes.len() as u32,
-            });
-            bytes.extend_from_slice(c.values.bytes());
-        }
-        self.stacks = Columns::Sealed {
-            index: index.into_boxed_slice(),
-            bytes: bytes.into_boxed_slice(),
-        };
+        self.stacks = pack(packed);
     }
 
     /// Unpacks a sealed set's columns into growable ones.
@@ -570,23 +576,12 @@ impl ChunkSet {
         if let Some(w) = order.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(two(cols[w[0].1].0));
         }
-        let mut bytes = Vec::with_capacity(cols.iter().map(|c| c.3.len()).sum());
-        let mut index = Vec::with_capacity(cols.len());
-        for (stack, i) in order {
-            let (_, first, len, b) = cols[i];
-            index.push(PackedColumn {
-                stack,
-                first,
-                len,
-                // A set's columns are far below 4 GiB.
-                start: bytes.len() as u32,
-            });
-            bytes.extend_from_slice(b);
-        }
-        Ok(Columns::Sealed {
-            index: index.into_boxed_slice(),
-            bytes: bytes.into_boxed_slice(),
-        })
+        Ok(pack(
+            order
+                .into_iter()
+                .map(|(r, i)| (r, cols[i].1, cols[i].2, cols[i].3))
+                .collect(),
+        ))
     }
 
     /// The profiles of the set with timestamps in `[start, end]`, decoded.
