@@ -12,6 +12,10 @@
 //!   function, location and stack is new: encoded, published and queued for
 //!   the meta store's writer thread, which writes it to sled off the ingest
 //!   path, on another core);
+//! - `ingest_first_synced`: `ingest_first` until the writer thread has put
+//!   every new entity into sled (`MetaStore::sync_writes`): the whole work
+//!   of a first-seen profile, on both cores, and the bound on how many
+//!   profiles with new stacks a store takes per second when they keep coming;
 //! - `ingest_out_of_order`: decode + ingest of a profile stamped between two
 //!   the series holds (the head rebuilds the chunk set it falls into);
 //! - `ingest_late`: decode + ingest of a profile stamped inside a range
@@ -103,6 +107,26 @@ fn bench_ingest(c: &mut Criterion) {
                             received_at_ms: 0,
                         })
                         .unwrap();
+                    store
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        g.bench_function("ingest_first_synced", |b| {
+            b.iter_batched(
+                || Tsdb::temporary().unwrap(),
+                |store| {
+                    let p = decode(&bytes, &limits).unwrap();
+                    store
+                        .ingest(IngestRequest {
+                            name: None,
+                            labels: Labels::new(),
+                            delta: None,
+                            profile: p,
+                            received_at_ms: 0,
+                        })
+                        .unwrap();
+                    store.meta().sync_writes().unwrap();
                     store
                 },
                 BatchSize::PerIteration,
