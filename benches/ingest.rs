@@ -93,45 +93,30 @@ fn bench_ingest(c: &mut Criterion) {
                 store.ingest(req(p)).unwrap()
             })
         });
-        g.bench_function("ingest_first", |b| {
-            b.iter_batched(
-                || Tsdb::temporary().unwrap(),
-                |store| {
-                    let p = decode(&bytes, &limits).unwrap();
-                    store
-                        .ingest(IngestRequest {
-                            name: None,
-                            labels: Labels::new(),
-                            delta: None,
-                            profile: p,
-                            received_at_ms: 0,
-                        })
-                        .unwrap();
-                    store
-                },
-                BatchSize::PerIteration,
-            )
-        });
-        g.bench_function("ingest_first_synced", |b| {
-            b.iter_batched(
-                || Tsdb::temporary().unwrap(),
-                |store| {
-                    let p = decode(&bytes, &limits).unwrap();
-                    store
-                        .ingest(IngestRequest {
-                            name: None,
-                            labels: Labels::new(),
-                            delta: None,
-                            profile: p,
-                            received_at_ms: 0,
-                        })
-                        .unwrap();
-                    store.meta().sync_writes().unwrap();
-                    store
-                },
-                BatchSize::PerIteration,
-            )
-        });
+        for (name, sync) in [("ingest_first", false), ("ingest_first_synced", true)] {
+            g.bench_function(name, |b| {
+                b.iter_batched(
+                    || Tsdb::temporary().unwrap(),
+                    |store| {
+                        let p = decode(&bytes, &limits).unwrap();
+                        store
+                            .ingest(IngestRequest {
+                                name: None,
+                                labels: Labels::new(),
+                                delta: None,
+                                profile: p,
+                                received_at_ms: 0,
+                            })
+                            .unwrap();
+                        if sync {
+                            store.meta().sync_writes().unwrap();
+                        }
+                        store
+                    },
+                    BatchSize::PerIteration,
+                )
+            });
+        }
 
         let store = Tsdb::temporary().unwrap();
         let t0 = 1_000_000_000_000i64;
