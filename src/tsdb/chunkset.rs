@@ -183,10 +183,10 @@ struct PackedColumn {
 // The index entry the module docs count.
 const _: () = assert!(std::mem::size_of::<PackedColumn>() == 12);
 
-/// Sealed columns from `(stack, first, len, bytes)` per column, packed in
-/// the order of the stacks' numbers.
-fn pack(mut cols: Vec<(StackRef, u16, u16, &[u8])>) -> Columns {
-    cols.sort_unstable_by_key(|c| c.0);
+/// Sealed columns from `(stack, first, len, bytes)` per column, given in
+/// the order of the stacks' numbers (the order the index keeps).
+fn pack(cols: Vec<(StackRef, u16, u16, &[u8])>) -> Columns {
+    debug_assert!(cols.windows(2).all(|w| w[0].0 < w[1].0));
     let mut bytes = Vec::with_capacity(cols.iter().map(|c| c.3.len()).sum());
     let mut index = Vec::with_capacity(cols.len());
     for (stack, first, len, b) in cols {
@@ -345,11 +345,12 @@ impl ChunkSet {
             return;
         };
         // A column holds at most CHUNK_PROFILES values.
-        let packed = refs
+        let mut packed: Vec<_> = refs
             .into_iter()
             .zip(&cols)
             .map(|(r, (_, c))| (r, c.first, c.values.len() as u16, c.values.bytes()))
             .collect();
+        packed.sort_unstable_by_key(|c| c.0);
         self.stacks = pack(packed);
     }
 
