@@ -11,7 +11,7 @@
 //! Printed: the entities created; the time of the requests (ingest) and
 //! until the meta store's writer thread has put every entity into sled
 //! (`sync`); the process RSS before the store, after the requests, after
-//! the sync; the meta store's cache bytes and the head's chunk bytes, for
+//! the sync; sled's bytes on disk; the meta store's cache bytes and the head's chunk bytes, for
 //! comparison. RSS is read from `/proc/self/status` (Linux).
 //!
 //! Run with: `cargo bench --bench meta_burst` (add `-- --rounds N`).
@@ -125,7 +125,10 @@ fn main() {
         (after_sync - before) * 1e6 / samples.max(1) as f64
     );
     println!(
-        "for comparison: meta store caches {:.0} MB, head chunks {:.0} MB",
+        "meta store on disk {:.0} MB ({:.0} B per entity); for comparison: meta store \
+         caches {:.0} MB, head chunks {:.0} MB",
+        store.meta().disk_bytes() as f64 / 1e6,
+        store.meta().disk_bytes() as f64 / entities.max(1) as f64,
         store.meta().cache_bytes() as f64 / 1e6,
         store.head().chunk_bytes() as f64 / 1e6
     );

@@ -10,23 +10,35 @@ use uuid::Uuid;
 /// Prefix of the mapping by-key index of the previous meta store layout
 /// (deleted when a store of that layout is opened).
 pub const MAPPING_BY_KEY: &[u8] = b"mappings/by-key/";
-/// Prefix of mapping values.
+/// Prefix of mapping values, one per entity, of the previous meta store
+/// layout (moved into records when a store of that layout is opened).
 pub const MAPPING_BY_ID: &[u8] = b"mappings/by-id/";
+/// Prefix of mapping records (`tsdb::meta::record`).
+pub const MAPPING_RECORDS: &[u8] = b"mappings/records/";
 /// Prefix of the function by-key index of the previous meta store layout
 /// (deleted when a store of that layout is opened).
 pub const FUNCTION_BY_KEY: &[u8] = b"functions/by-key/";
-/// Prefix of function values.
+/// Prefix of function values, one per entity, of the previous meta store
+/// layout (moved into records when a store of that layout is opened).
 pub const FUNCTION_BY_ID: &[u8] = b"functions/by-id/";
+/// Prefix of function records (`tsdb::meta::record`).
+pub const FUNCTION_RECORDS: &[u8] = b"functions/records/";
 /// Prefix of the location by-key index of the previous meta store layout
 /// (deleted when a store of that layout is opened).
 pub const LOCATION_BY_KEY: &[u8] = b"locations/by-key/";
-/// Prefix of location values.
+/// Prefix of location values, one per entity, of the previous meta store
+/// layout (moved into records when a store of that layout is opened).
 pub const LOCATION_BY_ID: &[u8] = b"locations/by-id/";
+/// Prefix of location records (`tsdb::meta::record`).
+pub const LOCATION_RECORDS: &[u8] = b"locations/records/";
 /// Prefix of the stack by-key index of the previous meta store layout
 /// (deleted when a store of that layout is opened).
 pub const STACK_BY_KEY: &[u8] = b"stacktraces/by-key/";
-/// Prefix of stack values.
+/// Prefix of stack values, one per entity, of the previous meta store
+/// layout (moved into records when a store of that layout is opened).
 pub const STACK_BY_ID: &[u8] = b"stacktraces/by-id/";
+/// Prefix of stack records (`tsdb::meta::record`).
+pub const STACK_RECORDS: &[u8] = b"stacktraces/records/";
 
 /// Mapping sizes are rounded up to this many bytes, so that the same object
 /// mapped with a slightly different length is one mapping.

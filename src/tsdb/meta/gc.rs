@@ -7,12 +7,13 @@
 //!   and mappings are those of the live locations. Values are read from the
 //!   by-id cache or from sled, without filling the cache.
 //! - **Sweep**, one phase per level, in this order: stacks, then locations,
-//!   then functions and mappings. Every entity in the id cache (which holds
-//!   exactly sled's by-id entries) whose id is not live is deleted: its
-//!   by-id value and the kind's counter go in one sled
-//!   batch (at most [`GC_BATCH`] entities each), and only once the batch is
-//!   applied are they removed from the caches. sled is flushed after every
-//!   phase.
+//!   then functions and mappings. Every record of the kind is read, and
+//!   every entity in it whose id is not live is deleted: the record is
+//!   written again without it under the same number (or removed when
+//!   nothing in it lives), with the kind's counter, in one sled batch (the
+//!   records of about [`GC_BATCH`] deletions each), and only once the batch
+//!   is applied are they removed from the caches. sled is flushed after
+//!   every phase.
 //!
 //! # Why a crash midway leaves a sound store
 //! The store's invariant is that every id stored in a value resolves: a
@@ -30,7 +31,8 @@
 //! A deleted entity's id is gone from the id cache, so ingesting it again
 //! stores it anew, under the same content id.
 
-use super::store::{with_prefix, Entity, Table};
+use super::record;
+use super::store::{Entity, Table};
 use super::{MetaCounts, MetaError, MetaStore};
 use crate::model::StackId;
 use rustc_hash::FxHashSet;
@@ -151,54 +153,77 @@ impl MetaStore {
         if let Some(e) = t.by_id.read().get(&id) {
             return Ok(e.clone());
         }
-        let v = self
-            .db()
-            .get(with_prefix(E::BY_ID, id.as_bytes()))?
-            .ok_or(MetaError::NotFound { kind: E::KIND, id })?;
-        Ok(Arc::new(E::decode(&v)?))
+        Ok(Arc::new(t.read_stored(&self.db(), id)?))
     }
 
-    /// Deletes every entity of `t` whose id is not live, in batches of
-    /// [`GC_BATCH`]; returns how many. Each batch removes the values and
-    /// sets the counter; the caches follow once it is applied,
-    /// so they always match sled.
+    /// Deletes every entity of `t` whose id is not live; returns how many.
+    /// Every record of the kind is read; one with dead entries is written
+    /// again under its number without them, or removed when none is left.
+    /// A sled batch holds the changed records of at most about
+    /// [`GC_BATCH`] deletions and sets the counter; the caches follow once
+    /// it is applied, so they always match sled.
     fn sweep<E: Entity>(
         &self,
         t: &Table<E>,
         is_live: impl Fn(&Uuid) -> bool,
     ) -> Result<u64, MetaError> {
-        let dead: Vec<Uuid> = t
-            .ids
-            .read()
-            .iter()
-            .filter(|id| !is_live(id))
-            .copied()
-            .collect();
-        for chunk in dead.chunks(GC_BATCH) {
-            let mut batch = sled::Batch::default();
-            for id in chunk {
-                batch.remove(with_prefix(E::BY_ID, id.as_bytes()));
-            }
-            // The id cache is exactly sled's by-id entries (the queue is
-            // drained), and every id of `chunk` is in it (nothing else runs
+        let db = self.db();
+        let mut deleted = 0;
+        let mut batch = sled::Batch::default();
+        let mut dead: Vec<Uuid> = Vec::new();
+        let apply = |mut batch: sled::Batch, dead: &mut Vec<Uuid>| -> Result<(), MetaError> {
+            // The id cache is exactly the records' entries (the queue is
+            // drained), and every dead id is in it (nothing else runs
             // during a collection), so this is the count after the batch.
-            let left = (t.ids.read().len() - chunk.len()) as u64;
+            let left = t.ids.read().len().saturating_sub(dead.len()) as u64;
             batch.insert(E::COUNT_KEY, left.to_be_bytes().as_slice());
-            self.db().apply_batch(batch)?;
+            db.apply_batch(batch)?;
             let mut ids = t.ids.write();
             let mut by_id = t.by_id.write();
-            for id in chunk {
-                ids.remove(id);
-                by_id.remove(id);
+            for id in dead.drain(..) {
+                ids.remove(&id);
+                by_id.remove(&id);
             }
             t.count.store(left, Ordering::Relaxed);
+            Ok(())
+        };
+        // Read as the sweep goes: a batch changes only records already
+        // passed, which sled's iterator does not return again.
+        for kv in db.scan_prefix(E::RECORDS) {
+            let (k, v) = kv?;
+            let mut kept = Vec::new();
+            let before = dead.len();
+            for e in record::entries(&v) {
+                let (id, value) = e.map_err(|e| MetaError::Corrupt(format!("{}: {e}", E::KIND)))?;
+                if is_live(&id) {
+                    record::push(&mut kept, id, value);
+                } else {
+                    dead.push(id);
+                }
+            }
+            if dead.len() == before {
+                continue;
+            }
+            if kept.is_empty() {
+                batch.remove(k);
+            } else {
+                batch.insert(k, kept);
+            }
+            if dead.len() >= GC_BATCH {
+                deleted += dead.len() as u64;
+                apply(std::mem::take(&mut batch), &mut dead)?;
+            }
         }
         if !dead.is_empty() {
+            deleted += dead.len() as u64;
+            apply(batch, &mut dead)?;
+        }
+        if deleted > 0 {
             // Give the memory back: a collection often deletes most entries.
             t.ids.write().shrink_to_fit();
             t.by_id.write().shrink_to_fit();
         }
-        Ok(dead.len() as u64)
+        Ok(deleted)
     }
 }
 
@@ -237,16 +262,19 @@ mod tests {
         counts: MetaCounts,
     }
 
+    /// Every entity in the kind's records (each once), and none left
+    /// under the previous layout's by-id prefix.
     fn values<E: Entity>(db: &sled::Db) -> BTreeMap<Uuid, E> {
-        db.scan_prefix(E::BY_ID)
-            .map(|kv| {
-                let (k, v) = kv.unwrap();
-                (
-                    Uuid::from_slice(&k[E::BY_ID.len()..]).unwrap(),
-                    E::decode(&v).unwrap(),
-                )
-            })
-            .collect()
+        assert_eq!(db.scan_prefix(E::BY_ID).count(), 0);
+        let mut out = BTreeMap::new();
+        for kv in db.scan_prefix(E::RECORDS) {
+            let (_, v) = kv.unwrap();
+            for e in record::entries(&v) {
+                let (id, value) = e.unwrap();
+                assert!(out.insert(id, E::decode(value).unwrap()).is_none());
+            }
+        }
+        out
     }
 
     fn counter(db: &sled::Db, key: &[u8]) -> u64 {
@@ -330,7 +358,7 @@ mod tests {
     }
 
     fn cache_matches<E: Entity>(t: &Table<E>, ids: &BTreeMap<Uuid, E>) {
-        let cache: BTreeSet<Uuid> = t.ids.read().iter().copied().collect();
+        let cache: BTreeSet<Uuid> = t.ids.read().keys().copied().collect();
         let disk: BTreeSet<Uuid> = ids.keys().copied().collect();
         assert_eq!(cache, disk, "{}: id cache differs from sled", E::KIND);
         for id in t.by_id.read().keys() {

@@ -13,20 +13,27 @@
 //!
 //! A store written by an earlier version (random UUIDv4 ids, no `format`
 //! marker) is refused at open with [`MetaError::OldFormat`]: its ids are in
-//! its blocks too, so it cannot be converted in place. A store of the
-//! previous content-id layout (marker `content-ids/1`, which also kept a
-//! by-key index: key → id) is upgraded at open by deleting that index.
+//! its blocks too, so it cannot be converted in place. Stores of the
+//! earlier content-id layouts are upgraded at open: `content-ids/1` (which
+//! also kept a by-key index: key → id) by deleting that index, then
+//! `content-ids/2` (one sled entry per entity, `mappings/by-id/` + uuid →
+//! value, and so on) by moving the values into records.
 //!
-//! # Layout in sled (one tree, keys by prefix; values are `proto/meta.proto`)
+//! # Layout in sled (one tree, keys by prefix)
 //!
 //! | key | value |
 //! |---|---|
-//! | `mappings/by-id/` + uuid | `meta.Mapping` |
-//! | `functions/by-id/` + uuid | `meta.Function` |
-//! | `locations/by-id/` + uuid | `meta.Location` (with its lines) |
-//! | `stacktraces/by-id/` + uuid | `meta.Stacktrace` |
+//! | `mappings/records/` + number (u64 BE) | a [`record`] of `meta.Mapping` values |
+//! | `functions/records/` + number | a record of `meta.Function` values |
+//! | `locations/records/` + number | a record of `meta.Location` values (with their lines) |
+//! | `stacktraces/records/` + number | a record of `meta.Stacktrace` values |
 //! | `counts/mappings`, `counts/functions`, `counts/locations`, `counts/stacktraces` | entities of the kind (u64 BE) |
-//! | `format` | `content-ids/2`, written with the first entity |
+//! | `format` | `content-ids/3`, written with the first entity |
+//!
+//! A record packs the entities of one kind that one creation stored, id
+//! and value each, into one sled value of at most about 12 KiB ([`record`]
+//! has the format and why: sled's cost is per entry, not per byte).
+//! Values are `proto/meta.proto` messages.
 //!
 //! An id is [`keys::content_id`] of its entity's key (the bytes that make
 //! two entities the same):
@@ -54,13 +61,14 @@
 //!
 //! # Caching
 //! The ingest path never reads sled: the id of every stored entity is loaded
-//! into memory when the store opens (a set per kind, see [`store`]; each id
-//! is checked against its decoded value), so a miss means a new entity. New
-//! entities of one kind are published to the caches under a creation lock
-//! and written in one sled batch by the store's writer thread, off the
-//! ingest path (see [`store`] for why a crash loses none of them). Entities
-//! themselves (id → value) are read from sled on first use by a query and
-//! cached.
+//! into memory when the store opens (a map per kind from id to record
+//! number, see [`store`]; each id is checked against its decoded value), so
+//! a miss means a new entity. New entities of one kind are published to the
+//! caches under a creation lock and written in records, in one sled batch,
+//! by the store's writer thread, off the ingest path (see [`store`] for why
+//! a crash loses none of them), which then notes their record numbers.
+//! Entities themselves (id → value) are read from their record on first use
+//! by a query and cached.
 //!
 //! # Compaction
 //! sled's file never shrinks; after a collection that leaves it mostly
@@ -69,6 +77,7 @@
 
 pub mod compact;
 pub mod gc;
+pub mod record;
 pub mod store;
 
 pub use compact::CompactStats;

@@ -7,8 +7,9 @@
 //! Concurrency: lookups take a read lock on a cache; creating entities takes
 //! the store-wide `create` mutex, re-checks the cache, publishes the new
 //! entities of the call to the caches and queues them, as one job, for the
-//! store's writer thread, which encodes each job's entities into one sled
-//! batch and applies the batches in order. Ingest does not wait for sled,
+//! store's writer thread, which encodes each job's entities into records
+//! ([`record`]) in one sled batch, applies the batches in order and then
+//! notes each entity's record number in the id map. Ingest does not wait for sled,
 //! nor encode: a new entity costs its checks, an `Arc` and a queue push
 //! (the sled batch used to cost 10–20 µs per entity on the hot path). What
 //! is queued but not yet in sled is not lost on a crash: every profile of
@@ -23,7 +24,7 @@
 //! Garbage collection ([`super::gc`]) takes the `create` mutex and removes
 //! cache entries only after their deletion is in sled.
 
-use super::MetaError;
+use super::{record, MetaError};
 use crate::model::keys::{self, *};
 use crate::model::{
     Function, FunctionId, Line, Location, LocationId, Mapping, MappingId, NumLabel, StackId,
@@ -39,13 +40,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// The key of the format marker: present, with [`FORMAT_CONTENT_IDS`] as
+/// The key of the format marker: present, with [`FORMAT_RECORDS`] as
 /// its value, once the store holds an entity.
 pub const FORMAT_KEY: &[u8] = b"format";
 /// The format marker's value: ids are content ids
-/// ([`keys::content_id`]) and sled holds values only (no by-key index).
-/// A store with entities but no marker was written with random ids by an
-/// earlier version and is refused ([`MetaError::OldFormat`]).
+/// ([`keys::content_id`]) and sled holds their values in records
+/// ([`record`]). A store with entities but no marker was written with
+/// random ids by an earlier version and is refused
+/// ([`MetaError::OldFormat`]).
+pub const FORMAT_RECORDS: &[u8] = b"content-ids/3";
+/// The marker of the previous layout: one sled entry per entity
+/// (`…/by-id/` + id → value). It is upgraded at open by moving the values
+/// into records ([`move_values_into_records`]).
 pub const FORMAT_CONTENT_IDS: &[u8] = b"content-ids/2";
 /// The marker of the previous layout, which also kept a by-key index
 /// (key → id) in sled. It is upgraded at open: the by-key entries are
@@ -69,7 +75,10 @@ pub struct MetaCounts {
 /// How one kind of entity is keyed and stored.
 pub(super) trait Entity: Sized + Send + Sync + 'static {
     const KIND: &'static str;
+    /// Prefix of the previous layout's one-entry-per-entity values.
     const BY_ID: &'static [u8];
+    /// Prefix of the kind's records ([`record`]).
+    const RECORDS: &'static [u8];
     const COUNT_KEY: &'static [u8];
     fn key(&self, buf: &mut Vec<u8>);
     fn encode(&self) -> Vec<u8>;
@@ -94,6 +103,7 @@ fn opt_id(b: &[u8]) -> Result<Option<Uuid>, MetaError> {
 impl Entity for Mapping {
     const KIND: &'static str = "mapping";
     const BY_ID: &'static [u8] = MAPPING_BY_ID;
+    const RECORDS: &'static [u8] = MAPPING_RECORDS;
     const COUNT_KEY: &'static [u8] = b"counts/mappings";
     fn key(&self, buf: &mut Vec<u8>) {
         keys::mapping_key(buf, self)
@@ -134,6 +144,7 @@ impl Entity for Mapping {
 impl Entity for Function {
     const KIND: &'static str = "function";
     const BY_ID: &'static [u8] = FUNCTION_BY_ID;
+    const RECORDS: &'static [u8] = FUNCTION_RECORDS;
     const COUNT_KEY: &'static [u8] = b"counts/functions";
     fn key(&self, buf: &mut Vec<u8>) {
         keys::function_key(buf, self)
@@ -164,6 +175,7 @@ impl Entity for Function {
 impl Entity for Location {
     const KIND: &'static str = "location";
     const BY_ID: &'static [u8] = LOCATION_BY_ID;
+    const RECORDS: &'static [u8] = LOCATION_RECORDS;
     const COUNT_KEY: &'static [u8] = b"counts/locations";
     fn key(&self, buf: &mut Vec<u8>) {
         keys::location_key(buf, self)
@@ -215,6 +227,7 @@ impl Entity for Location {
 impl Entity for Stacktrace {
     const KIND: &'static str = "stacktrace";
     const BY_ID: &'static [u8] = STACK_BY_ID;
+    const RECORDS: &'static [u8] = STACK_RECORDS;
     const COUNT_KEY: &'static [u8] = b"counts/stacktraces";
     fn key(&self, buf: &mut Vec<u8>) {
         keys::stack_key(buf, &self.locations, &self.num_labels)
@@ -267,62 +280,105 @@ impl Entity for Stacktrace {
     }
 }
 
+/// The record number of an entity queued for the writer thread but not
+/// written yet; its value is in the by-id cache.
+pub(super) const CREATED: u64 = u64::MAX;
+
 /// The caches of one entity kind. Entries are removed only by
 /// [`MetaStore::collect_garbage`], after the entity's deletion is in sled
 /// (entities are immutable and ids never reused).
 pub(super) struct Table<E> {
-    /// The ids of the stored entities: exactly the by-id entries in sled,
-    /// plus those queued for the writer thread.
-    pub(super) ids: RwLock<FxHashSet<Uuid>>,
-    /// id → entity, for the entities read or created since open.
+    /// The ids of the stored entities (exactly the entries of the kind's
+    /// records, plus those queued for the writer thread), each with the
+    /// number of the record that holds it, or [`CREATED`] until the writer
+    /// thread has written it (shared with that thread).
+    pub(super) ids: Arc<RwLock<FxHashMap<Uuid, u64>>>,
+    /// id → entity, for the entities read or created since open (so every
+    /// [`CREATED`] one).
     pub(super) by_id: RwLock<FxHashMap<Uuid, Arc<E>>>,
     /// Entities in sled (persisted under `E::COUNT_KEY`, in the same batch as
     /// every creation or deletion).
     pub(super) count: AtomicU64,
+    /// The number of the kind's next record (one more than the largest in
+    /// sled); taken by the writer thread only.
+    next_record: Arc<AtomicU64>,
 }
 
 impl<E: Entity> Table<E> {
-    /// Loads the ids of `E` from sled into memory, checking each against
-    /// its value (decoded, keyed and hashed again) and their number against
-    /// the kind's counter.
+    /// Loads the ids of `E` from sled's records into memory, checking each
+    /// against its value (decoded, keyed and hashed again), that no id is
+    /// stored twice, and their number against the kind's counter.
     fn load(db: &sled::Db) -> Result<Self, MetaError> {
         let count = read_count(db, E::COUNT_KEY)?;
-        let mut ids = FxHashSet::default();
+        let mut ids = FxHashMap::default();
         ids.reserve(count as usize);
         let mut key = Vec::with_capacity(256);
-        for kv in db.scan_prefix(E::BY_ID) {
+        let mut next = 0;
+        let mut values = 0u64;
+        for kv in db.scan_prefix(E::RECORDS) {
             let (k, v) = kv?;
-            let id = Uuid::from_slice(&k[E::BY_ID.len()..]).map_err(corrupt(E::KIND))?;
-            key.clear();
-            E::decode(&v)?.key(&mut key);
-            if id != keys::content_id(&key) {
-                return Err(MetaError::Corrupt(format!(
-                    "{} {id}: the id is not the content id of its value",
-                    E::KIND
-                )));
+            let number = record::number(E::RECORDS, &k)?;
+            next = number + 1;
+            for e in record::entries(&v) {
+                let (id, value) = e.map_err(corrupt(E::KIND))?;
+                key.clear();
+                E::decode(value)?.key(&mut key);
+                if id != keys::content_id(&key) {
+                    return Err(MetaError::Corrupt(format!(
+                        "{} {id}: the id is not the content id of its value",
+                        E::KIND
+                    )));
+                }
+                if ids.insert(id, number).is_some() {
+                    return Err(MetaError::Corrupt(format!(
+                        "{} {id} is stored twice",
+                        E::KIND
+                    )));
+                }
+                values += 1;
             }
-            ids.insert(id);
         }
-        if ids.len() as u64 != count {
+        if values != count {
             return Err(MetaError::Corrupt(format!(
-                "{}: {} values but the counter says {count}",
+                "{}: {values} values but the counter says {count}",
                 E::KIND,
-                ids.len()
             )));
         }
         Ok(Table {
-            ids: RwLock::new(ids),
+            ids: Arc::new(RwLock::new(ids)),
             by_id: RwLock::new(FxHashMap::default()),
             count: AtomicU64::new(count),
+            next_record: Arc::new(AtomicU64::new(next)),
         })
     }
 
-    /// Approximate heap bytes of both caches: per id 16 bytes plus a
-    /// control byte; per by-id entry the id, the `Arc` (pointer, counts,
+    /// The stored value of `id`, read from its record in sled (not from
+    /// the cache): [`MetaError::NotFound`] if the id is not stored.
+    pub(super) fn read_stored(&self, db: &sled::Db, id: Uuid) -> Result<E, MetaError> {
+        let not_found = || MetaError::NotFound { kind: E::KIND, id };
+        let number = *self.ids.read().get(&id).ok_or_else(not_found)?;
+        if number == CREATED {
+            // Not written yet, so in the by-id cache, where the caller
+            // looked first; a concurrent collection may just have deleted it.
+            return Err(not_found());
+        }
+        let v = db.get(record::key(E::RECORDS, number))?.ok_or_else(|| {
+            MetaError::Corrupt(format!("{} {id}: record {number} is missing", E::KIND))
+        })?;
+        let value = record::find(&v, id)
+            .map_err(corrupt(E::KIND))?
+            .ok_or_else(|| {
+                MetaError::Corrupt(format!("{} {id} is not in its record {number}", E::KIND))
+            })?;
+        E::decode(value)
+    }
+
+    /// Approximate heap bytes of both caches: per id 16 bytes, its record
+    /// number and a control byte; per by-id entry the id, the `Arc` (pointer, counts,
     /// value) and the value's own heap bytes. Every hash map slot, used or
     /// spare, counts an entry's size.
     fn cache_bytes(&self) -> usize {
-        let keys = self.ids.read().capacity() * (std::mem::size_of::<Uuid>() + 1);
+        let keys = self.ids.read().capacity() * (std::mem::size_of::<(Uuid, u64)>() + 1);
         let v = self.by_id.read();
         let id_slot = std::mem::size_of::<(Uuid, Arc<E>)>() + 1;
         let values: usize = v
@@ -334,6 +390,7 @@ impl<E: Entity> Table<E> {
     }
 }
 
+#[cfg(test)]
 pub(super) fn with_prefix(prefix: &[u8], suffix: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + suffix.len());
     k.extend_from_slice(prefix);
@@ -346,8 +403,12 @@ pub const MAX_QUEUED: usize = 256;
 
 /// One creation's entities, queued: called on the writer thread, it encodes
 /// them (with the kind's counter, and the format marker with the first
-/// entity) into the sled batch to apply.
-type Job = Box<dyn FnOnce() -> sled::Batch + Send>;
+/// entity) into the sled batch to apply, and returns what to do once the
+/// batch is applied (note the entities' record numbers).
+type Job = Box<dyn FnOnce() -> (sled::Batch, Done) + Send>;
+
+/// Run by the writer thread after a job's batch is applied.
+type Done = Box<dyn FnOnce() + Send>;
 
 /// The queue between creations and the writer thread.
 #[derive(Default)]
@@ -387,10 +448,12 @@ impl Writer {
             drop(q);
             let mut failed = None;
             for job in batches {
-                if let Err(e) = db.read().apply_batch(job()) {
+                let (batch, done) = job();
+                if let Err(e) = db.read().apply_batch(batch) {
                     failed = Some(e.to_string());
                     break;
                 }
+                done();
             }
             q = self.queue.lock();
             q.busy = false;
@@ -538,6 +601,54 @@ fn drop_by_key_index(db: &sled::Db) -> Result<(), MetaError> {
     Ok(())
 }
 
+/// Upgrades a [`FORMAT_CONTENT_IDS`] store: moves its values (one sled
+/// entry per entity) into records ([`record`]), then writes the new marker.
+/// Each sled batch inserts records and removes the entries they hold, so at
+/// every point each entity is stored exactly once; a crash midway leaves
+/// the old marker, and the next open moves what is left.
+fn move_values_into_records(db: &sled::Db) -> Result<(), MetaError> {
+    fn kind<E: Entity>(db: &sled::Db) -> Result<u64, MetaError> {
+        let mut next = match db.scan_prefix(E::RECORDS).keys().next_back() {
+            Some(k) => record::number(E::RECORDS, &k?)? + 1,
+            None => 0,
+        };
+        let mut moved = 0;
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut packer = record::Packer::default();
+            let mut n = 0;
+            for kv in db.scan_prefix(E::BY_ID).take(super::gc::GC_BATCH) {
+                let (k, v) = kv?;
+                let id = Uuid::from_slice(&k[E::BY_ID.len()..]).map_err(corrupt(E::KIND))?;
+                packer.push(id, &v);
+                batch.remove(k);
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(moved);
+            }
+            for r in packer.finish() {
+                batch.insert(record::key(E::RECORDS, next), r);
+                next += 1;
+            }
+            db.apply_batch(batch)?;
+            moved += n;
+        }
+    }
+    let moved = kind::<Mapping>(db)?
+        + kind::<Function>(db)?
+        + kind::<Location>(db)?
+        + kind::<Stacktrace>(db)?;
+    db.flush()?;
+    db.insert(FORMAT_KEY, FORMAT_RECORDS)?;
+    db.flush()?;
+    tracing::info!(
+        entities = moved,
+        "meta store: upgraded to records (entities packed into few sled entries)"
+    );
+    Ok(())
+}
+
 /// Opens the sled database in `dir` with [`sled_config`].
 ///
 /// sled releases its file lock from a background thread after the last
@@ -583,9 +694,14 @@ impl MetaStore {
 
     fn with_db(db: sled::Db, dir: Option<std::path::PathBuf>) -> Result<MetaStore, MetaError> {
         let marked = match db.get(FORMAT_KEY)? {
-            Some(v) if v.as_ref() == FORMAT_CONTENT_IDS => true,
+            Some(v) if v.as_ref() == FORMAT_RECORDS => true,
+            Some(v) if v.as_ref() == FORMAT_CONTENT_IDS => {
+                move_values_into_records(&db)?;
+                true
+            }
             Some(v) if v.as_ref() == FORMAT_WITH_BY_KEY => {
                 drop_by_key_index(&db)?;
+                move_values_into_records(&db)?;
                 true
             }
             Some(v) => {
@@ -772,7 +888,7 @@ impl MetaStore {
 
     /// Whether the stack `id` is stored.
     pub fn has_stack(&self, id: StackId) -> bool {
-        self.stacks.ids.read().contains(&id.0)
+        self.stacks.ids.read().contains_key(&id.0)
     }
 
     /// The mapping with id `id`.
@@ -799,11 +915,7 @@ impl MetaStore {
         if let Some(e) = t.by_id.read().get(&id) {
             return Ok(e.clone());
         }
-        let v = self
-            .db()
-            .get(with_prefix(E::BY_ID, id.as_bytes()))?
-            .ok_or(MetaError::NotFound { kind: E::KIND, id })?;
-        let e = Arc::new(E::decode(&v)?);
+        let e = Arc::new(t.read_stored(&self.db(), id)?);
         t.by_id.write().insert(id, e.clone());
         Ok(e)
     }
@@ -817,7 +929,7 @@ impl MetaStore {
     ) -> Result<usize, MetaError> {
         let misses: Vec<usize> = {
             let known = t.ids.read();
-            (0..n).filter(|&i| !known.contains(&id(i))).collect()
+            (0..n).filter(|&i| !known.contains_key(&id(i))).collect()
         };
         if misses.is_empty() {
             return Ok(0);
@@ -834,7 +946,7 @@ impl MetaStore {
                 let id = id(i);
                 // Re-checked under the creation lock: another writer may have
                 // stored it since the first look.
-                if known.contains(&id) || !local.insert(id) {
+                if known.contains_key(&id) || !local.insert(id) {
                     continue;
                 }
                 let item = make(i);
@@ -855,16 +967,32 @@ impl MetaStore {
         let count = t.count.load(Ordering::Relaxed) + created.len() as u64;
         let mark = !self.marked.load(Ordering::Relaxed);
         let items = created.clone();
+        let (next, known) = (t.next_record.clone(), t.ids.clone());
         self.queue(Box::new(move || {
             let mut batch = sled::Batch::default();
+            let mut packer = record::Packer::default();
             for (id, item) in &items {
-                batch.insert(with_prefix(E::BY_ID, id.as_bytes()), item.encode());
+                packer.push(*id, &item.encode());
+            }
+            let mut numbers = Vec::with_capacity(items.len());
+            for r in packer.finish() {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                numbers.extend(record::entries(&r).flatten().map(|(id, _)| (id, n)));
+                batch.insert(record::key(E::RECORDS, n), r);
             }
             batch.insert(E::COUNT_KEY, count.to_be_bytes().as_slice());
             if mark {
-                batch.insert(FORMAT_KEY, FORMAT_CONTENT_IDS);
+                batch.insert(FORMAT_KEY, FORMAT_RECORDS);
             }
-            batch
+            // This may run before the creating call has published the
+            // ids (it does so after queuing), so it inserts them.
+            let done: Done = Box::new(move || {
+                let mut ids = known.write();
+                for (id, n) in numbers {
+                    ids.insert(id, n);
+                }
+            });
+            (batch, done)
         }))?;
         self.marked.store(true, Ordering::Relaxed);
         t.count.store(count, Ordering::Relaxed);
@@ -872,7 +1000,8 @@ impl MetaStore {
         let mut ids = t.ids.write();
         let mut by_id = t.by_id.write();
         for (id, item) in created {
-            ids.insert(id);
+            // The writer thread may have written it already (see `done`).
+            ids.entry(id).or_insert(CREATED);
             by_id.insert(id, item);
         }
         Ok(new)
@@ -1024,7 +1153,7 @@ mod tests {
         let store = MetaStore::open(dir.path()).unwrap();
         assert_eq!(
             store.db().get(FORMAT_KEY).unwrap().as_deref(),
-            Some(FORMAT_CONTENT_IDS)
+            Some(FORMAT_RECORDS)
         );
         for p in [
             MAPPING_BY_KEY,
@@ -1037,6 +1166,82 @@ mod tests {
         assert_eq!(sample_entities(&store), ids);
         assert_eq!(store.counts().stacks, 1);
         assert_eq!(store.stack(ids.3).unwrap().locations, vec![ids.2, ids.2]);
+    }
+
+    /// A store of the one-entry-per-entity layout (marker `content-ids/2`)
+    /// opens with the same entities and ids, read from records, none left
+    /// under the old prefixes; a crash midway through the move (some
+    /// entities moved, the old marker still there) is finished at the next
+    /// open.
+    #[test]
+    fn one_entry_per_entity_layout_is_moved_into_records_at_open() {
+        for moved_before_crash in [0, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let ids = {
+                let store = MetaStore::open(dir.path()).unwrap();
+                let ids = sample_entities(&store);
+                let more: Vec<Function> = (0..50)
+                    .map(|i| Function {
+                        name: format!("f{i}"),
+                        ..Default::default()
+                    })
+                    .collect();
+                store.function_ids(more).unwrap();
+                store.sync_writes().unwrap();
+                // Rewrite every record as the previous layout's entries,
+                // but for the first `moved_before_crash` records.
+                let db = store.db();
+                let mut kept = 0;
+                for prefix in [
+                    MAPPING_RECORDS,
+                    FUNCTION_RECORDS,
+                    LOCATION_RECORDS,
+                    STACK_RECORDS,
+                ] {
+                    let by_id = match prefix {
+                        MAPPING_RECORDS => MAPPING_BY_ID,
+                        FUNCTION_RECORDS => FUNCTION_BY_ID,
+                        LOCATION_RECORDS => LOCATION_BY_ID,
+                        _ => STACK_BY_ID,
+                    };
+                    for kv in db.scan_prefix(prefix) {
+                        let (k, v) = kv.unwrap();
+                        if kept < moved_before_crash {
+                            kept += 1;
+                            continue;
+                        }
+                        for e in record::entries(&v) {
+                            let (id, value) = e.unwrap();
+                            db.insert(with_prefix(by_id, id.as_bytes()), value).unwrap();
+                        }
+                        db.remove(k).unwrap();
+                    }
+                }
+                db.insert(FORMAT_KEY, FORMAT_CONTENT_IDS).unwrap();
+                drop(db);
+                store.flush().unwrap();
+                ids
+            };
+            let store = MetaStore::open(dir.path()).unwrap();
+            assert_eq!(
+                store.db().get(FORMAT_KEY).unwrap().as_deref(),
+                Some(FORMAT_RECORDS)
+            );
+            for p in [MAPPING_BY_ID, FUNCTION_BY_ID, LOCATION_BY_ID, STACK_BY_ID] {
+                assert_eq!(store.db().scan_prefix(p).count(), 0);
+            }
+            assert_eq!(store.counts().functions, 51);
+            // Read from the records (nothing is cached after an open).
+            assert_eq!(store.stack(ids.3).unwrap().locations, vec![ids.2, ids.2]);
+            assert_eq!(store.location(ids.2).unwrap().mapping, Some(ids.0));
+            assert_eq!(store.function(ids.1).unwrap().name, "main");
+            assert_eq!(sample_entities(&store), ids);
+            assert_eq!(store.counts().functions, 51);
+            drop(store);
+            let store = MetaStore::open(dir.path()).unwrap();
+            assert_eq!(store.counts().stacks, 1);
+            assert_eq!(store.mapping(ids.0).unwrap().filename, "/bin/app");
+        }
     }
 
     /// A store created with sled's own defaults (512 KiB segments, no
@@ -1092,15 +1297,35 @@ mod tests {
             MetaStore::open(dir.path()).map(|_| ())
         };
         assert!(open_after(&|_| ()).is_ok());
+        // A value under another id.
         let err = open_after(&|db| {
-            let (_, v) = db.scan_prefix(FUNCTION_BY_ID).next().unwrap().unwrap();
-            let wrong = with_prefix(FUNCTION_BY_ID, Uuid::nil().as_bytes());
-            db.insert(wrong, v).unwrap();
+            let (_, v) = db.scan_prefix(FUNCTION_RECORDS).next().unwrap().unwrap();
+            let (_, value) = record::entries(&v).next().unwrap().unwrap();
+            let mut wrong = Vec::new();
+            record::push(&mut wrong, Uuid::nil(), value);
+            db.insert(record::key(FUNCTION_RECORDS, 1000), wrong)
+                .unwrap();
             db.insert(Function::COUNT_KEY, 2u64.to_be_bytes().as_slice())
                 .unwrap();
         })
         .unwrap_err();
         assert!(err.to_string().contains("not the content id"), "{err}");
+        // The same entity in two records.
+        let err = open_after(&|db| {
+            let (_, v) = db.scan_prefix(FUNCTION_RECORDS).next().unwrap().unwrap();
+            db.insert(record::key(FUNCTION_RECORDS, 1000), v).unwrap();
+            db.insert(Function::COUNT_KEY, 2u64.to_be_bytes().as_slice())
+                .unwrap();
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("stored twice"), "{err}");
+        // A record cut short.
+        let err = open_after(&|db| {
+            let (k, v) = db.scan_prefix(LOCATION_RECORDS).next().unwrap().unwrap();
+            db.insert(k, &v[..v.len() - 1]).unwrap();
+        })
+        .unwrap_err();
+        assert!(matches!(err, MetaError::Corrupt(_)), "{err}");
         let err = open_after(&|db| {
             db.insert(Location::COUNT_KEY, 5u64.to_be_bytes().as_slice())
                 .unwrap();
@@ -1169,8 +1394,17 @@ mod tests {
             .collect();
         let ids = store.function_ids(fs).unwrap();
         store.sync_writes().unwrap();
-        let in_sled = store.db().scan_prefix(Function::BY_ID).count();
+        let in_sled: usize = store
+            .db()
+            .scan_prefix(Function::RECORDS)
+            .map(|kv| record::entries(&kv.unwrap().1).count())
+            .sum();
         assert_eq!(in_sled, ids.len());
+        // Every written entity knows its record.
+        assert!(store.functions.ids.read().values().all(|&n| n != CREATED));
+        // 2000 small functions are packed into a few records.
+        let records = store.db().scan_prefix(Function::RECORDS).count();
+        assert!((2..=10).contains(&records), "{records} records");
         assert_eq!(read_count(&store.db(), Function::COUNT_KEY).unwrap(), 2000);
     }
 
