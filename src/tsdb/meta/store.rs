@@ -1304,27 +1304,26 @@ mod tests {
             MetaStore::open(dir.path()).map(|_| ())
         };
         assert!(open_after(&|_| ()).is_ok());
-        // A value under another id.
-        let err = open_after(&|db| {
-            let (_, v) = db.scan_prefix(FUNCTION_RECORDS).next().unwrap().unwrap();
-            let (_, value) = record::entries(&v).next().unwrap().unwrap();
-            let mut wrong = Vec::new();
-            record::push(&mut wrong, Uuid::nil(), value);
-            db.insert(record::key(FUNCTION_RECORDS, 1000), wrong)
+        // The first record of functions, and a second one counted beside it.
+        let first = |db: &sled::Db| db.scan_prefix(FUNCTION_RECORDS).next().unwrap().unwrap().1;
+        let add = |db: &sled::Db, record: &[u8]| {
+            db.insert(record::key(FUNCTION_RECORDS, 1000), record)
                 .unwrap();
             db.insert(Function::COUNT_KEY, 2u64.to_be_bytes().as_slice())
                 .unwrap();
+        };
+        // A value under another id.
+        let err = open_after(&|db| {
+            let v = first(db);
+            let (_, value) = record::entries(&v).next().unwrap().unwrap();
+            let mut wrong = Vec::new();
+            record::push(&mut wrong, Uuid::nil(), value);
+            add(db, &wrong);
         })
         .unwrap_err();
         assert!(err.to_string().contains("not the content id"), "{err}");
         // The same entity in two records.
-        let err = open_after(&|db| {
-            let (_, v) = db.scan_prefix(FUNCTION_RECORDS).next().unwrap().unwrap();
-            db.insert(record::key(FUNCTION_RECORDS, 1000), v).unwrap();
-            db.insert(Function::COUNT_KEY, 2u64.to_be_bytes().as_slice())
-                .unwrap();
-        })
-        .unwrap_err();
+        let err = open_after(&|db| add(db, &first(db))).unwrap_err();
         assert!(err.to_string().contains("stored twice"), "{err}");
         // A record cut short.
         let err = open_after(&|db| {
