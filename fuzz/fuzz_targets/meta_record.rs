@@ -22,17 +22,18 @@
 
 #![no_main]
 
+#[path = "memdir.rs"]
+mod memdir;
+
 use libfuzzer_sys::fuzz_target;
-use prost::Message;
-use profstore::model::keys::{
-    FUNCTION_RECORDS, LOCATION_RECORDS, MAPPING_RECORDS, STACK_RECORDS,
-};
 use profstore::model::keys::{content_id, function_key};
+use profstore::model::keys::{FUNCTION_RECORDS, LOCATION_RECORDS, MAPPING_RECORDS, STACK_RECORDS};
 use profstore::model::{Function, FunctionId, LocationId, MappingId, StackId};
 use profstore::proto::meta as pb;
 use profstore::tsdb::meta::record;
 use profstore::tsdb::meta::store::{FORMAT_KEY, FORMAT_RECORDS};
 use profstore::tsdb::meta::MetaStore;
+use prost::Message;
 
 const KINDS: [(&[u8], &[u8]); 4] = [
     (MAPPING_RECORDS, b"counts/mappings"),
@@ -112,13 +113,7 @@ fuzz_target!(|input: &[u8]| {
     }
 
     // The same bytes as a stored record, at open.
-    let shm = std::path::Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        tempfile::tempdir_in(shm)
-    } else {
-        tempfile::tempdir()
-    }
-    .expect("temp dir");
+    let dir = memdir::tempdir();
     let (prefix, count_key) = KINDS[usize::from(kind & 3)];
     {
         let db = sled::Config::new().path(dir.path()).open().expect("sled");

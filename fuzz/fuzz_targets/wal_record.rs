@@ -24,6 +24,9 @@
 
 #![no_main]
 
+#[path = "memdir.rs"]
+mod memdir;
+
 use libfuzzer_sys::fuzz_target;
 use profstore::pprof::{self, DecodeLimits};
 use profstore::proto::wal::ProfileRecord;
@@ -104,13 +107,7 @@ fn read(data: &[u8]) -> (Vec<(u8, Vec<u8>)>, SegmentRead) {
 /// it and the segment's path. In memory when possible: opening a store
 /// syncs files and directories.
 fn data_dir(data: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
-    let shm = std::path::Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        tempfile::tempdir_in(shm)
-    } else {
-        tempfile::tempdir()
-    }
-    .expect("temp dir");
+    let dir = memdir::tempdir();
     let wal = dir.path().join("wal");
     std::fs::create_dir(&wal).expect("wal dir");
     let segment = wal.join("00000001");

@@ -1127,6 +1127,20 @@ mod tests {
         assert_eq!(store.stack(ids.3).unwrap().locations, vec![ids.2, ids.2]);
     }
 
+    /// Opens the store in `dir`, which must now be of the current layout
+    /// with nothing left under the earlier layout's `gone` prefixes.
+    fn open_upgraded(dir: &Path, gone: [&[u8]; 4]) -> MetaStore {
+        let store = MetaStore::open(dir).unwrap();
+        assert_eq!(
+            store.db().get(FORMAT_KEY).unwrap().as_deref(),
+            Some(FORMAT_RECORDS)
+        );
+        for p in gone {
+            assert_eq!(store.db().scan_prefix(p).count(), 0);
+        }
+        store
+    }
+
     /// A store of the previous layout (marker `content-ids/1`, with a
     /// by-key index beside the values) opens with the same entities and
     /// ids, its by-key entries deleted and the marker rewritten.
@@ -1157,19 +1171,15 @@ mod tests {
             store.flush().unwrap();
             ids
         };
-        let store = MetaStore::open(dir.path()).unwrap();
-        assert_eq!(
-            store.db().get(FORMAT_KEY).unwrap().as_deref(),
-            Some(FORMAT_RECORDS)
+        let store = open_upgraded(
+            dir.path(),
+            [
+                MAPPING_BY_KEY,
+                FUNCTION_BY_KEY,
+                LOCATION_BY_KEY,
+                STACK_BY_KEY,
+            ],
         );
-        for p in [
-            MAPPING_BY_KEY,
-            FUNCTION_BY_KEY,
-            LOCATION_BY_KEY,
-            STACK_BY_KEY,
-        ] {
-            assert_eq!(store.db().scan_prefix(p).count(), 0);
-        }
         assert_eq!(sample_entities(&store), ids);
         assert_eq!(store.counts().stacks, 1);
         assert_eq!(store.stack(ids.3).unwrap().locations, vec![ids.2, ids.2]);
@@ -1229,14 +1239,10 @@ mod tests {
                 store.flush().unwrap();
                 ids
             };
-            let store = MetaStore::open(dir.path()).unwrap();
-            assert_eq!(
-                store.db().get(FORMAT_KEY).unwrap().as_deref(),
-                Some(FORMAT_RECORDS)
+            let store = open_upgraded(
+                dir.path(),
+                [MAPPING_BY_ID, FUNCTION_BY_ID, LOCATION_BY_ID, STACK_BY_ID],
             );
-            for p in [MAPPING_BY_ID, FUNCTION_BY_ID, LOCATION_BY_ID, STACK_BY_ID] {
-                assert_eq!(store.db().scan_prefix(p).count(), 0);
-            }
             assert_eq!(store.counts().functions, 51);
             // Read from the records (nothing is cached after an open).
             assert_eq!(store.stack(ids.3).unwrap().locations, vec![ids.2, ids.2]);
