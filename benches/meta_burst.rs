@@ -11,14 +11,16 @@
 //! Printed: the entities created; the time of the requests (ingest) and
 //! until the meta store's writer thread has put every entity into sled
 //! (`sync`); the process RSS before the store, after the requests, after
-//! the sync; sled's bytes on disk; the meta store's cache bytes and the head's chunk bytes, for
+//! the sync and after a first query of everything (a merge per file and
+//! profile type, which reads every entity); its time; sled's bytes on disk; the meta store's cache bytes and the head's chunk bytes, for
 //! comparison. RSS is read from `/proc/self/status` (Linux).
 //!
 //! Run with: `cargo bench --bench meta_burst` (add `-- --rounds N`).
 
-use profstore::engine::Storage;
+use profstore::engine::{Storage, TimeRange};
 use profstore::ingest::IngestRequest;
 use profstore::model::labels::Labels;
+use profstore::model::selector::parse_selector;
 use profstore::pprof::{decode, DecodeLimits};
 use profstore::tsdb::Tsdb;
 use std::path::{Path, PathBuf};
@@ -99,6 +101,20 @@ fn main() {
     store.meta().sync_writes().unwrap();
     let synced = start.elapsed();
     let after_sync = rss_mb();
+    // A first query of everything: a merge per file and profile type,
+    // which resolves every stack, location, function and mapping.
+    let types = store.profile_types(&[], TimeRange::ALL).unwrap();
+    let query = Instant::now();
+    let mut merged = 0;
+    for i in 0..profiles.len() {
+        for t in &types {
+            let sel = format!("{{__name__={:?}, file=\"f{i}\"}}", t.to_string());
+            let p = store.merge(&parse_selector(&sel).unwrap(), TimeRange::ALL);
+            merged += p.map_or(0, |p| p.samples.len());
+        }
+    }
+    let query = query.elapsed();
+    let after_query = rss_mb();
     let c = store.meta().counts();
     let entities = c.mappings + c.functions + c.locations + c.stacks;
     println!(
@@ -123,6 +139,11 @@ fn main() {
         after_sync - before,
         (after_sync - before) * 1e6 / entities.max(1) as f64,
         (after_sync - before) * 1e6 / samples.max(1) as f64
+    );
+    println!(
+        "first query (a merge per file and type): {:.2} s, {merged} samples; RSS after it +{:.0} MB",
+        query.as_secs_f64(),
+        after_query - before
     );
     println!(
         "meta store on disk {:.0} MB ({:.0} B per entity); for comparison: meta store \
