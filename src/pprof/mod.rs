@@ -110,7 +110,7 @@ mod gzip;
 mod prescan;
 mod strings;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod validate;
 
 pub use error::PprofError;

@@ -15,7 +15,7 @@ use crate::proto::pprof::{Function, Label, Line, Location, Mapping, Sample, Valu
 // ---------------------------------------------------------------- corpus --
 
 /// The shared corpus, else the crate's own copy, else `None` (with a note).
-fn corpus_dir() -> Option<PathBuf> {
+pub(crate) fn corpus_dir() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for dir in [
         root.join("../shared/testdata/pprof"),
@@ -31,7 +31,7 @@ fn corpus_dir() -> Option<PathBuf> {
 
 /// Every profile file under `dir` (not SOURCES.md), as (relative name, path),
 /// sorted.
-fn corpus_files(dir: &Path) -> Vec<(String, PathBuf)> {
+pub(crate) fn corpus_files(dir: &Path) -> Vec<(String, PathBuf)> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
