@@ -8,6 +8,10 @@
 //! - `ingest_steady`: decode + ingest into a store that has seen the profile's
 //!   metadata before (the steady state of a scraped target), each iteration at
 //!   a new timestamp into the same series;
+//!
+//! Every ingest passes the body as received for the write-ahead log, as the
+//! daemon's push and scrape paths do (`Tsdb::ingest_raw`; the store is a
+//! temporary directory with the default log).
 //! - `ingest_first`: decode + ingest into a fresh store (every mapping,
 //!   function, location and stack is new: encoded, published and queued for
 //!   the meta store's writer thread, which writes it to sled off the ingest
@@ -25,7 +29,6 @@
 //! Run with: `cargo bench --bench ingest` (add `-- --quick` for a short run).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use profstore::engine::Storage;
 use profstore::ingest::IngestRequest;
 use profstore::model::labels::Labels;
 use profstore::pprof::{decode, DecodeLimits};
@@ -85,12 +88,12 @@ fn bench_ingest(c: &mut Criterion) {
         };
         let mut first = decode(&bytes, &limits).unwrap();
         first.time_nanos = 0;
-        store.ingest(req(first)).unwrap();
+        store.ingest_raw(&req(first), Some(&bytes)).unwrap();
         g.bench_function("ingest_steady", |b| {
             b.iter(|| {
                 let mut p = decode(&bytes, &limits).unwrap();
                 p.time_nanos = 0;
-                store.ingest(req(p)).unwrap()
+                store.ingest_raw(&req(p), Some(&bytes)).unwrap()
             })
         });
         for (name, sync) in [("ingest_first", false), ("ingest_first_synced", true)] {
@@ -99,15 +102,14 @@ fn bench_ingest(c: &mut Criterion) {
                     || Tsdb::temporary().unwrap(),
                     |store| {
                         let p = decode(&bytes, &limits).unwrap();
-                        store
-                            .ingest(IngestRequest {
-                                name: None,
-                                labels: Labels::new(),
-                                delta: None,
-                                profile: p,
-                                received_at_ms: 0,
-                            })
-                            .unwrap();
+                        let req = IngestRequest {
+                            name: None,
+                            labels: Labels::new(),
+                            delta: None,
+                            profile: p,
+                            received_at_ms: 0,
+                        };
+                        store.ingest_raw(&req, Some(&bytes)).unwrap();
                         if sync {
                             store.meta().sync_writes().unwrap();
                         }
@@ -132,7 +134,9 @@ fn bench_ingest(c: &mut Criterion) {
             }
         };
         for k in 0..120 {
-            store.ingest(at(t0 + k * 10_000)).unwrap();
+            store
+                .ingest_raw(&at(t0 + k * 10_000), Some(&bytes))
+                .unwrap();
         }
         let mut k = 0i64;
         g.bench_function("ingest_out_of_order", |b| {
@@ -140,7 +144,7 @@ fn bench_ingest(c: &mut Criterion) {
                 k += 1;
                 // Between two profiles, never twice at one timestamp.
                 store
-                    .ingest(at(t0 + (k % 119) * 10_000 + 1 + k / 119))
+                    .ingest_raw(&at(t0 + (k % 119) * 10_000 + 1 + k / 119), Some(&bytes))
                     .unwrap()
             })
         });
@@ -152,7 +156,9 @@ fn bench_ingest(c: &mut Criterion) {
         })
         .unwrap();
         for k in 0..120 {
-            store.ingest(at(t0 + k * 10_000)).unwrap();
+            store
+                .ingest_raw(&at(t0 + k * 10_000), Some(&bytes))
+                .unwrap();
         }
         store.cut_all().unwrap();
         let mut k = 0i64;
@@ -160,7 +166,7 @@ fn bench_ingest(c: &mut Criterion) {
             b.iter(|| {
                 k += 1;
                 store
-                    .ingest(at(t0 + (k % 119) * 10_000 + 1 + k / 119))
+                    .ingest_raw(&at(t0 + (k % 119) * 10_000 + 1 + k / 119), Some(&bytes))
                     .unwrap()
             })
         });

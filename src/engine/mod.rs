@@ -148,8 +148,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Stores `req`; `raw` is the pprof exactly as received, when the
     /// caller has it (what [`Storage::ingest_stats`] counts as bytes; a
     /// backend may also keep it, as the time-series backend's write-ahead
-    /// log does). Returns once the write is durable as the backend
-    /// promises.
+    /// log does). `req.profile` is `raw` decoded, except that its
+    /// `time_nanos` may have been replaced (a scrape's start time).
+    /// Returns once the write is durable as the backend promises.
     fn ingest_raw(
         &self,
         req: &IngestRequest,

@@ -206,9 +206,10 @@ pub async fn ingest(
             profile,
             received_at_ms: i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX),
         };
-        // `None`: the log holds the profile re-encoded with the new time,
-        // not the bytes as received.
-        backend.ingest_raw(&req, None).map_err(ScrapeError::Ingest)
+        // The body as received: the log keeps the new time beside it.
+        backend
+            .ingest_raw(&req, Some(&body))
+            .map_err(ScrapeError::Ingest)
     })
     .await
     .map_err(|e| ScrapeError::Internal(format!("ingest task failed: {e}")))?
