@@ -189,20 +189,29 @@ impl MetaStore {
         };
         // Read as the sweep goes: a batch changes only records already
         // passed, which sled's iterator does not return again.
+        let corrupt = |e: MetaError| MetaError::Corrupt(format!("{}: {e}", E::KIND));
         for kv in db.scan_prefix(E::RECORDS) {
             let (k, v) = kv?;
-            let mut kept = Vec::new();
-            let before = dead.len();
+            // Most records of a collection that deletes little hold no dead
+            // entity: those are only read.
+            let mut any_dead = false;
             for e in record::entries(&v) {
-                let (id, value) = e.map_err(|e| MetaError::Corrupt(format!("{}: {e}", E::KIND)))?;
+                if !is_live(&e.map_err(corrupt)?.0) {
+                    any_dead = true;
+                    break;
+                }
+            }
+            if !any_dead {
+                continue;
+            }
+            let mut kept = Vec::new();
+            for e in record::entries(&v) {
+                let (id, value) = e.map_err(corrupt)?;
                 if is_live(&id) {
                     record::push(&mut kept, id, value);
                 } else {
                     dead.push(id);
                 }
-            }
-            if dead.len() == before {
-                continue;
             }
             if kept.is_empty() {
                 batch.remove(k);

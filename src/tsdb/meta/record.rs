@@ -125,22 +125,35 @@ pub fn find(record: &[u8], id: Uuid) -> Result<Option<&[u8]>, MetaError> {
 /// one entity, if it is larger).
 #[derive(Default)]
 pub struct Packer {
-    current: Vec<u8>,
-    done: Vec<Vec<u8>>,
+    current: Packed,
+    done: Vec<Packed>,
+}
+
+/// One record a [`Packer`] made.
+#[derive(Debug, Default)]
+pub struct Packed {
+    /// The record.
+    pub bytes: Vec<u8>,
+    /// How many entities it holds (the next ones in the order they were
+    /// added).
+    pub entities: usize,
 }
 
 impl Packer {
     /// Adds an entity.
     pub fn push(&mut self, id: Uuid, value: &[u8]) {
-        if !self.current.is_empty() && self.current.len() + HEADER + value.len() > RECORD_BYTES {
+        if self.current.entities > 0
+            && self.current.bytes.len() + HEADER + value.len() > RECORD_BYTES
+        {
             self.done.push(std::mem::take(&mut self.current));
         }
-        push(&mut self.current, id, value);
+        push(&mut self.current.bytes, id, value);
+        self.current.entities += 1;
     }
 
     /// The records, in the order their entities were added.
-    pub fn finish(mut self) -> Vec<Vec<u8>> {
-        if !self.current.is_empty() {
+    pub fn finish(mut self) -> Vec<Packed> {
+        if self.current.entities > 0 {
             self.done.push(self.current);
         }
         self.done
@@ -170,9 +183,10 @@ mod tests {
             }
             let records = p.finish();
             let mut back = Vec::new();
-            for r in &records {
+            for Packed { bytes: r, entities } in &records {
                 let n = entries(r).count();
                 prop_assert!(n >= 1);
+                prop_assert_eq!(n, *entities);
                 prop_assert!(r.len() <= RECORD_BYTES || n == 1);
                 for e in entries(r) {
                     let (id, v) = e.unwrap();

@@ -635,7 +635,7 @@ fn move_values_into_records(db: &sled::Db) -> Result<(), MetaError> {
                 return Ok(moved);
             }
             for r in packer.finish() {
-                batch.insert(record::key(E::RECORDS, next), r);
+                batch.insert(record::key(E::RECORDS, next), r.bytes);
                 next += 1;
             }
             db.apply_batch(batch)?;
@@ -982,10 +982,11 @@ impl MetaStore {
                 packer.push(*id, &item.encode());
             }
             let mut numbers = Vec::with_capacity(items.len());
+            let mut ids = items.iter().map(|(id, _)| *id);
             for r in packer.finish() {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                numbers.extend(record::entries(&r).flatten().map(|(id, _)| (id, n)));
-                batch.insert(record::key(E::RECORDS, n), r);
+                numbers.extend(ids.by_ref().take(r.entities).map(|id| (id, n)));
+                batch.insert(record::key(E::RECORDS, n), r.bytes);
             }
             batch.insert(E::COUNT_KEY, count.to_be_bytes().as_slice());
             if mark {
