@@ -23,8 +23,9 @@
 //! (which may override `instance`). The profile's time is the scrape's
 //! start time (as Prometheus stamps samples): the body's own `time_nanos`
 //! is replaced, so a target that serves the same bytes twice still yields
-//! two profiles, and the write-ahead log holds the profile re-encoded with
-//! that time so replay rebuilds the same series.
+//! two profiles, and the write-ahead log holds the body as received with
+//! that time beside it (`ProfileRecord.time_nanos`), so replay rebuilds the
+//! same series.
 //!
 //! Invariants: a failing scrape (timeout, connection, HTTP status, body
 //! over the limit, invalid pprof, rejected ingest) is recorded in the
