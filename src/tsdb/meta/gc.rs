@@ -32,7 +32,7 @@
 //! stores it anew, under the same content id.
 
 use super::record;
-use super::store::{Entity, Table};
+use super::store::{corrupt, Entity, Table};
 use super::{MetaCounts, MetaError, MetaStore};
 use crate::model::StackId;
 use rustc_hash::FxHashSet;
@@ -189,14 +189,13 @@ impl MetaStore {
         };
         // Read as the sweep goes: a batch changes only records already
         // passed, which sled's iterator does not return again.
-        let corrupt = |e: MetaError| MetaError::Corrupt(format!("{}: {e}", E::KIND));
         for kv in db.scan_prefix(E::RECORDS) {
             let (k, v) = kv?;
             // Most records of a collection that deletes little hold no dead
             // entity: those are only read.
             let mut any_dead = false;
             for e in record::entries(&v) {
-                if !is_live(&e.map_err(corrupt)?.0) {
+                if !is_live(&e.map_err(corrupt(E::KIND))?.0) {
                     any_dead = true;
                     break;
                 }
@@ -206,7 +205,7 @@ impl MetaStore {
             }
             let mut kept = Vec::new();
             for e in record::entries(&v) {
-                let (id, value) = e.map_err(corrupt)?;
+                let (id, value) = e.map_err(corrupt(E::KIND))?;
                 if is_live(&id) {
                     record::push(&mut kept, id, value);
                 } else {

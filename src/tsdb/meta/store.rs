@@ -88,7 +88,8 @@ pub(super) trait Entity: Sized + Send + Sync + 'static {
     fn heap_bytes(&self) -> usize;
 }
 
-fn corrupt<E: std::fmt::Display>(kind: &str) -> impl FnOnce(E) -> MetaError + '_ {
+/// Maps an error reading a `kind` value to [`MetaError::Corrupt`].
+pub(super) fn corrupt<E: std::fmt::Display>(kind: &str) -> impl FnOnce(E) -> MetaError + '_ {
     move |e| MetaError::Corrupt(format!("{kind}: {e}"))
 }
 
