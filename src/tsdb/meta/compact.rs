@@ -26,7 +26,7 @@
 //! the database is behind a write lock), and the caches do not change: the
 //! copy holds exactly what the old database held.
 
-use super::store::{new_sled_config, open_sled};
+use super::store::{open_sled, sled_config};
 use super::{MetaError, MetaStore};
 use std::path::{Path, PathBuf};
 
@@ -159,7 +159,9 @@ impl MetaStore {
         let copy = sibling(&dir, ".compact");
         remove_dir(&copy)?;
         {
-            let new = new_sled_config().path(&copy).open()?;
+            // sled's settings of the store copied (its compression goes
+            // with the records' framing, which the copy keeps).
+            let new = sled_config(&dir).path(&copy).open()?;
             let db = self.db();
             let mut batch = sled::Batch::default();
             let mut n = 0;

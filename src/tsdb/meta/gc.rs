@@ -5,7 +5,9 @@
 //!
 //! - **Mark.** Live locations are those of the live stacks; live functions
 //!   and mappings are those of the live locations. Values are read from the
-//!   by-id cache or from sled, without filling the cache.
+//!   by-id cache, or else from sled without filling the cache: each record
+//!   that holds an uncached live entity is read once (an entity read alone
+//!   costs its whole record).
 //! - **Sweep**, one phase per level, in this order: stacks, then locations,
 //!   then functions and mappings. Every record of the kind is read, and
 //!   every entity in it whose id is not live is deleted: the record is
@@ -37,7 +39,6 @@ use super::{MetaCounts, MetaError, MetaStore};
 use crate::model::StackId;
 use rustc_hash::FxHashSet;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -108,17 +109,15 @@ impl MetaStore {
 
         // Mark.
         let mut live_locations: FxHashSet<Uuid> = FxHashSet::default();
-        for id in live_stacks {
-            let s = self.read_uncached(&self.stacks, id.0)?;
-            live_locations.extend(s.locations.iter().map(|l| l.0));
-        }
+        self.visit(&self.stacks, live_stacks.iter().map(|s| s.0), |s| {
+            live_locations.extend(s.locations.iter().map(|l| l.0))
+        })?;
         let mut live_functions: FxHashSet<Uuid> = FxHashSet::default();
         let mut live_mappings: FxHashSet<Uuid> = FxHashSet::default();
-        for id in &live_locations {
-            let l = self.read_uncached(&self.locations, *id)?;
+        self.visit(&self.locations, live_locations.iter().copied(), |l| {
             live_mappings.extend(l.mapping.map(|m| m.0));
             live_functions.extend(l.lines.iter().map(|x| x.function.0));
-        }
+        })?;
         let mark = start.elapsed();
 
         // Sweep, stacks first: see the module docs for why this order.
@@ -146,14 +145,61 @@ impl MetaStore {
         Ok(stats)
     }
 
-    /// The entity `id` from the cache, else from sled without caching it (a
-    /// collection reads every live entity once; caching them all would fill
-    /// memory with values no query asked for).
-    fn read_uncached<E: Entity>(&self, t: &Table<E>, id: Uuid) -> Result<Arc<E>, MetaError> {
-        if let Some(e) = t.by_id.read().get(&id) {
-            return Ok(e.clone());
+    /// Calls `f` with the entity of every id in `ids` (each id once), from
+    /// the cache or else from its record without caching it (a collection
+    /// reads every live entity; caching them all would fill memory with
+    /// values no query asked for). The uncached ones are read record by
+    /// record, each record once (reading an entity costs its whole record).
+    /// [`MetaError::NotFound`] for an id not stored.
+    fn visit<E: Entity>(
+        &self,
+        t: &Table<E>,
+        ids: impl Iterator<Item = Uuid>,
+        mut f: impl FnMut(&E),
+    ) -> Result<(), MetaError> {
+        let mut wanted: FxHashSet<Uuid> = FxHashSet::default();
+        let mut records: Vec<u64> = Vec::new();
+        {
+            let known = t.ids.read();
+            let cache = t.by_id.read();
+            for id in ids {
+                if let Some(e) = cache.get(&id) {
+                    f(e);
+                    continue;
+                }
+                let number = *known
+                    .get(&id)
+                    .ok_or(MetaError::NotFound { kind: E::KIND, id })?;
+                if wanted.insert(id) {
+                    records.push(number);
+                }
+            }
         }
-        Ok(Arc::new(t.read_stored(&self.db(), id)?))
+        records.sort_unstable();
+        records.dedup();
+        let db = self.db();
+        let mut decoder = record::Decoder::new();
+        let mut found = 0;
+        for number in records {
+            let v = db.get(record::key(E::RECORDS, number))?.ok_or_else(|| {
+                MetaError::Corrupt(format!("{}: record {number} is missing", E::KIND))
+            })?;
+            for e in record::entries(decoder.decode(self.framing, &v)?) {
+                let (id, value) = e.map_err(corrupt(E::KIND))?;
+                if wanted.contains(&id) {
+                    f(&E::decode(value)?);
+                    found += 1;
+                }
+            }
+        }
+        if found != wanted.len() {
+            return Err(MetaError::Corrupt(format!(
+                "{}: {} entities are not in the records their ids name",
+                E::KIND,
+                wanted.len() - found
+            )));
+        }
+        Ok(())
     }
 
     /// Deletes every entity of `t` whose id is not live; returns how many.
@@ -168,6 +214,8 @@ impl MetaStore {
         is_live: impl Fn(&Uuid) -> bool,
     ) -> Result<u64, MetaError> {
         let db = self.db();
+        let mut decoder = record::Decoder::new();
+        let mut encoder = record::Encoder::new(self.framing);
         let mut deleted = 0;
         let mut batch = sled::Batch::default();
         let mut dead: Vec<Uuid> = Vec::new();
@@ -191,10 +239,11 @@ impl MetaStore {
         // passed, which sled's iterator does not return again.
         for kv in db.scan_prefix(E::RECORDS) {
             let (k, v) = kv?;
+            let v = decoder.decode(self.framing, &v)?;
             // Most records of a collection that deletes little hold no dead
             // entity: those are only read.
             let mut any_dead = false;
-            for e in record::entries(&v) {
+            for e in record::entries(v) {
                 if !is_live(&e.map_err(corrupt(E::KIND))?.0) {
                     any_dead = true;
                     break;
@@ -204,7 +253,7 @@ impl MetaStore {
                 continue;
             }
             let mut kept = Vec::new();
-            for e in record::entries(&v) {
+            for e in record::entries(v) {
                 let (id, value) = e.map_err(corrupt(E::KIND))?;
                 if is_live(&id) {
                     record::push(&mut kept, id, value);
@@ -215,7 +264,7 @@ impl MetaStore {
             if kept.is_empty() {
                 batch.remove(k);
             } else {
-                batch.insert(k, kept);
+                batch.insert(k, encoder.encode(kept));
             }
             if dead.len() >= GC_BATCH {
                 deleted += dead.len() as u64;
@@ -272,12 +321,13 @@ mod tests {
 
     /// Every entity in the kind's records (each once), and none left
     /// under the previous layout's by-id prefix.
-    fn values<E: Entity>(db: &sled::Db) -> BTreeMap<Uuid, E> {
+    fn values<E: Entity>(db: &sled::Db, framing: record::Framing) -> BTreeMap<Uuid, E> {
         assert_eq!(db.scan_prefix(E::BY_ID).count(), 0);
         let mut out = BTreeMap::new();
+        let mut decoder = record::Decoder::new();
         for kv in db.scan_prefix(E::RECORDS) {
             let (_, v) = kv.unwrap();
-            for e in record::entries(&v) {
+            for e in record::entries(decoder.decode(framing, &v).unwrap()) {
                 let (id, value) = e.unwrap();
                 assert!(out.insert(id, E::decode(value).unwrap()).is_none());
             }
@@ -307,10 +357,10 @@ mod tests {
             }
         }
         Dump {
-            mappings: values(&db),
-            functions: values(&db),
-            locations: values(&db),
-            stacks: values(&db),
+            mappings: values(&db, m.framing),
+            functions: values(&db, m.framing),
+            locations: values(&db, m.framing),
+            stacks: values(&db, m.framing),
             by_key,
             counts: MetaCounts {
                 mappings: counter(&db, Mapping::COUNT_KEY),
@@ -872,10 +922,18 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(48))]
 
         #[test]
-        fn collection_matches_the_model(g in graph()) {
+        fn collection_matches_the_model(g in graph(), cold in any::<bool>()) {
             let m = MetaStore::temporary().unwrap();
             let live = build(&m, &g);
             let pre = dump(&m);
+            if cold {
+                // The mark then reads every live entity from its record,
+                // as after a reopen.
+                m.mappings.by_id.write().clear();
+                m.functions.by_id.write().clear();
+                m.locations.by_id.write().clear();
+                m.stacks.by_id.write().clear();
+            }
             let stats = m.collect_garbage(&live).unwrap();
             let post = dump(&m);
             prop_assert_eq!(&post, &expected(&pre, &live));

@@ -17,7 +17,11 @@
 //! earlier content-id layouts are upgraded at open: `content-ids/1` (which
 //! also kept a by-key index: key → id) by deleting that index, then
 //! `content-ids/2` (one sled entry per entity, `mappings/by-id/` + uuid →
-//! value, and so on) by moving the values into records.
+//! value, and so on) by moving the values into records. Those, and stores
+//! of `content-ids/3` (records as bare sled values, compressed by sled),
+//! stay bare records in a database sled compresses; a new store is
+//! `content-ids/4` (each value an encoding byte and the record or its zstd
+//! frame, sled's compression off): see [`record`]'s framing.
 //!
 //! # Layout in sled (one tree, keys by prefix)
 //!
@@ -28,11 +32,12 @@
 //! | `locations/records/` + number | a record of `meta.Location` values (with their lines) |
 //! | `stacktraces/records/` + number | a record of `meta.Stacktrace` values |
 //! | `counts/mappings`, `counts/functions`, `counts/locations`, `counts/stacktraces` | entities of the kind (u64 BE) |
-//! | `format` | `content-ids/3`, written with the first entity |
+//! | `format` | `content-ids/4` (or `content-ids/3`, see above), written with the first entity |
 //!
 //! A record packs the entities of one kind that one creation stored, id
-//! and value each, into one sled value of at most about 12 KiB ([`record`]
-//! has the format and why: sled's cost is per entry, not per byte).
+//! and value each, into one sled value of at most about 12 KiB before
+//! compression ([`record`] has the format and why: sled's cost is per
+//! entry, not per byte).
 //! Values are `proto/meta.proto` messages.
 //!
 //! An id is [`keys::content_id`] of its entity's key (the bytes that make
@@ -68,7 +73,8 @@
 //! by the store's writer thread, off the ingest path (see [`store`] for why
 //! a crash loses none of them), which then notes their record numbers.
 //! Entities themselves (id → value) are read from their record on first use
-//! by a query and cached.
+//! by a query and cached, with the rest of their record (reading one
+//! decompresses the whole record).
 //!
 //! # Compaction
 //! sled's file never shrinks; after a collection that leaves it mostly

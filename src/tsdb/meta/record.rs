@@ -24,6 +24,25 @@
 //! rewrites a record without its dead entries under the same number, or
 //! removes it when none is left; an entity's record number therefore never
 //! changes while it lives.
+//!
+//! # Framing
+//! How the sled value holds the record depends on the store's format
+//! marker ([`Framing`]). A `content-ids/3` store keeps the record bare (the
+//! value is the record; sled compresses its pages with zstd). A
+//! `content-ids/4` store, which turns sled's compression off, starts every
+//! value with an encoding byte:
+//!
+//! | byte | then |
+//! |---|---|
+//! | 0 | the record as is |
+//! | 1 | the record's length (u32 BE, at most [`MAX_PLAIN`]), then one zstd frame that decompresses to exactly that many bytes |
+//!
+//! The writer compresses with one zstd context that it keeps (sled made a
+//! new context for every page fragment it wrote, which was a fifth of the
+//! writer thread's time), and stores a record as is when compression does
+//! not make it smaller. Reading an entity decompresses its whole record,
+//! so the store caches every entity of a record it reads
+//! ([`super::store`]).
 
 use super::MetaError;
 use uuid::Uuid;
@@ -36,6 +55,148 @@ pub const RECORD_BYTES: usize = 12 << 10;
 
 /// Bytes of an entry's header: the id and the length.
 const HEADER: usize = 16 + 4;
+
+/// The largest record a framed value may decompress to. Records close at
+/// [`RECORD_BYTES`] unless one entity is larger, and an entity is bounded
+/// by the ingest limits (strings of a few KB, stacks of a few thousand
+/// frames) far below this; the bound keeps a damaged length from
+/// allocating more.
+pub const MAX_PLAIN: usize = 64 << 20;
+
+/// Encoding byte: the record follows as is.
+const PLAIN: u8 = 0;
+/// Encoding byte: the record's length and a zstd frame follow.
+const ZSTD: u8 = 1;
+
+/// zstd's level for records. Level 1 is zstd's fastest regular level; the
+/// records' redundancy (16-byte ids that recur, file names) is found by
+/// its match search at any level.
+const ZSTD_LEVEL: i32 = 1;
+
+/// How a store's sled values hold its records (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// The value is the record (`content-ids/3`).
+    Bare,
+    /// An encoding byte, then the record or its zstd frame (`content-ids/4`).
+    Tagged,
+}
+
+/// Turns records into sled values for one store, keeping a zstd context
+/// between records. One per thread that writes records.
+pub struct Encoder {
+    framing: Framing,
+    zstd: zstd::block::Compressor,
+    frame: Vec<u8>,
+}
+
+impl Encoder {
+    /// An encoder for a store with `framing`.
+    pub fn new(framing: Framing) -> Encoder {
+        Encoder {
+            framing,
+            zstd: zstd::block::Compressor::new(),
+            frame: Vec::new(),
+        }
+    }
+
+    /// The sled value of `record`.
+    pub fn encode(&mut self, record: Vec<u8>) -> Vec<u8> {
+        if self.framing == Framing::Bare {
+            return record;
+        }
+        self.frame.clear();
+        self.frame
+            .reserve(zstd::zstd_safe::compress_bound(record.len()));
+        match self
+            .zstd
+            .compress_to_buffer(&record, &mut self.frame, ZSTD_LEVEL)
+        {
+            // Compressed only when that value (byte, length, frame) is
+            // smaller than the plain one (byte, record).
+            Ok(n) if 4 + n < record.len() => {
+                let mut out = Vec::with_capacity(5 + n);
+                out.push(ZSTD);
+                // Records are far below u32::MAX (see MAX_PLAIN).
+                out.extend_from_slice(&(record.len() as u32).to_be_bytes());
+                out.extend_from_slice(&self.frame[..n]);
+                out
+            }
+            // Incompressible (or zstd refused, which it does only for a
+            // destination too small, and compress_bound rules that out):
+            // stored as is.
+            _ => {
+                let mut out = Vec::with_capacity(1 + record.len());
+                out.push(PLAIN);
+                out.extend_from_slice(&record);
+                out
+            }
+        }
+    }
+}
+
+/// Reads sled values back into records, keeping a zstd context and a
+/// buffer between them.
+#[derive(Default)]
+pub struct Decoder {
+    zstd: zstd::block::Decompressor,
+    buf: Vec<u8>,
+}
+
+impl Decoder {
+    /// A decoder.
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    /// The record that the sled value `value` of a store with `framing`
+    /// holds: corrupt if the
+    /// encoding byte is unknown, the length above [`MAX_PLAIN`], or the
+    /// frame does not decompress to exactly that length.
+    pub fn decode<'a>(
+        &'a mut self,
+        framing: Framing,
+        value: &'a [u8],
+    ) -> Result<&'a [u8], MetaError> {
+        if framing == Framing::Bare {
+            return Ok(value);
+        }
+        match value.split_first() {
+            Some((&PLAIN, record)) => Ok(record),
+            Some((&ZSTD, rest)) => {
+                let Some((len, frame)) = rest.split_first_chunk::<4>() else {
+                    return Err(MetaError::Corrupt(
+                        "record: a compressed record without its length".into(),
+                    ));
+                };
+                let len = u32::from_be_bytes(*len) as usize;
+                if len > MAX_PLAIN {
+                    return Err(MetaError::Corrupt(format!(
+                        "record: {len} bytes compressed, above the bound of {MAX_PLAIN}"
+                    )));
+                }
+                self.buf.clear();
+                self.buf.reserve_exact(len);
+                // The Vec takes at most its capacity: len bytes or a little
+                // more, never what the frame claims beyond it.
+                let n = self
+                    .zstd
+                    .decompress_to_buffer(frame, &mut self.buf)
+                    .map_err(|e| MetaError::Corrupt(format!("record: zstd: {e}")))?;
+                if n != len {
+                    return Err(MetaError::Corrupt(format!(
+                        "record: {n} bytes decompressed where the length says {len}"
+                    )));
+                }
+                Ok(&self.buf)
+            }
+            Some((b, _)) => Err(MetaError::Corrupt(format!(
+                "record: unknown encoding byte {b}"
+            ))),
+            None => Err(MetaError::Corrupt("record: an empty value".into())),
+        }
+    }
+}
 
 /// The sled key of record `number` of the kind with key prefix `prefix`.
 pub fn key(prefix: &[u8], number: u64) -> Vec<u8> {
@@ -213,6 +374,107 @@ mod tests {
             }
             prop_assert!(total <= bytes.len());
         }
+    }
+
+    proptest! {
+        /// Framing round trips: a record comes back as it went in, under
+        /// both framings; a tagged value is never more than one byte
+        /// larger than its record, and a record that compresses is stored
+        /// compressed.
+        #[test]
+        fn framed_records_read_back(
+            random in proptest::collection::vec(any::<u8>(), 0..3000),
+            repeats in 0usize..200,
+        ) {
+            let mut encoder = Encoder::new(Framing::Tagged);
+            let mut bare = Encoder::new(Framing::Bare);
+            let mut decoder = Decoder::new();
+            let mut repetitive = Vec::new();
+            for i in 0..repeats {
+                push(&mut repetitive, Uuid::from_u128(i as u128 % 7), b"/src/main.rs");
+            }
+            for (record, shrinks) in [(random, false), (repetitive, repeats >= 10)] {
+                let value = encoder.encode(record.clone());
+                prop_assert!(value.len() <= record.len() + 1);
+                if shrinks {
+                    prop_assert_eq!(value[0], ZSTD);
+                    prop_assert!(value.len() < record.len());
+                }
+                prop_assert_eq!(decoder.decode(Framing::Tagged, &value).unwrap(), &record[..]);
+                let v = bare.encode(record.clone());
+                prop_assert_eq!(&v, &record);
+                prop_assert_eq!(decoder.decode(Framing::Bare, &v).unwrap(), &record[..]);
+            }
+        }
+
+        /// Any bytes as a tagged value: a record or an error, never a
+        /// panic, and never more than the bound allocated.
+        #[test]
+        fn any_framed_bytes_are_read_or_refused(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let mut decoder = Decoder::new();
+            if let Ok(r) = decoder.decode(Framing::Tagged, &bytes) {
+                prop_assert!(r.len() <= MAX_PLAIN);
+            }
+        }
+    }
+
+    /// A repetitive record is compressed; a damaged frame, a wrong length,
+    /// a length above the bound and an unknown encoding byte are corrupt.
+    #[test]
+    fn compressed_records_and_their_damage() {
+        let mut record = Vec::new();
+        for i in 0..100u128 {
+            push(
+                &mut record,
+                Uuid::from_u128(i % 5),
+                b"runtime.mallocgc /usr/lib/go/src/runtime/malloc.go",
+            );
+        }
+        let mut encoder = Encoder::new(Framing::Tagged);
+        let value = encoder.encode(record.clone());
+        assert_eq!(value[0], ZSTD);
+        assert!(
+            value.len() * 4 < record.len(),
+            "{} of {}",
+            value.len(),
+            record.len()
+        );
+        let mut decoder = Decoder::new();
+        assert_eq!(
+            decoder.decode(Framing::Tagged, &value).unwrap(),
+            &record[..]
+        );
+        // The context is reused: the same again, then another record.
+        assert_eq!(encoder.encode(record.clone()), value);
+        assert_eq!(
+            decoder.decode(Framing::Tagged, &value).unwrap(),
+            &record[..]
+        );
+
+        let corrupt = |v: &[u8]| {
+            let mut d = Decoder::new();
+            matches!(d.decode(Framing::Tagged, v), Err(MetaError::Corrupt(_)))
+        };
+        assert!(corrupt(&value[..value.len() - 1]));
+        let mut longer = value.clone();
+        longer[1..5].copy_from_slice(&(record.len() as u32 + 1).to_be_bytes());
+        assert!(corrupt(&longer));
+        let mut shorter = value.clone();
+        shorter[1..5].copy_from_slice(&(record.len() as u32 - 1).to_be_bytes());
+        assert!(corrupt(&shorter));
+        let mut huge = value.clone();
+        huge[1..5].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(corrupt(&huge));
+        assert!(corrupt(&[]));
+        assert!(corrupt(&[ZSTD, 0, 0]));
+        assert!(corrupt(&[7, 1, 2, 3]));
+        // A plain value is the record after its byte.
+        assert_eq!(
+            decoder.decode(Framing::Tagged, &[PLAIN, 1, 2]).unwrap(),
+            &[1, 2]
+        );
     }
 
     #[test]

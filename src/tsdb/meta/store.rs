@@ -8,7 +8,8 @@
 //! the store-wide `create` mutex, re-checks the cache, publishes the new
 //! entities of the call to the caches and queues them, as one job, for the
 //! store's writer thread, which encodes each job's entities into records
-//! ([`record`]) in one sled batch, applies the batches in order and then
+//! ([`record`]), compresses them with the zstd context it keeps, puts them
+//! in one sled batch, applies the batches in order and then
 //! notes each entity's record number in the id map. Ingest does not wait for sled,
 //! nor encode: a new entity costs its checks, an `Arc` and a queue push
 //! (the sled batch used to cost 10–20 µs per entity on the hot path). What
@@ -40,15 +41,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// The key of the format marker: present, with [`FORMAT_RECORDS`] as
-/// its value, once the store holds an entity.
+/// The key of the format marker: present, with [`FORMAT_RECORDS`] (or
+/// an earlier marker) as its value, once the store holds an entity.
 pub const FORMAT_KEY: &[u8] = b"format";
 /// The format marker's value: ids are content ids
 /// ([`keys::content_id`]) and sled holds their values in records
-/// ([`record`]). A store with entities but no marker was written with
+/// ([`record`]), each value framed with an encoding byte
+/// ([`record::Framing::Tagged`]: compressed by the store, sled's own
+/// compression off). A store with entities but no marker was written with
 /// random ids by an earlier version and is refused
 /// ([`MetaError::OldFormat`]).
-pub const FORMAT_RECORDS: &[u8] = b"content-ids/3";
+pub const FORMAT_RECORDS: &[u8] = b"content-ids/4";
+/// The marker of the previous layout: records as bare sled values
+/// ([`record::Framing::Bare`]) in a database whose pages sled compresses.
+/// Such a store keeps its framing (and sled's compression) for good: it is
+/// read and written as it is, not converted.
+pub const FORMAT_PLAIN_RECORDS: &[u8] = b"content-ids/3";
 /// The marker of the previous layout: one sled entry per entity
 /// (`…/by-id/` + id → value). It is upgraded at open by moving the values
 /// into records ([`move_values_into_records`]).
@@ -309,8 +317,9 @@ impl<E: Entity> Table<E> {
     /// Loads the ids of `E` from sled's records into memory, checking each
     /// against its value (decoded, keyed and hashed again), that no id is
     /// stored twice, and their number against the kind's counter.
-    fn load(db: &sled::Db) -> Result<Self, MetaError> {
+    fn load(db: &sled::Db, framing: record::Framing) -> Result<Self, MetaError> {
         let count = read_count(db, E::COUNT_KEY)?;
+        let mut decoder = record::Decoder::new();
         let mut ids = FxHashMap::default();
         ids.reserve(count as usize);
         let mut key = Vec::with_capacity(256);
@@ -320,7 +329,7 @@ impl<E: Entity> Table<E> {
             let (k, v) = kv?;
             let number = record::number(E::RECORDS, &k)?;
             next = number + 1;
-            for e in record::entries(&v) {
+            for e in record::entries(decoder.decode(framing, &v)?) {
                 let (id, value) = e.map_err(corrupt(E::KIND))?;
                 key.clear();
                 E::decode(value)?.key(&mut key);
@@ -353,9 +362,16 @@ impl<E: Entity> Table<E> {
         })
     }
 
-    /// The stored value of `id`, read from its record in sled (not from
-    /// the cache): [`MetaError::NotFound`] if the id is not stored.
-    pub(super) fn read_stored(&self, db: &sled::Db, id: Uuid) -> Result<E, MetaError> {
+    /// Every entity of the record that holds `id`, read from sled (not
+    /// from the cache), in the record's order: [`MetaError::NotFound`] if
+    /// the id is not stored.
+    pub(super) fn read_record(
+        &self,
+        db: &sled::Db,
+        decoder: &mut record::Decoder,
+        framing: record::Framing,
+        id: Uuid,
+    ) -> Result<Vec<(Uuid, E)>, MetaError> {
         let not_found = || MetaError::NotFound { kind: E::KIND, id };
         let number = *self.ids.read().get(&id).ok_or_else(not_found)?;
         if number == CREATED {
@@ -366,12 +382,18 @@ impl<E: Entity> Table<E> {
         let v = db.get(record::key(E::RECORDS, number))?.ok_or_else(|| {
             MetaError::Corrupt(format!("{} {id}: record {number} is missing", E::KIND))
         })?;
-        let value = record::find(&v, id)
-            .map_err(corrupt(E::KIND))?
-            .ok_or_else(|| {
-                MetaError::Corrupt(format!("{} {id} is not in its record {number}", E::KIND))
-            })?;
-        E::decode(value)
+        let mut out = Vec::new();
+        for e in record::entries(decoder.decode(framing, &v)?) {
+            let (i, value) = e.map_err(corrupt(E::KIND))?;
+            out.push((i, E::decode(value)?));
+        }
+        if !out.iter().any(|(i, _)| *i == id) {
+            return Err(MetaError::Corrupt(format!(
+                "{} {id} is not in its record {number}",
+                E::KIND
+            )));
+        }
+        Ok(out)
     }
 
     /// Approximate heap bytes of both caches: per id 16 bytes, its record
@@ -402,11 +424,12 @@ pub(super) fn with_prefix(prefix: &[u8], suffix: &[u8]) -> Vec<u8> {
 /// Batches that may wait for the writer thread before a creation waits.
 pub const MAX_QUEUED: usize = 256;
 
-/// One creation's entities, queued: called on the writer thread, it encodes
-/// them (with the kind's counter, and the format marker with the first
-/// entity) into the sled batch to apply, and returns what to do once the
-/// batch is applied (note the entities' record numbers).
-type Job = Box<dyn FnOnce() -> (sled::Batch, Done) + Send>;
+/// One creation's entities, queued: called on the writer thread with its
+/// record encoder, it encodes them (with the kind's counter, and the format
+/// marker with the first entity) into the sled batch to apply, and returns
+/// what to do once the batch is applied (note the entities' record
+/// numbers).
+type Job = Box<dyn FnOnce(&mut record::Encoder) -> (sled::Batch, Done) + Send>;
 
 /// Run by the writer thread after a job's batch is applied.
 type Done = Box<dyn FnOnce() + Send>;
@@ -434,7 +457,7 @@ struct Writer {
 impl Writer {
     /// The writer thread: applies queued batches to `db` in order until the
     /// store stops and the queue is empty.
-    fn run(&self, db: Arc<RwLock<sled::Db>>) {
+    fn run(&self, db: Arc<RwLock<sled::Db>>, mut encoder: record::Encoder) {
         let mut q = self.queue.lock();
         loop {
             if q.batches.is_empty() {
@@ -449,7 +472,7 @@ impl Writer {
             drop(q);
             let mut failed = None;
             for job in batches {
-                let (batch, done) = job();
+                let (batch, done) = job(&mut encoder);
                 if let Err(e) = db.read().apply_batch(batch) {
                     failed = Some(e.to_string());
                     break;
@@ -492,6 +515,11 @@ pub struct MetaStore {
     /// Whether sled holds the format marker (written with the first
     /// entity; set when its batch is queued).
     marked: AtomicBool,
+    /// How the store's sled values hold its records (from the marker).
+    pub(super) framing: record::Framing,
+    /// Record decoders (each with a zstd context) for reads outside the
+    /// writer thread; a read takes one, or makes one if none is free.
+    decoders: Mutex<Vec<record::Decoder>>,
     writer: Arc<Writer>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -536,20 +564,25 @@ fn read_count(db: &sled::Db, key: &[u8]) -> Result<u64, MetaError> {
 /// goes to a blob file of its own.
 pub const SEGMENT_SIZE: usize = 64 << 10;
 
-/// The sled configuration of a new store: [`SEGMENT_SIZE`], zstd
-/// compression of sled's pages (stacks that share frames repeat the same
-/// 16-byte location ids, which compress well), and sled's throughput mode.
+/// The sled configuration of a new store: [`SEGMENT_SIZE`], sled's
+/// throughput mode, and no compression by sled: the store compresses its
+/// records itself ([`record::Framing::Tagged`]), with one zstd context
+/// kept by the writer thread, where sled made a new one for every page
+/// fragment it wrote. On `benches/meta_burst.rs` (one round, 118,889 new
+/// entities) the writer is done in 0.15–0.16 s against 0.28–0.32 s with
+/// sled's compression, for 15 MB on disk against 13–14.
 ///
-/// zstd runs at level 1 (sled's default is 5, and sled does not keep the
-/// level, so any store opens with it): on `benches/meta_burst.rs` (two
-/// rounds, 237,775 new entities) the writer took 0.54–0.62 s against
-/// 1.09–1.10 s at level 5, most of it zstd's match search, for the same
-/// bytes on disk (24 against 23–24 MB).
+/// A store created with sled's compression (format `content-ids/3`) keeps
+/// it ([`sled_config`]); zstd then runs at level 1 (sled's default is 5,
+/// and sled does not keep the level, so any store opens with it): on
+/// `benches/meta_burst.rs` (two rounds, 237,775 new entities) its writer
+/// took 0.54–0.62 s against 1.09–1.10 s at level 5, for the same bytes on
+/// disk (24 against 23–24 MB).
 pub(super) fn new_sled_config() -> sled::Config {
     sled::Config::new()
         .mode(sled::Mode::HighThroughput)
         .segment_size(SEGMENT_SIZE)
-        .use_compression(true)
+        .use_compression(false)
         .compression_factor(1)
 }
 
@@ -558,7 +591,7 @@ pub(super) fn new_sled_config() -> sled::Config {
 /// created with, and keeps them in the text file `conf` (`segment_size: N`,
 /// `use_compression: true|false` lines), so an existing store opens with
 /// its own; a new one gets [`new_sled_config`].
-fn sled_config(dir: &Path) -> sled::Config {
+pub(super) fn sled_config(dir: &Path) -> sled::Config {
     let config = new_sled_config().path(dir);
     let Ok(conf) = std::fs::read(dir.join("conf")) else {
         return config;
@@ -648,7 +681,7 @@ fn move_values_into_records(db: &sled::Db) -> Result<(), MetaError> {
         + kind::<Location>(db)?
         + kind::<Stacktrace>(db)?;
     db.flush()?;
-    db.insert(FORMAT_KEY, FORMAT_RECORDS)?;
+    db.insert(FORMAT_KEY, FORMAT_PLAIN_RECORDS)?;
     db.flush()?;
     tracing::info!(
         entities = moved,
@@ -701,16 +734,18 @@ impl MetaStore {
     }
 
     fn with_db(db: sled::Db, dir: Option<std::path::PathBuf>) -> Result<MetaStore, MetaError> {
-        let marked = match db.get(FORMAT_KEY)? {
-            Some(v) if v.as_ref() == FORMAT_RECORDS => true,
+        use record::Framing::{Bare, Tagged};
+        let (marked, framing) = match db.get(FORMAT_KEY)? {
+            Some(v) if v.as_ref() == FORMAT_RECORDS => (true, Tagged),
+            Some(v) if v.as_ref() == FORMAT_PLAIN_RECORDS => (true, Bare),
             Some(v) if v.as_ref() == FORMAT_CONTENT_IDS => {
                 move_values_into_records(&db)?;
-                true
+                (true, Bare)
             }
             Some(v) if v.as_ref() == FORMAT_WITH_BY_KEY => {
                 drop_by_key_index(&db)?;
                 move_values_into_records(&db)?;
-                true
+                (true, Bare)
             }
             Some(v) => {
                 return Err(MetaError::Corrupt(format!(
@@ -718,16 +753,16 @@ impl MetaStore {
                     String::from_utf8_lossy(&v)
                 )))
             }
-            None => false,
+            None => (false, Tagged),
         };
         if !marked && db.scan_prefix(b"counts/").next().is_some() {
             return Err(MetaError::OldFormat);
         }
         let (mappings, functions, locations, stacks) = (
-            Table::load(&db)?,
-            Table::load(&db)?,
-            Table::load(&db)?,
-            Table::load(&db)?,
+            Table::load(&db, framing)?,
+            Table::load(&db, framing)?,
+            Table::load(&db, framing)?,
+            Table::load(&db, framing)?,
         );
         let db = Arc::new(RwLock::new(db));
         let writer = Arc::new(Writer::default());
@@ -735,11 +770,13 @@ impl MetaStore {
             let (w, db) = (writer.clone(), db.clone());
             std::thread::Builder::new()
                 .name("profstore-meta-writer".into())
-                .spawn(move || w.run(db))
+                .spawn(move || w.run(db, record::Encoder::new(framing)))
                 .map_err(|e| MetaError::Background(format!("starting the writer thread: {e}")))?
         };
         Ok(MetaStore {
             marked: AtomicBool::new(marked),
+            framing,
+            decoders: Mutex::new(Vec::new()),
             mappings,
             functions,
             locations,
@@ -919,13 +956,48 @@ impl MetaStore {
         self.get(&self.stacks, id.0)
     }
 
+    /// The entity `id`, from the cache or else from its record, whose
+    /// other entities are cached with it: reading one entity costs its
+    /// whole record (decompressed, every entry decoded), and the entities
+    /// stored together (one profile's) are mostly read together.
     fn get<E: Entity>(&self, t: &Table<E>, id: Uuid) -> Result<Arc<E>, MetaError> {
         if let Some(e) = t.by_id.read().get(&id) {
             return Ok(e.clone());
         }
-        let e = Arc::new(t.read_stored(&self.db(), id)?);
-        t.by_id.write().insert(id, e.clone());
-        Ok(e)
+        let entries = self.read_record(t, id)?;
+        // The same lock order as the creation and the collection (ids,
+        // then by-id): an entity the collection deleted since the read is
+        // not cached again.
+        let ids = t.ids.read();
+        let mut by_id = t.by_id.write();
+        let mut found = None;
+        for (i, e) in entries {
+            if !ids.contains_key(&i) {
+                continue;
+            }
+            let e = by_id.entry(i).or_insert_with(|| Arc::new(e)).clone();
+            if i == id {
+                found = Some(e);
+            }
+        }
+        found.ok_or(MetaError::NotFound { kind: E::KIND, id })
+    }
+
+    /// [`Table::read_record`] with a decoder from the pool.
+    pub(super) fn read_record<E: Entity>(
+        &self,
+        t: &Table<E>,
+        id: Uuid,
+    ) -> Result<Vec<(Uuid, E)>, MetaError> {
+        let mut decoder = self.decoders.lock().pop().unwrap_or_default();
+        let r = t.read_record(&self.db(), &mut decoder, self.framing, id);
+        let mut pool = self.decoders.lock();
+        // Enough for the reads that run at once on a small machine; a
+        // decoder holds a zstd context of about 100 KB.
+        if pool.len() < 4 {
+            pool.push(decoder);
+        }
+        r
     }
 
     fn ensure<E: Entity>(
@@ -974,9 +1046,13 @@ impl MetaStore {
         }
         let count = t.count.load(Ordering::Relaxed) + created.len() as u64;
         let mark = !self.marked.load(Ordering::Relaxed);
+        let marker = match self.framing {
+            record::Framing::Tagged => FORMAT_RECORDS,
+            record::Framing::Bare => FORMAT_PLAIN_RECORDS,
+        };
         let items = created.clone();
         let (next, known) = (t.next_record.clone(), t.ids.clone());
-        self.queue(Box::new(move || {
+        self.queue(Box::new(move |encoder: &mut record::Encoder| {
             let mut batch = sled::Batch::default();
             let mut packer = record::Packer::default();
             for (id, item) in &items {
@@ -987,11 +1063,11 @@ impl MetaStore {
             for r in packer.finish() {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 numbers.extend(ids.by_ref().take(r.entities).map(|id| (id, n)));
-                batch.insert(record::key(E::RECORDS, n), r.bytes);
+                batch.insert(record::key(E::RECORDS, n), encoder.encode(r.bytes));
             }
             batch.insert(E::COUNT_KEY, count.to_be_bytes().as_slice());
             if mark {
-                batch.insert(FORMAT_KEY, FORMAT_RECORDS);
+                batch.insert(FORMAT_KEY, marker);
             }
             // This may run before the creating call has published the
             // ids (it does so after queuing), so it inserts them.
@@ -1056,6 +1132,24 @@ fn ids_of<E: Entity, I>(items: &[E], wrap: impl Fn(Uuid) -> I) -> Vec<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A new store in `dir` of the previous format, as earlier versions
+    /// created one: marker `content-ids/3` (bare records), sled's
+    /// compression on.
+    fn bare_store(dir: &Path) -> MetaStore {
+        {
+            let db = new_sled_config()
+                .use_compression(true)
+                .path(dir)
+                .open()
+                .unwrap();
+            db.insert(FORMAT_KEY, FORMAT_PLAIN_RECORDS).unwrap();
+            db.flush().unwrap();
+        }
+        let store = MetaStore::open(dir).unwrap();
+        assert_eq!(store.framing, record::Framing::Bare);
+        store
+    }
 
     fn sample_entities(store: &MetaStore) -> (MappingId, FunctionId, LocationId, StackId) {
         let m = store
@@ -1135,8 +1229,9 @@ mod tests {
         let store = MetaStore::open(dir).unwrap();
         assert_eq!(
             store.db().get(FORMAT_KEY).unwrap().as_deref(),
-            Some(FORMAT_RECORDS)
+            Some(FORMAT_PLAIN_RECORDS)
         );
+        assert_eq!(store.framing, record::Framing::Bare);
         for p in gone {
             assert_eq!(store.db().scan_prefix(p).count(), 0);
         }
@@ -1150,7 +1245,7 @@ mod tests {
     fn by_key_layout_is_upgraded_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let ids = {
-            let store = MetaStore::open(dir.path()).unwrap();
+            let store = bare_store(dir.path());
             let ids = sample_entities(&store);
             store.sync_writes().unwrap();
             // What the previous layout also wrote: key → id per entity.
@@ -1197,7 +1292,7 @@ mod tests {
         for moved_before_crash in [0, 2] {
             let dir = tempfile::tempdir().unwrap();
             let ids = {
-                let store = MetaStore::open(dir.path()).unwrap();
+                let store = bare_store(dir.path());
                 let ids = sample_entities(&store);
                 let more: Vec<Function> = (0..50)
                     .map(|i| Function {
@@ -1229,7 +1324,8 @@ mod tests {
                             kept += 1;
                             continue;
                         }
-                        for e in record::entries(&v) {
+                        let mut decoder = record::Decoder::new();
+                        for e in record::entries(decoder.decode(store.framing, &v).unwrap()) {
                             let (id, value) = e.unwrap();
                             db.insert(with_prefix(by_id, id.as_bytes()), value).unwrap();
                         }
@@ -1286,7 +1382,7 @@ mod tests {
         drop(store);
         assert!(
             conf(new.path()).contains(&format!(
-                "segment_size: {SEGMENT_SIZE}\nuse_compression: true"
+                "segment_size: {SEGMENT_SIZE}\nuse_compression: false"
             )),
             "{}",
             conf(new.path())
@@ -1323,10 +1419,17 @@ mod tests {
         // A value under another id.
         let err = open_after(&|db| {
             let v = first(db);
-            let (_, value) = record::entries(&v).next().unwrap().unwrap();
+            let mut decoder = record::Decoder::new();
+            let (_, value) = record::entries(decoder.decode(record::Framing::Tagged, &v).unwrap())
+                .next()
+                .unwrap()
+                .unwrap();
             let mut wrong = Vec::new();
             record::push(&mut wrong, Uuid::nil(), value);
-            add(db, &wrong);
+            add(
+                db,
+                &record::Encoder::new(record::Framing::Tagged).encode(wrong),
+            );
         })
         .unwrap_err();
         assert!(err.to_string().contains("not the content id"), "{err}");
@@ -1411,7 +1514,11 @@ mod tests {
         let in_sled: usize = store
             .db()
             .scan_prefix(Function::RECORDS)
-            .map(|kv| record::entries(&kv.unwrap().1).count())
+            .map(|kv| {
+                let v = kv.unwrap().1;
+                let mut decoder = record::Decoder::new();
+                record::entries(decoder.decode(store.framing, &v).unwrap()).count()
+            })
             .sum();
         assert_eq!(in_sled, ids.len());
         // Every written entity knows its record.
@@ -1456,5 +1563,74 @@ mod tests {
             assert_eq!(r, &results[0]);
         }
         assert_eq!(store.counts().functions, 500);
+    }
+
+    /// A store of the previous format (`content-ids/3`: bare records in a
+    /// database whose pages sled compresses) is kept as it is: read,
+    /// written, collected and compacted with bare records and sled's
+    /// compression, and it reopens so.
+    #[test]
+    fn a_store_of_bare_records_stays_bare() {
+        let tmp = tempfile::tempdir().unwrap();
+        let names = |r: std::ops::Range<usize>| -> Vec<Function> {
+            r.map(|i| Function {
+                name: format!("bare-{i}"),
+                ..Default::default()
+            })
+            .collect()
+        };
+        let dir = tmp.path().join("meta");
+        let ids = {
+            let store = bare_store(&dir);
+            let ids = sample_entities(&store);
+            store.function_ids(names(0..300)).unwrap();
+            store.flush().unwrap();
+            ids
+        };
+        let bare_everywhere = |store: &MetaStore| {
+            let db = store.db();
+            for prefix in [
+                MAPPING_RECORDS,
+                FUNCTION_RECORDS,
+                LOCATION_RECORDS,
+                STACK_RECORDS,
+            ] {
+                for kv in db.scan_prefix(prefix) {
+                    let v = kv.unwrap().1;
+                    assert!(record::entries(&v).all(|e| e.is_ok()));
+                }
+            }
+            assert_eq!(
+                db.get(FORMAT_KEY).unwrap().as_deref(),
+                Some(FORMAT_PLAIN_RECORDS)
+            );
+        };
+        let conf =
+            || String::from_utf8_lossy(&std::fs::read(dir.join("conf")).unwrap()).to_string();
+        {
+            let store = MetaStore::open(&dir).unwrap();
+            assert_eq!(store.framing, record::Framing::Bare);
+            assert_eq!(store.counts().functions, 301);
+            assert_eq!(store.stack(ids.3).unwrap().locations, vec![ids.2, ids.2]);
+            assert_eq!(store.function(ids.1).unwrap().name, "main");
+            let more = store.function_ids(names(300..400)).unwrap();
+            store.flush().unwrap();
+            bare_everywhere(&store);
+            // Everything but the sample stack's entities is garbage.
+            let live: FxHashSet<StackId> = [ids.3].into_iter().collect();
+            let gc = store.collect_garbage(&live).unwrap();
+            assert_eq!(gc.deleted.functions, 400);
+            bare_everywhere(&store);
+            assert!(store.compact_when(0, 1).unwrap().compacted);
+            bare_everywhere(&store);
+            assert!(store.function(more[0]).is_err());
+            assert_eq!(store.function(ids.1).unwrap().name, "main");
+        }
+        assert!(conf().contains("use_compression: true"), "{}", conf());
+        let store = MetaStore::open(&dir).unwrap();
+        assert_eq!(store.framing, record::Framing::Bare);
+        assert_eq!(sample_entities(&store), ids);
+        assert_eq!(store.counts().functions, 1);
+        bare_everywhere(&store);
     }
 }
