@@ -85,6 +85,7 @@ pub mod compact;
 pub mod gc;
 pub mod record;
 pub mod store;
+pub mod value;
 
 pub use compact::CompactStats;
 pub use gc::GcStats;

@@ -303,12 +303,31 @@ pub struct Packed {
 impl Packer {
     /// Adds an entity.
     pub fn push(&mut self, id: Uuid, value: &[u8]) {
-        if self.current.entities > 0
-            && self.current.bytes.len() + HEADER + value.len() > RECORD_BYTES
-        {
-            self.done.push(std::mem::take(&mut self.current));
+        self.push_with(id, |buf| buf.extend_from_slice(value))
+    }
+
+    /// Adds an entity whose value `encode` appends to the buffer it is
+    /// given (so the value is written once, in place).
+    pub fn push_with(&mut self, id: Uuid, encode: impl FnOnce(&mut Vec<u8>)) {
+        let buf = &mut self.current.bytes;
+        if buf.capacity() == 0 {
+            buf.reserve(RECORD_BYTES);
         }
-        push(&mut self.current.bytes, id, value);
+        let start = buf.len();
+        buf.extend_from_slice(id.as_bytes());
+        buf.extend_from_slice(&[0; 4]);
+        encode(buf);
+        // A value is one entity's protobuf, bounded by the ingest limits
+        // (strings of at most a few KB, stacks of at most a few thousand
+        // frames), far below u32::MAX.
+        let len = (buf.len() - start - HEADER) as u32;
+        buf[start + 16..start + HEADER].copy_from_slice(&len.to_be_bytes());
+        if self.current.entities > 0 && buf.len() > RECORD_BYTES {
+            // The record is full without this entity: it starts the next.
+            let entry = buf.split_off(start);
+            self.done.push(std::mem::take(&mut self.current));
+            self.current.bytes = entry;
+        }
         self.current.entities += 1;
     }
 

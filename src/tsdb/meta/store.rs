@@ -25,7 +25,7 @@
 //! Garbage collection ([`super::gc`]) takes the `create` mutex and removes
 //! cache entries only after their deletion is in sled.
 
-use super::{record, MetaError};
+use super::{record, value, MetaError};
 use crate::model::keys::{self, *};
 use crate::model::{
     Function, FunctionId, Line, Location, LocationId, Mapping, MappingId, NumLabel, StackId,
@@ -89,7 +89,8 @@ pub(super) trait Entity: Sized + Send + Sync + 'static {
     const RECORDS: &'static [u8];
     const COUNT_KEY: &'static [u8];
     fn key(&self, buf: &mut Vec<u8>);
-    fn encode(&self) -> Vec<u8>;
+    /// Appends the value (`proto/meta.proto`) to `buf`.
+    fn encode(&self, buf: &mut Vec<u8>);
     fn decode(b: &[u8]) -> Result<Self, MetaError>;
     /// Heap bytes owned by the value (strings, vectors), for
     /// [`MetaStore::cache_bytes`].
@@ -117,8 +118,8 @@ impl Entity for Mapping {
     fn key(&self, buf: &mut Vec<u8>) {
         keys::mapping_key(buf, self)
     }
-    fn encode(&self) -> Vec<u8> {
-        pb::Mapping {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        let m = pb::Mapping {
             memory_start: self.memory_start,
             memory_limit: self.memory_limit,
             file_offset: self.file_offset,
@@ -128,8 +129,9 @@ impl Entity for Mapping {
             has_filenames: self.has_filenames,
             has_line_numbers: self.has_line_numbers,
             has_inline_frames: self.has_inline_frames,
-        }
-        .encode_to_vec()
+        };
+        // Encoding into a Vec fails only when the buffer cannot grow.
+        m.encode(buf).expect("a Vec grows");
     }
     fn decode(b: &[u8]) -> Result<Self, MetaError> {
         let m = pb::Mapping::decode(b).map_err(corrupt("mapping"))?;
@@ -158,14 +160,8 @@ impl Entity for Function {
     fn key(&self, buf: &mut Vec<u8>) {
         keys::function_key(buf, self)
     }
-    fn encode(&self) -> Vec<u8> {
-        pb::Function {
-            name: self.name.clone(),
-            system_name: self.system_name.clone(),
-            filename: self.filename.clone(),
-            start_line: self.start_line,
-        }
-        .encode_to_vec()
+    fn encode(&self, buf: &mut Vec<u8>) {
+        value::encode_function(self, buf)
     }
     fn decode(b: &[u8]) -> Result<Self, MetaError> {
         let f = pb::Function::decode(b).map_err(corrupt("function"))?;
@@ -189,25 +185,8 @@ impl Entity for Location {
     fn key(&self, buf: &mut Vec<u8>) {
         keys::location_key(buf, self)
     }
-    fn encode(&self) -> Vec<u8> {
-        pb::Location {
-            mapping_id: self
-                .mapping
-                .map(|m| m.as_bytes().to_vec())
-                .unwrap_or_default(),
-            address: self.address,
-            is_folded: self.is_folded,
-            lines: self
-                .lines
-                .iter()
-                .map(|l| pb::Line {
-                    function_id: l.function.as_bytes().to_vec(),
-                    line: l.line,
-                    column: l.column,
-                })
-                .collect(),
-        }
-        .encode_to_vec()
+    fn encode(&self, buf: &mut Vec<u8>) {
+        value::encode_location(self, buf)
     }
     fn decode(b: &[u8]) -> Result<Self, MetaError> {
         let l = pb::Location::decode(b).map_err(corrupt("location"))?;
@@ -241,43 +220,11 @@ impl Entity for Stacktrace {
     fn key(&self, buf: &mut Vec<u8>) {
         keys::stack_key(buf, &self.locations, &self.num_labels)
     }
-    fn encode(&self) -> Vec<u8> {
-        pb::Stacktrace {
-            location_ids: self
-                .locations
-                .iter()
-                .map(|l| l.as_bytes().to_vec())
-                .collect(),
-            num_labels: self
-                .num_labels
-                .iter()
-                .map(|n| pb::NumLabel {
-                    key: n.key.clone(),
-                    value: n.value,
-                    unit: n.unit.clone(),
-                })
-                .collect(),
-        }
-        .encode_to_vec()
+    fn encode(&self, buf: &mut Vec<u8>) {
+        value::encode_stack(self, buf)
     }
     fn decode(b: &[u8]) -> Result<Self, MetaError> {
-        let s = pb::Stacktrace::decode(b).map_err(corrupt("stacktrace"))?;
-        Ok(Stacktrace {
-            locations: s
-                .location_ids
-                .iter()
-                .map(|b| LocationId::from_slice(b))
-                .collect::<Result<_, _>>()?,
-            num_labels: s
-                .num_labels
-                .into_iter()
-                .map(|n| NumLabel {
-                    key: n.key,
-                    value: n.value,
-                    unit: n.unit,
-                })
-                .collect(),
-        })
+        value::decode_stack(b)
     }
     fn heap_bytes(&self) -> usize {
         self.locations.capacity() * std::mem::size_of::<LocationId>()
@@ -1056,7 +1003,7 @@ impl MetaStore {
             let mut batch = sled::Batch::default();
             let mut packer = record::Packer::default();
             for (id, item) in &items {
-                packer.push(*id, &item.encode());
+                packer.push_with(*id, |buf| item.encode(buf));
             }
             let mut numbers = Vec::with_capacity(items.len());
             let mut ids = items.iter().map(|(id, _)| *id);
