@@ -34,8 +34,8 @@
 //! stores it anew, under the same content id.
 
 use super::record;
-use super::store::{corrupt, Entity, Table};
-use super::{MetaCounts, MetaError, MetaStore};
+use super::store::{Entity, Table};
+use super::{corrupt, MetaCounts, MetaError, MetaStore};
 use crate::model::StackId;
 use rustc_hash::FxHashSet;
 use std::sync::atomic::Ordering;

@@ -135,6 +135,11 @@ pub enum MetaError {
     },
 }
 
+/// Maps an error reading a `kind` value to [`MetaError::Corrupt`].
+fn corrupt<E: std::fmt::Display>(kind: &str) -> impl FnOnce(E) -> MetaError + '_ {
+    move |e| MetaError::Corrupt(format!("{kind}: {e}"))
+}
+
 impl From<MetaError> for SymbolError {
     fn from(e: MetaError) -> SymbolError {
         match e {

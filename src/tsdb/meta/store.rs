@@ -25,7 +25,7 @@
 //! Garbage collection ([`super::gc`]) takes the `create` mutex and removes
 //! cache entries only after their deletion is in sled.
 
-use super::{record, value, MetaError};
+use super::{corrupt, record, value, MetaError};
 use crate::model::keys::{self, *};
 use crate::model::{
     Function, FunctionId, Line, Location, LocationId, Mapping, MappingId, NumLabel, StackId,
@@ -95,11 +95,6 @@ pub(super) trait Entity: Sized + Send + Sync + 'static {
     /// Heap bytes owned by the value (strings, vectors), for
     /// [`MetaStore::cache_bytes`].
     fn heap_bytes(&self) -> usize;
-}
-
-/// Maps an error reading a `kind` value to [`MetaError::Corrupt`].
-pub(super) fn corrupt<E: std::fmt::Display>(kind: &str) -> impl FnOnce(E) -> MetaError + '_ {
-    move |e| MetaError::Corrupt(format!("{kind}: {e}"))
 }
 
 fn opt_id(b: &[u8]) -> Result<Option<Uuid>, MetaError> {

@@ -14,7 +14,7 @@
 //! follows to prost, which merges it as protobuf says: repeated fields
 //! append, so the result is what decoding the whole value would give.
 
-use super::MetaError;
+use super::{corrupt, MetaError};
 use crate::model::{Function, Location, LocationId, NumLabel, Stacktrace};
 use crate::proto::meta as pb;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
@@ -71,7 +71,7 @@ pub fn decode_stack(b: &[u8]) -> Result<Stacktrace, MetaError> {
     }
     let mut num_labels = Vec::new();
     if !rest.is_empty() {
-        let s = pb::Stacktrace::decode(rest).map_err(super::store::corrupt("stacktrace"))?;
+        let s = pb::Stacktrace::decode(rest).map_err(corrupt("stacktrace"))?;
         for id in &s.location_ids {
             locations.push(LocationId::from_slice(id)?);
         }
