@@ -31,7 +31,7 @@ use crate::model::{
     keys, Function, FunctionId, Line, Location, LocationId, Mapping, MappingId, NumLabel, StackId,
     Stacktrace,
 };
-use crate::proto::pprof::Profile;
+use crate::proto::pprof::{Profile, Sample};
 use rustc_hash::{FxHashMap, FxHashSet};
 use uuid::Uuid;
 
@@ -80,10 +80,9 @@ impl PlannedSeries {
 pub struct PlannedStack {
     /// Its content id.
     pub id: StackId,
-    /// The first sample (index into the pprof's samples) with this stack.
+    /// The first sample (index into the pprof's samples) with this stack,
+    /// whose locations and numeric labels it is.
     pub sample: usize,
-    /// Its numeric labels, sorted.
-    pub num_labels: Vec<NumLabel>,
 }
 
 /// The entities of one profile that its planned samples reach (see the
@@ -180,9 +179,18 @@ impl ProfileSymbols<'_> {
     /// Stack `k` of [`ProfileSymbols::stacks`].
     pub fn stack(&self, k: usize) -> Stacktrace {
         let st = &self.stacks[k];
+        let mut nums = Vec::new();
+        num_labels_of(self.profile, &self.profile.sample[st.sample], &mut nums);
         Stacktrace {
             locations: self.locations_of(st.sample).collect(),
-            num_labels: st.num_labels.clone(),
+            num_labels: nums
+                .into_iter()
+                .map(|(key, value, unit)| NumLabel {
+                    key: key.to_string(),
+                    value,
+                    unit: unit.to_string(),
+                })
+                .collect(),
         }
     }
 
@@ -428,24 +436,16 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
     let mut sample_stack: Vec<u32> = vec![u32::MAX; p.sample.len()];
     // The locations the planned samples reach (step 5).
     let mut location_used = vec![false; p.location.len()];
+    // The sample's numeric labels (reused: no allocation per sample).
+    let mut nums = Vec::new();
     for (si, sample) in p.sample.iter().enumerate() {
         if sample.value.iter().all(|v| *v == 0) {
             continue;
         }
-        let mut num_labels: Vec<NumLabel> = sample
-            .label
-            .iter()
-            .filter(|l| l.str == 0 && (l.num != 0 || l.num_unit != 0))
-            .map(|l| NumLabel {
-                key: s(l.key).to_string(),
-                value: l.num,
-                unit: s(l.num_unit).to_string(),
-            })
-            .collect();
-        num_labels.sort();
+        num_labels_of(p, sample, &mut nums);
         buf.clear();
         // Validated: every location id of a sample exists.
-        keys::stack_key(
+        keys::stack_key_parts(
             &mut buf,
             sample
                 .location_id
@@ -455,7 +455,7 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
                     location_used[i] = true;
                     &location_ids[i]
                 }),
-            &num_labels,
+            nums.iter().copied(),
         );
         let stack = StackId(keys::content_id(&buf));
         let next = stacks.len() as u32;
@@ -464,7 +464,6 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
             stacks.push(PlannedStack {
                 id: stack,
                 sample: si,
-                num_labels,
             });
         }
         sample_stack[si] = number;
@@ -562,6 +561,23 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
         series,
         symbols,
     })
+}
+
+/// The numeric labels of `sample` (part of its stack's identity) as
+/// (key, value, unit) into `out`, sorted as [`NumLabel`] sorts. A label
+/// with a string value, or with neither a number nor a unit, is not one.
+fn num_labels_of<'p>(p: &'p Profile, sample: &Sample, out: &mut Vec<(&'p str, i64, &'p str)>) {
+    // Validated: every index is in range (an empty table reads as [""]).
+    let s = |i: i64| -> &'p str { p.string_table.get(i as usize).map_or("", String::as_str) };
+    out.clear();
+    out.extend(
+        sample
+            .label
+            .iter()
+            .filter(|l| l.str == 0 && (l.num != 0 || l.num_unit != 0))
+            .map(|l| (s(l.key), l.num, s(l.num_unit))),
+    );
+    out.sort_unstable();
 }
 
 /// Fills the mappings, functions and locations the stacks of `sym` reach,

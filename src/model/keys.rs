@@ -168,6 +168,23 @@ pub fn stack_key<'a>(
     locations: impl IntoIterator<Item = &'a super::LocationId>,
     num_labels: &[NumLabel],
 ) {
+    stack_key_parts(
+        buf,
+        locations,
+        num_labels
+            .iter()
+            .map(|n| (n.key.as_str(), n.value, n.unit.as_str())),
+    )
+}
+
+/// [`stack_key`] of a stack's parts as borrowed: the numeric labels as
+/// (key, value, unit), in [`NumLabel`]'s order (ingest reads them from the
+/// pprof's string table without making a `NumLabel` per sample).
+pub fn stack_key_parts<'a, 's>(
+    buf: &mut Vec<u8>,
+    locations: impl IntoIterator<Item = &'a super::LocationId>,
+    num_labels: impl IntoIterator<Item = (&'s str, i64, &'s str)>,
+) {
     // The hashed bytes are laid out after `buf`'s contents and hashed in
     // one call (XXH3's one-shot form gives the streaming form's digest of
     // the same bytes, several times faster for 16-byte pieces), then
@@ -176,14 +193,15 @@ pub fn stack_key<'a>(
     for l in locations {
         buf.extend_from_slice(l.as_bytes());
     }
-    if !num_labels.is_empty() {
+    let mut num_labels = num_labels.into_iter().peekable();
+    if num_labels.peek().is_some() {
         buf.push(0xff);
-        for n in num_labels {
-            buf.extend_from_slice(&(n.key.len() as u32).to_be_bytes());
-            buf.extend_from_slice(n.key.as_bytes());
-            buf.extend_from_slice(&(n.unit.len() as u32).to_be_bytes());
-            buf.extend_from_slice(n.unit.as_bytes());
-            buf.extend_from_slice(&n.value.to_be_bytes());
+        for (key, value, unit) in num_labels {
+            buf.extend_from_slice(&(key.len() as u32).to_be_bytes());
+            buf.extend_from_slice(key.as_bytes());
+            buf.extend_from_slice(&(unit.len() as u32).to_be_bytes());
+            buf.extend_from_slice(unit.as_bytes());
+            buf.extend_from_slice(&value.to_be_bytes());
         }
     }
     let digest = xxhash_rust::xxh3::xxh3_128(&buf[start..]);
