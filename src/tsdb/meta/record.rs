@@ -271,17 +271,6 @@ impl<'a> Iterator for Entries<'a> {
     }
 }
 
-/// The value of entry `id` in `record`, if it holds one.
-pub fn find(record: &[u8], id: Uuid) -> Result<Option<&[u8]>, MetaError> {
-    for e in entries(record) {
-        let (i, v) = e?;
-        if i == id {
-            return Ok(Some(v));
-        }
-    }
-    Ok(None)
-}
-
 /// Splits encoded entities into records of at most [`RECORD_BYTES`] (or
 /// one entity, if it is larger).
 #[derive(Default)]
@@ -344,6 +333,17 @@ impl Packer {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The value of entry `id` in `record`, if it holds one.
+    fn find(record: &[u8], id: Uuid) -> Result<Option<&[u8]>, MetaError> {
+        for e in entries(record) {
+            let (i, v) = e?;
+            if i == id {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
 
     proptest! {
         /// Packing then reading gives the entities back in order, every
