@@ -94,10 +94,11 @@ pub(super) fn append_new(
         next += 1;
         dense.push(id);
         ids.append_row(params![id, content])?;
-        for (pos, loc) in sym.stack(k).locations.iter().enumerate() {
+        let stack = sym.stack(k);
+        for (pos, loc) in stack.locations.iter().enumerate() {
             a.append_row(params![id, pos as u32, loc.0.as_u128()])?;
         }
-        for (pos, nl) in st.num_labels.iter().enumerate() {
+        for (pos, nl) in stack.num_labels.iter().enumerate() {
             n.append_row(params![id, pos as u32, nl.key, nl.value, nl.unit])?;
         }
     }
