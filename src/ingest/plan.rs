@@ -906,6 +906,14 @@ mod tests {
             "{what}: a location twice"
         );
         assert_eq!(locations, reached, "{what}: locations reached");
+        // The entity made of each planned stack has the planned id.
+        let mut key = Vec::new();
+        for (k, st) in plan.symbols.stacks.iter().enumerate() {
+            let made = plan.symbols.stack(k);
+            key.clear();
+            keys::stack_key(&mut key, &made.locations, &made.num_labels);
+            assert_eq!(StackId(keys::content_id(&key)), st.id, "{what}: stack {k}");
+        }
     }
 
     #[test]
@@ -954,6 +962,9 @@ mod tests {
                 sample(&[3], [9, 9], vec![label(8, 0, 64)]),
                 sample(&[3], [1, 1], vec![label(8, 0, 128)]),
                 sample(&[3], [-9, 0], vec![label(8, 0, 64)]),
+                // Two numeric labels, in either order: one stack.
+                sample(&[3], [2, 2], vec![label(8, 0, 32), label(3, 0, 7)]),
+                sample(&[3], [3, 3], vec![label(3, 0, 7), label(8, 0, 32)]),
                 sample(&[1], [i64::MAX, 0], vec![]),
                 sample(&[1], [i64::MAX, 0], vec![]),
                 sample(&[], [0, 0], vec![]),
