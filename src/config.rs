@@ -27,6 +27,7 @@
 //!   max_label_name_len: 1024
 //!   max_label_value_len: 2048
 //!   min_free_bytes: 67108864   # writes get 507 below this much free disk
+//!   meta_cache_bytes: 67108864 # symbols (stacks, locations, ...) cached in memory
 //!   # request bounds of the HTTP server (see `server::limits`)
 //!   body_timeout: 30s          # a request body must arrive whole within this (408)
 //!   header_timeout: 30s        # request headers within this; also closes idle connections
@@ -116,6 +117,8 @@ pub struct LimitSettings {
     pub max_label_value_len: Option<usize>,
     /// Free disk space below which writes are refused, bytes.
     pub min_free_bytes: Option<u64>,
+    /// Bytes of symbol values the meta store caches in memory.
+    pub meta_cache_bytes: Option<usize>,
     /// How long a request body may take to arrive, as a duration.
     pub body_timeout: Option<String>,
     /// How long request headers may take to arrive, as a duration.
@@ -200,6 +203,8 @@ pub struct ServeConfig {
     pub retention_ms: i64,
     /// Free disk space below which writes are refused (time-series backend).
     pub min_free_bytes: u64,
+    /// Bytes of symbol values the meta store caches (time-series backend).
+    pub meta_cache_bytes: usize,
     /// Block span in ms.
     pub block_duration_ms: i64,
     /// Log filter.
@@ -415,6 +420,16 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
         .min_free_bytes
         .or(fi.min_free_bytes)
         .unwrap_or(crate::tsdb::DEFAULT_MIN_FREE_BYTES);
+    let meta_cache_bytes = fl
+        .meta_cache_bytes
+        .or(fi.meta_cache_bytes)
+        .unwrap_or(crate::tsdb::meta::DEFAULT_CACHE_BYTES);
+    if meta_cache_bytes == 0 {
+        return Err(ConfigError::Invalid {
+            name: "meta_cache_bytes",
+            message: "must be more than 0".into(),
+        });
+    }
     let server = server_limits(fl, fi)?;
     let bucket = flags.bucket.clone().or_else(|| file.bucket.clone());
     let bucket_options = BucketOptions {
@@ -468,6 +483,7 @@ pub fn resolve(flags: &Settings, file: &Settings) -> Result<ServeConfig, ConfigE
         tsdb_settings_given,
         retention_ms,
         min_free_bytes,
+        meta_cache_bytes,
         block_duration_ms,
         log_level: pick(&flags.log_level, &file.log_level, "info"),
         wal: WalOptions {
@@ -594,6 +610,19 @@ mod tests {
         assert_eq!(c.retention_ms, 12 * 3_600_000);
         assert_eq!(c.limits.max_series, 20);
         assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+    }
+
+    #[test]
+    fn meta_cache_bytes_defaults_and_refuses_zero() {
+        let none = Settings::default();
+        let c = resolve(&none, &none).unwrap();
+        assert_eq!(c.meta_cache_bytes, crate::tsdb::meta::DEFAULT_CACHE_BYTES);
+        let file = parse_yaml("limits:\n  meta_cache_bytes: 1048576\n").unwrap();
+        assert_eq!(resolve(&none, &file).unwrap().meta_cache_bytes, 1 << 20);
+        let mut flags = Settings::default();
+        flags.limits.meta_cache_bytes = Some(0);
+        let e = resolve(&flags, &file).unwrap_err().to_string();
+        assert!(e.contains("meta_cache_bytes"), "{e}");
     }
 
     #[test]

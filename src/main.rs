@@ -116,6 +116,12 @@ struct ServeArgs {
     /// [default: 67108864].
     #[arg(long, env = "PROFSTORE_MIN_FREE_BYTES")]
     min_free_bytes: Option<u64>,
+    /// Most bytes of symbol values (stacks, locations, functions,
+    /// mappings) the meta store caches in memory; the rest are read from
+    /// disk when a query needs them (time-series backend only)
+    /// [default: 67108864].
+    #[arg(long, env = "PROFSTORE_META_CACHE_BYTES")]
+    meta_cache_bytes: Option<usize>,
     /// How long a request body may take to arrive whole, from the end of
     /// its headers; a slower one gets 408 [default: 30s].
     #[arg(long, env = "PROFSTORE_BODY_TIMEOUT")]
@@ -303,6 +309,7 @@ impl ServeArgs {
                 max_label_name_len: self.max_label_name_len,
                 max_label_value_len: self.max_label_value_len,
                 min_free_bytes: self.min_free_bytes,
+                meta_cache_bytes: self.meta_cache_bytes,
                 body_timeout: self.body_timeout.clone(),
                 header_timeout: self.header_timeout.clone(),
                 max_concurrent_queries: self.max_concurrent_queries,
@@ -653,6 +660,7 @@ async fn run_tsdb(config: ServeConfig, config_file: Option<PathBuf>) -> Result<(
         wal: config.wal,
         block_duration_ms: config.block_duration_ms,
         min_free_bytes: config.min_free_bytes,
+        meta_cache_bytes: config.meta_cache_bytes,
         ship: match &config.bucket {
             Some((url, options)) => Some(ShipTo {
                 bucket: Arc::new(Bucket::open(url, options).map_err(|e| format!("--bucket: {e}"))?),

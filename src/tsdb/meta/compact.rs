@@ -254,7 +254,7 @@ mod tests {
         assert!(stats.after_bytes * 4 < stats.before_bytes, "{stats:?}");
         assert_eq!(store.counts().functions, 10);
         // Readable, from sled (not only from the caches), and writable.
-        store.functions.by_id.write().clear();
+        store.functions.values.write().clear();
         assert!(store
             .function(ids[3])
             .unwrap()

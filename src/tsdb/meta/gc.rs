@@ -161,10 +161,10 @@ impl MetaStore {
         let mut records: Vec<u64> = Vec::new();
         {
             let known = t.ids.read();
-            let cache = t.by_id.read();
+            let cache = t.values.read();
             for id in ids {
-                if let Some(e) = cache.get(&id) {
-                    f(e);
+                if let Some((e, _)) = cache.get(&id) {
+                    f(&e);
                     continue;
                 }
                 let number = *known
@@ -227,10 +227,10 @@ impl MetaStore {
             batch.insert(E::COUNT_KEY, left.to_be_bytes().as_slice());
             db.apply_batch(batch)?;
             let mut ids = t.ids.write();
-            let mut by_id = t.by_id.write();
+            let mut values = t.values.write();
             for id in dead.drain(..) {
                 ids.remove(&id);
-                by_id.remove(&id);
+                values.remove(&id);
             }
             t.count.store(left, Ordering::Relaxed);
             Ok(())
@@ -278,7 +278,7 @@ impl MetaStore {
         if deleted > 0 {
             // Give the memory back: a collection often deletes most entries.
             t.ids.write().shrink_to_fit();
-            t.by_id.write().shrink_to_fit();
+            t.values.write().shrink_to_fit();
         }
         Ok(deleted)
     }
@@ -419,7 +419,7 @@ mod tests {
         let cache: BTreeSet<Uuid> = t.ids.read().keys().copied().collect();
         let disk: BTreeSet<Uuid> = ids.keys().copied().collect();
         assert_eq!(cache, disk, "{}: id cache differs from sled", E::KIND);
-        for id in t.by_id.read().keys() {
+        for id in t.values.read().ids() {
             assert!(
                 ids.contains_key(id),
                 "{} {id} cached but not in sled",
@@ -929,10 +929,10 @@ mod tests {
             if cold {
                 // The mark then reads every live entity from its record,
                 // as after a reopen.
-                m.mappings.by_id.write().clear();
-                m.functions.by_id.write().clear();
-                m.locations.by_id.write().clear();
-                m.stacks.by_id.write().clear();
+                m.mappings.values.write().clear();
+                m.functions.values.write().clear();
+                m.locations.values.write().clear();
+                m.stacks.values.write().clear();
             }
             let stats = m.collect_garbage(&live).unwrap();
             let post = dump(&m);

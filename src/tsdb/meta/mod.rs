@@ -74,19 +74,23 @@
 //! a crash loses none of them), which then notes their record numbers.
 //! Entities themselves (id → value) are read from their record on first use
 //! by a query and cached, with the rest of their record (reading one
-//! decompresses the whole record).
+//! decompresses the whole record), within a byte budget ([`cache`]: the
+//! entities used last are kept; one waiting for the writer thread is held
+//! until written).
 //!
 //! # Compaction
 //! sled's file never shrinks; after a collection that leaves it mostly
 //! empty, [`compact`] copies the live entries into a new database and swaps
 //! the directories, crash-safely.
 
+pub mod cache;
 pub mod compact;
 pub mod gc;
 pub mod record;
 pub mod store;
 pub mod value;
 
+pub use cache::DEFAULT_CACHE_BYTES;
 pub use compact::CompactStats;
 pub use gc::GcStats;
 pub use store::{MetaCounts, MetaStore};

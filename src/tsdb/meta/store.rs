@@ -25,6 +25,8 @@
 //! Garbage collection ([`super::gc`]) takes the `create` mutex and removes
 //! cache entries only after their deletion is in sled.
 
+use super::cache::DEFAULT_CACHE_BYTES;
+use super::cache::{Found, ValueCache};
 use super::{corrupt, record, value, MetaError};
 use crate::model::keys::{self, *};
 use crate::model::{
@@ -267,9 +269,10 @@ pub(super) struct Table<E> {
     /// number of the record that holds it, or [`CREATED`] until the writer
     /// thread has written it (shared with that thread).
     pub(super) ids: Arc<RwLock<FxHashMap<Uuid, u64>>>,
-    /// id → entity, for the entities read or created since open (so every
-    /// [`CREATED`] one).
-    pub(super) by_id: RwLock<FxHashMap<Uuid, Arc<E>>>,
+    /// id → entity: every [`CREATED`] one, and those read or written
+    /// since, within a byte budget ([`ValueCache`]; shared with the writer
+    /// thread, which moves an entity from pending to cached once written).
+    pub(super) values: Arc<RwLock<ValueCache<E>>>,
     /// Entities in sled (persisted under `E::COUNT_KEY`, in the same batch as
     /// every creation or deletion).
     pub(super) count: AtomicU64,
@@ -282,7 +285,12 @@ impl<E: Entity> Table<E> {
     /// Loads the ids of `E` from sled's records into memory, checking each
     /// against its value (decoded, keyed and hashed again), that no id is
     /// stored twice, and their number against the kind's counter.
-    fn load(db: &sled::Db, framing: record::Framing) -> Result<Self, MetaError> {
+    /// `cache_bytes` bounds the kind's [`ValueCache`].
+    fn load(
+        db: &sled::Db,
+        framing: record::Framing,
+        cache_bytes: usize,
+    ) -> Result<Self, MetaError> {
         let count = read_count(db, E::COUNT_KEY)?;
         let mut decoder = record::Decoder::new();
         let mut ids = FxHashMap::default();
@@ -321,7 +329,7 @@ impl<E: Entity> Table<E> {
         }
         Ok(Table {
             ids: Arc::new(RwLock::new(ids)),
-            by_id: RwLock::new(FxHashMap::default()),
+            values: Arc::new(RwLock::new(ValueCache::new(cache_bytes))),
             count: AtomicU64::new(count),
             next_record: Arc::new(AtomicU64::new(next)),
         })
@@ -361,20 +369,12 @@ impl<E: Entity> Table<E> {
         Ok(out)
     }
 
-    /// Approximate heap bytes of both caches: per id 16 bytes, its record
-    /// number and a control byte; per by-id entry the id, the `Arc` (pointer, counts,
-    /// value) and the value's own heap bytes. Every hash map slot, used or
-    /// spare, counts an entry's size.
+    /// Approximate heap bytes of both caches: per id slot (used or spare)
+    /// 16 bytes, its record number and a control byte; the values as
+    /// [`ValueCache::bytes`] counts them.
     fn cache_bytes(&self) -> usize {
         let keys = self.ids.read().capacity() * (std::mem::size_of::<(Uuid, u64)>() + 1);
-        let v = self.by_id.read();
-        let id_slot = std::mem::size_of::<(Uuid, Arc<E>)>() + 1;
-        let values: usize = v
-            .values()
-            .map(|e| 16 + std::mem::size_of::<E>() + e.heap_bytes())
-            .sum::<usize>()
-            + v.capacity() * id_slot;
-        keys + values
+        keys + self.values.read().bytes()
     }
 }
 
@@ -684,21 +684,40 @@ impl MetaStore {
     }
 
     /// Opens (or creates) the meta store in `dir`, first finishing or
-    /// undoing a compaction a crash interrupted ([`super::compact`]).
+    /// undoing a compaction a crash interrupted ([`super::compact`]), with
+    /// value caches of [`DEFAULT_CACHE_BYTES`].
     pub fn open(dir: &Path) -> Result<MetaStore, MetaError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`MetaStore::open`] with value caches of at most `cache_bytes` in
+    /// all: each kind's written entities are cached within a quarter of it
+    /// ([`ValueCache`]; entities waiting for the writer thread are held
+    /// besides).
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<MetaStore, MetaError> {
         super::compact::recover(dir)?;
         let db = open_sled(dir)?;
-        Self::with_db(db, Some(dir.to_path_buf()))
+        Self::with_db(db, Some(dir.to_path_buf()), cache_bytes)
     }
 
     /// A meta store that lives in a temporary directory removed on drop
     /// (for tests and benchmarks).
     pub fn temporary() -> Result<MetaStore, MetaError> {
-        let db = new_sled_config().temporary(true).open()?;
-        Self::with_db(db, None)
+        Self::temporary_with_cache(DEFAULT_CACHE_BYTES)
     }
 
-    fn with_db(db: sled::Db, dir: Option<std::path::PathBuf>) -> Result<MetaStore, MetaError> {
+    /// [`MetaStore::temporary`] with value caches of at most `cache_bytes`
+    /// (see [`MetaStore::open_with_cache`]).
+    pub fn temporary_with_cache(cache_bytes: usize) -> Result<MetaStore, MetaError> {
+        let db = new_sled_config().temporary(true).open()?;
+        Self::with_db(db, None, cache_bytes)
+    }
+
+    fn with_db(
+        db: sled::Db,
+        dir: Option<std::path::PathBuf>,
+        cache_bytes: usize,
+    ) -> Result<MetaStore, MetaError> {
         use record::Framing::{Bare, Tagged};
         let (marked, framing) = match db.get(FORMAT_KEY)? {
             Some(v) if v.as_ref() == FORMAT_RECORDS => (true, Tagged),
@@ -723,11 +742,12 @@ impl MetaStore {
         if !marked && db.scan_prefix(b"counts/").next().is_some() {
             return Err(MetaError::OldFormat);
         }
+        let per_kind = cache_bytes / 4;
         let (mappings, functions, locations, stacks) = (
-            Table::load(&db, framing)?,
-            Table::load(&db, framing)?,
-            Table::load(&db, framing)?,
-            Table::load(&db, framing)?,
+            Table::load(&db, framing, per_kind)?,
+            Table::load(&db, framing, per_kind)?,
+            Table::load(&db, framing, per_kind)?,
+            Table::load(&db, framing, per_kind)?,
         );
         let db = Arc::new(RwLock::new(db));
         let writer = Arc::new(Writer::default());
@@ -926,21 +946,26 @@ impl MetaStore {
     /// whole record (decompressed, every entry decoded), and the entities
     /// stored together (one profile's) are mostly read together.
     fn get<E: Entity>(&self, t: &Table<E>, id: Uuid) -> Result<Arc<E>, MetaError> {
-        if let Some(e) = t.by_id.read().get(&id) {
-            return Ok(e.clone());
+        // Bound first: the read guard ends with the statement.
+        let hit = t.values.read().get(&id);
+        if let Some((e, found)) = hit {
+            if found == Found::Old {
+                t.values.write().promote(&id);
+            }
+            return Ok(e);
         }
         let entries = self.read_record(t, id)?;
         // The same lock order as the creation and the collection (ids,
-        // then by-id): an entity the collection deleted since the read is
+        // then values): an entity the collection deleted since the read is
         // not cached again.
         let ids = t.ids.read();
-        let mut by_id = t.by_id.write();
+        let mut values = t.values.write();
         let mut found = None;
         for (i, e) in entries {
             if !ids.contains_key(&i) {
                 continue;
             }
-            let e = by_id.entry(i).or_insert_with(|| Arc::new(e)).clone();
+            let e = values.insert(i, || Arc::new(e));
             if i == id {
                 found = Some(e);
             }
@@ -1016,7 +1041,7 @@ impl MetaStore {
             record::Framing::Bare => FORMAT_PLAIN_RECORDS,
         };
         let items = created.clone();
-        let (next, known) = (t.next_record.clone(), t.ids.clone());
+        let (next, known, values) = (t.next_record.clone(), t.ids.clone(), t.values.clone());
         self.queue(Box::new(move |encoder: &mut record::Encoder| {
             let mut items = items;
             E::cluster(&mut items);
@@ -1037,11 +1062,15 @@ impl MetaStore {
                 batch.insert(FORMAT_KEY, marker);
             }
             // This may run before the creating call has published the
-            // ids (it does so after queuing), so it inserts them.
+            // ids (it does so after queuing), so it inserts them; the
+            // values it finds pending are cached from now on (that call
+            // caches the others, seeing them written).
             let done: Done = Box::new(move || {
                 let mut ids = known.write();
+                let mut values = values.write();
                 for (id, n) in numbers {
                     ids.insert(id, n);
+                    values.written(&id);
                 }
             });
             (batch, done)
@@ -1050,11 +1079,14 @@ impl MetaStore {
         t.count.store(count, Ordering::Relaxed);
         let new = created.len();
         let mut ids = t.ids.write();
-        let mut by_id = t.by_id.write();
+        let mut values = t.values.write();
         for (id, item) in created {
             // The writer thread may have written it already (see `done`).
-            ids.entry(id).or_insert(CREATED);
-            by_id.insert(id, item);
+            if *ids.entry(id).or_insert(CREATED) == CREATED {
+                values.insert_pending(id, item);
+            } else {
+                values.insert(id, || item);
+            }
         }
         Ok(new)
     }
@@ -1549,6 +1581,53 @@ mod tests {
             .unwrap();
         assert_eq!(again[0], ids[7]);
         assert_eq!(store.counts().functions, n as u64);
+    }
+
+    /// The values cached stay within the kind's share of the budget once
+    /// written, whatever was created or read, and every entity is still
+    /// read right (from its record once evicted).
+    #[test]
+    fn the_value_cache_stays_within_its_budget() {
+        // A quarter for functions: about 1,300 of the 6,000 below, several
+        // records' worth (a record read caches all its entities).
+        let budget = 1 << 20;
+        let store = MetaStore::temporary_with_cache(budget).unwrap();
+        let name = |i: usize| format!("function-{i}-{}", "x".repeat(i % 50));
+        let mut ids = Vec::new();
+        for chunk in (0..6000).collect::<Vec<_>>().chunks(200) {
+            let fs = chunk
+                .iter()
+                .map(|&i| Function {
+                    name: name(i),
+                    ..Default::default()
+                })
+                .collect();
+            ids.extend(store.function_ids(fs).unwrap());
+        }
+        store.sync_writes().unwrap();
+        let within = |store: &MetaStore| {
+            let v = store.functions.values.read();
+            let (pending, cached) = v.lens();
+            assert_eq!(pending, 0);
+            // Each generation holds at most half the share: one entity
+            // over it at most.
+            assert!(v.cached_bytes() <= budget / 4 + 400, "{}", v.cached_bytes());
+            assert!(cached > 0 && cached < ids.len() / 2, "{cached} cached");
+        };
+        within(&store);
+        for _ in 0..2 {
+            for (i, id) in ids.iter().enumerate().rev() {
+                assert_eq!(store.function(*id).unwrap().name, name(i));
+            }
+            within(&store);
+        }
+        // A hot entity read between every other read stays cached.
+        let hot = ids[17];
+        for id in &ids {
+            store.function(*id).unwrap();
+            store.function(hot).unwrap();
+            assert!(store.functions.values.read().get(&hot.0).is_some());
+        }
     }
 
     /// `sync_writes` returns only when sled holds every queued entity.

@@ -108,6 +108,11 @@ pub struct TsdbConfig {
     /// Writes are refused (HTTP 507) while the data directory's filesystem
     /// has less than this many bytes free (0: never); see `disk.rs`.
     pub min_free_bytes: u64,
+    /// Most bytes of symbol values (mappings, functions, locations, stacks)
+    /// the meta store caches in memory
+    /// ([`crate::tsdb::meta::DEFAULT_CACHE_BYTES`] when 0); see
+    /// [`MetaStore::open_with_cache`].
+    pub meta_cache_bytes: usize,
     /// Where to ship blocks (with a data directory only): an ingester's
     /// bucket; see [`crate::tsdb::ship`].
     pub ship: Option<ShipTo>,
@@ -239,15 +244,19 @@ impl Tsdb {
     /// Opens a store (creating its data directory if needed) and replays its
     /// write-ahead log into the head.
     pub fn open(config: TsdbConfig) -> Result<Tsdb, OpenError> {
+        let cache_bytes = match config.meta_cache_bytes {
+            0 => crate::tsdb::meta::DEFAULT_CACHE_BYTES,
+            n => n,
+        };
         let meta = match &config.data_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(|source| OpenError::DataDir {
                     path: dir.clone(),
                     source,
                 })?;
-                MetaStore::open(&dir.join("meta"))?
+                MetaStore::open_with_cache(&dir.join("meta"), cache_bytes)?
             }
-            None => MetaStore::temporary()?,
+            None => MetaStore::temporary_with_cache(cache_bytes)?,
         };
         let mut store = Tsdb {
             meta: Arc::new(meta),
