@@ -14,7 +14,10 @@
 //!   (`Descriptor::parse`: JSON, then its checks);
 //! - 4: an ingester's live data as a querier opens it, from memory
 //!   (`querier::live::live_block`), the rest as in 1 (a change to the
-//!   valid block).
+//!   valid block);
+//! - 5: one stored section of a version 4 block (`section::unframe`: an
+//!   encoding byte, then the message or its length and a zstd frame),
+//!   which a file reaches only behind a matching CRC32.
 //!
 //! Run from the crate root: `RUSTC_BOOTSTRAP=1 cargo fuzz run block_file`.
 
@@ -24,7 +27,7 @@ use libfuzzer_sys::fuzz_target;
 use profstore::engine::live::LiveData;
 use profstore::model::{Function, Labels, Line, Location, Stacktrace};
 use profstore::querier::live::live_block;
-use profstore::tsdb::block::{write_block, Block, BlockSeriesData, BlockSymbols};
+use profstore::tsdb::block::{section, write_block, Block, BlockSeriesData, BlockSymbols};
 use profstore::tsdb::chunkset::{build_sets, AppendProfile};
 use profstore::tsdb::meta::MetaStore;
 use profstore::tsdb::ship::Descriptor;
@@ -151,8 +154,13 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    match mode % 5 {
+    match mode % 6 {
         0 => read_all(rest),
+        5 => {
+            if let Ok(m) = section::unframe(rest, 1 << 16) {
+                assert!(m.len() <= (1 << 16).max(rest.len()));
+            }
+        }
         1 => read_all(&changed(rest)),
         4 => {
             let data = LiveData {

@@ -6,8 +6,8 @@
 //! `docs/format/block.md`:
 //!
 //! ```text
-//! magic "PSBLK\0\0\x03" (8 bytes; the last byte is the format version;
-//!                       version 2 blocks are still read)
+//! magic "PSBLK\0\0\x04" (8 bytes; the last byte is the format version;
+//!                       version 2 and 3 blocks are still read)
 //! series chunk blobs   (one SeriesChunks message per series; each blob's
 //!                       offset, length and CRC32 are in the index)
 //! symbols section      (a Symbols message: the stacks the chunks refer to
@@ -19,6 +19,11 @@
 //!                       index CRC32 u32 LE | footer CRC32 u32 LE (over the
 //!                       previous 20 bytes) | magic "PSBLKEND"
 //! ```
+//!
+//! Since version 4 each blob, the symbols section and the index section
+//! is stored framed: an encoding byte, then the message, or its length and
+//! a zstd frame of it ([`section`]); offsets, lengths and CRC32s are of the
+//! stored bytes.
 //!
 //! The same format, with every head series, is the head snapshot a clean
 //! shutdown writes (`head.snapshot`).
@@ -37,7 +42,8 @@
 //! still served. The symbols section is read and decoded at the first query
 //! that reads a blob or resolves a stack from the block, and kept while the
 //! block is open: since version 3 a column names its stack by its index in
-//! the symbols section's stacks table (version 2: by its 16-byte id).
+//! the symbols section's stacks table (version 2: by its 16-byte id). A
+//! compressed section is decompressed after its CRC32 is checked.
 //!
 //! # Invariants
 //! - A block file is written to a temporary name, synced, renamed and its
@@ -48,6 +54,7 @@
 
 pub mod merge;
 mod reader;
+pub mod section;
 pub mod symbols;
 mod writer;
 
@@ -60,10 +67,13 @@ use std::path::PathBuf;
 
 /// The magic at the start of every block file; the last byte is the format
 /// version.
-pub const MAGIC: &[u8; 8] = b"PSBLK\0\0\x03";
+pub const MAGIC: &[u8; 8] = b"PSBLK\0\0\x04";
 /// The oldest format version read: version 2 (columns name their stacks by
-/// id) differs from 3 (by index into the symbols section) only there.
+/// id) differs from 3 (by index into the symbols section) only there, and
+/// 3 from 4 (sections framed, compressed: [`section`]) only there.
 pub const MIN_VERSION: u8 = 2;
+/// The first format version whose sections are framed ([`section`]).
+pub const FRAMED_VERSION: u8 = 4;
 /// The start of every block file's magic, before the version byte.
 pub const MAGIC_PREFIX: &[u8; 7] = b"PSBLK\0\0";
 /// The magic at the end of every block file.
@@ -73,8 +83,11 @@ pub const FOOTER_LEN: usize = 32;
 /// Largest index section accepted (a bound on what opening a damaged file
 /// can allocate).
 pub const MAX_INDEX_BYTES: u64 = 1 << 31;
-/// Largest series blob accepted.
+/// Largest series blob accepted (stored, and decompressed).
 pub const MAX_BLOB_BYTES: u32 = 1 << 30;
+/// Largest symbols section accepted once decompressed (stored, it is
+/// bounded by the file).
+pub const MAX_SYMBOLS_BYTES: u64 = 1 << 31;
 
 /// Errors of writing or opening a block.
 #[derive(Debug, thiserror::Error)]

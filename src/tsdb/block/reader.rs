@@ -1,10 +1,11 @@
 //! Opening and reading a block file (see the module docs of
 //! [`crate::tsdb::block`]).
 
+use super::section::unframe;
 use super::symbols::BlockSymbols;
 use super::{
-    BlockError, FOOTER_LEN, FOOTER_MAGIC, MAGIC, MAGIC_PREFIX, MAX_BLOB_BYTES, MAX_INDEX_BYTES,
-    MIN_VERSION,
+    BlockError, FOOTER_LEN, FOOTER_MAGIC, FRAMED_VERSION, MAGIC, MAGIC_PREFIX, MAX_BLOB_BYTES,
+    MAX_INDEX_BYTES, MAX_SYMBOLS_BYTES, MIN_VERSION,
 };
 use crate::model::labels::{Labels, METRIC_NAME};
 use crate::model::profile_type::ProfileType;
@@ -17,6 +18,7 @@ use crate::tsdb::index::labels::{self, Collect, Plan, Selection};
 use crate::tsdb::index::{select, MemPostings, SeriesRef};
 use crate::tsdb::stacktable::StackTable;
 use prost::Message;
+use std::borrow::Cow;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -81,7 +83,7 @@ pub struct Block {
     /// The index section's CRC32 (from the footer).
     index_crc32: u32,
     damaged: AtomicU64,
-    /// The format version (2 or 3).
+    /// The format version (2, 3 or 4).
     version: u8,
     /// The sample label names its chunk sets use (sorted).
     sample_labels: Vec<String>,
@@ -184,7 +186,13 @@ impl Block {
         if crc32fast::hash(&index_bytes) != half(16) {
             return Err(corrupt("index CRC32 mismatch".into()));
         }
-        let index = pb::BlockIndex::decode(index_bytes.as_slice())
+        let index_bytes = if version >= FRAMED_VERSION {
+            unframe(&index_bytes, MAX_INDEX_BYTES as usize)
+                .map_err(|e| corrupt(format!("index: {e}")))?
+        } else {
+            Cow::Borrowed(index_bytes.as_slice())
+        };
+        let index = pb::BlockIndex::decode(index_bytes.as_ref())
             .map_err(|e| corrupt(format!("undecodable index: {e}")))?;
         drop(index_bytes);
         if index.symbols_offset < MAGIC.len() as u64
@@ -457,6 +465,9 @@ impl Block {
         if crc32fast::hash(&b) != crc {
             return Err(corrupt("symbols section CRC32 mismatch".into()));
         }
+        let b = self
+            .unframe(&b, MAX_SYMBOLS_BYTES as usize)
+            .map_err(|e| corrupt(format!("symbols section: {e}")))?;
         let s = Arc::new(BlockSymbols::decode(&b).map_err(corrupt)?);
         *cached = Some(s.clone());
         Ok(s)
@@ -482,13 +493,7 @@ impl Block {
         if ts < s.min_time || ts > s.max_time {
             return false;
         }
-        let Ok(b) = read_at(self.file.as_ref(), &self.path, s.offset, u64::from(s.len)) else {
-            return false;
-        };
-        if crc32fast::hash(&b) != s.crc32 {
-            return false;
-        }
-        let Ok(chunks) = pb::SeriesChunks::decode(b.as_slice()) else {
+        let Ok(chunks) = self.read_chunks(idx) else {
             return false;
         };
         let Ok(symbols) = self.column_symbols() else {
@@ -526,16 +531,32 @@ impl Block {
         self.symbols().map(Some).map_err(|e| e.to_string())
     }
 
-    /// Reads and checks series `idx`'s chunk sets.
-    fn read_sets(&self, idx: usize) -> Result<Vec<ChunkSet>, String> {
+    /// A section as stored: the message itself before version 4, else
+    /// unframed ([`super::section`]) within `max` bytes.
+    fn unframe<'a>(&self, stored: &'a [u8], max: usize) -> Result<Cow<'a, [u8]>, String> {
+        if self.version >= FRAMED_VERSION {
+            unframe(stored, max)
+        } else {
+            Ok(Cow::Borrowed(stored))
+        }
+    }
+
+    /// Reads series `idx`'s blob, checks its CRC32, decompresses and
+    /// decodes it.
+    fn read_chunks(&self, idx: usize) -> Result<pb::SeriesChunks, String> {
         let s = &self.series[idx];
         let b = read_at(self.file.as_ref(), &self.path, s.offset, u64::from(s.len))
             .map_err(|e| e.to_string())?;
         if crc32fast::hash(&b) != s.crc32 {
             return Err("chunk CRC32 mismatch".into());
         }
-        let chunks =
-            pb::SeriesChunks::decode(b.as_slice()).map_err(|e| format!("undecodable: {e}"))?;
+        let b = self.unframe(&b, MAX_BLOB_BYTES as usize)?;
+        pb::SeriesChunks::decode(b.as_ref()).map_err(|e| format!("undecodable: {e}"))
+    }
+
+    /// Reads and checks series `idx`'s chunk sets.
+    fn read_sets(&self, idx: usize) -> Result<Vec<ChunkSet>, String> {
+        let chunks = self.read_chunks(idx)?;
         let symbols = self.column_symbols()?;
         let mut sets: Vec<ChunkSet> = Vec::with_capacity(chunks.sets.len());
         for c in &chunks.sets {
@@ -559,12 +580,7 @@ impl Block {
     /// every column of the day to select the series). `None` when the
     /// chunks do not read or disagree with their time ranges.
     fn series_overlaps(&self, idx: usize, start: i64, end: i64) -> Option<bool> {
-        let s = &self.series[idx];
-        let b = read_at(self.file.as_ref(), &self.path, s.offset, u64::from(s.len)).ok()?;
-        if crc32fast::hash(&b) != s.crc32 {
-            return None;
-        }
-        let chunks = pb::SeriesChunks::decode(b.as_slice()).ok()?;
+        let chunks = self.read_chunks(idx).ok()?;
         for c in &chunks.sets {
             if c.min_time > end || c.max_time < start {
                 continue;

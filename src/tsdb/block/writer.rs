@@ -1,5 +1,6 @@
 //! Writing a block file (see the module docs of [`crate::tsdb::block`]).
 
+use super::section::Framer;
 use super::{BlockError, FOOTER_LEN, FOOTER_MAGIC, MAGIC};
 use crate::model::labels::Labels;
 use crate::model::{StackId, SymbolSource};
@@ -33,8 +34,11 @@ pub struct WrittenBlock {
     pub samples: u64,
     /// Distinct stacks.
     pub stacks: usize,
-    /// Bytes of the symbols section.
+    /// Bytes of the symbols section as stored.
     pub symbol_bytes: u64,
+    /// Bytes of the series blobs and the symbols section before their
+    /// compression.
+    pub plain_bytes: u64,
     /// Bytes of the file.
     pub bytes: u64,
 }
@@ -97,6 +101,7 @@ fn write_block_via(
     };
     let mut written = WrittenBlock::default();
     let mut blob = Vec::new();
+    let mut framer = Framer::new();
     let mut sample_labels: std::collections::BTreeSet<String> = Default::default();
     for s in series {
         if s.sets.is_empty() {
@@ -148,22 +153,33 @@ fn write_block_via(
             path: tmp.clone(),
             reason: format!("encoding a series: {e}"),
         })?;
+        if blob.len() > super::MAX_BLOB_BYTES as usize {
+            return Err(BlockError::Corrupt {
+                path: tmp.clone(),
+                reason: format!("series blob of {} bytes", blob.len()),
+            });
+        }
+        written.plain_bytes += blob.len() as u64;
+        let stored = framer.frame(&blob);
         entry.chunks_offset = offset;
-        entry.chunks_len = u32::try_from(blob.len()).map_err(|_| BlockError::Corrupt {
+        entry.chunks_len = u32::try_from(stored.len()).map_err(|_| BlockError::Corrupt {
             path: tmp.clone(),
-            reason: format!("series blob of {} bytes", blob.len()),
+            reason: format!("series blob of {} bytes", stored.len()),
         })?;
-        entry.chunks_crc32 = crc32fast::hash(&blob);
-        put(&mut w, &mut offset, &blob).map_err(io(&tmp))?;
+        entry.chunks_crc32 = crc32fast::hash(&stored);
+        put(&mut w, &mut offset, &stored).map_err(io(&tmp))?;
         written.series += 1;
         written.profiles += u64::from(entry.profiles);
         index.series.push(entry);
     }
-    let symbol_bytes =
+    let plain_symbols =
         super::symbols::encode(symbols, &stacks).map_err(|source| BlockError::Symbols {
             path: tmp.clone(),
             source,
         })?;
+    written.plain_bytes += plain_symbols.len() as u64;
+    let symbol_bytes = framer.frame(&plain_symbols);
+    drop(plain_symbols);
     index.symbols_offset = offset;
     index.symbols_len = symbol_bytes.len() as u64;
     index.symbols_crc32 = crc32fast::hash(&symbol_bytes);
@@ -172,7 +188,7 @@ fn write_block_via(
     index.sample_labels = sample_labels.into_iter().collect();
     index.profiles = written.profiles;
     index.samples = written.samples;
-    let index_bytes = index.encode_to_vec();
+    let index_bytes = framer.frame(&index.encode_to_vec());
     let index_offset = offset;
     put(&mut w, &mut offset, &index_bytes).map_err(io(&tmp))?;
     let mut footer = Vec::with_capacity(FOOTER_LEN);
