@@ -61,7 +61,7 @@ mod writer;
 pub use merge::{merge_blocks, LooseProfiles};
 pub use reader::{Block, BlockSeries, BlockSource};
 pub use symbols::BlockSymbols;
-pub use writer::{write_block, BlockSeriesData, WrittenBlock};
+pub use writer::{write_block, write_block_uncompressed, BlockSeriesData, WrittenBlock};
 
 use std::path::PathBuf;
 

@@ -35,21 +35,46 @@ pub const ZSTD: u8 = 1;
 pub const ZSTD_LEVEL: i32 = 3;
 
 /// Compresses sections, keeping its zstd context and buffer between them.
-#[derive(Default)]
 pub struct Framer {
     zstd: zstd::block::Compressor,
     buf: Vec<u8>,
+    /// Whether to try zstd at all.
+    compress: bool,
+}
+
+impl Default for Framer {
+    fn default() -> Self {
+        Framer::new()
+    }
 }
 
 impl Framer {
-    /// A framer.
+    /// A framer that compresses.
     pub fn new() -> Framer {
-        Framer::default()
+        Framer {
+            zstd: zstd::block::Compressor::new(),
+            buf: Vec::new(),
+            compress: true,
+        }
+    }
+
+    /// A framer that stores every section as is.
+    pub fn plain() -> Framer {
+        Framer {
+            compress: false,
+            ..Framer::new()
+        }
     }
 
     /// `plain` as stored: compressed when that is smaller (and zstd takes
-    /// it), else as is.
+    /// it, and this framer compresses), else as is.
     pub fn frame(&mut self, plain: &[u8]) -> Vec<u8> {
+        if !self.compress {
+            let mut out = Vec::with_capacity(1 + plain.len());
+            out.push(PLAIN);
+            out.extend_from_slice(plain);
+            return out;
+        }
         self.buf.clear();
         self.buf
             .reserve(zstd::zstd_safe::compress_bound(plain.len()));
@@ -181,6 +206,10 @@ mod tests {
         assert!(unframe(&[2, 0, 0], usize::MAX).is_err());
         assert!(unframe(&[], usize::MAX).is_err());
         assert!(unframe(&[ZSTD, 1, 0], usize::MAX).is_err());
+        // A plain framer never compresses.
+        let kept = Framer::plain().frame(&plain);
+        assert_eq!(kept[0], PLAIN);
+        assert_eq!(&kept[1..], &plain[..]);
         // Incompressible bytes are kept as they are.
         let mut x: u64 = 0x9e3779b97f4a7c15;
         let noise: Vec<u8> = (0..1000)

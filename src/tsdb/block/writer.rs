@@ -63,8 +63,33 @@ pub fn write_block(
     series: impl IntoIterator<Item = BlockSeriesData>,
     symbols: &dyn SymbolSource,
 ) -> Result<WrittenBlock, BlockError> {
+    write_block_framed(path, min_time, max_time, series, symbols, Framer::new())
+}
+
+/// [`write_block`] with no section compressed (each still framed, as
+/// plain): for a block read once and deleted, such as the head's
+/// temporary block of a live export, where compressing costs more than
+/// the bytes it saves.
+pub fn write_block_uncompressed(
+    path: &Path,
+    min_time: i64,
+    max_time: i64,
+    series: impl IntoIterator<Item = BlockSeriesData>,
+    symbols: &dyn SymbolSource,
+) -> Result<WrittenBlock, BlockError> {
+    write_block_framed(path, min_time, max_time, series, symbols, Framer::plain())
+}
+
+fn write_block_framed(
+    path: &Path,
+    min_time: i64,
+    max_time: i64,
+    series: impl IntoIterator<Item = BlockSeriesData>,
+    symbols: &dyn SymbolSource,
+    framer: Framer,
+) -> Result<WrittenBlock, BlockError> {
     let tmp = path.with_extension("tmp");
-    let result = write_block_via(&tmp, path, min_time, max_time, series, symbols);
+    let result = write_block_via(&tmp, path, min_time, max_time, series, symbols, framer);
     if result.is_err() {
         // Best effort: an unfinished block is also removed at open.
         let _ = std::fs::remove_file(&tmp);
@@ -79,6 +104,7 @@ fn write_block_via(
     max_time: i64,
     series: impl IntoIterator<Item = BlockSeriesData>,
     symbols: &dyn SymbolSource,
+    mut framer: Framer,
 ) -> Result<WrittenBlock, BlockError> {
     let tmp = tmp.to_path_buf();
     let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
@@ -101,7 +127,6 @@ fn write_block_via(
     };
     let mut written = WrittenBlock::default();
     let mut blob = Vec::new();
-    let mut framer = Framer::new();
     let mut sample_labels: std::collections::BTreeSet<String> = Default::default();
     for s in series {
         if s.sets.is_empty() {

@@ -15,7 +15,9 @@
 use super::{MaintenanceError, Tsdb};
 use crate::engine::live::{LiveData, LiveSource};
 use crate::model::StorageError;
-use crate::tsdb::block::{merge_blocks, write_block, Block, BlockSeriesData, LooseProfiles};
+use crate::tsdb::block::{
+    merge_blocks, write_block_uncompressed, Block, BlockSeriesData, LooseProfiles,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -69,7 +71,9 @@ impl Tsdb {
                     pprof_labels: s.pprof_labels.clone(),
                     sets,
                 });
-                write_block(&head_path, i64::MIN, i64::MAX, data, self.meta.as_ref())?;
+                // Read once by the merge below, then deleted: not worth
+                // compressing.
+                write_block_uncompressed(&head_path, i64::MIN, i64::MAX, data, self.meta.as_ref())?;
                 Some(Arc::new(Block::open(&head_path)?))
             };
             let mut loose = LooseProfiles::new();
