@@ -239,24 +239,26 @@ fn a_damaged_blob_is_counted_and_the_other_series_are_served() {
     assert_eq!(b.damaged_reads(), 1);
 }
 
-/// `testdata/blocks/v2.block` was written by the version 2 writer (XOR value
-/// chunks, columns naming stacks by their 16-byte ids) from `series(3)`:
-/// it reads back exactly, as every version 2 block on disk must.
-#[test]
-fn a_version_2_block_reads_back_exactly() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/blocks/v2.block");
+/// Opens `testdata/blocks/<file>`, checks its version byte, and that it
+/// reads back `series(3)` exactly (labels, totals, merged values, no
+/// damage) with its sets' values in `encoding`.
+fn fixture_reads_back(
+    file: &str,
+    version: u8,
+    encoding: crate::tsdb::chunkenc::Encoding,
+) -> Arc<Block> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/blocks")
+        .join(file);
     let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(&bytes[..8], b"PSBLK\0\0\x02");
+    assert_eq!(&bytes[..8], &[b'P', b'S', b'B', b'L', b'K', 0, 0, version]);
     let b = Arc::new(Block::open(&path).unwrap());
     let want = series(3);
     let all = b.select(&[], i64::MIN, i64::MAX);
     assert_eq!(all.len(), 3);
     for (got, want) in all.iter().zip(&want) {
         assert_eq!(got.labels(), &want.labels);
-        assert!(got
-            .sets()
-            .iter()
-            .all(|s| s.values_encoding() == crate::tsdb::chunkenc::Encoding::Xor));
+        assert!(got.sets().iter().all(|s| s.values_encoding() == encoding));
         assert_eq!(
             sets_totals(got.sets(), i64::MIN, i64::MAX),
             sets_totals(&want.sets, i64::MIN, i64::MAX)
@@ -264,6 +266,15 @@ fn a_version_2_block_reads_back_exactly() {
         assert_eq!(merged(got.sets()), merged(&want.sets));
     }
     assert_eq!(b.damaged_reads(), 0);
+    b
+}
+
+/// `testdata/blocks/v2.block` was written by the version 2 writer (XOR value
+/// chunks, columns naming stacks by their 16-byte ids) from `series(3)`:
+/// it reads back exactly, as every version 2 block on disk must.
+#[test]
+fn a_version_2_block_reads_back_exactly() {
+    fixture_reads_back("v2.block", 2, crate::tsdb::chunkenc::Encoding::Xor);
 }
 
 /// `testdata/blocks/v3.block` was written by the version 3 writer (every
@@ -271,23 +282,8 @@ fn a_version_2_block_reads_back_exactly() {
 /// every version 3 block on disk must.
 #[test]
 fn a_version_3_block_reads_back_exactly() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/blocks/v3.block");
-    let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(&bytes[..8], b"PSBLK\0\0\x03");
-    let b = Arc::new(Block::open(&path).unwrap());
-    let want = series(3);
-    let all = b.select(&[], i64::MIN, i64::MAX);
-    assert_eq!(all.len(), 3);
-    for (got, want) in all.iter().zip(&want) {
-        assert_eq!(got.labels(), &want.labels);
-        assert_eq!(
-            sets_totals(got.sets(), i64::MIN, i64::MAX),
-            sets_totals(&want.sets, i64::MIN, i64::MAX)
-        );
-        assert_eq!(merged(got.sets()), merged(&want.sets));
-    }
+    let b = fixture_reads_back("v3.block", 3, crate::tsdb::chunkenc::Encoding::Int);
     assert_eq!(b.symbols().unwrap().num_stacks(), 36);
-    assert_eq!(b.damaged_reads(), 0);
 }
 
 /// Version 4 stores each blob, the symbols and the index framed; these
