@@ -1,6 +1,7 @@
 //! Fuzzes `IntChunk::from_bytes`: arbitrary bytes give `Ok` or `Err`, never a
 //! panic, a hang or a huge allocation. An accepted chunk must re-serialize to
-//! the same bytes, iterate exactly `len()` values, and stay valid after an
+//! the same bytes, iterate exactly `len()` values, be the one encoding of
+//! its values in its form (delta or packed), and stay valid after an
 //! append; `IntChunk::check_bytes` accepts exactly the same bytes.
 //!
 //! Run from the crate root: `cargo fuzz run chunk_int` (with a stable
@@ -23,6 +24,11 @@ fuzz_target!(|data: &[u8]| {
     let vs: Vec<i64> = c.iter().collect();
     assert_eq!(vs.len(), c.len());
     assert_eq!(vs.last().copied(), c.last());
+    if c.is_packed() {
+        assert_eq!(IntChunk::packed(&vs).as_ref(), Some(&c));
+    } else {
+        assert_eq!(IntChunk::from_values(&vs), c);
+    }
     let mut more = c.clone();
     more.append(vs.first().copied().unwrap_or(0) ^ 0x5555);
     let again = IntChunk::from_bytes(more.bytes()).expect("append keeps a chunk valid");

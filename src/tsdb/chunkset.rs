@@ -62,6 +62,15 @@ impl Values {
         })
     }
 
+    /// The column in its shorter integer form when that differs
+    /// ([`IntChunk::compact`]); `None` for XOR.
+    fn compact(&self) -> Option<IntChunk> {
+        match self {
+            Values::Int(c) => c.compact(),
+            Values::Xor(_) => None,
+        }
+    }
+
     fn append(&mut self, v: i64) {
         match self {
             Values::Xor(c) => c.append(v),
@@ -344,14 +353,22 @@ impl ChunkSet {
             map.extend(cols);
             return;
         };
+        // The columns take no more values: each in its shorter form.
+        let compact: Vec<Option<IntChunk>> = cols.iter().map(|(_, c)| c.values.compact()).collect();
         // A column holds at most CHUNK_PROFILES values.
         let mut packed: Vec<_> = refs
             .into_iter()
-            .zip(&cols)
-            .map(|(r, (_, c))| (r, c.first, c.values.len() as u16, c.values.bytes()))
+            .zip(cols.iter().zip(&compact))
+            .map(|(r, ((_, c), k))| {
+                let b = k.as_ref().map_or(c.values.bytes(), IntChunk::bytes);
+                (r, c.first, c.values.len() as u16, b)
+            })
             .collect();
         packed.sort_unstable_by_key(|c| c.0);
         self.stacks = pack(packed);
+        if let Some(t) = self.totals.compact() {
+            self.totals = Values::Int(t);
+        }
     }
 
     /// Unpacks a sealed set's columns into growable ones.
@@ -439,7 +456,9 @@ impl ChunkSet {
                 stack_index: index(id),
                 first: first as u32,
                 values: match c {
-                    Col::Open(v) => v.bytes().to_vec(),
+                    Col::Open(v) => v
+                        .compact()
+                        .map_or_else(|| v.bytes().to_vec(), |k| k.bytes().to_vec()),
                     Col::Packed(b, _) => b.to_vec(),
                 },
             })
@@ -451,7 +470,10 @@ impl ChunkSet {
             timestamps: self.timestamps.bytes().to_vec(),
             durations: self.durations.bytes().to_vec(),
             periods: self.periods.bytes().to_vec(),
-            totals: self.totals.bytes().to_vec(),
+            totals: self
+                .totals
+                .compact()
+                .map_or_else(|| self.totals.bytes().to_vec(), |k| k.bytes().to_vec()),
             stacks,
             values_encoding: match self.values_encoding() {
                 // Blocks written before integer chunks leave the field 0.

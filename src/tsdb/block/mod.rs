@@ -6,8 +6,8 @@
 //! `docs/format/block.md`:
 //!
 //! ```text
-//! magic "PSBLK\0\0\x04" (8 bytes; the last byte is the format version;
-//!                       version 2 and 3 blocks are still read)
+//! magic "PSBLK\0\0\x05" (8 bytes; the last byte is the format version;
+//!                       version 2, 3 and 4 blocks are still read)
 //! series chunk blobs   (one SeriesChunks message per series; each blob's
 //!                       offset, length and CRC32 are in the index)
 //! symbols section      (a Symbols message: the stacks the chunks refer to
@@ -24,6 +24,12 @@
 //! is stored framed: an encoding byte, then the message, or its length and
 //! a zstd frame of it ([`section`]); offsets, lengths and CRC32s are of the
 //! stored bytes.
+//!
+//! Since version 5 an integer value chunk (a stack's column, a set's
+//! totals) may be in the packed form of `docs/format/chunks.md` when that
+//! is shorter; the writer compacts each column as it writes it. A version
+//! 4 reader would take such a chunk for a corrupt one, so the version says
+//! it first.
 //!
 //! The same format, with every head series, is the head snapshot a clean
 //! shutdown writes (`head.snapshot`).
@@ -67,10 +73,11 @@ use std::path::PathBuf;
 
 /// The magic at the start of every block file; the last byte is the format
 /// version.
-pub const MAGIC: &[u8; 8] = b"PSBLK\0\0\x04";
+pub const MAGIC: &[u8; 8] = b"PSBLK\0\0\x05";
 /// The oldest format version read: version 2 (columns name their stacks by
 /// id) differs from 3 (by index into the symbols section) only there, and
-/// 3 from 4 (sections framed, compressed: [`section`]) only there.
+/// 3 from 4 (sections framed, compressed: [`section`]) only there, and 4
+/// from 5 (integer chunks may be packed) only there.
 pub const MIN_VERSION: u8 = 2;
 /// The first format version whose sections are framed ([`section`]).
 pub const FRAMED_VERSION: u8 = 4;

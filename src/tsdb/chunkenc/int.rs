@@ -13,6 +13,8 @@
 //! chunk  := uvarint(count)                 count = 0
 //!         | uvarint(count) varint(v0)      count = 1, byte-aligned
 //!         | uvarint(count) uvarint(scale) varint(s0) field{count-1} padding
+//!         | uvarint(count) 00 uvarint(scale) varint(base) flags packed{count}
+//!           padding                        the packed form, 2 <= count <= 4096
 //! field  := '0'                            d = 0
 //!         | '10'    x:3                    x: two's complement of
 //!         | '110'   x:7                       d = s[i] - s[i-1] (wrapping),
@@ -26,6 +28,28 @@
 //! the bit stream starts at the byte after `varint(s0)`. A `w`-bit field holds
 //! `-2^(w-1) <= d < 2^(w-1)`.
 //!
+//! # The packed form
+//! Deltas suit a column whose values change rarely (a heap profile's); a
+//! column whose values scatter around a level (a busy stack's CPU time,
+//! each scrape an independent draw) pays for every delta the width of twice
+//! the scatter, and for every absent profile (value 0) two wide deltas. The
+//! packed form stores each scaled value as its offset from the column's
+//! least one in a fixed width (frame of reference), with one presence bit
+//! per value when the column mixes zeros and other values:
+//! ```text
+//! flags  := byte: z << 7 | w               w = 0..=64 bits per offset
+//! packed := 'p' x:w    (z = 1)             p = 0: the value is 0 (no x)
+//!         | x:w        (z = 0)             s[i] = base + x
+//! ```
+//! A zero byte where the scale would be marks the form (a scale is never 0).
+//! `z` is 1 exactly when the column holds both 0 and other values; `base` is
+//! the least coded value (the non-zero ones when `z`), so some `x` is 0, and
+//! `w` is the width of the largest `x` (0 when every coded value is `base`).
+//! The scale and its rules are the delta form's. The encoder writes the
+//! packed form only for a column that asks for it ([`IntChunk::compact`])
+//! and is shorter in it; that choice is the one freedom: a sequence has one
+//! encoding per form, and a decoder accepts both.
+//!
 //! # Invariants
 //! - `w` holds exactly the serialized chunk.
 //! - For `count >= 2`, `scale` is the gcd of the values and `prev` the last
@@ -36,6 +60,8 @@
 //! - Decoding is strict: shortest varints and buckets, `scale >= 1`, scaled
 //!   values whose gcd is 1 (or all 0 with scale 1), every `s[i] * scale` in
 //!   `i64`, zero padding, nothing after it; so `from_bytes(b)?.bytes() == b`.
+//! - A packed chunk is only read and summed: appending to one re-encodes it
+//!   in the delta form first.
 
 use super::bstream::{BitReader, BitWriter};
 use super::{check_stream_end, read_count, varint, ChunkError};
@@ -43,6 +69,16 @@ use super::{check_stream_end, read_count, varint, ChunkError};
 /// Bucket widths of the bit stream, after the prefixes `10`, `110`, `1110`,
 /// `11110` and `11111`.
 const WIDTHS: [u32; 5] = [3, 7, 13, 24, 64];
+
+/// The most values a chunk in the packed form holds: with `w = 0` a value
+/// takes no bit, so the count is bounded apart from the chunk's length.
+pub const PACKED_MAX: usize = 4096;
+
+/// Bits of `x` (0 for 0).
+#[inline]
+fn width(x: u64) -> u32 {
+    64 - x.leading_zeros()
+}
 
 /// Whether `x` fits a `w`-bit two's-complement field (`w < 64`).
 #[inline]
@@ -81,6 +117,97 @@ fn div_exact(v: i64, scale: u64) -> i64 {
     (i128::from(v) / i128::from(scale)) as i64
 }
 
+/// The fields of a column's packed form (see the module docs).
+struct PackedPlan {
+    /// The gcd of the values' magnitudes (0 when all are 0).
+    gcd: u64,
+    base: i64,
+    /// Whether presence bits mark the zeros.
+    z: bool,
+    w: u32,
+    /// Values coded with an offset (the non-zero ones when `z`).
+    coded: usize,
+}
+
+impl PackedPlan {
+    /// The plan for `vs` (at least 2 values) whose magnitudes' gcd is `gcd`.
+    fn of(vs: &[i64], gcd: u64) -> PackedPlan {
+        let scale = gcd.max(1);
+        let (mut zeros, mut lo, mut hi) = (0usize, i64::MAX, i64::MIN);
+        let (mut lo_nz, mut hi_nz) = (i64::MAX, i64::MIN);
+        for &v in vs {
+            let s = div_exact(v, scale);
+            lo = lo.min(s);
+            hi = hi.max(s);
+            if s == 0 {
+                zeros += 1;
+            } else {
+                lo_nz = lo_nz.min(s);
+                hi_nz = hi_nz.max(s);
+            }
+        }
+        let z = zeros > 0 && zeros < vs.len();
+        let (base, top, coded) = if z {
+            (lo_nz, hi_nz, vs.len() - zeros)
+        } else {
+            (lo, hi, vs.len())
+        };
+        PackedPlan {
+            gcd,
+            base,
+            z,
+            w: width(top.wrapping_sub(base) as u64),
+            coded,
+        }
+    }
+
+    /// Bytes of the chunk of `count` values in this form.
+    fn len(&self, count: usize) -> usize {
+        let bits = if self.z { count } else { 0 } + self.coded * self.w as usize;
+        varint::len(count as u64)
+            + 1
+            + varint::len(self.gcd.max(1))
+            + varint::len(varint::zigzag(self.base))
+            + 1
+            + bits.div_ceil(8)
+    }
+
+    /// The packed chunk of `vs`, the values this plan was made of.
+    fn encode(&self, vs: &[i64]) -> IntChunk {
+        let scale = self.gcd.max(1);
+        let mut c = IntChunk::new();
+        let buf = c.w.buf_mut();
+        buf.clear();
+        buf.reserve(self.len(vs.len()));
+        varint::put(buf, vs.len() as u64);
+        c.hdr_len = varint::len(vs.len() as u64) as u8;
+        buf.push(0);
+        varint::put(buf, scale);
+        varint::put(buf, varint::zigzag(self.base));
+        buf.push((u8::from(self.z) << 7) | self.w as u8);
+        let mut prev = 0;
+        for &v in vs {
+            let s = div_exact(v, scale);
+            if self.z {
+                c.w.write_bit(s != 0);
+                if s == 0 {
+                    prev = 0;
+                    continue;
+                }
+            }
+            if self.w > 0 {
+                c.w.write_bits(s.wrapping_sub(self.base) as u64, self.w);
+            }
+            prev = s;
+        }
+        c.count = vs.len() as u32;
+        c.gcd = self.gcd;
+        c.prev = prev;
+        c.packed = true;
+        c
+    }
+}
+
 /// An integer chunk of `i64` values. See the [module docs](self) for the
 /// format.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +223,8 @@ pub struct IntChunk {
     gcd: u64,
     /// The last scaled value (the last value when `count == 1`).
     prev: i64,
+    /// Whether the chunk is in the packed form (see the module docs).
+    packed: bool,
 }
 
 impl Default for IntChunk {
@@ -116,6 +245,7 @@ impl IntChunk {
             hdr_len: 0,
             gcd: 0,
             prev: 0,
+            packed: false,
         }
     }
 
@@ -160,6 +290,35 @@ impl IntChunk {
         c
     }
 
+    /// The chunk in the packed form when that is shorter (see the module
+    /// docs), else `None`: for a column that will take no more values (a
+    /// sealed set's). Costs a decode of the values and, when it pays, an
+    /// encode.
+    pub fn compact(&self) -> Option<IntChunk> {
+        if self.packed || self.count < 2 || self.len() > PACKED_MAX {
+            return None;
+        }
+        let vs: Vec<i64> = self.iter().collect();
+        let plan = PackedPlan::of(&vs, self.gcd);
+        (plan.len(vs.len()) < self.bytes().len()).then(|| plan.encode(&vs))
+    }
+
+    /// `vs` in the packed form whether or not it is shorter; `None` for
+    /// fewer than 2 or more than [`PACKED_MAX`] values, which it cannot
+    /// hold.
+    pub fn packed(vs: &[i64]) -> Option<IntChunk> {
+        if vs.len() < 2 || vs.len() > PACKED_MAX {
+            return None;
+        }
+        let g = vs.iter().fold(0u64, |g, v| gcd(g, v.unsigned_abs()));
+        Some(PackedPlan::of(vs, g).encode(vs))
+    }
+
+    /// Whether the chunk is in the packed form.
+    pub fn is_packed(&self) -> bool {
+        self.packed
+    }
+
     /// Appends a value.
     ///
     /// The chunk must hold fewer than [`IntChunk::MAX_SAMPLES`] values (see
@@ -173,7 +332,7 @@ impl IntChunk {
             0 => v == 0,
             g => v.unsigned_abs() % g == 0,
         };
-        if self.count >= 2 && keeps_scale {
+        if self.count >= 2 && keeps_scale && !self.packed {
             let s = div_exact(v, self.gcd.max(1));
             self.write_delta(s.wrapping_sub(self.prev));
             self.prev = s;
@@ -185,7 +344,8 @@ impl IntChunk {
         }
     }
 
-    /// Re-encodes the chunk with `v` appended (a new scale).
+    /// Re-encodes the chunk with `v` appended (a new scale, or a packed
+    /// chunk in the delta form).
     #[cold]
     fn reencode_with(&mut self, v: i64) {
         let mut vs: Vec<i64> = Vec::with_capacity(self.len() + 1);
@@ -323,6 +483,7 @@ impl IntChunk {
         c.hdr_len = p.hdr_len;
         c.gcd = p.gcd;
         c.prev = p.prev;
+        c.packed = p.packed;
         Ok(c)
     }
 
@@ -344,6 +505,9 @@ impl IntChunk {
     fn parse(b: &[u8]) -> Result<Parsed, ChunkError> {
         let (count, hdr_len) = read_count(b)?;
         let body = b.get(hdr_len..).unwrap_or(&[]);
+        if count >= 2 && body.first() == Some(&0) {
+            return Self::parse_packed(b, count, hdr_len);
+        }
         let n = body.len() as u64;
         let max = match n {
             0 => 0,
@@ -367,6 +531,7 @@ impl IntChunk {
             gcd: 0,
             prev: 0,
             pad: 0,
+            packed: false,
         };
         match count {
             0 => match body.len() {
@@ -417,6 +582,86 @@ impl IntChunk {
             }
         }
     }
+
+    /// [`IntChunk::parse`] of a chunk in the packed form (`count >= 2`, a
+    /// zero byte after the count): every rule of the module docs.
+    fn parse_packed(b: &[u8], count: u64, hdr_len: usize) -> Result<Parsed, ChunkError> {
+        if count > PACKED_MAX as u64 {
+            return Err(ChunkError::CountTooLarge {
+                what: "packed samples",
+                claimed: count,
+                max: PACKED_MAX as u64,
+                len: b.len(),
+            });
+        }
+        let body = b.get(hdr_len..).unwrap_or(&[]);
+        let mut pos = 1;
+        let scale = varint::read(body, &mut pos)?;
+        if scale == 0 || scale > 1 << 63 {
+            return Err(ChunkError::Corrupt("scale out of range"));
+        }
+        let base = varint::unzigzag(varint::read(body, &mut pos)?);
+        let flags = *body.get(pos).ok_or(ChunkError::Truncated)?;
+        let stream = body.get(pos + 1..).unwrap_or(&[]);
+        let (z, w) = (flags & 0x80 != 0, u32::from(flags & 0x7f));
+        if w > 64 {
+            return Err(ChunkError::Corrupt("packed width over 64 bits"));
+        }
+        let mut r = BitReader::new(stream);
+        let (mut zeros, mut min_x, mut max_x) = (0u64, u64::MAX, 0u64);
+        let (mut g, mut prev) = (0u64, 0i64);
+        let lim = i128::from(i64::MAX) / i128::from(scale);
+        for _ in 0..count {
+            let s = if z && !r.read_bit() {
+                zeros += 1;
+                0
+            } else {
+                let x = match w {
+                    0 => 0,
+                    1..=56 => r.read_bits(w),
+                    _ => r.read_bits_wide(w),
+                };
+                min_x = min_x.min(x);
+                max_x = max_x.max(x);
+                let s = i128::from(base) + i128::from(x);
+                if s == 0 {
+                    if z {
+                        return Err(ChunkError::Corrupt("a zero coded as present"));
+                    }
+                    zeros += 1;
+                }
+                s
+            };
+            // The value s * scale must be an i64.
+            if s > lim || s * i128::from(scale) < i128::from(i64::MIN) {
+                return Err(ChunkError::Corrupt("value overflows 64 bits"));
+            }
+            // In range: |s| <= |s * scale| <= 2^63.
+            let s = s as i64;
+            g = gcd(g, s.unsigned_abs());
+            prev = s;
+        }
+        if z != (zeros > 0 && zeros < count) {
+            return Err(ChunkError::Corrupt(
+                "presence bits not exactly on a column of zeros and other values",
+            ));
+        }
+        if min_x != 0 || width(max_x) != w {
+            return Err(ChunkError::Corrupt("packed base or width not the least"));
+        }
+        if g > 1 || (g == 0 && scale != 1) {
+            return Err(ChunkError::Corrupt("scale is not the values' gcd"));
+        }
+        Ok(Parsed {
+            // count <= PACKED_MAX.
+            count: count as u32,
+            hdr_len: hdr_len as u8,
+            gcd: if g == 0 { 0 } else { scale },
+            prev,
+            pad: check_stream_end(stream, r.bits_read())?,
+            packed: true,
+        })
+    }
 }
 
 /// What [`IntChunk::parse`] read: the fields an appendable chunk needs.
@@ -427,6 +672,7 @@ struct Parsed {
     prev: i64,
     /// Padding bits in the last byte.
     pad: u32,
+    packed: bool,
 }
 
 impl<'a> IntoIterator for &'a IntChunk {
@@ -456,9 +702,19 @@ pub struct IntIter<'a> {
     s: i64,
     /// The gcd (1 when `count < 2`).
     scale: u64,
+    /// The packed form's fields, when the chunk is in it.
+    packed: Option<Packed>,
     /// Set on an invalid header or field; only possible on bytes not yet
     /// validated.
     corrupt: Option<&'static str>,
+}
+
+/// What an [`IntIter`] reads a packed chunk's values with.
+#[derive(Clone, Copy, Debug)]
+struct Packed {
+    base: i64,
+    w: u32,
+    z: bool,
 }
 
 impl<'a> IntIter<'a> {
@@ -474,12 +730,30 @@ impl<'a> IntIter<'a> {
             s0: 0,
             s: 0,
             scale: 1,
+            packed: None,
             corrupt: None,
         };
         let mut pos = 0;
         let header = match count {
             0 => Ok(()),
             1 => varint::read(body, &mut pos).map(|v| it.s0 = varint::unzigzag(v)),
+            _ if body.first() == Some(&0) => {
+                pos = 1;
+                varint::read(body, &mut pos).and_then(|scale| {
+                    it.scale = scale.max(1);
+                    let base = varint::unzigzag(varint::read(body, &mut pos)?);
+                    let flags = *body.get(pos).ok_or(ChunkError::Truncated)?;
+                    pos += 1;
+                    it.packed = Some(Packed {
+                        base,
+                        // At most 64 on validated bytes; clamped for others.
+                        w: u32::from(flags & 0x7f).min(64),
+                        z: flags & 0x80 != 0,
+                    });
+                    it.first = false;
+                    Ok(())
+                })
+            }
             _ => varint::read(body, &mut pos).and_then(|scale| {
                 it.scale = scale.max(1);
                 varint::read(body, &mut pos).map(|s0| it.s0 = varint::unzigzag(s0))
@@ -524,6 +798,10 @@ impl<'a> IntIter<'a> {
             return None;
         }
         self.remaining -= 1;
+        if let Some(p) = self.packed {
+            self.s = self.packed_value(p);
+            return Some(self.s);
+        }
         if self.first {
             self.first = false;
             self.s = self.s0;
@@ -542,6 +820,20 @@ impl<'a> IntIter<'a> {
         }
         self.s = self.s.wrapping_add(d);
         Some(self.s)
+    }
+
+    /// Reads one value of the packed form.
+    #[inline]
+    fn packed_value(&mut self, p: Packed) -> i64 {
+        if p.z && !self.r.read_bit() {
+            return 0;
+        }
+        let x = match p.w {
+            0 => 0,
+            w @ 1..=56 => self.r.read_bits(w),
+            w => self.r.read_bits_wide(w),
+        };
+        p.base.wrapping_add(x as i64)
     }
 
     /// Reads one field: the delta and its bucket (`None` for `0`).
@@ -705,6 +997,87 @@ mod tests {
         let want = IntChunk::from_values(&[0, 0, 30_000_000, 10_000_000]);
         assert_eq!(c, want);
         assert_eq!(&c.bytes()[..5], &[0x04, 0x80, 0xad, 0xe2, 0x04]);
+    }
+
+    #[test]
+    fn packed_worked_example_from_the_format_doc() {
+        // A busy stack's values scattered around 1000, absent once.
+        let vs = [1003, 997, 1010, 0, 995, 1001];
+        let delta = IntChunk::from_values(&vs);
+        let p = delta.compact().expect("shorter packed");
+        // count 6, marker, scale 1, base 995 (zigzag 1990), flags z=1 w=4,
+        // then '1' 1000, '1' 0010, '1' 1111, '0', '1' 0000, '1' 0110.
+        #[rustfmt::skip]
+        let want = [
+            0x06, 0x00, 0x01, 0xc6, 0x0f, 0x84,
+            0b1100_0100, 0b1011_1110, 0b1000_0101, 0b1000_0000,
+        ];
+        assert_eq!(p.bytes(), &want);
+        assert_eq!(delta.bytes().len(), 12);
+        assert_eq!(IntChunk::from_bytes(&want), Ok(p.clone()));
+        assert_eq!(p.iter().collect::<Vec<_>>(), vs);
+        assert_eq!(p.sum(), vs.iter().sum::<i64>());
+        // Every value equal: no bit per value.
+        let flat = IntChunk::packed(&[7; 100]).unwrap();
+        assert_eq!(flat.bytes(), &[100, 0x00, 0x07, 0x02, 0x00]);
+        assert_eq!(IntChunk::from_values(&[7; 100]).compact(), Some(flat));
+    }
+
+    #[test]
+    fn non_canonical_packed_chunks_are_rejected() {
+        let ok = [0x06, 0x00, 0x01, 0xc6, 0x0f, 0x84, 0xc4, 0xbe, 0x85, 0x80];
+        assert!(IntChunk::from_bytes(&ok).is_ok());
+        let with = |i: usize, b: u8| {
+            let mut v = ok.to_vec();
+            v[i] = b;
+            IntChunk::from_bytes(&v)
+        };
+        // Width 5 where 4 holds every offset.
+        assert!(with(5, 0x85).is_err());
+        // No presence bits on a column with a zero.
+        assert!(with(5, 0x04).is_err());
+        // Values 5, 6 from base 4 (offsets 1, 2): no offset is 0.
+        assert_eq!(
+            IntChunk::from_bytes(&[0x02, 0x00, 0x01, 0x08, 0x02, 0b0110_0000]),
+            Err(ChunkError::Corrupt("packed base or width not the least"))
+        );
+        // Width over 64.
+        assert_eq!(
+            with(5, 0xc1),
+            Err(ChunkError::Corrupt("packed width over 64 bits"))
+        );
+        // Scale 1 over 2, 4 (base 2, offsets 0, 2): their gcd is 2.
+        assert_eq!(
+            IntChunk::from_bytes(&[0x02, 0x00, 0x01, 0x04, 0x02, 0b0010_0000]),
+            Err(ChunkError::Corrupt("scale is not the values' gcd"))
+        );
+        // Non-zero padding; a byte too many; a byte too few.
+        assert!(with(9, 0x81).is_err());
+        let mut long = ok.to_vec();
+        long.push(0);
+        assert_eq!(
+            IntChunk::from_bytes(&long),
+            Err(ChunkError::TrailingBytes(1))
+        );
+        assert!(IntChunk::from_bytes(&ok[..9]).is_err());
+        // Presence bits on a column without zeros: 2 values 5, 6.
+        assert!(IntChunk::from_bytes(&[0x02, 0x00, 0x01, 0x0a, 0x81, 0b1010_0000]).is_err());
+        assert!(IntChunk::from_bytes(&[0x02, 0x00, 0x01, 0x0a, 0x01, 0b0100_0000]).is_ok());
+        // A zero coded as present: base -1, values -1, 0 marked present.
+        assert_eq!(
+            IntChunk::from_bytes(&[0x02, 0x00, 0x01, 0x01, 0x81, 0b1011_0000]),
+            Err(ChunkError::Corrupt("a zero coded as present"))
+        );
+        // More values than the packed form holds, with no bit each.
+        let mut many = Vec::new();
+        varint::put(&mut many, PACKED_MAX as u64 + 1);
+        many.extend([0x00, 0x07, 0x02, 0x00]);
+        assert!(matches!(
+            IntChunk::from_bytes(&many),
+            Err(ChunkError::CountTooLarge { .. })
+        ));
+        many[0..2].copy_from_slice(&[0x80, 0x20]);
+        assert_eq!(IntChunk::from_bytes(&many).map(|c| c.len()), Ok(PACKED_MAX));
     }
 
     #[test]

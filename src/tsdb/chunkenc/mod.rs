@@ -7,7 +7,7 @@
 //!
 //! | chunk | for | header | body |
 //! |---|---|---|---|
-//! | [`IntChunk`] | sample values, totals | uvarint count | one value: its varint; more: uvarint gcd, varint first value ÷ gcd, then deltas ÷ gcd in buckets (`0`, `10`+3, `110`+7, `1110`+13, `11110`+24, `11111`+64) |
+//! | [`IntChunk`] | sample values, totals | uvarint count | one value: its varint; more: uvarint gcd, varint first value ÷ gcd, then deltas ÷ gcd in buckets (`0`, `10`+3, `110`+7, `1110`+13, `11110`+24, `11111`+64); or, packed (`00` first), uvarint gcd, varint base, a flags byte, then offsets from the base in a fixed width, zeros marked by a bit |
 //! | [`XorChunk`] | values and totals of chunk sets written before [`IntChunk`] | uvarint count | Gorilla XOR bit stream (first value 64 raw bits; then `0` / `10`+bits / `11`+5+6+bits) |
 //! | [`TimestampChunk`] | timestamps (ms), strictly increasing | uvarint count | first value varint, first delta uvarint, then delta-of-delta bit stream (`0`, `10`+14, `110`+17, `1110`+20, `1111`+64) |
 //! | [`RleChunk`] | durations, periods | uvarint count, uvarint runs | (zigzag varint value, uvarint run length) pairs |
@@ -54,7 +54,7 @@ mod xor;
 #[cfg(test)]
 mod tests;
 
-pub use int::{IntChunk, IntIter};
+pub use int::{IntChunk, IntIter, PACKED_MAX};
 pub use rle::{RleChunk, RleIter, MAX_SAMPLES as RLE_MAX_SAMPLES};
 pub use timestamp::{TimestampChunk, TimestampIter};
 pub use xor::{XorChunk, XorIter};

@@ -83,6 +83,36 @@ impl Codec for IntChunk {
             self,
             "from_values equals appends"
         );
+        // The packed form of the same values, whether or not it is shorter.
+        let Some(p) = IntChunk::packed(vs) else {
+            assert!(vs.len() < 2 || vs.len() > PACKED_MAX);
+            assert_eq!(self.compact(), None);
+            return;
+        };
+        assert!(p.is_packed());
+        assert_eq!(p.iter().collect::<Vec<_>>(), vs, "packed values");
+        assert_eq!(p.sum(), sum, "packed sum");
+        assert_eq!(p.last(), vs.last().copied());
+        assert_eq!(
+            IntChunk::from_bytes(p.bytes()).as_ref(),
+            Ok(&p),
+            "packed round trip"
+        );
+        assert_eq!(IntChunk::check_bytes(p.bytes()), Ok(vs.len()));
+        assert_eq!(IntChunk::sum_bytes(p.bytes()), sum);
+        // compact() picks it exactly when it is shorter.
+        let shorter = p.bytes().len() < self.bytes().len();
+        assert_eq!(self.compact().as_ref(), shorter.then_some(&p));
+        // Appending to a packed chunk goes back to the delta form.
+        let mut more = p.clone();
+        more.append(vs[0] ^ 0x5555);
+        let mut all = vs.to_vec();
+        all.push(vs[0] ^ 0x5555);
+        assert_eq!(
+            more,
+            IntChunk::from_values(&all),
+            "append to a packed chunk"
+        );
     }
 }
 
@@ -582,7 +612,15 @@ fn fuzz_one_int(b: &[u8]) {
     let mut vs: Vec<i64> = c.iter().collect();
     assert_eq!(vs.len(), c.len());
     assert_eq!(vs.last().copied(), c.last());
-    assert_eq!(IntChunk::from_values(&vs), c);
+    if c.is_packed() {
+        assert_eq!(
+            IntChunk::packed(&vs).as_ref(),
+            Some(&c),
+            "one packed form per sequence"
+        );
+    } else {
+        assert_eq!(IntChunk::from_values(&vs), c);
+    }
     let mut more = c.clone();
     for v in [vs.first().copied().unwrap_or(0) ^ 0x5555, i64::MIN] {
         more.append(v);
@@ -650,6 +688,12 @@ fn sample_chunks() -> Vec<Vec<u8>> {
             .map(|v| (v % 8).wrapping_mul(10_000_000))
             .collect();
         out.push(build::<IntChunk>(&scaled).bytes().to_vec());
+        for p in [IntChunk::packed(&vs), IntChunk::packed(&scaled)]
+            .into_iter()
+            .flatten()
+        {
+            out.push(p.bytes().to_vec());
+        }
         out.push(build::<RleChunk>(&vs).bytes().to_vec());
         for ts in TimestampChunk::admissible(&vs) {
             out.push(build::<TimestampChunk>(&ts).bytes().to_vec());
