@@ -26,7 +26,9 @@
 //! - `t=jitter`: 10 s apart ± up to 50 ms.
 //!
 //! Encodings: `xor`, `int` (the integer chunk, appended value by value as
-//! the head does), `timestamp`, `rle`.
+//! the head does), `int-packed` (the integer chunk's packed form, built
+//! from the values as a sealed column is: `append` is that encode;
+//! `n=4096`, the most it holds, in place of `n=10000`), `timestamp`, `rle`.
 //!
 //! Run with: `cargo bench --bench chunkenc` (add `-- --quick` for a short
 //! run, or a filter such as `-- xor/`).
@@ -41,6 +43,8 @@ use std::time::Duration;
 mod clock;
 
 const SIZES: [usize; 2] = [120, 10_000];
+/// The packed form holds at most `PACKED_MAX` (4096) values.
+const PACKED_SIZES: [usize; 2] = [120, 4096];
 
 fn rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
@@ -96,6 +100,11 @@ fn int_chunk(vs: &[i64]) -> IntChunk {
     c
 }
 
+/// The packed form, whether or not it is shorter.
+fn packed_chunk(vs: &[i64]) -> IntChunk {
+    IntChunk::packed(vs).expect("2 to 4096 values")
+}
+
 fn ts_chunk(ts: &[i64]) -> TimestampChunk {
     let mut c = TimestampChunk::new();
     for &t in ts {
@@ -122,12 +131,15 @@ fn report(enc: &str, pattern: &str, n: usize, bytes: usize) {
 
 /// Benchmarks append, iter and from_bytes of one encoding.
 macro_rules! bench_encoding {
-    ($c:expr, $enc:literal, $patterns:expr, $data:ident, $build:ident, $ty:ty) => {{
+    ($c:expr, $enc:literal, $patterns:expr, $data:ident, $build:ident, $ty:ty) => {
+        bench_encoding!($c, $enc, $patterns, SIZES, $data, $build, $ty)
+    };
+    ($c:expr, $enc:literal, $patterns:expr, $sizes:expr, $data:ident, $build:ident, $ty:ty) => {{
         let mut g = $c.benchmark_group($enc);
         g.warm_up_time(Duration::from_millis(500));
         g.measurement_time(Duration::from_secs(2));
         for pattern in $patterns {
-            for n in SIZES {
+            for n in $sizes {
                 let data = $data(pattern, n);
                 let chunk = $build(&data);
                 report($enc, pattern, n, chunk.bytes().len());
@@ -164,6 +176,18 @@ fn bench_int(c: &mut Criterion) {
     bench_encoding!(c, "int", V_PATTERNS, values, int_chunk, IntChunk);
 }
 
+fn bench_int_packed(c: &mut Criterion) {
+    bench_encoding!(
+        c,
+        "int-packed",
+        V_PATTERNS,
+        PACKED_SIZES,
+        values,
+        packed_chunk,
+        IntChunk
+    );
+}
+
 fn bench_timestamp(c: &mut Criterion) {
     bench_encoding!(
         c,
@@ -179,5 +203,12 @@ fn bench_rle(c: &mut Criterion) {
     bench_encoding!(c, "rle", V_PATTERNS, values, rle_chunk, RleChunk);
 }
 
-criterion_group!(benches, bench_xor, bench_int, bench_timestamp, bench_rle);
+criterion_group!(
+    benches,
+    bench_xor,
+    bench_int,
+    bench_int_packed,
+    bench_timestamp,
+    bench_rle
+);
 criterion_main!(benches);

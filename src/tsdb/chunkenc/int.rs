@@ -113,8 +113,16 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 /// `v / scale`, exact when `scale` divides `v` (`scale` may be `2^63`).
 #[inline]
 fn div_exact(v: i64, scale: u64) -> i64 {
-    // |v| <= 2^63 and scale >= 1: the quotient fits an i64.
-    (i128::from(v) / i128::from(scale)) as i64
+    match i64::try_from(scale) {
+        // Most columns: no division at all.
+        Ok(1) => v,
+        // scale >= 1, so neither a division by zero nor the one overflow
+        // (i64::MIN / -1) is possible; a 64-bit division is several times
+        // cheaper than a 128-bit one.
+        Ok(s) => v / s,
+        // scale = 2^63: |v| <= 2^63, so the quotient fits an i64.
+        Err(_) => (i128::from(v) / i128::from(scale)) as i64,
+    }
 }
 
 /// The fields of a column's packed form (see the module docs).
