@@ -1083,6 +1083,48 @@ mod tests {
             .collect()
     }
 
+    /// Sealing compacts: a full set's column of scattered values is packed,
+    /// a column of one repeated value too, each column and the totals end
+    /// in their shorter form, and the set answers as before.
+    #[test]
+    fn sealing_packs_columns_that_are_shorter_packed() {
+        let ps: Vec<AppendProfile> = (0..CHUNK_PROFILES as i64)
+            .map(|i| AppendProfile {
+                timestamp: 1_000 + i * 10_000,
+                duration: 10_000_000_000,
+                period: 10_000_000,
+                samples: vec![
+                    // Scattered around 1000, absent from every seventh.
+                    (stack(1), if i % 7 == 3 { 0 } else { 1_000 + (i * 37) % 41 }),
+                    (stack(2), 5),
+                ]
+                .into_iter()
+                .filter(|s| s.1 != 0)
+                .collect(),
+                tagged: vec![],
+            })
+            .collect();
+        let mut open = ChunkSet::new(a_table());
+        for p in &ps[..CHUNK_PROFILES - 1] {
+            open.push(p);
+        }
+        let mut sealed = open.clone();
+        sealed.push(&ps[CHUNK_PROFILES - 1]);
+        assert!(sealed.is_sealed());
+        let msg = sealed.to_proto(|id| u32::from(id.0.as_bytes()[0]));
+        // The totals (5 when stack 1 is absent) are shorter as deltas.
+        let totals = IntChunk::from_bytes(&msg.totals).unwrap();
+        assert!(!totals.is_packed() && totals.compact().is_none());
+        assert_eq!(msg.stacks.len(), 2);
+        for c in &msg.stacks {
+            assert!(IntChunk::from_bytes(&c.values).unwrap().is_packed());
+        }
+        assert_eq!(sealed.profiles(i64::MIN, i64::MAX), ps);
+        // The open set writes the same columns, compacted on the way out.
+        open.push(&ps[CHUNK_PROFILES - 1]);
+        assert_eq!(open.to_proto(|id| u32::from(id.0.as_bytes()[0])), msg);
+    }
+
     fn profiles() -> impl Strategy<Value = Vec<AppendProfile>> {
         raw().prop_map(|r| build(&r))
     }
