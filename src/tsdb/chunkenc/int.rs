@@ -138,13 +138,12 @@ struct PackedPlan {
 }
 
 impl PackedPlan {
-    /// The plan for `vs` (at least 2 values) whose magnitudes' gcd is `gcd`.
-    fn of(vs: &[i64], gcd: u64) -> PackedPlan {
-        let scale = gcd.max(1);
+    /// The plan for the scaled values `ss` (at least 2) of values whose
+    /// magnitudes' gcd is `gcd`.
+    fn of(ss: &[i64], gcd: u64) -> PackedPlan {
         let (mut zeros, mut lo, mut hi) = (0usize, i64::MAX, i64::MIN);
         let (mut lo_nz, mut hi_nz) = (i64::MAX, i64::MIN);
-        for &v in vs {
-            let s = div_exact(v, scale);
+        for &s in ss {
             lo = lo.min(s);
             hi = hi.max(s);
             if s == 0 {
@@ -154,11 +153,11 @@ impl PackedPlan {
                 hi_nz = hi_nz.max(s);
             }
         }
-        let z = zeros > 0 && zeros < vs.len();
+        let z = zeros > 0 && zeros < ss.len();
         let (base, top, coded) = if z {
-            (lo_nz, hi_nz, vs.len() - zeros)
+            (lo_nz, hi_nz, ss.len() - zeros)
         } else {
-            (lo, hi, vs.len())
+            (lo, hi, ss.len())
         };
         PackedPlan {
             gcd,
@@ -180,22 +179,20 @@ impl PackedPlan {
             + bits.div_ceil(8)
     }
 
-    /// The packed chunk of `vs`, the values this plan was made of.
-    fn encode(&self, vs: &[i64]) -> IntChunk {
-        let scale = self.gcd.max(1);
+    /// The packed chunk of `ss`, the scaled values this plan was made of.
+    fn encode(&self, ss: &[i64]) -> IntChunk {
         let mut c = IntChunk::new();
         let buf = c.w.buf_mut();
         buf.clear();
-        buf.reserve(self.len(vs.len()));
-        varint::put(buf, vs.len() as u64);
-        c.hdr_len = varint::len(vs.len() as u64) as u8;
+        buf.reserve(self.len(ss.len()));
+        varint::put(buf, ss.len() as u64);
+        c.hdr_len = varint::len(ss.len() as u64) as u8;
         buf.push(0);
-        varint::put(buf, scale);
+        varint::put(buf, self.gcd.max(1));
         varint::put(buf, varint::zigzag(self.base));
         buf.push((u8::from(self.z) << 7) | self.w as u8);
         let mut prev = 0;
-        for &v in vs {
-            let s = div_exact(v, scale);
+        for &s in ss {
             if self.z {
                 c.w.write_bit(s != 0);
                 if s == 0 {
@@ -208,7 +205,7 @@ impl PackedPlan {
             }
             prev = s;
         }
-        c.count = vs.len() as u32;
+        c.count = ss.len() as u32;
         c.gcd = self.gcd;
         c.prev = prev;
         c.packed = true;
@@ -306,9 +303,11 @@ impl IntChunk {
         if self.packed || self.count < 2 || self.len() > PACKED_MAX {
             return None;
         }
-        let vs: Vec<i64> = self.iter().collect();
-        let plan = PackedPlan::of(&vs, self.gcd);
-        (plan.len(vs.len()) < self.bytes().len()).then(|| plan.encode(&vs))
+        // The iterator yields the scaled values: no division.
+        let mut it = self.iter();
+        let ss: Vec<i64> = std::iter::from_fn(|| it.next_scaled()).collect();
+        let plan = PackedPlan::of(&ss, self.gcd);
+        (plan.len(ss.len()) < self.bytes().len()).then(|| plan.encode(&ss))
     }
 
     /// `vs` in the packed form whether or not it is shorter; `None` for
@@ -319,7 +318,8 @@ impl IntChunk {
             return None;
         }
         let g = vs.iter().fold(0u64, |g, v| gcd(g, v.unsigned_abs()));
-        Some(PackedPlan::of(vs, g).encode(vs))
+        let ss: Vec<i64> = vs.iter().map(|&v| div_exact(v, g.max(1))).collect();
+        Some(PackedPlan::of(&ss, g).encode(&ss))
     }
 
     /// Whether the chunk is in the packed form.
