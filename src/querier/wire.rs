@@ -160,7 +160,7 @@ pub fn encode_partial(
         .enumerate()
         .map(|(i, id)| (*id, i as u32))
         .collect();
-    let symbols = symbols::encode(source, &ids)?;
+    let symbols = symbols::encode_flat(source, &ids)?;
     let sums = p
         .sums
         .iter()

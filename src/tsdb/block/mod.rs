@@ -6,8 +6,8 @@
 //! `docs/format/block.md`:
 //!
 //! ```text
-//! magic "PSBLK\0\0\x05" (8 bytes; the last byte is the format version;
-//!                       version 2, 3 and 4 blocks are still read)
+//! magic "PSBLK\0\0\x06" (8 bytes; the last byte is the format version;
+//!                       version 2 to 5 blocks are still read)
 //! series chunk blobs   (one SeriesChunks message per series; each blob's
 //!                       offset, length and CRC32 are in the index)
 //! symbols section      (a Symbols message: the stacks the chunks refer to
@@ -30,6 +30,10 @@
 //! is shorter; the writer compacts each column as it writes it. A version
 //! 4 reader would take such a chunk for a corrupt one, so the version says
 //! it first.
+//!
+//! Since version 6 the writer stores the symbols section's locations as
+//! columns and its stacks as a tree of call paths ([`symbols`]); a version
+//! 5 reader would find no stacks there, so the version says it first.
 //!
 //! The same format, with every head series, is the head snapshot a clean
 //! shutdown writes (`head.snapshot`).
@@ -62,6 +66,8 @@ pub mod merge;
 mod reader;
 pub mod section;
 pub mod symbols;
+#[cfg(test)]
+mod symbols_tests;
 mod writer;
 
 pub use merge::{merge_blocks, LooseProfiles};
@@ -73,11 +79,12 @@ use std::path::PathBuf;
 
 /// The magic at the start of every block file; the last byte is the format
 /// version.
-pub const MAGIC: &[u8; 8] = b"PSBLK\0\0\x05";
+pub const MAGIC: &[u8; 8] = b"PSBLK\0\0\x06";
 /// The oldest format version read: version 2 (columns name their stacks by
 /// id) differs from 3 (by index into the symbols section) only there, and
-/// 3 from 4 (sections framed, compressed: [`section`]) only there, and 4
-/// from 5 (integer chunks may be packed) only there.
+/// 3 from 4 (sections framed, compressed: [`section`]) only there, 4
+/// from 5 (integer chunks may be packed) only there, and 5 from 6 (the
+/// symbols section's tree form, [`symbols`]) only there.
 pub const MIN_VERSION: u8 = 2;
 /// The first format version whose sections are framed ([`section`]).
 pub const FRAMED_VERSION: u8 = 4;
