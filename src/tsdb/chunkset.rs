@@ -25,10 +25,15 @@
 //! cost is most of a set. A sealed set is read in place; a push into one (a
 //! head series whose last set came from the head snapshot) unpacks it
 //! first. A set whose table is full (2³² stacks) stays unsealed.
+//!
+//! In a block message ([`ChunkSet::to_proto`], block format 6) a stack with
+//! at most [`ROW_MAX`] non-zero values in the set is written as rows
+//! (stack, profile, value) rather than as a column; reading the message
+//! builds its column again.
 
 use crate::model::{SampleLabels, StackId};
 use crate::tsdb::chunkenc::{
-    Encoding, IntChunk, IntIter, RleChunk, TimestampChunk, XorChunk, XorIter,
+    gcd, Encoding, IntChunk, IntIter, RleChunk, TimestampChunk, XorChunk, XorIter,
 };
 use crate::tsdb::stacktable::{StackRef, StackTable};
 use crate::tsdb::tagged::{RowFilter, Tagged};
@@ -150,6 +155,13 @@ impl Iterator for ValuesIter<'_> {
 /// minutes decodes little it does not need. It is Prometheus's 120 samples per
 /// chunk, which Parca's head kept.
 pub const CHUNK_PROFILES: usize = 120;
+
+/// A stack with at most this many non-zero values in a set is written to a
+/// block as rows (stack, profile, value) rather than as a column (since
+/// block format 6): a column costs its stack index, its first profile and
+/// a chunk header however few values it holds, and real CPU profiles have
+/// many stacks seen once in a set.
+pub const ROW_MAX: usize = 16;
 
 /// One profile to append to a series.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -449,11 +461,20 @@ impl ChunkSet {
     pub fn to_proto(&self, mut index: impl FnMut(StackId) -> u32) -> crate::proto::block::ChunkSet {
         let mut cols: Vec<(StackId, usize, Col<'_>)> = self.columns().collect();
         cols.sort_unstable_by_key(|(id, _, _)| *id);
-        let stacks = cols
-            .into_iter()
-            .map(|(id, first, c)| crate::proto::block::StackColumn {
+        let int = self.values_encoding() == Encoding::Int;
+        let mut stacks = Vec::with_capacity(cols.len());
+        // (stack index, profile, value) of the stacks written as rows.
+        let mut rows: Vec<(u32, u32, i64)> = Vec::new();
+        let mut few: Vec<(u32, i64)> = Vec::with_capacity(ROW_MAX);
+        for (id, first, c) in cols {
+            let stack_index = index(id);
+            if int && Self::few_values(first, &c, &mut few) {
+                rows.extend(few.iter().map(|(i, v)| (stack_index, *i, *v)));
+                continue;
+            }
+            stacks.push(crate::proto::block::StackColumn {
                 stack: Vec::new(),
-                stack_index: index(id),
+                stack_index,
                 first: first as u32,
                 values: match c {
                     Col::Open(v) => v
@@ -461,8 +482,8 @@ impl ChunkSet {
                         .map_or_else(|| v.bytes().to_vec(), |k| k.bytes().to_vec()),
                     Col::Packed(b, _) => b.to_vec(),
                 },
-            })
-            .collect();
+            });
+        }
         let mut msg = crate::proto::block::ChunkSet {
             min_time: self.min_time,
             max_time: self.max_time,
@@ -482,10 +503,43 @@ impl ChunkSet {
             },
             ..Default::default()
         };
+        if !rows.is_empty() {
+            rows.sort_unstable();
+            // A divisor of every value, at least 1 (no value is 0); 1 when
+            // it is 2^63 (every value i64::MIN), which is no i64.
+            let scale = match rows.iter().fold(0u64, |g, r| gcd(g, r.2.unsigned_abs())) {
+                g if g > i64::MAX as u64 => 1,
+                g => g,
+            };
+            let mut previous = 0;
+            for (stack, profile, v) in rows {
+                msg.row_stack.push(stack - previous);
+                previous = stack;
+                msg.row_profile.push(profile);
+                msg.row_value.push(v / scale as i64);
+            }
+            msg.row_scale = scale;
+        }
         if let Some(t) = &self.tagged {
             t.to_proto(&mut index, &mut msg);
         }
         msg
+    }
+
+    /// Whether column `c` (from profile `first`) has at most [`ROW_MAX`]
+    /// non-zero values; if so they are in `out` as (profile, value).
+    fn few_values(first: usize, c: &Col<'_>, out: &mut Vec<(u32, i64)>) -> bool {
+        out.clear();
+        for (i, v) in c.iter().enumerate() {
+            if v != 0 {
+                if out.len() == ROW_MAX {
+                    return false;
+                }
+                // Profile indexes are below CHUNK_PROFILES.
+                out.push(((first + i) as u32, v));
+            }
+        }
+        true
     }
 
     /// Decodes and checks a set read from a block: every chunk decodes, the
@@ -523,8 +577,11 @@ impl ChunkSet {
         if timestamps.iter().next() != Some(p.min_time) || timestamps.last() != Some(p.max_time) {
             return Err("timestamps disagree with the set's time range".into());
         }
+        // The stacks written as rows, as columns of their own.
+        let built = Self::rows_from_proto(p, enc, len, &stack)?;
         // Each column checked in place: (stack, first, values, bytes).
-        let mut cols: Vec<(StackId, u16, u16, &[u8])> = Vec::with_capacity(p.stacks.len());
+        let mut cols: Vec<(StackId, u16, u16, &[u8])> =
+            Vec::with_capacity(p.stacks.len() + built.len());
         for c in &p.stacks {
             let id = stack(c)?;
             let n = match enc {
@@ -541,6 +598,11 @@ impl ChunkSet {
             // Both at most `len` <= CHUNK_PROFILES.
             cols.push((id, first as u16, n as u16, &c.values));
         }
+        cols.extend(
+            built
+                .iter()
+                .map(|(id, first, n, c)| (*id, *first, *n, c.bytes())),
+        );
         let stacks = Self::columns_from_proto(enc, cols, table)?;
         // A row names its stack by index as a version 3 column does.
         let tagged = Tagged::from_proto(p, len, |i| {
@@ -565,6 +627,76 @@ impl ChunkSet {
         // Seals the rows; the columns are sealed already, or XOR.
         set.seal();
         Ok(set)
+    }
+
+    /// The rows of a set read from a block (block format 6), checked, as
+    /// one column per stack: `(stack, first, values, chunk)`.
+    fn rows_from_proto(
+        p: &crate::proto::block::ChunkSet,
+        enc: Encoding,
+        len: usize,
+        stack: &impl Fn(&crate::proto::block::StackColumn) -> Result<StackId, String>,
+    ) -> Result<Vec<(StackId, u16, u16, IntChunk)>, String> {
+        let n = p.row_stack.len();
+        if n == 0 && p.row_profile.is_empty() && p.row_value.is_empty() && p.row_scale == 0 {
+            return Ok(Vec::new());
+        }
+        if enc != Encoding::Int {
+            return Err("rows in a set of XOR chunks".into());
+        }
+        if p.row_profile.len() != n || p.row_value.len() != n || n == 0 {
+            return Err("row columns of different lengths".into());
+        }
+        let scale = i64::try_from(p.row_scale)
+            .ok()
+            .filter(|s| *s >= 1)
+            .ok_or_else(|| format!("row scale {}", p.row_scale))?;
+        let mut out = Vec::new();
+        let mut values = [0i64; CHUNK_PROFILES];
+        let mut i = 0;
+        let mut stack_index = 0u32;
+        while i < n {
+            stack_index = stack_index
+                .checked_add(p.row_stack[i])
+                .ok_or("row stack index past 2^32")?;
+            // This stack's rows: those up to the next non-zero difference
+            // (so no stack has two runs).
+            let end = (i + 1..n).find(|j| p.row_stack[*j] != 0).unwrap_or(n);
+            let (first, last) = (p.row_profile[i] as usize, p.row_profile[end - 1] as usize);
+            if last >= len || end - i > ROW_MAX {
+                return Err(format!(
+                    "{} rows of stack {stack_index} up to profile {last} in a set of {len}",
+                    end - i
+                ));
+            }
+            values[first..=last].fill(0);
+            let mut previous = None;
+            for j in i..end {
+                let profile = p.row_profile[j] as usize;
+                if previous.is_some_and(|q| q >= profile) {
+                    return Err(format!("rows of stack {stack_index} out of order"));
+                }
+                previous = Some(profile);
+                values[profile] = p.row_value[j]
+                    .checked_mul(scale)
+                    .filter(|v| *v != 0)
+                    .ok_or_else(|| format!("row value {} × {scale}", p.row_value[j]))?;
+            }
+            let id = stack(&crate::proto::block::StackColumn {
+                stack_index,
+                ..Default::default()
+            })?;
+            // Both below CHUNK_PROFILES.
+            let count = (last - first + 1) as u16;
+            out.push((
+                id,
+                first as u16,
+                count,
+                IntChunk::from_values(&values[first..=last]),
+            ));
+            i = end;
+        }
+        Ok(out)
     }
 
     /// The columns of a set read from a block, checked: integer chunks
@@ -1127,6 +1259,115 @@ mod tests {
         for c in &msg.stacks {
             assert!(IntChunk::from_bytes(&c.values).unwrap().is_packed());
         }
+    }
+
+    /// A stack with at most [`ROW_MAX`] non-zero values in a set goes to
+    /// the block as rows, one with more as a column; the set reads back
+    /// the same, and damaged rows are refused with an error.
+    #[test]
+    fn stacks_with_few_values_are_written_as_rows() {
+        // Stack k is in profiles i with i % (k + 1) == 0 (k = 0: all 120),
+        // stack 9 once (at 7), stack 10 with 16 values, 11 with 17.
+        let ps: Vec<AppendProfile> = (0..CHUNK_PROFILES as i64)
+            .map(|i| {
+                let mut samples: Vec<(StackId, i64)> = (0..9u8)
+                    .filter(|k| i % (i64::from(*k) * 7 + 1) == 0)
+                    .map(|k| (stack(k), 10_000_000 * (1 + (i + i64::from(k)) % 3)))
+                    .collect();
+                if i == 7 {
+                    samples.push((stack(9), -30_000_000));
+                }
+                if i % 7 == 2 && i < 7 * 16 {
+                    samples.push((stack(10), 20_000_000));
+                }
+                if i % 7 == 3 {
+                    samples.push((stack(11), 40_000_000));
+                }
+                AppendProfile {
+                    timestamp: 1_000 + i * 10_000,
+                    duration: 10_000_000_000,
+                    period: 10_000_000,
+                    samples,
+                    tagged: vec![],
+                }
+            })
+            .collect();
+        let set = &build_sets(&ps, &a_table())[0];
+        let index = |id: StackId| u32::from(id.0.as_bytes()[0]) * 3;
+        let msg = set.to_proto(index);
+        let mut columns: Vec<u32> = msg.stacks.iter().map(|c| c.stack_index / 3).collect();
+        columns.sort();
+        // Every stack with more than ROW_MAX values has a column.
+        let nonzero = |k: u8| {
+            ps.iter()
+                .filter(|p| p.samples.iter().any(|s| s.0 == stack(k)))
+                .count()
+        };
+        let want: Vec<u32> = (0..12u8)
+            .filter(|k| nonzero(*k) > ROW_MAX)
+            .map(u32::from)
+            .collect();
+        assert_eq!(columns, want);
+        assert!(want.contains(&11) && !want.contains(&10));
+        let rows: usize = (0..12u8)
+            .filter(|k| nonzero(*k) <= ROW_MAX)
+            .map(nonzero)
+            .sum();
+        assert_eq!(msg.row_stack.len(), rows);
+        assert_eq!(msg.row_scale, 10_000_000);
+        let read = |m: &crate::proto::block::ChunkSet| {
+            ChunkSet::from_proto(m, &a_table(), |c| Ok(stack((c.stack_index / 3) as u8)))
+        };
+        let back = read(&msg).unwrap();
+        assert_eq!(back.profiles(i64::MIN, i64::MAX), ps);
+        let mut acc = FxHashMap::default();
+        sets_merge_into(
+            std::slice::from_ref(&back),
+            1_000,
+            1_000 + 50 * 10_000,
+            &mut acc,
+        );
+        acc.retain(|_, v| *v != 0);
+        assert_eq!(acc, naive(&ps, 1_000, 1_000 + 50 * 10_000));
+        // Damage, each refused.
+        type Damage = fn(&mut crate::proto::block::ChunkSet);
+        let cases: [(&str, Damage); 8] = [
+            ("lengths", |m| {
+                m.row_value.pop();
+            }),
+            ("scale", |m| m.row_scale = 0),
+            ("scale", |m| m.row_scale = 1 << 63),
+            ("× ", |m| m.row_value[0] = 0),
+            ("× ", |m| m.row_value[0] = i64::MAX),
+            ("profile 120", |m| *m.row_profile.last_mut().unwrap() = 120),
+            ("out of order", |m| {
+                let i = m.row_stack.iter().skip(1).position(|d| *d == 0).unwrap() + 1;
+                m.row_profile[i] = m.row_profile[i - 1];
+            }),
+            ("two columns", |m| {
+                let c = m.stacks[0].stack_index;
+                m.row_stack = vec![c];
+                m.row_profile = vec![0];
+                m.row_value = vec![1];
+            }),
+        ];
+        for (want, damage) in cases {
+            let mut m = msg.clone();
+            damage(&mut m);
+            match read(&m) {
+                Err(e) => assert!(e.contains(want), "{want}: {e}"),
+                Ok(_) => panic!("{want}: read"),
+            }
+        }
+        let xor = ChunkSet::rows_from_proto(&msg, Encoding::Xor, CHUNK_PROFILES, &|_| Ok(stack(0)));
+        assert!(xor.unwrap_err().contains("XOR"));
+        // More than ROW_MAX rows of one stack.
+        let mut m = msg.clone();
+        m.stacks.retain(|c| c.stack_index != 11 * 3);
+        m.row_stack = std::iter::once(11 * 3).chain([0; 16]).collect();
+        m.row_profile = (0..17).collect();
+        m.row_value = vec![1; 17];
+        assert!(read(&m).unwrap_err().contains("17 rows"));
     }
 
     fn profiles() -> impl Strategy<Value = Vec<AppendProfile>> {

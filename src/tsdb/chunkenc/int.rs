@@ -89,7 +89,7 @@ fn fits(x: i64, w: u32) -> bool {
 
 /// Greatest common divisor (binary; `gcd(0, x) = x`).
 #[inline]
-fn gcd(mut a: u64, mut b: u64) -> u64 {
+pub(crate) fn gcd(mut a: u64, mut b: u64) -> u64 {
     if a == 0 {
         return b;
     }

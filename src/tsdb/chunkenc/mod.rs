@@ -54,6 +54,7 @@ mod xor;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use int::gcd;
 pub use int::{IntChunk, IntIter, PACKED_MAX};
 pub use rle::{RleChunk, RleIter, MAX_SAMPLES as RLE_MAX_SAMPLES};
 pub use timestamp::{TimestampChunk, TimestampIter};
