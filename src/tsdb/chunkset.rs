@@ -578,7 +578,7 @@ impl ChunkSet {
             return Err("timestamps disagree with the set's time range".into());
         }
         // The stacks written as rows, as columns of their own.
-        let built = Self::rows_from_proto(p, enc, len, &stack)?;
+        let (arena, built) = Self::rows_from_proto(p, enc, len, &stack)?;
         // Each column checked in place: (stack, first, values, bytes).
         let mut cols: Vec<(StackId, u16, u16, &[u8])> =
             Vec::with_capacity(p.stacks.len() + built.len());
@@ -600,8 +600,8 @@ impl ChunkSet {
         }
         cols.extend(
             built
-                .iter()
-                .map(|(id, first, n, c)| (*id, *first, *n, c.bytes())),
+                .into_iter()
+                .map(|(id, first, n, r)| (id, first, n, &arena[r])),
         );
         let stacks = Self::columns_from_proto(enc, cols, table)?;
         // A row names its stack by index as a version 3 column does.
@@ -630,16 +630,18 @@ impl ChunkSet {
     }
 
     /// The rows of a set read from a block (block format 6), checked, as
-    /// one column per stack: `(stack, first, values, chunk)`.
+    /// one column per stack: the columns' chunks one after the other, and
+    /// per column `(stack, first, values, its bytes in them)`.
+    #[allow(clippy::type_complexity)]
     fn rows_from_proto(
         p: &crate::proto::block::ChunkSet,
         enc: Encoding,
         len: usize,
         stack: &impl Fn(&crate::proto::block::StackColumn) -> Result<StackId, String>,
-    ) -> Result<Vec<(StackId, u16, u16, IntChunk)>, String> {
+    ) -> Result<(Vec<u8>, Vec<(StackId, u16, u16, std::ops::Range<usize>)>), String> {
         let n = p.row_stack.len();
         if n == 0 && p.row_profile.is_empty() && p.row_value.is_empty() && p.row_scale == 0 {
-            return Ok(Vec::new());
+            return Ok(Default::default());
         }
         if enc != Encoding::Int {
             return Err("rows in a set of XOR chunks".into());
@@ -651,7 +653,7 @@ impl ChunkSet {
             .ok()
             .filter(|s| *s >= 1)
             .ok_or_else(|| format!("row scale {}", p.row_scale))?;
-        let mut out = Vec::new();
+        let (mut arena, mut out) = (Vec::with_capacity(4 * n), Vec::new());
         let mut values = [0i64; CHUNK_PROFILES];
         let mut i = 0;
         let mut stack_index = 0u32;
@@ -688,15 +690,12 @@ impl ChunkSet {
             })?;
             // Both below CHUNK_PROFILES.
             let count = (last - first + 1) as u16;
-            out.push((
-                id,
-                first as u16,
-                count,
-                IntChunk::from_values(&values[first..=last]),
-            ));
+            let start = arena.len();
+            IntChunk::encode_values_into(&values[first..=last], &mut arena);
+            out.push((id, first as u16, count, start..arena.len()));
             i = end;
         }
-        Ok(out)
+        Ok((arena, out))
     }
 
     /// The columns of a set read from a block, checked: integer chunks

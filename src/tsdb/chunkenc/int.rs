@@ -260,6 +260,23 @@ impl IntChunk {
     /// chunks long before; the head's hold 120): more panics rather than
     /// write a count no reader accepts.
     pub fn from_values(vs: &[i64]) -> IntChunk {
+        Self::from_values_after(vs, Vec::new())
+    }
+
+    /// Appends the bytes of [`IntChunk::from_values`]`(vs)` to `out`: for
+    /// a reader that builds many small chunks into one buffer (no
+    /// allocation per chunk). `vs` must not be empty.
+    pub fn encode_values_into(vs: &[i64], out: &mut Vec<u8>) {
+        debug_assert!(!vs.is_empty());
+        *out = Self::from_values_after(vs, std::mem::take(out))
+            .w
+            .into_bytes();
+    }
+
+    /// [`IntChunk::from_values`] with its bytes after those of `buf`
+    /// (which [`IntChunk::encode_values_into`] takes back; any other
+    /// caller passes an empty `buf`).
+    fn from_values_after(vs: &[i64], buf: Vec<u8>) -> IntChunk {
         assert!(
             vs.len() <= Self::MAX_SAMPLES,
             "an integer chunk of more than {} values",
@@ -269,8 +286,9 @@ impl IntChunk {
         let Some((&v0, rest)) = vs.split_first() else {
             return c;
         };
+        // Whole bytes: no unused bits.
+        c.w = BitWriter::from_parts(buf, 0).unwrap_or_default();
         let buf = c.w.buf_mut();
-        buf.clear();
         buf.reserve(8 + rest.len() / 2);
         varint::put(buf, vs.len() as u64);
         c.hdr_len = varint::len(vs.len() as u64) as u8;
@@ -892,6 +910,32 @@ impl std::iter::FusedIterator for IntIter<'_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Chunks encoded one after another into one buffer are each the
+    /// bytes `from_values` makes, whatever came before them.
+    #[test]
+    fn chunks_encoded_into_one_buffer_are_each_whole() {
+        let seqs: [&[i64]; 6] = [
+            &[10_000_000],
+            &[-3],
+            &[0, 0, 5, 0, 7],
+            &[20_000_000, 0, 40_000_000],
+            &[i64::MIN, i64::MAX],
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17],
+        ];
+        let mut buf = vec![0xff, 0x01];
+        let mut at = Vec::new();
+        for vs in seqs {
+            let start = buf.len();
+            IntChunk::encode_values_into(vs, &mut buf);
+            at.push(start..buf.len());
+        }
+        assert_eq!(&buf[..2], &[0xff, 0x01]);
+        for (vs, r) in seqs.iter().zip(at) {
+            assert_eq!(&buf[r.clone()], IntChunk::from_values(vs).bytes());
+            assert_eq!(IntChunk::iter_bytes(&buf[r]).collect::<Vec<_>>(), *vs);
+        }
+    }
 
     #[test]
     fn gcd_matches_euclid() {
