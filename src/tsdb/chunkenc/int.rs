@@ -87,6 +87,16 @@ fn fits(x: i64, w: u32) -> bool {
     (-lim..lim).contains(&x)
 }
 
+/// Whether `lo * scale` and `hi * scale` (so every `s * scale` with `lo <=
+/// s <= hi`) are i64s.
+fn scaled_fit(lo: i128, hi: i128, scale: u64) -> bool {
+    let fits = |s: i128| {
+        s.checked_mul(i128::from(scale))
+            .is_some_and(|v| i64::try_from(v).is_ok())
+    };
+    fits(lo) && fits(hi)
+}
+
 /// Greatest common divisor (binary; `gcd(0, x) = x`).
 #[inline]
 pub(crate) fn gcd(mut a: u64, mut b: u64) -> u64 {
@@ -584,19 +594,21 @@ impl IntChunk {
                 // without error.
                 let mut it = IntIter::new(b, hdr_len, count as usize);
                 let mut g = 0u64;
-                let mut prev = 0;
-                let lim = i128::from(i64::MAX) / i128::from(scale);
+                let (mut prev, mut lo, mut hi) = (0, i64::MAX, i64::MIN);
                 while let Some(s) = it.next_scaled_checked() {
-                    let s128 = i128::from(s);
-                    // The value s * scale must be an i64: -2^63 <= s*scale <= 2^63 - 1.
-                    if s128 > lim || s128 * i128::from(scale) < i128::from(i64::MIN) {
-                        return Err(ChunkError::Corrupt("value overflows 64 bits"));
+                    lo = lo.min(s);
+                    hi = hi.max(s);
+                    // Once 1, the gcd stays 1.
+                    if g != 1 {
+                        g = gcd(g, s.unsigned_abs());
                     }
-                    g = gcd(g, s.unsigned_abs());
                     prev = s;
                 }
                 if let Some(what) = it.corrupt {
                     return Err(ChunkError::Corrupt(what));
+                }
+                if !scaled_fit(i128::from(lo), i128::from(hi), scale) {
+                    return Err(ChunkError::Corrupt("value overflows 64 bits"));
                 }
                 if g > 1 || (g == 0 && scale != 1) {
                     return Err(ChunkError::Corrupt("scale is not the values' gcd"));
@@ -636,7 +648,6 @@ impl IntChunk {
         let mut r = BitReader::new(stream);
         let (mut zeros, mut min_x, mut max_x) = (0u64, u64::MAX, 0u64);
         let (mut g, mut prev) = (0u64, 0i64);
-        let lim = i128::from(i64::MAX) / i128::from(scale);
         for _ in 0..count {
             let s = if z && !r.read_bit() {
                 zeros += 1;
@@ -658,14 +669,23 @@ impl IntChunk {
                 }
                 s
             };
-            // The value s * scale must be an i64.
-            if s > lim || s * i128::from(scale) < i128::from(i64::MIN) {
+            // Whether every s * scale is an i64 is checked after the loop,
+            // from the least and the greatest x; until then s may wrap.
+            let s = s as i64;
+            // Once 1, the gcd stays 1.
+            if g != 1 {
+                g = gcd(g, s.unsigned_abs());
+            }
+            prev = s;
+        }
+        if min_x <= max_x {
+            let (lo, hi) = (
+                i128::from(base) + i128::from(min_x),
+                i128::from(base) + i128::from(max_x),
+            );
+            if !scaled_fit(lo, hi, scale) {
                 return Err(ChunkError::Corrupt("value overflows 64 bits"));
             }
-            // In range: |s| <= |s * scale| <= 2^63.
-            let s = s as i64;
-            g = gcd(g, s.unsigned_abs());
-            prev = s;
         }
         if z != (zeros > 0 && zeros < count) {
             return Err(ChunkError::Corrupt(
