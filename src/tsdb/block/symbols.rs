@@ -276,6 +276,14 @@ impl Builder {
     }
 }
 
+/// String `i` of the table, or an error naming `what` refers to it.
+fn string_at(strings: &[String], i: u32, what: &str) -> Result<String, String> {
+    strings
+        .get(i as usize)
+        .cloned()
+        .ok_or_else(|| format!("{what}: string {i} of {}", strings.len()))
+}
+
 /// A decoded symbols section, with every entity's content id.
 #[derive(Debug, Default)]
 pub struct BlockSymbols {
@@ -297,12 +305,7 @@ impl BlockSymbols {
     pub fn decode(b: &[u8]) -> Result<BlockSymbols, String> {
         let t = pb::Symbols::decode(b).map_err(|e| format!("undecodable symbols: {e}"))?;
         let strings = &t.strings;
-        let s = |i: u32, what: &str| -> Result<String, String> {
-            strings
-                .get(i as usize)
-                .cloned()
-                .ok_or_else(|| format!("{what}: string {i} of {}", strings.len()))
-        };
+        let s = |i: u32, what: &str| string_at(strings, i, what);
         let mut out = BlockSymbols {
             bytes: b.len() * 3,
             ..Default::default()
@@ -524,12 +527,7 @@ impl BlockSymbols {
                     .0,
             );
         }
-        let s = |i: u32, what: &str| -> Result<String, String> {
-            strings
-                .get(i as usize)
-                .cloned()
-                .ok_or_else(|| format!("{what}: string {i} of {}", strings.len()))
-        };
+        let s = |i: u32, what: &str| string_at(strings, i, what);
         let mut labels = Vec::with_capacity(num_labels.len());
         for n in num_labels {
             labels.push(NumLabel {
