@@ -17,7 +17,11 @@
 //!   valid block);
 //! - 5: one stored section of a version 4 block (`section::unframe`: an
 //!   encoding byte, then the message or its length and a zstd frame),
-//!   which a file reaches only behind a matching CRC32.
+//!   which a file reaches only behind a matching CRC32;
+//! - 6: a change (as in 1) to the valid block's first series blob as a
+//!   message (`SeriesChunks`: chunk sets with columns and, since format 6,
+//!   rows), decoded set by set (`ChunkSet::from_proto`) as a reader does
+//!   once the blob's CRC32 matched, which a changed file rarely does.
 //!
 //! Run from the crate root: `RUSTC_BOOTSTRAP=1 cargo fuzz run block_file`.
 
@@ -25,12 +29,15 @@
 
 use libfuzzer_sys::fuzz_target;
 use profstore::engine::live::LiveData;
+use profstore::model::StackId;
 use profstore::model::{Function, Labels, Line, Location, Stacktrace};
+use profstore::proto::block as pb;
 use profstore::querier::live::live_block;
 use profstore::tsdb::block::{section, write_block, Block, BlockSeriesData, BlockSymbols};
-use profstore::tsdb::chunkset::{build_sets, AppendProfile};
+use profstore::tsdb::chunkset::{build_sets, AppendProfile, ChunkSet};
 use profstore::tsdb::meta::MetaStore;
 use profstore::tsdb::ship::Descriptor;
+use prost::Message;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -43,6 +50,10 @@ fn dir() -> &'static PathBuf {
         d
     })
 }
+
+/// The valid block's first series blob as a message, and the stacks its
+/// columns index (set by [`valid`]).
+static SETS: OnceLock<(Vec<u8>, Vec<StackId>)> = OnceLock::new();
 
 /// A small valid block: two series, three stacks.
 fn valid() -> &'static Vec<u8> {
@@ -112,6 +123,14 @@ fn valid() -> &'static Vec<u8> {
                 }
             })
             .collect::<Vec<_>>();
+        let first = pb::SeriesChunks {
+            sets: series[0]
+                .sets
+                .iter()
+                .map(|set| set.to_proto(|id| s.iter().position(|x| *x == id).unwrap() as u32))
+                .collect(),
+        };
+        let _ = SETS.set((first.encode_to_vec(), s.clone()));
         let path = dir().join("valid.block");
         write_block(&path, 0, 100_000, series, &meta).unwrap();
         std::fs::read(&path).unwrap()
@@ -138,7 +157,11 @@ fn read_block(b: Block) {
 
 /// The valid block with `rest` applied (see mode 1).
 fn changed(rest: &[u8]) -> Vec<u8> {
-    let mut b = valid().clone();
+    change(valid().clone(), rest)
+}
+
+/// `b` with `rest` applied: two bytes of offset, then bytes XORed in there.
+fn change(mut b: Vec<u8>, rest: &[u8]) -> Vec<u8> {
     if rest.len() >= 2 {
         let at = usize::from(u16::from_le_bytes([rest[0], rest[1]])) % b.len();
         for (i, x) in rest[2..].iter().enumerate() {
@@ -154,7 +177,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    match mode % 6 {
+    match mode % 7 {
         0 => read_all(rest),
         5 => {
             if let Ok(m) = section::unframe(rest, 1 << 16) {
@@ -170,6 +193,25 @@ fuzz_target!(|data: &[u8]| {
             if let Ok((d, b)) = live_block("http://ingester", data) {
                 assert_eq!((d.min_time, d.max_time), (b.min_time(), b.max_time()));
                 read_block(b);
+            }
+        }
+        6 => {
+            valid();
+            let (blob, stacks) = SETS.get().expect("set by valid()");
+            let blob = change(blob.clone(), rest);
+            if let Ok(m) = pb::SeriesChunks::decode(&blob[..]) {
+                let table = std::sync::Arc::default();
+                for set in &m.sets {
+                    let id = |c: &pb::StackColumn| {
+                        stacks
+                            .get(c.stack_index as usize)
+                            .copied()
+                            .ok_or_else(|| format!("stack index {}", c.stack_index))
+                    };
+                    if let Ok(s) = ChunkSet::from_proto(set, &table, id) {
+                        assert!(!s.profiles(i64::MIN, i64::MAX).is_empty());
+                    }
+                }
             }
         }
         3 => {

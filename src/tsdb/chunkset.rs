@@ -665,9 +665,10 @@ impl ChunkSet {
             // (so no stack has two runs).
             let end = (i + 1..n).find(|j| p.row_stack[*j] != 0).unwrap_or(n);
             let (first, last) = (p.row_profile[i] as usize, p.row_profile[end - 1] as usize);
-            if last >= len || end - i > ROW_MAX {
+            if last >= len || first > last || end - i > ROW_MAX {
                 return Err(format!(
-                    "{} rows of stack {stack_index} up to profile {last} in a set of {len}",
+                    "{} rows of stack {stack_index} from profile {first} up to profile {last} \
+                     in a set of {len}",
                     end - i
                 ));
             }
@@ -675,7 +676,8 @@ impl ChunkSet {
             let mut previous = None;
             for j in i..end {
                 let profile = p.row_profile[j] as usize;
-                if previous.is_some_and(|q| q >= profile) {
+                // Increasing, so each at most the last (< len).
+                if previous.is_some_and(|q| q >= profile) || profile > last {
                     return Err(format!("rows of stack {stack_index} out of order"));
                 }
                 previous = Some(profile);
@@ -1330,7 +1332,7 @@ mod tests {
         assert_eq!(acc, naive(&ps, 1_000, 1_000 + 50 * 10_000));
         // Damage, each refused.
         type Damage = fn(&mut crate::proto::block::ChunkSet);
-        let cases: [(&str, Damage); 8] = [
+        let cases: [(&str, Damage); 10] = [
             ("lengths", |m| {
                 m.row_value.pop();
             }),
@@ -1342,6 +1344,16 @@ mod tests {
             ("out of order", |m| {
                 let i = m.row_stack.iter().skip(1).position(|d| *d == 0).unwrap() + 1;
                 m.row_profile[i] = m.row_profile[i - 1];
+            }),
+            // A row between a run's first and last, past its last.
+            ("out of order", |m| {
+                let i = m.row_stack.iter().skip(1).position(|d| *d == 0).unwrap() + 1;
+                m.row_profile[i] = 200;
+            }),
+            // A run whose first profile comes after its last.
+            ("rows of stack", |m| {
+                let i = m.row_stack.iter().skip(1).position(|d| *d == 0).unwrap();
+                m.row_profile[i] = 119;
             }),
             ("two columns", |m| {
                 let c = m.stacks[0].stack_index;
