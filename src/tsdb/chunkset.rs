@@ -38,6 +38,7 @@ use crate::tsdb::chunkenc::{
 use crate::tsdb::stacktable::{StackRef, StackTable};
 use crate::tsdb::tagged::{RowFilter, Tagged};
 use rustc_hash::FxHashMap;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// A column of values (the totals or one stack's): an [`IntChunk`], or an
@@ -769,10 +770,12 @@ impl ChunkSet {
                 }
             }
         }
-        for (i, p) in out.iter_mut().enumerate() {
+        for p in &mut out {
             p.samples.sort_unstable_by_key(|(k, _)| *k);
-            if let Some(t) = &self.tagged {
-                p.tagged = t.profile(lo + i);
+        }
+        if let Some(t) = &self.tagged {
+            for (p, tagged) in out.iter_mut().zip(t.profiles(lo, hi)) {
+                p.tagged = tagged;
             }
         }
         out
@@ -1047,7 +1050,10 @@ pub fn sets_merge_into(
 /// Per profile `lo..hi` of `s`, its total over the samples `f` selects, or
 /// `None` when `f` selects none of them (see [`crate::tsdb::tagged`]).
 fn filtered_totals(s: &ChunkSet, lo: usize, hi: usize, f: &RowFilter) -> Vec<Option<i64>> {
-    let rows = s.tagged.as_ref().map_or(&[][..], |t| t.rows_in(lo, hi));
+    let rows = s
+        .tagged
+        .as_ref()
+        .map_or(Cow::Borrowed(&[][..]), |t| t.rows_in(lo, hi));
     let matching = s.tagged.as_ref().map(|t| t.matching(f)).unwrap_or_default();
     if f.matches_empty() {
         let mut out: Vec<Option<i64>> = s.totals.iter().skip(lo).take(hi - lo).map(Some).collect();
@@ -1101,7 +1107,10 @@ pub fn sets_merge_where(
 ) -> MergeStats {
     let mut stats = MergeStats::empty();
     for (s, lo, hi, ts) in sets_in(sets, start, end) {
-        let rows = s.tagged.as_ref().map_or(&[][..], |t| t.rows_in(lo, hi));
+        let rows = s
+            .tagged
+            .as_ref()
+            .map_or(Cow::Borrowed(&[][..]), |t| t.rows_in(lo, hi));
         let matching = s.tagged.as_ref().map(|t| t.matching(f)).unwrap_or_default();
         if f.matches_empty() {
             stats.add(&sets_merge_into(std::slice::from_ref(s), start, end, acc));

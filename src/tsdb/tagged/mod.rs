@@ -12,6 +12,13 @@
 //! design gives when the label is a series label, without a series per
 //! value.
 //!
+//! # In memory
+//! While its set takes profiles, a `Tagged` keeps rows as structs and each
+//! tuple as its own allocation, with a hash lookup to find a tuple again.
+//! When the set is sealed the rows and tuples are packed into bytes
+//! ([`packed`]: a few bytes per row, a span id as its 8 bytes); reading
+//! them decodes, and a later push unpacks them first.
+//!
 //! # Format in a block
 //! Three fields of the `ChunkSet` message (`docs/format/block.md`):
 //! `tag_names` (the names the set's tuples use, sorted), `tag_tuples` (per
@@ -30,8 +37,12 @@
 
 use crate::model::{sample_label, Matcher, SampleLabels, StackId};
 use crate::tsdb::chunkenc::varint;
+use packed::Packed;
 use rustc_hash::FxHashMap;
+use std::borrow::Cow;
 use std::collections::BTreeSet;
+
+mod packed;
 
 /// One row: the summed value of the samples of `stack` in profile
 /// `profile` (index within the set) that carried tuple `tuple`.
@@ -98,36 +109,34 @@ impl Tuple {
     }
 }
 
-/// The tagged samples of one chunk set (see the [module docs](self)).
+/// The tagged samples of one chunk set (see the [module docs](self)):
+/// growable while the set takes profiles, packed once it is sealed.
+#[derive(Debug, Clone)]
+pub struct Tagged(Form);
+
+#[derive(Debug, Clone)]
+enum Form {
+    Open(Open),
+    Sealed(Packed),
+}
+
+impl Default for Tagged {
+    fn default() -> Tagged {
+        Tagged(Form::Open(Open::default()))
+    }
+}
+
+/// The growable form.
 #[derive(Debug, Clone, Default)]
-pub struct Tagged {
+struct Open {
     tuples: Vec<Tuple>,
-    /// Hash of a tuple → the first tuple with that hash, kept while the set
-    /// takes profiles (empty once sealed); a collision falls back to a scan.
+    /// Hash of a tuple → the first tuple with that hash; a collision falls
+    /// back to a scan.
     lookup: FxHashMap<u64, u32>,
     rows: Vec<Row>,
 }
 
-impl Tagged {
-    /// Adds the rows of profile `profile` (the set's next profile).
-    pub fn push(&mut self, profile: u16, tags: &[(SampleLabels, StackId, i64)]) {
-        if self.lookup.is_empty() && !self.tuples.is_empty() {
-            self.unseal();
-        }
-        for (labels, stack, value) in tags {
-            if *value == 0 {
-                continue;
-            }
-            let tuple = self.intern(Tuple::new(labels));
-            self.rows.push(Row {
-                profile,
-                tuple,
-                stack: *stack,
-                value: *value,
-            });
-        }
-    }
-
+impl Open {
     /// The index of `t`, added when new.
     fn intern(&mut self, t: Tuple) -> u32 {
         let h = t.hash();
@@ -150,87 +159,186 @@ impl Tagged {
         }
     }
 
-    /// Drops the lookup of a set that takes no more profiles.
-    pub fn seal(&mut self) {
-        self.lookup = FxHashMap::default();
-        self.rows.shrink_to_fit();
-        self.tuples.shrink_to_fit();
-    }
-
-    fn unseal(&mut self) {
-        let mut lookup = FxHashMap::default();
-        for (i, t) in self.tuples.iter().enumerate() {
-            lookup.entry(t.hash()).or_insert(i as u32);
-        }
-        self.lookup = lookup;
-    }
-
-    /// True when the set has no tagged sample.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// The rows, in profile order.
-    pub fn rows(&self) -> &[Row] {
-        &self.rows
-    }
-
-    /// The rows of profiles `[lo, hi)`.
-    pub fn rows_in(&self, lo: usize, hi: usize) -> &[Row] {
+    fn rows_in(&self, lo: usize, hi: usize) -> &[Row] {
         let a = self.rows.partition_point(|r| usize::from(r.profile) < lo);
         let b = self.rows.partition_point(|r| usize::from(r.profile) < hi);
         &self.rows[a..b.max(a)]
     }
+}
 
-    /// Tuple `i`.
+impl Tagged {
+    /// Adds the rows of profile `profile` (the set's next profile).
+    pub fn push(&mut self, profile: u16, tags: &[(SampleLabels, StackId, i64)]) {
+        let open = self.open_mut();
+        for (labels, stack, value) in tags {
+            if *value == 0 {
+                continue;
+            }
+            let tuple = open.intern(Tuple::new(labels));
+            open.rows.push(Row {
+                profile,
+                tuple,
+                stack: *stack,
+                value: *value,
+            });
+        }
+    }
+
+    /// The growable form, unpacked first if the set was sealed.
+    fn open_mut(&mut self) -> &mut Open {
+        if let Form::Sealed(p) = &self.0 {
+            self.0 = Form::Open(Self::unpack(p));
+        }
+        match &mut self.0 {
+            Form::Open(o) => o,
+            Form::Sealed(_) => unreachable!("unpacked above"),
+        }
+    }
+
+    fn unpack(p: &Packed) -> Open {
+        let mut open = Open::default();
+        for labels in p.tuple_labels() {
+            // Tuples of a set are unique, so each gets its own index again.
+            open.intern(Tuple::new(&labels));
+        }
+        open.rows = p.rows_in(0, usize::MAX);
+        open
+    }
+
+    /// Packs the rows of a set that takes no more profiles (see
+    /// [`packed`]); a later [`Tagged::push`] unpacks them.
+    pub fn seal(&mut self) {
+        if let Form::Open(o) = &self.0 {
+            self.0 = Form::Sealed(Packed::new(&o.tuples, &o.rows));
+        }
+    }
+
+    /// True when the set has no tagged sample.
+    pub fn is_empty(&self) -> bool {
+        match &self.0 {
+            Form::Open(o) => o.rows.is_empty(),
+            Form::Sealed(p) => p.stacks().is_empty(),
+        }
+    }
+
+    /// The rows, in profile order.
+    pub fn rows(&self) -> Cow<'_, [Row]> {
+        self.rows_in(0, usize::MAX)
+    }
+
+    /// The rows of profiles `[lo, hi)`.
+    pub fn rows_in(&self, lo: usize, hi: usize) -> Cow<'_, [Row]> {
+        match &self.0 {
+            Form::Open(o) => Cow::Borrowed(o.rows_in(lo, hi)),
+            Form::Sealed(p) => Cow::Owned(p.rows_in(lo, hi)),
+        }
+    }
+
+    /// Every tuple's labels, in tuple order.
+    fn tuples(&self) -> Vec<SampleLabels> {
+        match &self.0 {
+            Form::Open(o) => o.tuples.iter().map(Tuple::labels).collect(),
+            Form::Sealed(p) => p.tuple_labels(),
+        }
+    }
+
+    /// Tuple `i` (empty when out of range).
     pub fn tuple(&self, i: u32) -> SampleLabels {
-        self.tuples[i as usize].labels()
+        match &self.0 {
+            Form::Open(o) => o
+                .tuples
+                .get(i as usize)
+                .map(Tuple::labels)
+                .unwrap_or_default(),
+            Form::Sealed(p) => p
+                .tuple_labels()
+                .into_iter()
+                .nth(i as usize)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Per profile of `[lo, hi)`, its rows as (labels, stack, value),
+    /// sorted.
+    pub fn profiles(&self, lo: usize, hi: usize) -> Vec<Vec<(SampleLabels, StackId, i64)>> {
+        let tuples = self.tuples();
+        let mut out = vec![Vec::new(); hi.saturating_sub(lo)];
+        for r in self.rows_in(lo, hi).iter() {
+            let labels = tuples.get(r.tuple as usize).cloned().unwrap_or_default();
+            out[usize::from(r.profile) - lo].push((labels, r.stack, r.value));
+        }
+        for v in &mut out {
+            v.sort_unstable();
+        }
+        out
     }
 
     /// The rows of profile `i` as (labels, stack, value), sorted.
     pub fn profile(&self, i: usize) -> Vec<(SampleLabels, StackId, i64)> {
-        let mut v: Vec<(SampleLabels, StackId, i64)> = self
-            .rows_in(i, i + 1)
-            .iter()
-            .map(|r| (self.tuple(r.tuple), r.stack, r.value))
-            .collect();
-        v.sort_unstable();
-        v
+        self.profiles(i, i + 1).pop().unwrap_or_default()
     }
 
     /// The names the tuples use.
     pub fn names(&self) -> BTreeSet<&str> {
-        self.tuples
-            .iter()
-            .flat_map(|t| t.pairs().map(|(n, _)| n))
-            .collect()
+        match &self.0 {
+            Form::Open(o) => o
+                .tuples
+                .iter()
+                .flat_map(|t| t.pairs().map(|(n, _)| n))
+                .collect(),
+            Form::Sealed(p) => p.names().iter().map(String::as_str).collect(),
+        }
     }
 
-    /// The stacks the rows name.
-    pub fn stacks(&self) -> impl Iterator<Item = StackId> + '_ {
-        self.rows.iter().map(|r| r.stack)
+    /// The stacks the rows name (a stack may come more than once).
+    pub fn stacks(&self) -> Box<dyn Iterator<Item = StackId> + '_> {
+        match &self.0 {
+            Form::Open(o) => Box::new(o.rows.iter().map(|r| r.stack)),
+            Form::Sealed(p) => Box::new(p.stacks().iter().copied()),
+        }
     }
 
     /// Bytes held in memory, about.
     pub fn bytes(&self) -> usize {
-        // A tuple: its box, its bytes and the allocator's rounding.
-        let tuples: usize = self
-            .tuples
-            .iter()
-            .map(|t| std::mem::size_of::<Tuple>() + t.0.len().next_multiple_of(16))
-            .sum::<usize>()
-            + (self.tuples.capacity() - self.tuples.len()) * std::mem::size_of::<Tuple>();
-        // Hash map slots (key, value, control byte).
-        let lookup = self.lookup.capacity() * 13;
-        self.rows.capacity() * std::mem::size_of::<Row>() + tuples + lookup
+        match &self.0 {
+            Form::Open(o) => {
+                // A tuple: its box, its bytes and the allocator's rounding.
+                let tuples: usize = o
+                    .tuples
+                    .iter()
+                    .map(|t| std::mem::size_of::<Tuple>() + t.0.len().next_multiple_of(16))
+                    .sum::<usize>()
+                    + (o.tuples.capacity() - o.tuples.len()) * std::mem::size_of::<Tuple>();
+                // Hash map slots (key, value, control byte).
+                let lookup = o.lookup.capacity() * 13;
+                o.rows.capacity() * std::mem::size_of::<Row>() + tuples + lookup
+            }
+            Form::Sealed(p) => p.bytes(),
+        }
     }
 
     /// Per tuple, whether `f` matches it.
     pub fn matching(&self, f: &RowFilter) -> Vec<bool> {
-        self.tuples
-            .iter()
-            .map(|t| f.matches_by(|name| t.get(name)))
-            .collect()
+        match &self.0 {
+            Form::Open(o) => o
+                .tuples
+                .iter()
+                .map(|t| f.matches_by(|name| t.get(name)))
+                .collect(),
+            Form::Sealed(p) => {
+                let mut out = Vec::new();
+                let names = p.names();
+                p.each_tuple(|labels| {
+                    out.push(f.matches_by(|name| {
+                        labels
+                            .iter()
+                            .find(|(n, _)| names.get(*n as usize).is_some_and(|x| x == name))
+                            .map_or("", |(_, v)| v)
+                    }))
+                });
+                out
+            }
+        }
     }
 
     /// Writes the rows into a block's `ChunkSet` message; `index` names a
@@ -240,25 +348,26 @@ impl Tagged {
         index: &mut impl FnMut(StackId) -> u32,
         msg: &mut crate::proto::block::ChunkSet,
     ) {
-        if self.rows.is_empty() {
+        let rows = self.rows();
+        if rows.is_empty() {
             return;
         }
         let names: Vec<&str> = self.names().into_iter().collect();
         msg.tag_names = names.iter().map(|n| n.to_string()).collect();
         msg.tag_tuples = self
-            .tuples
-            .iter()
+            .tuples()
+            .into_iter()
             .map(|t| crate::proto::block::TagTuple {
                 // Every name of a tuple is in `names`.
                 names: t
-                    .pairs()
-                    .map(|(n, _)| names.binary_search(&n).unwrap_or(0) as u32)
+                    .iter()
+                    .map(|(n, _)| names.binary_search(&n.as_str()).unwrap_or(0) as u32)
                     .collect(),
-                values: t.pairs().map(|(_, v)| v.to_string()).collect(),
+                values: t.into_iter().map(|(_, v)| v).collect(),
             })
             .collect();
-        let mut b = Vec::with_capacity(self.rows.len() * 6);
-        for r in &self.rows {
+        let mut b = Vec::with_capacity(rows.len() * 6);
+        for r in rows.iter() {
             varint::put(&mut b, u64::from(r.profile));
             varint::put(&mut b, u64::from(r.tuple));
             varint::put(&mut b, u64::from(index(r.stack)));
@@ -346,11 +455,15 @@ impl Tagged {
             }
             rows.push(row);
         }
-        Ok(Some(Tagged {
+        let mut lookup = FxHashMap::default();
+        for (i, t) in tuples.iter().enumerate() {
+            lookup.entry(t.hash()).or_insert(i as u32);
+        }
+        Ok(Some(Tagged(Form::Open(Open {
             tuples,
-            lookup: FxHashMap::default(),
+            lookup,
             rows,
-        }))
+        }))))
     }
 }
 
@@ -480,3 +593,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "packed_tests.rs"]
+mod packed_tests;
