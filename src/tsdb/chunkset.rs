@@ -16,10 +16,10 @@
 //! chunks is **sealed** ([`ChunkSet::push`] of its last profile, sets read
 //! from blocks, and the open set of a head series that stopped receiving
 //! profiles: [`crate::tsdb::head::Head::seal_idle`]): its columns' bytes
-//! are packed into one buffer behind an
-//! index of 12 bytes per column, which names the column's stack by its
-//! number in the [`StackTable`] the set shares with others (the head's
-//! sets of one generation, a block's sets) rather than by its 16-byte id.
+//! are packed into one buffer behind an index of 4 to 6 bytes per column
+//! (uvarints, see [`pack`]), which names the column's stack by its number
+//! in the [`StackTable`] the set shares with others (the head's sets of
+//! one generation, a block's sets) rather than by its 16-byte id.
 //! Real profiles have many stacks seen in few profiles of a set, and many
 //! short-lived series, so most columns hold a few bytes and the per-column
 //! cost is most of a set. A sealed set is read in place; a push into one (a
@@ -33,7 +33,7 @@
 
 use crate::model::{SampleLabels, StackId};
 use crate::tsdb::chunkenc::{
-    gcd, Encoding, IntChunk, IntIter, RleChunk, TimestampChunk, XorChunk, XorIter,
+    gcd, varint, Encoding, IntChunk, IntIter, RleChunk, TimestampChunk, XorChunk, XorIter,
 };
 use crate::tsdb::stacktable::{StackRef, StackTable};
 use crate::tsdb::tagged::{RowFilter, Tagged};
@@ -190,38 +190,30 @@ pub struct StackColumn {
     values: Values,
 }
 
-/// One column of a sealed set; its chunk bytes are
-/// `bytes[start..next.start]` of the set's buffer.
-#[derive(Debug, Clone, Copy)]
-struct PackedColumn {
-    /// The stack's number in the set's table.
-    stack: StackRef,
-    first: u16,
-    /// Values in the column.
-    len: u16,
-    start: u32,
-}
-
-// The index entry the module docs count.
-const _: () = assert!(std::mem::size_of::<PackedColumn>() == 12);
-
 /// Sealed columns from `(stack, first, len, bytes)` per column, given in
 /// the order of the stacks' numbers (the order the index keeps).
+///
+/// The index holds per column, as uvarints: the stack's number less the
+/// previous column's (the first column: its number), the column's first
+/// profile, its count of values and its chunk's length in bytes; the
+/// chunks follow one another in `bytes` in the same order. 4 to 6 bytes
+/// per column where a struct took 12.
 fn pack(cols: Vec<(StackRef, u16, u16, &[u8])>) -> Columns {
     debug_assert!(cols.windows(2).all(|w| w[0].0 < w[1].0));
     let mut bytes = Vec::with_capacity(cols.iter().map(|c| c.3.len()).sum());
-    let mut index = Vec::with_capacity(cols.len());
-    for (stack, first, len, b) in cols {
-        index.push(PackedColumn {
-            stack,
-            first,
-            len,
-            // A set's columns are far below 4 GiB.
-            start: bytes.len() as u32,
-        });
+    let mut index = Vec::with_capacity(cols.len() * 4);
+    let mut previous = 0u32;
+    for &(stack, first, len, b) in &cols {
+        varint::put(&mut index, u64::from(stack.0 - previous));
+        previous = stack.0;
+        varint::put(&mut index, u64::from(first));
+        varint::put(&mut index, u64::from(len));
+        varint::put(&mut index, b.len() as u64);
         bytes.extend_from_slice(b);
     }
     Columns::Sealed {
+        // A set holds far fewer than 2^32 columns.
+        count: cols.len() as u32,
         index: index.into_boxed_slice(),
         bytes: bytes.into_boxed_slice(),
     }
@@ -232,10 +224,11 @@ fn pack(cols: Vec<(StackRef, u16, u16, &[u8])>) -> Columns {
 enum Columns {
     /// Growable columns: the set still takes profiles.
     Open(FxHashMap<StackId, StackColumn>),
-    /// Integer chunks packed in `bytes`, indexed by `index` (in the order
-    /// of the stacks' numbers).
+    /// `count` integer chunks packed in `bytes`, listed by `index` (in the
+    /// order of the stacks' numbers; see [`pack`]).
     Sealed {
-        index: Box<[PackedColumn]>,
+        count: u32,
+        index: Box<[u8]>,
         bytes: Box<[u8]>,
     },
 }
@@ -274,7 +267,7 @@ impl Columns {
     fn len(&self) -> usize {
         match self {
             Columns::Open(m) => m.len(),
-            Columns::Sealed { index, .. } => index.len(),
+            Columns::Sealed { count, .. } => *count as usize,
         }
     }
 
@@ -289,18 +282,34 @@ impl Columns {
                 m.iter()
                     .map(|(id, c)| (*id, usize::from(c.first), Col::Open(&c.values))),
             ),
-            Columns::Sealed { index, bytes } => {
+            Columns::Sealed {
+                count,
+                index,
+                bytes,
+            } => {
                 let ids = table.ids();
-                Box::new(index.iter().enumerate().filter_map(move |(i, c)| {
-                    let end = index.get(i + 1).map_or(bytes.len(), |n| n.start as usize);
-                    let b = bytes.get(c.start as usize..end).unwrap_or(&[]);
+                let (mut at, mut start, mut stack) = (0usize, 0usize, 0u32);
+                Box::new((0..*count).map_while(move |_| {
+                    // The index is the one `pack` wrote; most of its
+                    // uvarints are one byte.
+                    let mut next = || match index.get(at) {
+                        Some(&x) if x < 0x80 => {
+                            at += 1;
+                            Some(u64::from(x))
+                        }
+                        _ => varint::read(index, &mut at).ok(),
+                    };
+                    let (d, first, len, n) = (next()?, next()?, next()?, next()?);
+                    stack = stack.wrapping_add(d as u32);
+                    let b = bytes.get(start..start + n as usize).unwrap_or(&[]);
+                    start += n as usize;
                     // The set numbered its stacks in this table when it was
                     // sealed, and a table only grows.
-                    let Some(id) = ids.get(c.stack) else {
-                        debug_assert!(false, "stack number {} not in the set's table", c.stack.0);
+                    let Some(id) = ids.get(StackRef(stack)) else {
+                        debug_assert!(false, "stack number {stack} not in the set's table");
                         return None;
                     };
-                    Some((id, usize::from(c.first), Col::Packed(b, usize::from(c.len))))
+                    Some((id, first as usize, Col::Packed(b, len as usize)))
                 }))
             }
         }
@@ -837,7 +846,7 @@ impl ChunkSet {
                         + (m.capacity() - m.len()) * (std::mem::size_of::<StackColumn>() + 16)
                         + m.capacity()
                 }
-                Columns::Sealed { index, bytes } => std::mem::size_of_val(&**index) + bytes.len(),
+                Columns::Sealed { index, bytes, .. } => index.len() + bytes.len(),
             }
             + self.tagged.as_ref().map_or(0, |t| t.bytes())
     }
@@ -1229,6 +1238,49 @@ mod tests {
     /// a column of one repeated value too, each column and the totals end
     /// in their shorter form, and the set answers as before; an open set's
     /// message has them compacted too.
+    /// The sealed index takes a few bytes per column: 400 stacks, seen
+    /// from various profiles on, in a table numbering others between them.
+    #[test]
+    fn a_sealed_index_takes_a_few_bytes_per_column() {
+        let table = a_table();
+        let id = |k: u32| StackId(uuid::Uuid::from_u64_pair(u64::from(k), 7));
+        // Numbers the stacks far apart in the table (deltas of 2 bytes).
+        table
+            .intern_all((0..400u32).flat_map(|k| (0..200).map(move |j| id(k * 1000 + j))))
+            .unwrap();
+        let ps: Vec<AppendProfile> = (0..CHUNK_PROFILES as i64)
+            .map(|i| AppendProfile {
+                timestamp: 1_000 + i * 10_000,
+                samples: (0..400u32)
+                    .filter(|k| i64::from(*k % 100) <= i)
+                    .map(|k| (id(k * 1000), 1 + i64::from(k) * i))
+                    .collect(),
+                ..AppendProfile::default()
+            })
+            .collect();
+        let sets = build_sets(&ps, &table);
+        assert_eq!(sets.len(), 1);
+        let Columns::Sealed {
+            count,
+            index,
+            bytes,
+        } = &sets[0].stacks
+        else {
+            panic!("a full set is sealed");
+        };
+        assert_eq!(*count, 400);
+        // Per column: 2 bytes of stack number, 1 of first profile, 1 of count,
+        // 1 or 2 of length.
+        assert!(index.len() <= 6 * 400, "index of {} bytes", index.len());
+        assert!(index.len() >= 5 * 400, "index of {} bytes", index.len());
+        assert_eq!(
+            sets[0].columns().map(|(_, _, c)| c.len()).sum::<usize>(),
+            (0..400).map(|k| CHUNK_PROFILES - k % 100).sum::<usize>()
+        );
+        assert!(bytes.len() > 400);
+        assert_eq!(sets[0].profiles(i64::MIN, i64::MAX), ps);
+    }
+
     #[test]
     fn sealing_packs_columns_that_are_shorter_packed() {
         let ps: Vec<AppendProfile> = (0..CHUNK_PROFILES as i64)
