@@ -360,9 +360,20 @@ impl ChunkSet {
     /// the [module docs](self)); sets of XOR chunks stay as they are. A
     /// later [`ChunkSet::push`] unpacks it again.
     pub(crate) fn seal(&mut self) {
+        self.seal_rows();
+        self.seal_columns();
+    }
+
+    /// Packs the set's sample-label rows (see [`crate::tsdb::tagged`]); a
+    /// later push unpacks them.
+    pub(crate) fn seal_rows(&mut self) {
         if let Some(t) = &mut self.tagged {
             t.seal();
         }
+    }
+
+    /// The columns part of [`ChunkSet::seal`].
+    fn seal_columns(&mut self) {
         if self.values_encoding() != Encoding::Int {
             return;
         }
@@ -634,8 +645,11 @@ impl ChunkSet {
             tagged,
             table: Arc::clone(table),
         };
-        // Seals the rows; the columns are sealed already, or XOR.
-        set.seal();
+        // The columns are sealed already, or XOR. The sample-label rows
+        // stay as read: a set read from a block is most often read once and
+        // dropped; one the head keeps has them packed as it is stored
+        // (`MemSeries::load_sets`).
+        set.seal_columns();
         Ok(set)
     }
 
@@ -1238,6 +1252,42 @@ mod tests {
     /// a column of one repeated value too, each column and the totals end
     /// in their shorter form, and the set answers as before; an open set's
     /// message has them compacted too.
+    /// A set read from a block keeps its sample-label rows as read (it is
+    /// most often dropped after one query); `seal_rows` packs them, as the
+    /// head does for the sets it keeps.
+    #[test]
+    fn sets_read_from_a_block_pack_their_rows_when_kept() {
+        let ps: Vec<AppendProfile> = (0..CHUNK_PROFILES as i64)
+            .map(|i| {
+                let tags: Vec<(SampleLabels, StackId, i64)> = (0..20u8)
+                    .map(|k| {
+                        let span = format!("{:016x}", (i << 8 | i64::from(k)) * 7919);
+                        (vec![("span_id".to_string(), span)], stack(k), 3)
+                    })
+                    .collect();
+                AppendProfile {
+                    timestamp: 1_000 + i * 10_000,
+                    samples: (0..20u8).map(|k| (stack(k), 3)).collect(),
+                    tagged: tags,
+                    ..AppendProfile::default()
+                }
+            })
+            .collect();
+        let sets = build_sets(&ps, &a_table());
+        assert!(sets[0].is_sealed());
+        let msg = sets[0].to_proto(|id| u32::from(id.0.as_bytes()[0]));
+        let mut read =
+            ChunkSet::from_proto(&msg, &a_table(), |c| Ok(stack(c.stack_index as u8))).unwrap();
+        assert!(
+            read.bytes() > sets[0].bytes() + 120 * 20 * 40,
+            "rows as read"
+        );
+        read.seal_rows();
+        // The columns read back may differ by a chunk form or two.
+        assert!(read.bytes() < sets[0].bytes() + 1_000, "rows packed");
+        assert_eq!(read.profiles(i64::MIN, i64::MAX), ps);
+    }
+
     /// The sealed index takes a few bytes per column: 400 stacks, seen
     /// from various profiles on, in a table numbering others between them.
     #[test]

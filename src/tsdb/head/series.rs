@@ -431,7 +431,7 @@ impl MemSeries {
     }
 
     fn load_sets_locked(&self, d: &mut SeriesData, sets: Vec<ChunkSet>) -> Result<(), HeadError> {
-        for set in sets {
+        for mut set in sets {
             if let Some(max) = d.max_time {
                 if set.time_range().0 < max {
                     return Err(HeadError::SetsOutOfOrder {
@@ -447,6 +447,9 @@ impl MemSeries {
                 .note_sample_labels(set.sample_label_names().into_iter());
             d.min_time.get_or_insert(set.time_range().0);
             d.max_time = Some(set.time_range().1);
+            // Kept in memory: its sample-label rows packed (a set read from
+            // a block has them as read).
+            set.seal_rows();
             d.sets.push(set);
         }
         Ok(())

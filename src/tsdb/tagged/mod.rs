@@ -131,7 +131,8 @@ impl Default for Tagged {
 struct Open {
     tuples: Vec<Tuple>,
     /// Hash of a tuple → the first tuple with that hash; a collision falls
-    /// back to a scan.
+    /// back to a scan. Empty for rows read from a block (built at the first
+    /// push: most such sets are read once and dropped).
     lookup: FxHashMap<u64, u32>,
     rows: Vec<Row>,
 }
@@ -139,6 +140,11 @@ struct Open {
 impl Open {
     /// The index of `t`, added when new.
     fn intern(&mut self, t: Tuple) -> u32 {
+        if self.lookup.is_empty() {
+            for (i, x) in self.tuples.iter().enumerate() {
+                self.lookup.entry(x.hash()).or_insert(i as u32);
+            }
+        }
         let h = t.hash();
         // A set holds at most 120 profiles of bounded size.
         let next = self.tuples.len() as u32;
@@ -455,13 +461,9 @@ impl Tagged {
             }
             rows.push(row);
         }
-        let mut lookup = FxHashMap::default();
-        for (i, t) in tuples.iter().enumerate() {
-            lookup.entry(t.hash()).or_insert(i as u32);
-        }
         Ok(Some(Tagged(Form::Open(Open {
             tuples,
-            lookup,
+            lookup: FxHashMap::default(),
             rows,
         }))))
     }
@@ -553,6 +555,22 @@ mod tests {
         )
         .unwrap()]);
         assert_eq!(back.matching(&f), [false, true]);
+    }
+
+    /// Rows read from a block find their tuples again when the set takes
+    /// more profiles (the lookup is built at that first push).
+    #[test]
+    fn rows_read_from_a_block_take_more_profiles() {
+        let (t, msg) = message();
+        let mut back = Tagged::from_proto(&msg, 2, stack).unwrap().unwrap();
+        let mut want = t.clone();
+        let a = labels(&[("span_id", "a")]);
+        for x in [&mut back, &mut want] {
+            x.push(2, &[(a.clone(), stack(0).unwrap(), 4)]);
+        }
+        assert_eq!(back.tuples().len(), 2);
+        assert_eq!(back.tuples(), want.tuples());
+        assert_eq!(back.rows(), want.rows());
     }
 
     #[test]
