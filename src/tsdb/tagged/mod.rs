@@ -15,9 +15,11 @@
 //! # In memory
 //! While its set takes profiles, a `Tagged` keeps rows as structs and each
 //! tuple as its own allocation, with a hash lookup to find a tuple again.
-//! When the set is sealed the rows and tuples are packed into bytes
+//! When the head seals the set the rows and tuples are packed into bytes
 //! ([`packed`]: a few bytes per row, a span id as its 8 bytes); reading
-//! them decodes, and a later push unpacks them first.
+//! them decodes, and a later push unpacks them first. A set read from a
+//! block keeps them as read (a query drops it soon after), with no lookup
+//! until a push builds one.
 //!
 //! # Format in a block
 //! Three fields of the `ChunkSet` message (`docs/format/block.md`):
