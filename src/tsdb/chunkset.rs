@@ -11,8 +11,9 @@
 //! ([`Values`]): integer chunks for every set built here, XOR for sets read
 //! from blocks written before them.
 //!
-//! Memory: a set that takes profiles keeps a hash map of growable columns
-//! (about 100 bytes per column besides its chunk). A full set of integer
+//! Memory: a set that takes profiles keeps a list of growable columns
+//! sorted by stack id ([`open`]: 88 bytes per column besides its chunk).
+//! A full set of integer
 //! chunks is **sealed** ([`ChunkSet::push`] of its last profile, sets read
 //! from blocks, and the open set of a head series that stopped receiving
 //! profiles: [`crate::tsdb::head::Head::seal_idle`]): its columns' bytes
@@ -24,7 +25,9 @@
 //! short-lived series, so most columns hold a few bytes and the per-column
 //! cost is most of a set. A sealed set is read in place; a push into one (a
 //! head series whose last set came from the head snapshot) unpacks it
-//! first. A set whose table is full (2³² stacks) stays unsealed.
+//! first. A set whose table is full (2³² stacks) stays unsealed. Sealing
+//! also gives back the spare capacity the set's other chunks (timestamps,
+//! durations, periods, totals) grew by.
 //!
 //! In a block message ([`ChunkSet::to_proto`], block format 6) a stack with
 //! at most [`ROW_MAX`] non-zero values in the set is written as rows
@@ -37,9 +40,12 @@ use crate::tsdb::chunkenc::{
 };
 use crate::tsdb::stacktable::{StackRef, StackTable};
 use crate::tsdb::tagged::{RowFilter, Tagged};
+use open::OpenColumns;
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::sync::Arc;
+
+mod open;
 
 /// A column of values (the totals or one stack's): an [`IntChunk`], or an
 /// [`XorChunk`] in a set read from a block written before integer chunks.
@@ -125,6 +131,13 @@ impl Values {
         match self {
             Values::Xor(c) => c.size_bytes(),
             Values::Int(c) => c.size_bytes(),
+        }
+    }
+
+    fn shrink_to_fit(&mut self) {
+        match self {
+            Values::Xor(c) => c.shrink_to_fit(),
+            Values::Int(c) => c.shrink_to_fit(),
         }
     }
 }
@@ -223,7 +236,7 @@ fn pack(cols: Vec<(StackRef, u16, u16, &[u8])>) -> Columns {
 #[derive(Debug, Clone)]
 enum Columns {
     /// Growable columns: the set still takes profiles.
-    Open(FxHashMap<StackId, StackColumn>),
+    Open(OpenColumns),
     /// `count` integer chunks packed in `bytes`, listed by `index` (in the
     /// order of the stacks' numbers; see [`pack`]).
     Sealed {
@@ -345,7 +358,7 @@ impl ChunkSet {
             durations: RleChunk::new(),
             periods: RleChunk::new(),
             totals: Values::new(Encoding::Int),
-            stacks: Columns::Open(FxHashMap::default()),
+            stacks: Columns::Open(OpenColumns::default()),
             tagged: None,
             table,
         }
@@ -362,6 +375,11 @@ impl ChunkSet {
     pub(crate) fn seal(&mut self) {
         self.seal_rows();
         self.seal_columns();
+        // The chunks grew by doubling; a sealed set takes no more values.
+        self.timestamps.shrink_to_fit();
+        self.durations.shrink_to_fit();
+        self.periods.shrink_to_fit();
+        self.totals.shrink_to_fit();
     }
 
     /// Packs the set's sample-label rows (see [`crate::tsdb::tagged`]); a
@@ -380,12 +398,11 @@ impl ChunkSet {
         let Columns::Open(map) = &mut self.stacks else {
             return;
         };
-        let cols: Vec<(StackId, StackColumn)> = map.drain().collect();
-        let Some(refs) = self.table.intern_all(cols.iter().map(|c| c.0)) else {
+        let Some(refs) = self.table.intern_all(map.iter().map(|c| c.0)) else {
             // The table is full: the set stays open.
-            map.extend(cols);
             return;
         };
+        let cols = map.take();
         // The columns take no more values: each in its shorter form.
         let compact: Vec<Option<IntChunk>> = cols.iter().map(|(_, c)| c.values.compact()).collect();
         // A column holds at most CHUNK_PROFILES values.
@@ -407,7 +424,7 @@ impl ChunkSet {
     /// Unpacks a sealed set's columns into growable ones.
     fn unseal(&mut self) {
         if let Columns::Sealed { .. } = self.stacks {
-            let map = self
+            let cols = self
                 .columns()
                 .filter_map(|(stack, first, col)| {
                     let Col::Packed(b, _) = col else { return None };
@@ -422,7 +439,9 @@ impl ChunkSet {
                     ))
                 })
                 .collect();
-            self.stacks = Columns::Open(map);
+            // A sealed set numbers each of its stacks once.
+            let open = OpenColumns::from_unsorted(cols).unwrap_or_default();
+            self.stacks = Columns::Open(open);
         }
     }
 
@@ -740,16 +759,16 @@ impl ChunkSet {
         };
         let Some(refs) = refs else {
             // XOR, or a full table: growable columns.
-            let mut map = FxHashMap::default();
+            let mut open = Vec::with_capacity(cols.len());
             for (id, first, _, b) in cols {
                 // Checked by the caller.
                 let values =
                     Values::from_bytes(enc, b).map_err(|e| format!("stack column: {e}"))?;
-                if map.insert(id, StackColumn { first, values }).is_some() {
-                    return Err(two(id));
-                }
+                open.push((id, StackColumn { first, values }));
             }
-            return Ok(Columns::Open(map));
+            return OpenColumns::from_unsorted(open)
+                .map(Columns::Open)
+                .map_err(two);
         };
         let mut order: Vec<(StackRef, usize)> = refs.into_iter().zip(0..).collect();
         order.sort_unstable_by_key(|o| o.0);
@@ -816,22 +835,12 @@ impl ChunkSet {
         }
         self.durations.append(p.duration);
         self.periods.append(p.period);
-        let mut total: i64 = 0;
         let enc = self.values_encoding();
         let Columns::Open(stacks) = &mut self.stacks else {
             unreachable!("unsealed above");
         };
-        for &(stack, v) in &p.samples {
-            total = total.wrapping_add(v);
-            let col = stacks.entry(stack).or_insert_with(|| StackColumn {
-                first: idx as u16,
-                values: Values::new(enc),
-            });
-            while usize::from(col.first) + col.values.len() < idx {
-                col.values.append(0);
-            }
-            col.values.append(v);
-        }
+        // idx < CHUNK_PROFILES.
+        let total = stacks.push(idx as u16, &p.samples, enc);
         self.totals.append(total);
         if !p.tagged.is_empty() {
             self.tagged
@@ -852,14 +861,7 @@ impl ChunkSet {
             + self.periods.size_bytes()
             + self.totals.size_bytes()
             + match &self.stacks {
-                Columns::Open(m) => {
-                    m.values()
-                        .map(|c| c.values.size_bytes() + std::mem::size_of::<StackColumn>() + 16)
-                        .sum::<usize>()
-                        // Hash map slots, used or spare, and control bytes.
-                        + (m.capacity() - m.len()) * (std::mem::size_of::<StackColumn>() + 16)
-                        + m.capacity()
-                }
+                Columns::Open(m) => m.size_bytes(),
                 Columns::Sealed { index, bytes, .. } => index.len() + bytes.len(),
             }
             + self.tagged.as_ref().map_or(0, |t| t.bytes())
@@ -1329,6 +1331,45 @@ mod tests {
         );
         assert!(bytes.len() > 400);
         assert_eq!(sets[0].profiles(i64::MIN, i64::MAX), ps);
+    }
+
+    /// A sealed set holds no spare capacity: its chunks take the bytes
+    /// they are, where they had grown by doubling (durations and periods
+    /// change every profile here, so their run lists grow too).
+    #[test]
+    fn a_sealed_set_keeps_no_spare_capacity() {
+        let ps: Vec<AppendProfile> = (0..CHUNK_PROFILES as i64)
+            .map(|i| AppendProfile {
+                timestamp: 1_000 + i * 10_000 + i * i,
+                duration: 10_000 + i,
+                period: 1 + i % 3,
+                samples: vec![(stack(1), 5 + i)],
+                ..AppendProfile::default()
+            })
+            .collect();
+        let mut set = ChunkSet::new(a_table());
+        for p in &ps[..CHUNK_PROFILES - 1] {
+            set.push(p);
+        }
+        let spare = |s: &ChunkSet| {
+            s.timestamps.size_bytes() - s.timestamps.bytes().len() + s.durations.size_bytes()
+                - s.durations.bytes().len()
+                - s.durations.runs() * 16
+                + s.periods.size_bytes()
+                - s.periods.bytes().len()
+                - s.periods.runs() * 16
+                + s.totals.size_bytes()
+                - s.totals.bytes().len()
+        };
+        assert!(
+            spare(&set) > 100,
+            "open chunks grow by doubling: {}",
+            spare(&set)
+        );
+        set.push(&ps[CHUNK_PROFILES - 1]);
+        assert!(set.is_sealed());
+        assert_eq!(spare(&set), 0);
+        assert_eq!(set.profiles(i64::MIN, i64::MAX), ps);
     }
 
     #[test]
