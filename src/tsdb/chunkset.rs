@@ -17,7 +17,7 @@
 //! chunks is **sealed** ([`ChunkSet::push`] of its last profile, sets read
 //! from blocks, and the open set of a head series that stopped receiving
 //! profiles: [`crate::tsdb::head::Head::seal_idle`]): its columns' bytes
-//! are packed into one buffer behind an index of 4 to 6 bytes per column
+//! are packed into one buffer behind an index of 3 to 5 bytes per column
 //! (uvarints, see [`pack`]), which names the column's stack by its number
 //! in the [`StackTable`] the set shares with others (the head's sets of
 //! one generation, a block's sets) rather than by its 16-byte id.
@@ -203,24 +203,24 @@ pub struct StackColumn {
     values: Values,
 }
 
-/// Sealed columns from `(stack, first, len, bytes)` per column, given in
-/// the order of the stacks' numbers (the order the index keeps).
+/// Sealed columns from `(stack, first, bytes)` per column, given in the
+/// order of the stacks' numbers (the order the index keeps).
 ///
 /// The index holds per column, as uvarints: the stack's number less the
 /// previous column's (the first column: its number), the column's first
-/// profile, its count of values and its chunk's length in bytes; the
-/// chunks follow one another in `bytes` in the same order. 4 to 6 bytes
-/// per column where a struct took 12.
-fn pack(cols: Vec<(StackRef, u16, u16, &[u8])>) -> Columns {
+/// profile and its chunk's length in bytes; the chunks follow one another
+/// in `bytes` in the same order, each starting with its count of values
+/// (an integer chunk's header). 3 to 5 bytes per column where a struct
+/// took 12.
+fn pack(cols: Vec<(StackRef, u16, &[u8])>) -> Columns {
     debug_assert!(cols.windows(2).all(|w| w[0].0 < w[1].0));
-    let mut bytes = Vec::with_capacity(cols.iter().map(|c| c.3.len()).sum());
-    let mut index = Vec::with_capacity(cols.len() * 4);
+    let mut bytes = Vec::with_capacity(cols.iter().map(|c| c.2.len()).sum());
+    let mut index = Vec::with_capacity(cols.len() * 3);
     let mut previous = 0u32;
-    for &(stack, first, len, b) in &cols {
+    for &(stack, first, b) in &cols {
         varint::put(&mut index, u64::from(stack.0 - previous));
         previous = stack.0;
         varint::put(&mut index, u64::from(first));
-        varint::put(&mut index, u64::from(len));
         varint::put(&mut index, b.len() as u64);
         bytes.extend_from_slice(b);
     }
@@ -250,28 +250,34 @@ enum Columns {
 #[derive(Clone, Copy)]
 enum Col<'a> {
     Open(&'a Values),
-    Packed(&'a [u8], usize),
+    /// An integer chunk's bytes.
+    Packed(&'a [u8]),
 }
 
 impl<'a> Col<'a> {
     fn len(&self) -> usize {
         match self {
             Col::Open(v) => v.len(),
-            Col::Packed(_, n) => *n,
+            // The chunk's header: its count (at most CHUNK_PROFILES here,
+            // one byte, but read whole).
+            Col::Packed(b) => match b.first() {
+                Some(&x) if x < 0x80 => usize::from(x),
+                _ => varint::read(b, &mut 0).map_or(0, |n| n as usize),
+            },
         }
     }
 
     fn iter(&self) -> ValuesIter<'a> {
         match self {
             Col::Open(v) => v.iter(),
-            Col::Packed(b, _) => ValuesIter::Int(IntChunk::iter_bytes(b)),
+            Col::Packed(b) => ValuesIter::Int(IntChunk::iter_bytes(b)),
         }
     }
 
     fn sum(&self) -> i64 {
         match self {
             Col::Open(v) => v.sum(),
-            Col::Packed(b, _) => IntChunk::sum_bytes(b),
+            Col::Packed(b) => IntChunk::sum_bytes(b),
         }
     }
 }
@@ -312,7 +318,7 @@ impl Columns {
                         }
                         _ => varint::read(index, &mut at).ok(),
                     };
-                    let (d, first, len, n) = (next()?, next()?, next()?, next()?);
+                    let (d, first, n) = (next()?, next()?, next()?);
                     stack = stack.wrapping_add(d as u32);
                     let b = bytes.get(start..start + n as usize).unwrap_or(&[]);
                     start += n as usize;
@@ -322,7 +328,7 @@ impl Columns {
                         debug_assert!(false, "stack number {stack} not in the set's table");
                         return None;
                     };
-                    Some((id, first as usize, Col::Packed(b, len as usize)))
+                    Some((id, first as usize, Col::Packed(b)))
                 }))
             }
         }
@@ -405,13 +411,12 @@ impl ChunkSet {
         let cols = map.take();
         // The columns take no more values: each in its shorter form.
         let compact: Vec<Option<IntChunk>> = cols.iter().map(|(_, c)| c.values.compact()).collect();
-        // A column holds at most CHUNK_PROFILES values.
         let mut packed: Vec<_> = refs
             .into_iter()
             .zip(cols.iter().zip(&compact))
             .map(|(r, ((_, c), k))| {
                 let b = k.as_ref().map_or(c.values.bytes(), IntChunk::bytes);
-                (r, c.first, c.values.len() as u16, b)
+                (r, c.first, b)
             })
             .collect();
         packed.sort_unstable_by_key(|c| c.0);
@@ -427,7 +432,7 @@ impl ChunkSet {
             let cols = self
                 .columns()
                 .filter_map(|(stack, first, col)| {
-                    let Col::Packed(b, _) = col else { return None };
+                    let Col::Packed(b) = col else { return None };
                     // The bytes are a chunk this set wrote or validated.
                     let values = IntChunk::from_bytes(b).ok()?;
                     Some((
@@ -520,7 +525,7 @@ impl ChunkSet {
                     Col::Open(v) => v
                         .compact()
                         .map_or_else(|| v.bytes().to_vec(), |k| k.bytes().to_vec()),
-                    Col::Packed(b, _) => b.to_vec(),
+                    Col::Packed(b) => b.to_vec(),
                 },
             });
         }
@@ -778,7 +783,7 @@ impl ChunkSet {
         Ok(pack(
             order
                 .into_iter()
-                .map(|(r, i)| (r, cols[i].1, cols[i].2, cols[i].3))
+                .map(|(r, i)| (r, cols[i].1, cols[i].3))
                 .collect(),
         ))
     }
@@ -1321,10 +1326,10 @@ mod tests {
             panic!("a full set is sealed");
         };
         assert_eq!(*count, 400);
-        // Per column: 2 bytes of stack number, 1 of first profile, 1 of count,
-        // 1 or 2 of length.
-        assert!(index.len() <= 6 * 400, "index of {} bytes", index.len());
-        assert!(index.len() >= 5 * 400, "index of {} bytes", index.len());
+        // Per column: 2 bytes of stack number, 1 of first profile, 1 or 2
+        // of length (the count is the chunk's own header).
+        assert!(index.len() <= 5 * 400, "index of {} bytes", index.len());
+        assert!(index.len() >= 4 * 400, "index of {} bytes", index.len());
         assert_eq!(
             sets[0].columns().map(|(_, _, c)| c.len()).sum::<usize>(),
             (0..400).map(|k| CHUNK_PROFILES - k % 100).sum::<usize>()
