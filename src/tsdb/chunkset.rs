@@ -258,12 +258,8 @@ impl<'a> Col<'a> {
     fn len(&self) -> usize {
         match self {
             Col::Open(v) => v.len(),
-            // The chunk's header: its count (at most CHUNK_PROFILES here,
-            // one byte, but read whole).
-            Col::Packed(b) => match b.first() {
-                Some(&x) if x < 0x80 => usize::from(x),
-                _ => varint::read(b, &mut 0).map_or(0, |n| n as usize),
-            },
+            // The chunk's header: its count.
+            Col::Packed(b) => varint::read(b, &mut 0).map_or(0, |n| n as usize),
         }
     }
 
@@ -309,15 +305,8 @@ impl Columns {
                 let ids = table.ids();
                 let (mut at, mut start, mut stack) = (0usize, 0usize, 0u32);
                 Box::new((0..*count).map_while(move |_| {
-                    // The index is the one `pack` wrote; most of its
-                    // uvarints are one byte.
-                    let mut next = || match index.get(at) {
-                        Some(&x) if x < 0x80 => {
-                            at += 1;
-                            Some(u64::from(x))
-                        }
-                        _ => varint::read(index, &mut at).ok(),
-                    };
+                    // The index is the one `pack` wrote.
+                    let mut next = || varint::read(index, &mut at).ok();
                     let (d, first, n) = (next()?, next()?, next()?);
                     stack = stack.wrapping_add(d as u32);
                     let b = bytes.get(start..start + n as usize).unwrap_or(&[]);

@@ -60,7 +60,23 @@ fn write_at(b: &mut [u8], mut i: usize, mut v: u64) -> usize {
 ///
 /// Errors: [`ChunkError::Truncated`] when the bytes end inside it,
 /// [`ChunkError::Corrupt`] for an overlong form or one that overflows a `u64`.
+///
+/// A one-byte uvarint (most of the indexes' and rows' numbers) is read
+/// inline; longer ones by a call.
+#[inline]
 pub(crate) fn read(b: &[u8], pos: &mut usize) -> Result<u64, ChunkError> {
+    match b.get(*pos) {
+        Some(&x) if x < 0x80 => {
+            *pos += 1;
+            Ok(u64::from(x))
+        }
+        _ => read_long(b, pos),
+    }
+}
+
+/// [`read`] of a uvarint of any length.
+#[inline(never)]
+fn read_long(b: &[u8], pos: &mut usize) -> Result<u64, ChunkError> {
     let mut x = 0u64;
     for i in 0..MAX_LEN {
         let Some(&byte) = b.get(*pos) else {
