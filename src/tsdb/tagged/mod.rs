@@ -336,10 +336,10 @@ impl Tagged {
             Form::Sealed(p) => {
                 let mut out = Vec::new();
                 let names = p.names();
-                p.each_tuple(|labels| {
+                p.each_tuple(|tuple| {
                     out.push(f.matches_by(|name| {
-                        labels
-                            .iter()
+                        tuple
+                            .labels()
                             .find(|(n, _)| names.get(*n as usize).is_some_and(|x| x == name))
                             .map_or("", |(_, v)| v)
                     }))

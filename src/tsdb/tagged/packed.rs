@@ -68,6 +68,21 @@ fn nibble(b: u8) -> u8 {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// One tuple of a [`Packed`] set, as [`Packed::each_tuple`] reads it.
+pub(super) struct TupleView<'a> {
+    /// The tuple's values, one after the other.
+    text: &'a str,
+    /// Per label: name index, and its value's range in `text`.
+    spans: &'a [(u32, usize, usize)],
+}
+
+impl<'a> TupleView<'a> {
+    /// The labels as (name index, value), in the tuple's order.
+    pub(super) fn labels(&self) -> impl Iterator<Item = (u32, &'a str)> + '_ {
+        self.spans.iter().map(|&(n, a, z)| (n, &self.text[a..z]))
+    }
+}
+
 impl Packed {
     /// Packs `rows` (in profile order) of `tuples`.
     pub(super) fn new(tuples: &[Tuple], rows: &[Row]) -> Packed {
@@ -188,9 +203,9 @@ impl Packed {
         out
     }
 
-    /// Calls `f` with each tuple's labels as (name index, value), in tuple
-    /// order; the values live in a buffer reused from tuple to tuple.
-    pub(super) fn each_tuple(&self, mut f: impl FnMut(&[(u32, &str)])) {
+    /// Calls `f` with each tuple, in tuple order; the values live in a
+    /// buffer reused from tuple to tuple (no allocation per tuple).
+    pub(super) fn each_tuple(&self, mut f: impl FnMut(TupleView<'_>)) {
         let b: &[u8] = &self.tuples;
         let mut pos = 0;
         let mut text = String::new();
@@ -226,20 +241,21 @@ impl Packed {
                 }
                 spans.push((name as u32, start, text.len()));
             }
-            let labels: Vec<(u32, &str)> =
-                spans.iter().map(|&(n, a, z)| (n, &text[a..z])).collect();
-            f(&labels);
+            f(TupleView {
+                text: &text,
+                spans: &spans,
+            });
         }
     }
 
     /// Every tuple's labels, in tuple order.
     pub(super) fn tuple_labels(&self) -> Vec<SampleLabels> {
         let mut out = Vec::with_capacity(self.tuple_count as usize);
-        self.each_tuple(|labels| {
+        self.each_tuple(|tuple| {
             out.push(
-                labels
-                    .iter()
-                    .map(|&(n, v)| {
+                tuple
+                    .labels()
+                    .map(|(n, v)| {
                         let name = self.names.get(n as usize).map_or("", String::as_str);
                         (name.to_string(), v.to_string())
                     })
