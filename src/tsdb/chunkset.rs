@@ -393,11 +393,13 @@ impl ChunkSet {
         let Columns::Open(map) = &mut self.stacks else {
             return;
         };
-        let Some(refs) = self.table.intern_all(map.iter().map(|c| c.0)) else {
-            // The table is full: the set stays open.
+        let cols = map.take();
+        let Some(refs) = self.table.intern_all(cols.iter().map(|c| c.0)) else {
+            // The table is full: the set stays open (`take` gave its
+            // columns, one per stack, in order).
+            *map = OpenColumns::from_unsorted(cols).unwrap_or_default();
             return;
         };
-        let cols = map.take();
         // The columns take no more values: each in its shorter form.
         let compact: Vec<Option<IntChunk>> = cols.iter().map(|(_, c)| c.values.compact()).collect();
         let mut packed: Vec<_> = refs

@@ -1,13 +1,18 @@
 //! [`OpenColumns`]: the growable stack columns of a chunk set that still
 //! takes profiles.
 //!
-//! Invariant: the columns are sorted by stack id, one per stack. A profile's
-//! samples come sorted by stack id too (the ingest plan orders them so), so
-//! a push walks both lists together instead of looking each sample's stack
-//! up in a hash map, and the list holds no hash slots: 16 bytes of id and
-//! the column's struct per column, the list's capacity exact after a push
-//! that adds stacks. A push whose samples are not sorted (tests, callers
-//! that build profiles by hand) sorts a copy first.
+//! Invariants: one column per stack, in two lists each sorted by stack id
+//! with no stack in both: `main`, and `recent`, the columns of stacks new
+//! since `main` was last rebuilt. A profile's samples come sorted by stack
+//! id too (the ingest plan orders them so), so a push walks them together
+//! with both lists instead of looking each sample's stack up in a hash map,
+//! and the lists hold no hash slots: 16 bytes of id and the column's struct
+//! per column. New stacks are merged into `recent` (small: a rebuild costs
+//! little), and `recent` into `main` once it holds more than an eighth of
+//! it, so a profile with a few new stacks does not move every column of a
+//! large set; each rebuild allocates exactly what it holds. A push whose
+//! samples are not sorted (tests, callers that build profiles by hand)
+//! sorts a copy first.
 
 use super::{StackColumn, Values};
 use crate::model::StackId;
@@ -17,8 +22,13 @@ use std::borrow::Cow;
 /// Growable stack columns sorted by stack id (see the [module docs](self)).
 #[derive(Debug, Clone, Default)]
 pub(super) struct OpenColumns {
-    cols: Vec<(StackId, StackColumn)>,
+    main: Vec<(StackId, StackColumn)>,
+    recent: Vec<(StackId, StackColumn)>,
 }
+
+/// `recent` is merged into `main` when it holds more than this many
+/// columns and more than an eighth of `main`'s.
+const RECENT_MIN: usize = 64;
 
 /// The first index at or after `from` whose stack is not below `stack`:
 /// `cols[from]` itself in the common case (the next sample's stack is the
@@ -42,6 +52,44 @@ fn seek(cols: &[(StackId, StackColumn)], from: usize, stack: StackId) -> usize {
     lo + 1 + cols[lo + 1..hi].partition_point(|c| c.0 < stack)
 }
 
+/// Appends `v` to the column at `cols[at]` if it is `stack`'s (after zeros
+/// for the profiles before `idx` it missed); whether it was.
+fn append_at(
+    cols: &mut [(StackId, StackColumn)],
+    at: usize,
+    stack: StackId,
+    idx: u16,
+    v: i64,
+) -> bool {
+    match cols.get_mut(at) {
+        Some((id, col)) if *id == stack => {
+            while usize::from(col.first) + col.values.len() < usize::from(idx) {
+                col.values.append(0);
+            }
+            col.values.append(v);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The two sorted lists as one, allocated exactly.
+fn merge(
+    a: Vec<(StackId, StackColumn)>,
+    b: Vec<(StackId, StackColumn)>,
+) -> Vec<(StackId, StackColumn)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let mut b = b.into_iter().peekable();
+    for c in a {
+        while let Some(n) = b.next_if(|n| n.0 < c.0) {
+            out.push(n);
+        }
+        out.push(c);
+    }
+    out.extend(b);
+    out
+}
+
 impl OpenColumns {
     /// Columns from a list in any order; `Err(stack)` when a stack has two.
     pub(super) fn from_unsorted(
@@ -51,22 +99,29 @@ impl OpenColumns {
         if let Some(w) = cols.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(w[0].0);
         }
-        Ok(OpenColumns { cols })
+        Ok(OpenColumns {
+            main: cols,
+            recent: Vec::new(),
+        })
     }
 
     /// Number of columns.
     pub(super) fn len(&self) -> usize {
-        self.cols.len()
+        self.main.len() + self.recent.len()
     }
 
-    /// The columns, sorted by stack id.
-    pub(super) fn iter(&self) -> std::slice::Iter<'_, (StackId, StackColumn)> {
-        self.cols.iter()
+    /// The columns, in no set order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &(StackId, StackColumn)> {
+        self.main.iter().chain(&self.recent)
     }
 
     /// Takes the columns out, sorted by stack id.
     pub(super) fn take(&mut self) -> Vec<(StackId, StackColumn)> {
-        std::mem::take(&mut self.cols)
+        let (main, recent) = (
+            std::mem::take(&mut self.main),
+            std::mem::take(&mut self.recent),
+        );
+        merge(main, recent)
     }
 
     /// Appends profile `idx`'s samples (stacks unique, values non-zero):
@@ -82,55 +137,43 @@ impl OpenColumns {
             Cow::Owned(s)
         };
         let mut total = 0i64;
-        let mut fresh = 0usize;
-        let mut at = 0usize;
+        let mut added: Vec<(StackId, StackColumn)> = Vec::new();
+        let (mut at, mut at_recent) = (0usize, 0usize);
         for &(stack, v) in samples.iter() {
             total = total.wrapping_add(v);
-            at = seek(&self.cols, at, stack);
-            match self.cols.get_mut(at) {
-                Some((id, col)) if *id == stack => {
-                    while usize::from(col.first) + col.values.len() < usize::from(idx) {
-                        col.values.append(0);
-                    }
-                    col.values.append(v);
-                    at += 1;
-                }
-                _ => fresh += 1,
+            at = seek(&self.main, at, stack);
+            if append_at(&mut self.main, at, stack, idx, v) {
+                at += 1;
+                continue;
             }
-        }
-        if fresh > 0 {
-            self.add(idx, &samples, fresh, enc);
-        }
-        total
-    }
-
-    /// Merges columns for the `fresh` stacks of `samples` (sorted) that have
-    /// none into the list, each holding its one value.
-    fn add(&mut self, idx: u16, samples: &[(StackId, i64)], fresh: usize, enc: Encoding) {
-        let old = std::mem::take(&mut self.cols);
-        let mut out = Vec::with_capacity(old.len() + fresh);
-        let mut old = old.into_iter().peekable();
-        for &(stack, v) in samples {
-            while let Some(c) = old.next_if(|c| c.0 < stack) {
-                out.push(c);
-            }
-            if old.peek().is_some_and(|c| c.0 == stack) {
+            at_recent = seek(&self.recent, at_recent, stack);
+            if append_at(&mut self.recent, at_recent, stack, idx, v) {
+                at_recent += 1;
                 continue;
             }
             let mut values = Values::new(enc);
             values.append(v);
-            out.push((stack, StackColumn { first: idx, values }));
+            added.push((stack, StackColumn { first: idx, values }));
         }
-        out.extend(old);
-        debug_assert_eq!(out.len(), out.capacity());
-        self.cols = out;
+        if !added.is_empty() {
+            let recent = std::mem::take(&mut self.recent);
+            self.recent = merge(recent, added);
+            if self.recent.len() > RECENT_MIN.max(self.main.len() / 8) {
+                let (main, recent) = (
+                    std::mem::take(&mut self.main),
+                    std::mem::take(&mut self.recent),
+                );
+                self.main = merge(main, recent);
+            }
+        }
+        total
     }
 
-    /// Heap bytes: the list's slots, used or spare, and each column's chunk.
+    /// Heap bytes: the lists' slots, used or spare, and each column's chunk.
     pub(super) fn size_bytes(&self) -> usize {
-        self.cols.capacity() * std::mem::size_of::<(StackId, StackColumn)>()
+        (self.main.capacity() + self.recent.capacity())
+            * std::mem::size_of::<(StackId, StackColumn)>()
             + self
-                .cols
                 .iter()
                 .map(|(_, c)| c.values.size_bytes())
                 .sum::<usize>()
@@ -143,8 +186,9 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
-    fn id(n: u8) -> StackId {
-        StackId(uuid::Uuid::from_bytes([n; 16]))
+    /// Ids that sort as `n` does.
+    fn id(n: u16) -> StackId {
+        StackId(uuid::Uuid::from_u128(u128::from(n) << 64 | 7))
     }
 
     proptest! {
@@ -154,7 +198,7 @@ mod tests {
         #[test]
         fn pushes_match_a_map_per_stack(
             profiles in proptest::collection::vec(
-                proptest::collection::btree_map(0u8..60, -5i64..5, 0..40),
+                proptest::collection::btree_map(0u16..600, -5i64..5, 0..100),
                 1..40,
             ),
             shuffle in any::<bool>(),
@@ -176,18 +220,23 @@ mod tests {
                     values.push(v);
                 }
             }
-            prop_assert!(open.cols.windows(2).all(|w| w[0].0 < w[1].0));
+            prop_assert!(open.main.windows(2).all(|w| w[0].0 < w[1].0));
+            prop_assert!(open.recent.windows(2).all(|w| w[0].0 < w[1].0));
+            prop_assert!(open.recent.len() <= RECENT_MIN.max(open.main.len() / 8));
+            let all = open.clone().take();
+            prop_assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+            prop_assert_eq!(all.len(), open.len());
             let got: BTreeMap<StackId, (u16, Vec<i64>)> = open
                 .iter()
                 .map(|(s, c)| (*s, (c.first, c.values.iter().collect())))
                 .collect();
             prop_assert_eq!(got, want);
-            for n in 0..62u8 {
-                for from in 0..=open.cols.len() {
-                    let linear = (from..open.cols.len())
-                        .find(|&i| open.cols[i].0 >= id(n))
-                        .unwrap_or(open.cols.len());
-                    prop_assert_eq!(seek(&open.cols, from, id(n)), linear);
+            for n in (0..602u16).step_by(5) {
+                for from in 0..=all.len() {
+                    let linear = (from..all.len())
+                        .find(|&i| all[i].0 >= id(n))
+                        .unwrap_or(all.len());
+                    prop_assert_eq!(seek(&all, from, id(n)), linear);
                 }
             }
         }
