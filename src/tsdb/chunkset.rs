@@ -395,9 +395,8 @@ impl ChunkSet {
         };
         let cols = map.take();
         let Some(refs) = self.table.intern_all(cols.iter().map(|c| c.0)) else {
-            // The table is full: the set stays open (`take` gave its
-            // columns, one per stack, in order).
-            *map = OpenColumns::from_unsorted(cols).unwrap_or_default();
+            // The table is full: the set stays open.
+            *map = OpenColumns::from_unique(cols);
             return;
         };
         // The columns take no more values: each in its shorter form.
@@ -436,8 +435,7 @@ impl ChunkSet {
                 })
                 .collect();
             // A sealed set numbers each of its stacks once.
-            let open = OpenColumns::from_unsorted(cols).unwrap_or_default();
-            self.stacks = Columns::Open(open);
+            self.stacks = Columns::Open(OpenColumns::from_unique(cols));
         }
     }
 

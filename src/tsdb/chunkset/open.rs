@@ -99,10 +99,18 @@ impl OpenColumns {
         if let Some(w) = cols.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(w[0].0);
         }
-        Ok(OpenColumns {
+        Ok(OpenColumns::from_unique(cols))
+    }
+
+    /// Columns from a list in any order whose stacks are known to be
+    /// unique (a sealed set's, or what [`OpenColumns::take`] gave).
+    pub(super) fn from_unique(mut cols: Vec<(StackId, StackColumn)>) -> OpenColumns {
+        cols.sort_unstable_by_key(|c| c.0);
+        debug_assert!(cols.windows(2).all(|w| w[0].0 < w[1].0));
+        OpenColumns {
             main: cols,
             recent: Vec::new(),
-        })
+        }
     }
 
     /// Number of columns.
