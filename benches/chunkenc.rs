@@ -22,6 +22,10 @@
 //!   samples), `k` in 8..=12;
 //! - `v=sparse`: 90% zeros, else `10_000_000 * k`, `k` in 1..100 (a stack
 //!   that comes and goes);
+//! - `v=runs`: present in stretches of 6 values and absent one stretch in
+//!   5 (a code path taken for a while), present values `10_000_000 * k`,
+//!   `k` in 800..=1200 (a busy stack's scatter; the packed form codes its
+//!   presence as runs);
 //! - `t=regular`: timestamps 10 s apart (ms);
 //! - `t=jitter`: 10 s apart ± up to 50 ms.
 //!
@@ -64,6 +68,12 @@ fn values(pattern: &str, n: usize) -> Vec<i64> {
                 _ => 0,
             })
             .collect(),
+        "v=runs" => (0..n)
+            .map(|i| match (i / 6) % 5 {
+                2 => 0,
+                _ => 10_000_000 * r.random_range(800..=1200),
+            })
+            .collect(),
         _ => unreachable!("unknown pattern {pattern}"),
     }
 }
@@ -80,7 +90,7 @@ fn timestamps(pattern: &str, n: usize) -> Vec<i64> {
         .collect()
 }
 
-const V_PATTERNS: [&str; 4] = ["v=constant", "v=random", "v=jitter", "v=sparse"];
+const V_PATTERNS: [&str; 5] = ["v=constant", "v=random", "v=jitter", "v=sparse", "v=runs"];
 const T_PATTERNS: [&str; 2] = ["t=regular", "t=jitter"];
 
 fn xor_chunk(vs: &[i64]) -> XorChunk {

@@ -1,8 +1,9 @@
 //! Fuzzes `IntChunk::from_bytes`: arbitrary bytes give `Ok` or `Err`, never a
 //! panic, a hang or a huge allocation. An accepted chunk must re-serialize to
 //! the same bytes, iterate exactly `len()` values, be the one encoding of
-//! its values in its form (delta or packed), and stay valid after an
-//! append; `IntChunk::check_bytes` accepts exactly the same bytes.
+//! its values in its form (delta, or packed with presence as bits or as
+//! runs), and stay valid after an append; `IntChunk::check_bytes` accepts
+//! exactly the same bytes.
 //!
 //! Run from the crate root: `cargo fuzz run chunk_int` (with a stable
 //! toolchain: `RUSTC_BOOTSTRAP=1 cargo fuzz run chunk_int`).
@@ -25,7 +26,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(vs.len(), c.len());
     assert_eq!(vs.last().copied(), c.last());
     if c.is_packed() {
-        assert_eq!(IntChunk::packed(&vs).as_ref(), Some(&c));
+        assert_eq!(
+            IntChunk::packed_with_presence(&vs, c.has_presence_runs()).as_ref(),
+            Some(&c)
+        );
     } else {
         assert_eq!(IntChunk::from_values(&vs), c);
     }

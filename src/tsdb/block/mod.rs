@@ -6,8 +6,8 @@
 //! `docs/format/block.md`:
 //!
 //! ```text
-//! magic "PSBLK\0\0\x06" (8 bytes; the last byte is the format version;
-//!                       version 2 to 5 blocks are still read)
+//! magic "PSBLK\0\0\x07" (8 bytes; the last byte is the format version;
+//!                       version 2 to 6 blocks are still read)
 //! series chunk blobs   (one SeriesChunks message per series; each blob's
 //!                       offset, length and CRC32 are in the index)
 //! symbols section      (a Symbols message: the stacks the chunks refer to
@@ -34,6 +34,11 @@
 //! Since version 6 the writer stores the symbols section's locations as
 //! columns and its stacks as a tree of call paths ([`symbols`]); a version
 //! 5 reader would find no stacks there, so the version says it first.
+//!
+//! Since version 7 a packed chunk of a column that mixes zeros and other
+//! values may code its presence as runs (`docs/format/chunks.md`); a
+//! version 6 reader would take such a chunk for a corrupt one, so the
+//! version says it first.
 //!
 //! The same format, with every head series, is the head snapshot a clean
 //! shutdown writes (`head.snapshot`).
@@ -79,7 +84,7 @@ use std::path::PathBuf;
 
 /// The magic at the start of every block file; the last byte is the format
 /// version.
-pub const MAGIC: &[u8; 8] = b"PSBLK\0\0\x06";
+pub const MAGIC: &[u8; 8] = b"PSBLK\0\0\x07";
 /// The oldest format version read: version 2 (columns name their stacks by
 /// id) differs from 3 (by index into the symbols section) only there, and
 /// 3 from 4 (sections framed, compressed: [`section`]) only there, 4

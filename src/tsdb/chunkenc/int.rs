@@ -15,6 +15,9 @@
 //!         | uvarint(count) uvarint(scale) varint(s0) field{count-1} padding
 //!         | uvarint(count) 00 uvarint(scale) varint(base) flags packed{count}
 //!           padding                        the packed form, 2 <= count <= 4096
+//!         | uvarint(count) 00 00 uvarint(scale) varint(base) flags p0:1 run+
+//!           padding                        the packed form with presence
+//!                                          runs, 2 <= count <= 4096
 //! field  := '0'                            d = 0
 //!         | '10'    x:3                    x: two's complement of
 //!         | '110'   x:7                       d = s[i] - s[i-1] (wrapping),
@@ -48,7 +51,25 @@
 //! The scale and its rules are the delta form's. The encoder writes the
 //! packed form only for a column that asks for it ([`IntChunk::compact`])
 //! and is shorter in it; that choice is the one freedom: a sequence has one
-//! encoding per form, and a decoder accepts both.
+//! encoding in the delta form and one in the packed form, and a decoder
+//! accepts both.
+//!
+//! # Presence runs
+//! A stack is usually present in a stretch of profiles and absent in the
+//! next (a code path taken for a while, a scrape's worth of sampling luck),
+//! so when `z` is 1 its presence bits come in runs. A second zero byte after
+//! the first codes them as runs instead (`z` must be 1):
+//! ```text
+//! run    := gamma(n) x:w{n}    a run of n present values (offsets as above)
+//!         | gamma(n)           a run of n absent values (0)
+//! gamma(n) := '0'{k} n:k+1     Elias gamma, k = floor(log2 n), 1 <= n <= count
+//! ```
+//! `p0` says whether the first run is present; runs alternate and their
+//! lengths add up to `count` exactly. The packed form thus has two
+//! variants, each with one encoding per sequence; the encoder takes runs
+//! when they make the chunk shorter in bytes (ties keep the bits), and a
+//! decoder accepts both (blocks written before runs have bits where runs
+//! would be shorter).
 //!
 //! # Invariants
 //! - `w` holds exactly the serialized chunk.
@@ -73,6 +94,52 @@ const WIDTHS: [u32; 5] = [3, 7, 13, 24, 64];
 /// The most values a chunk in the packed form holds: with `w = 0` a value
 /// takes no bit, so the count is bounded apart from the chunk's length.
 pub const PACKED_MAX: usize = 4096;
+
+/// The most leading zeros of a presence run's gamma code: a run is at most
+/// [`PACKED_MAX`] = 2^12 values long.
+const GAMMA_MAX_ZEROS: u32 = 12;
+
+/// Bits of the Elias gamma code of `n >= 1`.
+#[inline]
+fn gamma_len(n: u64) -> u64 {
+    2 * u64::from(63 - n.leading_zeros()) + 1
+}
+
+/// Writes the Elias gamma code of `1 <= n <= PACKED_MAX`: as many zeros as
+/// `n` has bits after its leading one, then `n`'s bits.
+#[inline]
+fn write_gamma(w: &mut BitWriter, n: u64) {
+    w.write_bits(n, gamma_len(n) as u32);
+}
+
+/// Reads an Elias gamma code; `None` when more than [`GAMMA_MAX_ZEROS`]
+/// zeros lead (no run is that long; the end of the data reads as zeros).
+#[inline]
+fn read_gamma(r: &mut BitReader<'_>) -> Option<u64> {
+    let p = r.peek_bits(GAMMA_MAX_ZEROS + 1);
+    if p == 0 {
+        return None;
+    }
+    let k = (p << (64 - (GAMMA_MAX_ZEROS + 1))).leading_zeros();
+    r.skip_bits(k);
+    Some(r.read_bits(k + 1))
+}
+
+/// The runs of `ss`: (whether its values are non-zero, start, length), in
+/// order.
+fn runs(ss: &[i64]) -> impl Iterator<Item = (bool, usize, usize)> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let present = *ss.get(start)? != 0;
+        let len = ss[start..]
+            .iter()
+            .take_while(|&&s| (s != 0) == present)
+            .count();
+        let run = (present, start, len);
+        start += len;
+        Some(run)
+    })
+}
 
 /// Bits of `x` (0 for 0).
 #[inline]
@@ -136,6 +203,7 @@ fn div_exact(v: i64, scale: u64) -> i64 {
 }
 
 /// The fields of a column's packed form (see the module docs).
+#[derive(Clone, Copy)]
 struct PackedPlan {
     /// The gcd of the values' magnitudes (0 when all are 0).
     gcd: u64,
@@ -145,6 +213,10 @@ struct PackedPlan {
     w: u32,
     /// Values coded with an offset (the non-zero ones when `z`).
     coded: usize,
+    /// Whether presence is coded as runs (only when `z`).
+    runs: bool,
+    /// Bits of the presence runs (`p0` and the gamma codes; 0 unless `z`).
+    run_bits: usize,
 }
 
 impl PackedPlan {
@@ -169,20 +241,48 @@ impl PackedPlan {
         } else {
             (lo, hi, ss.len())
         };
+        let run_bits = if z {
+            1 + runs(ss).map(|(_, _, n)| gamma_len(n as u64)).sum::<u64>() as usize
+        } else {
+            0
+        };
         PackedPlan {
             gcd,
             base,
             z,
             w: width(top.wrapping_sub(base) as u64),
             coded,
+            runs: false,
+            run_bits,
+        }
+        .shorter_presence(ss.len())
+    }
+
+    /// The plan with presence as runs when that makes the chunk of `count`
+    /// values shorter, else as bits.
+    fn shorter_presence(self, count: usize) -> PackedPlan {
+        let runs = PackedPlan { runs: true, ..self };
+        if self.z && runs.len(count) < self.len(count) {
+            runs
+        } else {
+            PackedPlan {
+                runs: false,
+                ..self
+            }
         }
     }
 
     /// Bytes of the chunk of `count` values in this form.
     fn len(&self, count: usize) -> usize {
-        let bits = if self.z { count } else { 0 } + self.coded * self.w as usize;
+        let presence = match (self.runs, self.z) {
+            (true, _) => self.run_bits,
+            (false, true) => count,
+            (false, false) => 0,
+        };
+        let bits = presence + self.coded * self.w as usize;
         varint::len(count as u64)
             + 1
+            + usize::from(self.runs)
             + varint::len(self.gcd.max(1))
             + varint::len(varint::zigzag(self.base))
             + 1
@@ -198,26 +298,42 @@ impl PackedPlan {
         varint::put(buf, ss.len() as u64);
         c.hdr_len = varint::len(ss.len() as u64) as u8;
         buf.push(0);
+        if self.runs {
+            buf.push(0);
+        }
         varint::put(buf, self.gcd.max(1));
         varint::put(buf, varint::zigzag(self.base));
         buf.push((u8::from(self.z) << 7) | self.w as u8);
-        let mut prev = 0;
-        for &s in ss {
-            if self.z {
-                c.w.write_bit(s != 0);
-                if s == 0 {
-                    prev = 0;
-                    continue;
+        let offset = |w: &mut BitWriter, s: i64| {
+            if self.w > 0 {
+                w.write_bits(s.wrapping_sub(self.base) as u64, self.w);
+            }
+        };
+        if self.runs {
+            c.w.write_bit(ss.first().is_some_and(|&s| s != 0));
+            for (present, start, n) in runs(ss) {
+                write_gamma(&mut c.w, n as u64);
+                if present {
+                    for &s in &ss[start..start + n] {
+                        offset(&mut c.w, s);
+                    }
                 }
             }
-            if self.w > 0 {
-                c.w.write_bits(s.wrapping_sub(self.base) as u64, self.w);
+        } else {
+            for &s in ss {
+                if self.z {
+                    c.w.write_bit(s != 0);
+                    if s == 0 {
+                        continue;
+                    }
+                }
+                offset(&mut c.w, s);
             }
-            prev = s;
         }
         c.count = ss.len() as u32;
         c.gcd = self.gcd;
-        c.prev = prev;
+        // The last scaled value (0 when absent).
+        c.prev = ss.last().copied().unwrap_or(0);
         c.packed = true;
         c
     }
@@ -350,9 +466,32 @@ impl IntChunk {
         Some(PackedPlan::of(&ss, g).encode(&ss))
     }
 
+    /// `vs` in the packed form with its presence as runs (`runs`) or as
+    /// bits, whether or not that is the shorter; `None` where
+    /// [`IntChunk::packed`] gives `None`, and for runs on values that do
+    /// not mix zeros and others (which have no presence to code).
+    pub fn packed_with_presence(vs: &[i64], runs: bool) -> Option<IntChunk> {
+        if vs.len() < 2 || vs.len() > PACKED_MAX {
+            return None;
+        }
+        let g = vs.iter().fold(0u64, |g, v| gcd(g, v.unsigned_abs()));
+        let ss: Vec<i64> = vs.iter().map(|&v| div_exact(v, g.max(1))).collect();
+        let plan = PackedPlan::of(&ss, g);
+        if runs && !plan.z {
+            return None;
+        }
+        Some(PackedPlan { runs, ..plan }.encode(&ss))
+    }
+
     /// Whether the chunk is in the packed form.
     pub fn is_packed(&self) -> bool {
         self.packed
+    }
+
+    /// Whether the chunk is in the packed form with its presence coded as
+    /// runs.
+    pub fn has_presence_runs(&self) -> bool {
+        self.packed && self.bytes().get(usize::from(self.hdr_len) + 1) == Some(&0)
     }
 
     /// Appends a value.
@@ -633,7 +772,9 @@ impl IntChunk {
             });
         }
         let body = b.get(hdr_len..).unwrap_or(&[]);
-        let mut pos = 1;
+        // A second zero byte: presence as runs.
+        let runs = body.get(1) == Some(&0);
+        let mut pos = 1 + usize::from(runs);
         let scale = varint::read(body, &mut pos)?;
         if scale == 0 || scale > 1 << 63 {
             return Err(ChunkError::Corrupt("scale out of range"));
@@ -645,11 +786,33 @@ impl IntChunk {
         if w > 64 {
             return Err(ChunkError::Corrupt("packed width over 64 bits"));
         }
+        if runs && !z {
+            return Err(ChunkError::Corrupt(
+                "presence runs on a column without zeros",
+            ));
+        }
         let mut r = BitReader::new(stream);
         let (mut zeros, mut min_x, mut max_x) = (0u64, u64::MAX, 0u64);
         let (mut g, mut prev) = (0u64, 0i64);
-        for _ in 0..count {
-            let s = if z && !r.read_bit() {
+        // With `runs`: the current run's presence, and its values left.
+        let mut present = runs && !r.read_bit();
+        let mut left = 0u64;
+        for i in 0..count {
+            let here = if runs {
+                if left == 0 {
+                    left =
+                        read_gamma(&mut r).ok_or(ChunkError::Corrupt("malformed presence run"))?;
+                    if left > count - i {
+                        return Err(ChunkError::Corrupt("presence runs past the column's end"));
+                    }
+                    present = !present;
+                }
+                left -= 1;
+                present
+            } else {
+                !z || r.read_bit()
+            };
+            let s = if !here {
                 zeros += 1;
                 0
             } else {
@@ -750,6 +913,10 @@ pub struct IntIter<'a> {
     scale: u64,
     /// The packed form's fields, when the chunk is in it.
     packed: Option<Packed>,
+    /// With presence runs: values left in the current run, and whether
+    /// they are present.
+    run_left: u64,
+    present: bool,
     /// Set on an invalid header or field; only possible on bytes not yet
     /// validated.
     corrupt: Option<&'static str>,
@@ -761,6 +928,8 @@ struct Packed {
     base: i64,
     w: u32,
     z: bool,
+    /// Presence as runs rather than bits.
+    runs: bool,
 }
 
 impl<'a> IntIter<'a> {
@@ -777,6 +946,8 @@ impl<'a> IntIter<'a> {
             s: 0,
             scale: 1,
             packed: None,
+            run_left: 0,
+            present: false,
             corrupt: None,
         };
         let mut pos = 0;
@@ -784,7 +955,8 @@ impl<'a> IntIter<'a> {
             0 => Ok(()),
             1 => varint::read(body, &mut pos).map(|v| it.s0 = varint::unzigzag(v)),
             _ if body.first() == Some(&0) => {
-                pos = 1;
+                let runs = body.get(1) == Some(&0);
+                pos = 1 + usize::from(runs);
                 varint::read(body, &mut pos).and_then(|scale| {
                     it.scale = scale.max(1);
                     let base = varint::unzigzag(varint::read(body, &mut pos)?);
@@ -795,6 +967,7 @@ impl<'a> IntIter<'a> {
                         // At most 64 on validated bytes; clamped for others.
                         w: u32::from(flags & 0x7f).min(64),
                         z: flags & 0x80 != 0,
+                        runs,
                     });
                     it.first = false;
                     Ok(())
@@ -810,6 +983,10 @@ impl<'a> IntIter<'a> {
                 let stream = body.get(pos..).unwrap_or(&[]);
                 it.r = BitReader::new(stream);
                 it.r_data = stream;
+                if it.packed.is_some_and(|p| p.runs) {
+                    // The first run's presence, negated: each run flips it.
+                    it.present = !it.r.read_bit();
+                }
             }
             Err(ChunkError::Truncated) => {
                 it.corrupt = Some("truncated header");
@@ -871,7 +1048,21 @@ impl<'a> IntIter<'a> {
     /// Reads one value of the packed form.
     #[inline]
     fn packed_value(&mut self, p: Packed) -> i64 {
-        if p.z && !self.r.read_bit() {
+        if p.runs {
+            if self.run_left == 0 {
+                self.run_left = read_gamma(&mut self.r).unwrap_or_else(|| {
+                    // Only on bytes not validated: end here.
+                    self.corrupt = Some("malformed presence run");
+                    self.remaining = 0;
+                    1
+                });
+                self.present = !self.present;
+            }
+            self.run_left -= 1;
+            if !self.present {
+                return 0;
+            }
+        } else if p.z && !self.r.read_bit() {
             return 0;
         }
         let x = match p.w {
@@ -1168,5 +1359,130 @@ mod tests {
             let sum = vs.iter().fold(0i64, |a, &v| a.wrapping_add(v));
             assert_eq!(c.sum(), sum);
         }
+    }
+
+    /// The values of the presence runs example in `docs/format/chunks.md`.
+    fn runs_example() -> Vec<i64> {
+        let mut vs = vec![3, 5, 4, 6, 3, 5, 4, 6, 3, 5];
+        vs.extend([0; 20]);
+        vs.extend([6, 4, 5, 3, 6, 4, 5, 3, 6, 4]);
+        vs
+    }
+
+    fn packed_with(vs: &[i64], runs: bool) -> IntChunk {
+        IntChunk::packed_with_presence(vs, runs).expect("values that mix zeros and others")
+    }
+
+    #[test]
+    fn presence_runs_worked_example_from_the_format_doc() {
+        let vs = runs_example();
+        let delta = IntChunk::from_values(&vs);
+        let p = delta.compact().expect("shorter packed");
+        // count 40, two zero bytes, scale 1, base 3 (zigzag 6), flags z=1
+        // w=2; then p0 '1', gamma(10) '0001010', ten 2-bit offsets,
+        // gamma(20) '000010100', gamma(10) '0001010', ten offsets.
+        #[rustfmt::skip]
+        let want = [
+            0x28, 0x00, 0x00, 0x01, 0x06, 0x82,
+            0x8a, 0x27, 0x27, 0x20, 0xa0, 0xad, 0x8d, 0x8d,
+        ];
+        assert_eq!(p.bytes(), &want);
+        assert_eq!(delta.bytes().len(), 20);
+        assert_eq!(IntChunk::from_bytes(&want), Ok(p.clone()));
+        assert_eq!(IntChunk::check_bytes(&want), Ok(40));
+        assert_eq!(p.iter().collect::<Vec<_>>(), vs);
+        assert_eq!(p.sum(), vs.iter().sum::<i64>());
+        assert_eq!(IntChunk::packed(&vs).as_ref(), Some(&p));
+        assert!(p.has_presence_runs());
+        // The same values with presence bits take a byte more; a block
+        // written before runs holds such a chunk, and it is read.
+        let bits = packed_with(&vs, false);
+        assert_eq!(bits.bytes().len(), want.len() + 1);
+        assert!(!bits.has_presence_runs() && bits.is_packed());
+        assert_eq!(IntChunk::from_bytes(bits.bytes()), Ok(bits.clone()));
+        assert_eq!(bits.iter().collect::<Vec<_>>(), vs);
+    }
+
+    #[test]
+    fn presence_runs_where_shorter_and_well_formed() {
+        // Scattered presence: bits are shorter and the encoder takes
+        // them; runs read back all the same.
+        let vs = [1003, 997, 1010, 0, 995, 1001];
+        let ran = packed_with(&vs, true);
+        assert!(ran.bytes().len() > packed_with(&vs, false).bytes().len());
+        assert!(!IntChunk::packed(&vs).unwrap().has_presence_runs());
+        assert_eq!(ran.iter().collect::<Vec<_>>(), vs);
+        assert_eq!(IntChunk::from_bytes(ran.bytes()), Ok(ran.clone()));
+        assert_eq!(IntChunk::packed_with_presence(&[5, 6, 7], true), None);
+        let ok = runs_example();
+        let ok = IntChunk::packed(&ok).unwrap().bytes().to_vec();
+        let with = |i: usize, b: u8| {
+            let mut v = ok.clone();
+            v[i] = b;
+            IntChunk::from_bytes(&v)
+        };
+        // Runs on a column the flags say has no zeros.
+        assert_eq!(
+            with(5, 0x02),
+            Err(ChunkError::Corrupt(
+                "presence runs on a column without zeros"
+            ))
+        );
+        // More than 12 zeros before a run's length: no run is that long.
+        let mut zeros = ok.clone();
+        zeros[6..8].copy_from_slice(&[0x80, 0x00]);
+        assert_eq!(
+            IntChunk::from_bytes(&zeros),
+            Err(ChunkError::Corrupt("malformed presence run"))
+        );
+        // A first run 9 + 1 bits long: past the column's 40 values.
+        assert_eq!(
+            with(6, 0x80),
+            Err(ChunkError::Corrupt("presence runs past the column's end"))
+        );
+        // gamma(11) for the first run: the rest no longer lines up.
+        assert!(with(6, 0x8b).is_err());
+        // Runs adding up to more than the column: the last run 11 long.
+        let mut long = ok.clone();
+        let mut w = BitWriter::new();
+        w.write_bit(true);
+        write_gamma(&mut w, 10);
+        for _ in 0..10 {
+            w.write_bits(0, 2);
+        }
+        write_gamma(&mut w, 20);
+        write_gamma(&mut w, 11);
+        long.truncate(6);
+        long.extend_from_slice(w.as_bytes());
+        assert_eq!(
+            IntChunk::from_bytes(&long),
+            Err(ChunkError::Corrupt("presence runs past the column's end"))
+        );
+        // Unvalidated bytes never panic the iterator.
+        for b in [&long[..], &ok[..9], &[0x28, 0, 0, 1, 6, 0x82, 0, 0][..]] {
+            let _ = IntChunk::iter_bytes(b).count();
+            let _ = IntChunk::sum_bytes(b);
+        }
+    }
+
+    /// A stack absent from one stretch of profiles in five: runs take a
+    /// few codes where bits took one per profile.
+    #[test]
+    fn presence_runs_shorten_a_column_absent_in_stretches() {
+        let vs: Vec<i64> = (0..120i64)
+            .map(|i| match (i / 6) % 5 {
+                2 => 0,
+                _ => 1000 + (i * 37) % 200,
+            })
+            .collect();
+        let p = IntChunk::from_values(&vs)
+            .compact()
+            .expect("shorter packed");
+        assert_eq!(&p.bytes()[..3], &[120, 0x00, 0x00], "runs");
+        // 9 runs in 62 bits where bits took 120; the marker takes a byte.
+        let bits = packed_with(&vs, false);
+        assert_eq!(p.bytes().len() + 6, bits.bytes().len());
+        assert_eq!(IntChunk::from_bytes(p.bytes()), Ok(p.clone()));
+        assert_eq!(p.iter().collect::<Vec<_>>(), vs);
     }
 }

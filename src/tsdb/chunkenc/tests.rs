@@ -330,6 +330,17 @@ mod cases {
         v.extend((0..64).map(|s| -1i64 << s));
         v
     }
+    /// A stack present and absent in runs, its values scattered (packed
+    /// with presence runs).
+    pub fn in_runs() -> Vec<i64> {
+        let mut r = rng(7);
+        (0..400)
+            .map(|i| match (i / 9) % 4 {
+                1 => 0,
+                _ => 5000 + r.random_range(0..300),
+            })
+            .collect()
+    }
     /// Counts around each width change of the count varint.
     pub fn header_widths() -> Vec<i64> {
         (0..16_500).map(|i| i % 3).collect()
@@ -380,6 +391,7 @@ all_encodings!(
     narrow_windows,
     header_widths,
     max_count,
+    in_runs,
 );
 
 #[test]
@@ -547,6 +559,28 @@ proptest! {
         check_seq::<IntChunk>(&vs);
     }
 
+    /// A stack's values scattered around a level, present and absent in
+    /// runs (the shape presence runs are for), and scaled.
+    #[test]
+    fn int_matches_vec_in_runs(
+        level in prop_oneof![Just(1i64), 1i64..1_000_000],
+        spread in prop_oneof![Just(0i64), 1i64..64, 1i64..100_000],
+        unit in prop_oneof![Just(1i64), Just(10_000_000)],
+        runs in prop::collection::vec((any::<bool>(), 1usize..60), 1..12),
+        seed in any::<u64>(),
+    ) {
+        let mut r = rand::rngs::StdRng::seed_from_u64(seed);
+        let vs: Vec<i64> = runs
+            .iter()
+            .flat_map(|&(present, n)| std::iter::repeat_n(present, n))
+            .map(|present| match present {
+                true => (level + r.random_range(0..=spread)) * unit,
+                false => 0,
+            })
+            .collect();
+        check_seq::<IntChunk>(&vs);
+    }
+
     #[test]
     fn rle_matches_vec(vs in values()) {
         check_seq::<RleChunk>(&vs);
@@ -614,9 +648,9 @@ fn fuzz_one_int(b: &[u8]) {
     assert_eq!(vs.last().copied(), c.last());
     if c.is_packed() {
         assert_eq!(
-            IntChunk::packed(&vs).as_ref(),
+            IntChunk::packed_with_presence(&vs, c.has_presence_runs()).as_ref(),
             Some(&c),
-            "one packed form per sequence"
+            "one packed encoding per sequence and presence coding"
         );
     } else {
         assert_eq!(IntChunk::from_values(&vs), c);
@@ -680,6 +714,7 @@ fn sample_chunks() -> Vec<Vec<u8>> {
         cases::cpu_jitter()[..50].to_vec(),
         cases::sparse()[..80].to_vec(),
         vec![3; 200],
+        cases::in_runs(),
     ] {
         out.push(build::<XorChunk>(&vs).bytes().to_vec());
         out.push(build::<IntChunk>(&vs).bytes().to_vec());
