@@ -67,9 +67,10 @@
 //! `p0` says whether the first run is present; runs alternate and their
 //! lengths add up to `count` exactly. The packed form thus has two
 //! variants, each with one encoding per sequence; the encoder takes runs
-//! when they make the chunk shorter in bytes (ties keep the bits), and a
-//! decoder accepts both (blocks written before runs have bits where runs
-//! would be shorter).
+//! when they make the chunk shorter in bytes (ties keep the bits) and hold
+//! at least [`RUN_MIN_MEAN`] values on average (a run's length reads slower
+//! than a bit), and a decoder accepts both (blocks written before runs
+//! have bits where runs would be shorter).
 //!
 //! # Invariants
 //! - `w` holds exactly the serialized chunk.
@@ -98,6 +99,12 @@ pub const PACKED_MAX: usize = 4096;
 /// The most leading zeros of a presence run's gamma code: a run is at most
 /// [`PACKED_MAX`] = 2^12 values long.
 const GAMMA_MAX_ZEROS: u32 = 12;
+
+/// Presence is coded as runs only when they hold at least this many
+/// values on average (and make the chunk shorter): reading a run's length
+/// costs several times a presence bit, so short runs (a stack in four
+/// profiles of five at random) read slower for the byte or two they save.
+const RUN_MIN_MEAN: usize = 8;
 
 /// Bits of the Elias gamma code of `n >= 1`.
 #[inline]
@@ -217,6 +224,8 @@ struct PackedPlan {
     runs: bool,
     /// Bits of the presence runs (`p0` and the gamma codes; 0 unless `z`).
     run_bits: usize,
+    /// Number of presence runs (0 unless `z`).
+    nruns: usize,
 }
 
 impl PackedPlan {
@@ -241,11 +250,14 @@ impl PackedPlan {
         } else {
             (lo, hi, ss.len())
         };
-        let run_bits = if z {
-            1 + runs(ss).map(|(_, _, n)| gamma_len(n as u64)).sum::<u64>() as usize
-        } else {
-            0
-        };
+        let (mut run_bits, mut nruns) = (0, 0);
+        if z {
+            run_bits = 1;
+            for (_, _, n) in runs(ss) {
+                run_bits += gamma_len(n as u64) as usize;
+                nruns += 1;
+            }
+        }
         PackedPlan {
             gcd,
             base,
@@ -254,15 +266,17 @@ impl PackedPlan {
             coded,
             runs: false,
             run_bits,
+            nruns,
         }
         .shorter_presence(ss.len())
     }
 
     /// The plan with presence as runs when that makes the chunk of `count`
-    /// values shorter, else as bits.
+    /// values shorter and the runs are long enough ([`RUN_MIN_MEAN`]),
+    /// else as bits.
     fn shorter_presence(self, count: usize) -> PackedPlan {
         let runs = PackedPlan { runs: true, ..self };
-        if self.z && runs.len(count) < self.len(count) {
+        if self.z && self.nruns * RUN_MIN_MEAN <= count && runs.len(count) < self.len(count) {
             runs
         } else {
             PackedPlan {
@@ -621,8 +635,14 @@ impl IntChunk {
     fn sum_iter(mut it: IntIter<'_>) -> i64 {
         let scale = it.scale;
         let mut s: i64 = 0;
-        while let Some(x) = it.next_scaled() {
-            s = s.wrapping_add(x);
+        match it.packed {
+            Some(p) => s = it.sum_packed(p),
+            None if it.first && it.remaining > 0 => s = it.sum_deltas(),
+            None => {
+                while let Some(x) = it.next_scaled() {
+                    s = s.wrapping_add(x);
+                }
+            }
         }
         s.wrapping_mul(scale as i64)
     }
@@ -1045,18 +1065,13 @@ impl<'a> IntIter<'a> {
         Some(self.s)
     }
 
-    /// Reads one value of the packed form.
-    #[inline]
+    /// Reads one value of the packed form (inlined into every reader's
+    /// loop: as a call it made a merge's decode 2.5 times slower).
+    #[inline(always)]
     fn packed_value(&mut self, p: Packed) -> i64 {
         if p.runs {
             if self.run_left == 0 {
-                self.run_left = read_gamma(&mut self.r).unwrap_or_else(|| {
-                    // Only on bytes not validated: end here.
-                    self.corrupt = Some("malformed presence run");
-                    self.remaining = 0;
-                    1
-                });
-                self.present = !self.present;
+                self.next_run();
             }
             self.run_left -= 1;
             if !self.present {
@@ -1071,6 +1086,85 @@ impl<'a> IntIter<'a> {
             w => self.r.read_bits_wide(w),
         };
         p.base.wrapping_add(x as i64)
+    }
+
+    /// The wrapping sum of the packed values left, scaled. The loop of
+    /// [`IntIter::next_scaled`] on local copies of its state, which the
+    /// compiler keeps in registers (inside a merge's loop over columns the
+    /// iterator's own fields were loaded and stored for every value, twice
+    /// as slow); a present run is summed as its offsets plus `n · base`.
+    fn sum_packed(&self, p: Packed) -> i64 {
+        let mut r = self.r.clone();
+        let (mut left, mut run_left, mut present) = (self.remaining, self.run_left, self.present);
+        let offset = |r: &mut BitReader<'_>| -> i64 {
+            (match p.w {
+                0 => 0,
+                w @ 1..=56 => r.read_bits(w),
+                w => r.read_bits_wide(w),
+            }) as i64
+        };
+        let mut sum = 0i64;
+        if p.runs {
+            while left > 0 {
+                if run_left == 0 {
+                    present = !present;
+                    // None only on bytes not validated: stop there.
+                    let Some(n) = read_gamma(&mut r) else { break };
+                    run_left = n;
+                }
+                let n = run_left.min(left as u64);
+                if present {
+                    sum = sum.wrapping_add(p.base.wrapping_mul(n as i64));
+                    for _ in 0..n {
+                        sum = sum.wrapping_add(offset(&mut r));
+                    }
+                }
+                run_left -= n;
+                left -= n as usize;
+            }
+        } else {
+            for _ in 0..left {
+                if p.z && !r.read_bit() {
+                    continue;
+                }
+                sum = sum.wrapping_add(p.base.wrapping_add(offset(&mut r)));
+            }
+        }
+        sum
+    }
+
+    /// The wrapping sum of a delta-form chunk's scaled values, from its
+    /// first: as [`IntIter::sum_packed`], on local copies of the state.
+    fn sum_deltas(&self) -> i64 {
+        let mut it = IntIter {
+            r: self.r.clone(),
+            ..*self
+        };
+        let mut v = it.s0;
+        let mut sum = v;
+        for _ in 1..it.remaining {
+            let (d, _) = it.field();
+            v = v.wrapping_add(d);
+            sum = sum.wrapping_add(v);
+        }
+        sum
+    }
+
+    /// Starts the next presence run: reads its length and flips the
+    /// presence. Inlined: a call taking the iterator keeps it in memory
+    /// rather than in registers, for every value.
+    #[inline(always)]
+    fn next_run(&mut self) {
+        self.present = !self.present;
+        self.run_left = match read_gamma(&mut self.r) {
+            Some(n) => n,
+            None => {
+                // Only on bytes not validated: end here.
+                self.corrupt = Some("malformed presence run");
+                self.remaining = 0;
+                1
+            }
+        };
     }
 
     /// Reads one field: the delta and its bucket (`None` for `0`).
