@@ -337,8 +337,10 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
         }
     }
     let mut series: Vec<PlannedSeries> = Vec::new();
-    // (type index, group) → index in `series`.
-    let mut index: FxHashMap<(usize, usize), usize> = FxHashMap::default();
+    // `series_of[t * groups + g]`: the index in `series` of (type t, group
+    // g), `u32::MAX` for none.
+    let groups = group_labels.len();
+    let mut series_of: Vec<u32> = vec![u32::MAX; p.sample_type.len() * groups];
     for (t, vt) in p.sample_type.iter().enumerate() {
         let (st, su) = (s(vt.r#type), s(vt.unit));
         let name = match &req.name {
@@ -362,7 +364,8 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
                 continue;
             }
             any = true;
-            index.insert((t, g), series.len());
+            // Series are far fewer than 2^32: one per sample type and group.
+            series_of[t * groups + g] = series.len() as u32;
             series.push(plan_series(&req.labels, &pt, gl, &s, limits)?);
         }
         if !any {
@@ -423,19 +426,31 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
         .collect();
 
     // 4. Stacks of the samples with a non-zero value, summed per series.
-    // Each distinct stack gets a number (its index in `stacks`) and a rank
-    // (its place in id order, from one sort of the stack ids); the samples
-    // are then visited in rank order (a counting sort), so every series'
-    // sums come out in id order with no sort of their own. (Hash maps keyed
-    // by 16-byte ids and sorts comparing them were most of a large
-    // profile's plan.)
+    // Each distinct stack gets a number (its index in `stacks`), and each
+    // distinct (stack, group) a row of sums, one per sample type, added up
+    // in one pass over the samples in pprof order. One sort of the stack
+    // ids then gives the order in which the rows are handed to the series,
+    // so every series' sums come out in id order with no sort of their own.
+    // (Hash maps keyed by 16-byte ids and sorts comparing them were most of
+    // a large profile's plan; visiting the samples again in id order was a
+    // cache miss per sample.)
+    let types = p.sample_type.len();
     let mut stacks: Vec<PlannedStack> = Vec::with_capacity(p.sample.len());
     let mut stack_numbers: FxHashMap<StackId, u32> =
         FxHashMap::with_capacity_and_hasher(p.sample.len(), Default::default());
-    // Per sample, its stack's number (`u32::MAX`: all values zero).
-    let mut sample_stack: Vec<u32> = vec![u32::MAX; p.sample.len()];
+    // Per stack number, its first row; per row, its group and the next row
+    // of the same stack (`u32::MAX`: none); `sums` holds `types` values per
+    // row. A stack is nearly always in one group, so the chains are short.
+    let mut first_row: Vec<u32> = Vec::with_capacity(p.sample.len());
+    let mut rows: Vec<(u32, u32)> = Vec::with_capacity(p.sample.len());
+    let mut row_sums: Vec<i64> = Vec::with_capacity(p.sample.len() * types);
+    // Per series, (sample labels, stack) → sum, for samples with sample labels.
+    let mut tag_sums: Vec<FxHashMap<(usize, StackId), i64>> =
+        (0..series.len()).map(|_| FxHashMap::default()).collect();
     // The locations the planned samples reach (step 5).
     let mut location_used = vec![false; p.location.len()];
+    let used = location_used.as_mut_slice();
+    let location_table = location_ids.as_slice();
     // The sample's numeric labels (reused: no allocation per sample).
     let mut nums = Vec::new();
     for (si, sample) in p.sample.iter().enumerate() {
@@ -443,21 +458,34 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
             continue;
         }
         num_labels_of(p, sample, &mut nums);
+        // The location ids, written into a slice of `buf` sized for them
+        // (a push per frame checked the capacity and, after the store into
+        // `location_used`, reloaded every length it read).
         buf.clear();
-        // Validated: every location id of a sample exists.
-        keys::stack_key_parts(
-            &mut buf,
-            sample
-                .location_id
-                .iter()
-                .filter_map(|id| location_index.get(*id))
-                .map(|i| {
-                    location_used[i] = true;
-                    &location_ids[i]
-                }),
-            nums.iter().copied(),
-        );
+        buf.resize(16 * sample.location_id.len(), 0);
+        let mut frames = 0;
+        for (id, out) in sample.location_id.iter().zip(buf.chunks_exact_mut(16)) {
+            // Validated: every location id of a sample exists.
+            if let Some(i) = location_index.get(*id) {
+                used[i] = true;
+                out.copy_from_slice(location_table[i].as_bytes());
+                frames += 1;
+            }
+        }
+        if frames < sample.location_id.len() {
+            // Not reached (validated), but a missing id is skipped, as the
+            // slow path does: rewrite the found ids contiguously.
+            buf.clear();
+            buf.extend(
+                (sample.location_id.iter())
+                    .filter_map(|id| location_index.get(*id))
+                    .flat_map(|i| *location_table[i].as_bytes()),
+            );
+        }
+        keys::stack_key_finish(&mut buf, 0, nums.iter().copied());
         let stack = StackId(keys::content_id(&buf));
+        // Stacks and rows are at most one per sample, and samples are
+        // bounded by the decode limits, far below 2^32.
         let next = stacks.len() as u32;
         let number = *stack_numbers.entry(stack).or_insert(next);
         if number == next {
@@ -465,35 +493,40 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
                 id: stack,
                 sample: si,
             });
+            first_row.push(u32::MAX);
         }
-        sample_stack[si] = number;
+        let g = sample_group[si] as u32;
+        let mut row = first_row[number as usize];
+        while row != u32::MAX && rows[row as usize].0 != g {
+            row = rows[row as usize].1;
+        }
+        if row == u32::MAX {
+            row = rows.len() as u32;
+            rows.push((g, first_row[number as usize]));
+            first_row[number as usize] = row;
+            row_sums.resize(row_sums.len() + types, 0);
+        }
+        let at = row as usize * types;
+        for (sum, v) in row_sums[at..at + types].iter_mut().zip(&sample.value) {
+            *sum = sum.wrapping_add(*v);
+        }
+        if let Some(Some(tag)) = sample_tags.get(si) {
+            for (t, v) in sample.value.iter().enumerate() {
+                let i = series_of[t * groups + g as usize];
+                if *v != 0 && i != u32::MAX {
+                    let e = tag_sums[i as usize].entry((*tag, stack)).or_insert(0);
+                    *e = e.wrapping_add(*v);
+                }
+            }
+        }
     }
     drop(stack_numbers);
-    // Stack number → rank in id order.
-    let mut by_id: Vec<u32> = (0..stacks.len() as u32).collect();
-    by_id.sort_unstable_by_key(|&k| stacks[k as usize].id.0.as_u128());
-    let mut rank = vec![0u32; stacks.len()];
-    for (r, &k) in by_id.iter().enumerate() {
-        rank[k as usize] = r as u32;
-    }
-    // The planned samples in rank order: `start[r]..start[r + 1]` of
-    // `ordered` are the samples of the stack of rank `r`, in pprof order.
-    let mut start = vec![0u32; stacks.len() + 1];
-    for &k in sample_stack.iter().filter(|&&k| k != u32::MAX) {
-        start[rank[k as usize] as usize + 1] += 1;
-    }
-    for r in 0..stacks.len() {
-        start[r + 1] += start[r];
-    }
-    let mut ordered = vec![0u32; start[stacks.len()] as usize];
-    let mut next = start.clone();
-    for (si, &k) in sample_stack.iter().enumerate() {
-        if k != u32::MAX {
-            let r = &mut next[rank[k as usize] as usize];
-            ordered[*r as usize] = si as u32;
-            *r += 1;
-        }
-    }
+    // (id, number) sorted: the ids beside the numbers, so the sort reads
+    // no other array. Ids are unique, so numbers never decide.
+    let mut by_id: Vec<(u128, u32)> = (stacks.iter().enumerate())
+        .map(|(k, s)| (s.id.0.as_u128(), k as u32))
+        .collect();
+    by_id.sort_unstable();
     let per_series = if series.len() == 1 {
         stacks.len()
     } else {
@@ -502,32 +535,24 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
     let mut sums: Vec<Vec<(StackId, i64)>> = (0..series.len())
         .map(|_| Vec::with_capacity(per_series))
         .collect();
-    // Per series, (sample labels, stack) → sum, for samples with sample labels.
-    let mut tag_sums: Vec<FxHashMap<(usize, StackId), i64>> =
-        (0..series.len()).map(|_| FxHashMap::default()).collect();
-    for (r, &k) in by_id.iter().enumerate() {
+    for &(_, k) in &by_id {
         let stack = stacks[k as usize].id;
-        for &si in &ordered[start[r] as usize..start[r + 1] as usize] {
-            let si = si as usize;
-            for (t, v) in p.sample[si].value.iter().enumerate() {
-                if *v == 0 {
-                    continue;
-                }
-                if let Some(&i) = index.get(&(t, sample_group[si])) {
-                    match sums[i].last_mut() {
-                        Some((last, sum)) if *last == stack => *sum = sum.wrapping_add(*v),
-                        _ => sums[i].push((stack, *v)),
-                    }
-                    if let Some(Some(tag)) = sample_tags.get(si) {
-                        let e = tag_sums[i].entry((*tag, stack)).or_insert(0);
-                        *e = e.wrapping_add(*v);
-                    }
+        let mut row = first_row[k as usize];
+        while row != u32::MAX {
+            let (g, next) = rows[row as usize];
+            let at = row as usize * types;
+            for (t, &v) in row_sums[at..at + types].iter().enumerate() {
+                // A type of the group with a non-zero sum has a series: some
+                // sample of the group has a non-zero value of that type.
+                let i = series_of[t * groups + g as usize];
+                if v != 0 && i != u32::MAX {
+                    sums[i as usize].push((stack, v));
                 }
             }
+            row = next;
         }
     }
-    for ((ps, mut sum), tags) in series.iter_mut().zip(sums).zip(tag_sums) {
-        sum.retain(|(_, v)| *v != 0);
+    for ((ps, sum), tags) in series.iter_mut().zip(sums).zip(tag_sums) {
         ps.samples = sum;
         let mut t: Vec<(SampleLabels, StackId, i64)> = tags
             .into_iter()
@@ -587,7 +612,8 @@ fn reach(sym: &mut ProfileSymbols<'_>, location_used: Vec<bool>) {
     let p = sym.profile;
     let mut mapping_used = vec![false; p.mapping.len()];
     let mut function_used = vec![false; p.function.len()];
-    let mut seen: FxHashSet<Uuid> = FxHashSet::default();
+    let mut seen: FxHashSet<Uuid> =
+        FxHashSet::with_capacity_and_hasher(sym.location_ids.len(), Default::default());
     for (i, l) in p.location.iter().enumerate() {
         if !location_used[i] || !seen.insert(sym.location_ids[i].0) {
             continue;
@@ -730,11 +756,19 @@ mod tests {
     /// (sample type, unit, pprof label group) → stack id → sum, with the
     /// zero sums left out; and the location ids the summed samples reach.
     #[allow(clippy::type_complexity)]
+    /// A series' key in [`naive`]'s answer: sample type, unit and pprof
+    /// string labels.
+    type SeriesKey = (String, String, Vec<(String, String)>);
+
+    /// Per series: the sums per stack; the sums per (sample labels, stack)
+    /// of the samples with sample labels; and the locations reached.
+    #[allow(clippy::type_complexity)]
     fn naive(
         p: &Profile,
         limits: &LabelLimits,
     ) -> (
-        BTreeMap<(String, String, Vec<(String, String)>), BTreeMap<StackId, i64>>,
+        BTreeMap<SeriesKey, BTreeMap<StackId, i64>>,
+        BTreeMap<SeriesKey, BTreeMap<(SampleLabels, StackId), i64>>,
         BTreeSet<LocationId>,
     ) {
         let s = |i: i64| p.string_table.get(i as usize).cloned().unwrap_or_default();
@@ -795,6 +829,7 @@ mod tests {
         let location_ids: BTreeMap<u64, LocationId> =
             p.location.iter().map(|l| (l.id, location(l.id))).collect();
         let mut sums: BTreeMap<_, BTreeMap<StackId, i64>> = BTreeMap::new();
+        let mut tagged: BTreeMap<_, BTreeMap<(SampleLabels, StackId), i64>> = BTreeMap::new();
         let mut reached = BTreeSet::new();
         for sample in &p.sample {
             if sample.value.iter().all(|v| *v == 0) {
@@ -820,33 +855,50 @@ mod tests {
             let mut b = Vec::new();
             keys::stack_key(&mut b, &locs, &num);
             let stack = StackId(keys::content_id(&b));
+            // The first value of each string label; sample labels apart.
             let mut group: Vec<(String, String)> = Vec::new();
+            let mut tags: SampleLabels = Vec::new();
             for l in &sample.label {
                 let name = s(l.key);
-                if l.str == 0
-                    || limits.sample_labels.contains(&name)
-                    || group.iter().any(|(n, _)| *n == name)
-                {
+                if l.str == 0 || group.iter().chain(&tags).any(|(n, _)| *n == name) {
                     continue;
                 }
-                group.push((name, s(l.str)));
+                if limits.sample_labels.contains(&name) {
+                    tags.push((name, s(l.str)));
+                } else {
+                    group.push((name, s(l.str)));
+                }
             }
             group.sort();
+            tags.sort();
             for (t, v) in sample.value.iter().enumerate() {
                 let vt = &p.sample_type[t];
+                let key = (s(vt.r#type), s(vt.unit), group.clone());
                 let e = sums
-                    .entry((s(vt.r#type), s(vt.unit), group.clone()))
+                    .entry(key.clone())
                     .or_default()
                     .entry(stack)
                     .or_insert(0);
                 *e = e.wrapping_add(*v);
+                if !tags.is_empty() {
+                    let e = tagged
+                        .entry(key)
+                        .or_default()
+                        .entry((tags.clone(), stack))
+                        .or_insert(0);
+                    *e = e.wrapping_add(*v);
+                }
             }
         }
         for m in sums.values_mut() {
             m.retain(|_, v| *v != 0);
         }
         sums.retain(|_, m| !m.is_empty());
-        (sums, reached)
+        for m in tagged.values_mut() {
+            m.retain(|_, v| *v != 0);
+        }
+        tagged.retain(|_, m| !m.is_empty());
+        (sums, tagged, reached)
     }
 
     fn check(what: &str, p: Profile) {
@@ -858,7 +910,7 @@ mod tests {
             return;
         }
         let limits = LabelLimits::default();
-        let (want, reached) = naive(&p, &limits);
+        let (want, want_tagged, reached) = naive(&p, &limits);
         let req = IngestRequest {
             name: None,
             labels: Labels::from_pairs([("job", "t")]),
@@ -868,19 +920,30 @@ mod tests {
         };
         let plan = plan(&req, &limits).unwrap();
         let mut got = BTreeMap::new();
+        let mut got_tagged = BTreeMap::new();
         for ps in &plan.series {
             assert!(
                 ps.samples.windows(2).all(|w| w[0].0 < w[1].0),
                 "{what}: samples not sorted by stack id"
             );
-            if ps.samples.is_empty() {
-                continue;
-            }
+            assert!(
+                ps.tagged
+                    .windows(2)
+                    .all(|w| (&w[0].0, w[0].1) < (&w[1].0, w[1].1)),
+                "{what}: tagged sums not sorted, or a pair twice"
+            );
             let key = (
                 ps.profile_type.sample_type.clone(),
                 ps.profile_type.sample_unit.clone(),
                 ps.pprof_values(),
             );
+            if !ps.tagged.is_empty() {
+                let sums = ps.tagged.iter().map(|(l, s, v)| ((l.clone(), *s), *v));
+                got_tagged.insert(key.clone(), sums.collect::<BTreeMap<_, _>>());
+            }
+            if ps.samples.is_empty() {
+                continue;
+            }
             assert!(
                 got.insert(key, ps.samples.iter().copied().collect::<BTreeMap<_, _>>())
                     .is_none(),
@@ -888,6 +951,7 @@ mod tests {
             );
         }
         assert_eq!(got, want, "{what}: sums per series");
+        assert_eq!(got_tagged, want_tagged, "{what}: sums per sample labels");
         let stacks: BTreeSet<StackId> = want.values().flat_map(|m| m.keys().copied()).collect();
         let planned: BTreeSet<StackId> = plan.symbols.stacks.iter().map(|s| s.id).collect();
         assert!(
@@ -959,6 +1023,11 @@ mod tests {
                 sample(&[1, 2], [4, 1], vec![label(3, 6, 0)]),
                 sample(&[1, 2], [4, 1], vec![label(3, 7, 0), label(3, 6, 0)]),
                 sample(&[1, 2], [2, 2], vec![label(5, 6, 0), label(4, 7, 0)]),
+                // Sample labels whose sums cancel in one type, and one
+                // span on two stacks.
+                sample(&[3], [1, 4], vec![label(5, 7, 0)]),
+                sample(&[3], [-1, 4], vec![label(5, 7, 0)]),
+                sample(&[2], [6, 0], vec![label(5, 7, 0), label(3, 6, 0)]),
                 sample(&[3], [9, 9], vec![label(8, 0, 64)]),
                 sample(&[3], [1, 1], vec![label(8, 0, 128)]),
                 sample(&[3], [-9, 0], vec![label(8, 0, 64)]),

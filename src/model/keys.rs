@@ -185,14 +185,26 @@ pub fn stack_key_parts<'a, 's>(
     locations: impl IntoIterator<Item = &'a super::LocationId>,
     num_labels: impl IntoIterator<Item = (&'s str, i64, &'s str)>,
 ) {
-    // The hashed bytes are laid out after `buf`'s contents and hashed in
-    // one call (XXH3's one-shot form gives the streaming form's digest of
-    // the same bytes, several times faster for 16-byte pieces), then
-    // replaced by the digest.
     let start = buf.len();
     for l in locations {
         buf.extend_from_slice(l.as_bytes());
     }
+    stack_key_finish(buf, start, num_labels)
+}
+
+/// Completes a [`stack_key`] whose location ids (16 bytes each, leaf
+/// first) are `buf[start..]`: appends the numeric labels, then replaces
+/// `buf[start..]` by the digest. (A caller that writes the ids itself, into
+/// a slice, saves a capacity check per frame.)
+pub fn stack_key_finish<'s>(
+    buf: &mut Vec<u8>,
+    start: usize,
+    num_labels: impl IntoIterator<Item = (&'s str, i64, &'s str)>,
+) {
+    // The hashed bytes are laid out after `buf`'s contents and hashed in
+    // one call (XXH3's one-shot form gives the streaming form's digest of
+    // the same bytes, several times faster for 16-byte pieces), then
+    // replaced by the digest.
     let mut num_labels = num_labels.into_iter().peekable();
     if num_labels.peek().is_some() {
         buf.push(0xff);
