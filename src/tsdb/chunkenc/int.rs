@@ -222,18 +222,19 @@ struct PackedPlan {
     coded: usize,
     /// Whether presence is coded as runs (only when `z`).
     runs: bool,
-    /// Bits of the presence runs (`p0` and the gamma codes; 0 unless `z`).
+    /// Bits of the presence runs (`p0` and the gamma codes; 0 unless
+    /// `runs`).
     run_bits: usize,
-    /// Number of presence runs (0 unless `z`).
-    nruns: usize,
 }
 
 impl PackedPlan {
     /// The plan for the scaled values `ss` (at least 2) of values whose
-    /// magnitudes' gcd is `gcd`.
+    /// magnitudes' gcd is `gcd`, with presence coded the shorter way.
     fn of(ss: &[i64], gcd: u64) -> PackedPlan {
         let (mut zeros, mut lo, mut hi) = (0usize, i64::MAX, i64::MIN);
         let (mut lo_nz, mut hi_nz) = (i64::MAX, i64::MIN);
+        // Runs of zeros and of other values: one more than the changes.
+        let (mut nruns, mut was_zero) = (0usize, None);
         for &s in ss {
             lo = lo.min(s);
             hi = hi.max(s);
@@ -243,6 +244,10 @@ impl PackedPlan {
                 lo_nz = lo_nz.min(s);
                 hi_nz = hi_nz.max(s);
             }
+            if was_zero != Some(s == 0) {
+                nruns += 1;
+                was_zero = Some(s == 0);
+            }
         }
         let z = zeros > 0 && zeros < ss.len();
         let (base, top, coded) = if z {
@@ -250,39 +255,34 @@ impl PackedPlan {
         } else {
             (lo, hi, ss.len())
         };
-        let (mut run_bits, mut nruns) = (0, 0);
-        if z {
-            run_bits = 1;
-            for (_, _, n) in runs(ss) {
-                run_bits += gamma_len(n as u64) as usize;
-                nruns += 1;
-            }
-        }
-        PackedPlan {
+        let bits = PackedPlan {
             gcd,
             base,
             z,
             w: width(top.wrapping_sub(base) as u64),
             coded,
             runs: false,
-            run_bits,
-            nruns,
+            run_bits: 0,
+        };
+        // Runs are counted in gamma bits only when they may be chosen.
+        if z && nruns * RUN_MIN_MEAN <= ss.len() {
+            let runs = bits.with_runs(ss);
+            if runs.len(ss.len()) < bits.len(ss.len()) {
+                return runs;
+            }
         }
-        .shorter_presence(ss.len())
+        bits
     }
 
-    /// The plan with presence as runs when that makes the chunk of `count`
-    /// values shorter and the runs are long enough ([`RUN_MIN_MEAN`]),
-    /// else as bits.
-    fn shorter_presence(self, count: usize) -> PackedPlan {
-        let runs = PackedPlan { runs: true, ..self };
-        if self.z && self.nruns * RUN_MIN_MEAN <= count && runs.len(count) < self.len(count) {
-            runs
-        } else {
-            PackedPlan {
-                runs: false,
-                ..self
-            }
+    /// The plan with presence coded as runs (`self.z` must be set).
+    fn with_runs(self, ss: &[i64]) -> PackedPlan {
+        let gammas: u64 = runs(ss).map(|(_, _, n)| gamma_len(n as u64)).sum();
+        PackedPlan {
+            runs: true,
+            // The first run's presence bit, then a gamma code per run;
+            // at most 4096 runs of 25 bits.
+            run_bits: 1 + gammas as usize,
+            ..self
         }
     }
 
@@ -468,16 +468,25 @@ impl IntChunk {
         (plan.len(ss.len()) < self.bytes().len()).then(|| plan.encode(&ss))
     }
 
-    /// `vs` in the packed form whether or not it is shorter; `None` for
-    /// fewer than 2 or more than [`PACKED_MAX`] values, which it cannot
-    /// hold.
-    pub fn packed(vs: &[i64]) -> Option<IntChunk> {
+    /// `vs` divided by their gcd, and the packed plan of them; `None` for
+    /// fewer than 2 or more than [`PACKED_MAX`] values, which the packed
+    /// form cannot hold.
+    fn packed_plan(vs: &[i64]) -> Option<(Vec<i64>, PackedPlan)> {
         if vs.len() < 2 || vs.len() > PACKED_MAX {
             return None;
         }
         let g = vs.iter().fold(0u64, |g, v| gcd(g, v.unsigned_abs()));
         let ss: Vec<i64> = vs.iter().map(|&v| div_exact(v, g.max(1))).collect();
-        Some(PackedPlan::of(&ss, g).encode(&ss))
+        let plan = PackedPlan::of(&ss, g);
+        Some((ss, plan))
+    }
+
+    /// `vs` in the packed form whether or not it is shorter; `None` for
+    /// fewer than 2 or more than [`PACKED_MAX`] values, which it cannot
+    /// hold.
+    pub fn packed(vs: &[i64]) -> Option<IntChunk> {
+        let (ss, plan) = Self::packed_plan(vs)?;
+        Some(plan.encode(&ss))
     }
 
     /// `vs` in the packed form with its presence as runs (`runs`) or as
@@ -485,16 +494,17 @@ impl IntChunk {
     /// [`IntChunk::packed`] gives `None`, and for runs on values that do
     /// not mix zeros and others (which have no presence to code).
     pub fn packed_with_presence(vs: &[i64], runs: bool) -> Option<IntChunk> {
-        if vs.len() < 2 || vs.len() > PACKED_MAX {
-            return None;
-        }
-        let g = vs.iter().fold(0u64, |g, v| gcd(g, v.unsigned_abs()));
-        let ss: Vec<i64> = vs.iter().map(|&v| div_exact(v, g.max(1))).collect();
-        let plan = PackedPlan::of(&ss, g);
-        if runs && !plan.z {
-            return None;
-        }
-        Some(PackedPlan { runs, ..plan }.encode(&ss))
+        let (ss, plan) = Self::packed_plan(vs)?;
+        let plan = match (runs, plan.z) {
+            (true, false) => return None,
+            (true, true) => plan.with_runs(&ss),
+            (false, _) => PackedPlan {
+                runs: false,
+                run_bits: 0,
+                ..plan
+            },
+        };
+        Some(plan.encode(&ss))
     }
 
     /// Whether the chunk is in the packed form.
@@ -792,17 +802,18 @@ impl IntChunk {
             });
         }
         let body = b.get(hdr_len..).unwrap_or(&[]);
-        // A second zero byte: presence as runs.
-        let runs = body.get(1) == Some(&0);
-        let mut pos = 1 + usize::from(runs);
-        let scale = varint::read(body, &mut pos)?;
+        let PackedHeader {
+            scale,
+            base,
+            z,
+            w,
+            runs,
+            stream,
+        } = PackedHeader::read(body)?;
+        let stream = body.get(stream..).unwrap_or(&[]);
         if scale == 0 || scale > 1 << 63 {
             return Err(ChunkError::Corrupt("scale out of range"));
         }
-        let base = varint::unzigzag(varint::read(body, &mut pos)?);
-        let flags = *body.get(pos).ok_or(ChunkError::Truncated)?;
-        let stream = body.get(pos + 1..).unwrap_or(&[]);
-        let (z, w) = (flags & 0x80 != 0, u32::from(flags & 0x7f));
         if w > 64 {
             return Err(ChunkError::Corrupt("packed width over 64 bits"));
         }
@@ -893,6 +904,39 @@ impl IntChunk {
     }
 }
 
+/// The fields before a packed chunk's bit stream, as written (the
+/// validator checks them; the iterator trusts validated bytes).
+struct PackedHeader {
+    scale: u64,
+    base: i64,
+    z: bool,
+    w: u32,
+    /// A second zero byte: presence coded as runs.
+    runs: bool,
+    /// Where the bit stream starts in the body.
+    stream: usize,
+}
+
+impl PackedHeader {
+    /// Reads the header from `body`, the chunk after its count, which
+    /// starts with the packed form's zero byte.
+    fn read(body: &[u8]) -> Result<PackedHeader, ChunkError> {
+        let runs = body.get(1) == Some(&0);
+        let mut pos = 1 + usize::from(runs);
+        let scale = varint::read(body, &mut pos)?;
+        let base = varint::unzigzag(varint::read(body, &mut pos)?);
+        let flags = *body.get(pos).ok_or(ChunkError::Truncated)?;
+        Ok(PackedHeader {
+            scale,
+            base,
+            z: flags & 0x80 != 0,
+            w: u32::from(flags & 0x7f),
+            runs,
+            stream: pos + 1,
+        })
+    }
+}
+
 /// What [`IntChunk::parse`] read: the fields an appendable chunk needs.
 struct Parsed {
     count: u32,
@@ -974,25 +1018,18 @@ impl<'a> IntIter<'a> {
         let header = match count {
             0 => Ok(()),
             1 => varint::read(body, &mut pos).map(|v| it.s0 = varint::unzigzag(v)),
-            _ if body.first() == Some(&0) => {
-                let runs = body.get(1) == Some(&0);
-                pos = 1 + usize::from(runs);
-                varint::read(body, &mut pos).and_then(|scale| {
-                    it.scale = scale.max(1);
-                    let base = varint::unzigzag(varint::read(body, &mut pos)?);
-                    let flags = *body.get(pos).ok_or(ChunkError::Truncated)?;
-                    pos += 1;
-                    it.packed = Some(Packed {
-                        base,
-                        // At most 64 on validated bytes; clamped for others.
-                        w: u32::from(flags & 0x7f).min(64),
-                        z: flags & 0x80 != 0,
-                        runs,
-                    });
-                    it.first = false;
-                    Ok(())
-                })
-            }
+            _ if body.first() == Some(&0) => PackedHeader::read(body).map(|h| {
+                it.scale = h.scale.max(1);
+                it.packed = Some(Packed {
+                    base: h.base,
+                    // At most 64 on validated bytes; clamped for others.
+                    w: h.w.min(64),
+                    z: h.z,
+                    runs: h.runs,
+                });
+                it.first = false;
+                pos = h.stream;
+            }),
             _ => varint::read(body, &mut pos).and_then(|scale| {
                 it.scale = scale.max(1);
                 varint::read(body, &mut pos).map(|s0| it.s0 = varint::unzigzag(s0))
@@ -1556,6 +1593,33 @@ mod tests {
         for b in [&long[..], &ok[..9], &[0x28, 0, 0, 1, 6, 0x82, 0, 0][..]] {
             let _ = IntChunk::iter_bytes(b).count();
             let _ = IntChunk::sum_bytes(b);
+        }
+    }
+
+    /// Runs are taken only where they average [`RUN_MIN_MEAN`] values,
+    /// even where shorter runs would save a byte.
+    #[test]
+    fn presence_runs_only_when_they_average_eight_values() {
+        // 120 values in alternating runs of `run` present and absent.
+        let column = |run: usize| -> Vec<i64> {
+            (0..120)
+                .map(|i| if (i / run) % 2 == 0 { 7 } else { 0 })
+                .collect()
+        };
+        // Runs of 6: 20 codes of 5 bits, shorter than 120 bits, but a
+        // run read per 6 values.
+        let six = column(6);
+        assert!(packed_with(&six, true).bytes().len() < packed_with(&six, false).bytes().len());
+        assert!(!IntChunk::packed(&six).unwrap().has_presence_runs());
+        // Runs of 10 (12 codes of 7 bits): above the mean, and shorter.
+        let ten = column(10);
+        assert!(packed_with(&ten, true).bytes().len() < packed_with(&ten, false).bytes().len());
+        assert!(IntChunk::packed(&ten).unwrap().has_presence_runs());
+        // The head's conversion of a sealed column decides the same way.
+        for (vs, runs) in [(six, false), (ten, true)] {
+            let c = IntChunk::from_values(&vs).compact().unwrap();
+            assert_eq!(c.has_presence_runs(), runs);
+            assert_eq!(c.iter().collect::<Vec<_>>(), vs);
         }
     }
 
