@@ -148,6 +148,14 @@ fn runs(ss: &[i64]) -> impl Iterator<Item = (bool, usize, usize)> + '_ {
     })
 }
 
+/// The bits of `ss`'s presence as runs (the first run's presence bit,
+/// then a gamma code per run), and the number of runs.
+fn run_bits(ss: &[i64]) -> (usize, usize) {
+    runs(ss).fold((1, 0), |(bits, n), (_, _, len)| {
+        (bits + gamma_len(len as u64) as usize, n + 1)
+    })
+}
+
 /// Bits of `x` (0 for 0).
 #[inline]
 fn width(x: u64) -> u32 {
@@ -233,8 +241,6 @@ impl PackedPlan {
     fn of(ss: &[i64], gcd: u64) -> PackedPlan {
         let (mut zeros, mut lo, mut hi) = (0usize, i64::MAX, i64::MIN);
         let (mut lo_nz, mut hi_nz) = (i64::MAX, i64::MIN);
-        // Runs of zeros and of other values: one more than the changes.
-        let (mut nruns, mut was_zero) = (0usize, None);
         for &s in ss {
             lo = lo.min(s);
             hi = hi.max(s);
@@ -243,10 +249,6 @@ impl PackedPlan {
             } else {
                 lo_nz = lo_nz.min(s);
                 hi_nz = hi_nz.max(s);
-            }
-            if was_zero != Some(s == 0) {
-                nruns += 1;
-                was_zero = Some(s == 0);
             }
         }
         let z = zeros > 0 && zeros < ss.len();
@@ -264,25 +266,23 @@ impl PackedPlan {
             runs: false,
             run_bits: 0,
         };
-        // Runs are counted in gamma bits only when they may be chosen.
-        if z && nruns * RUN_MIN_MEAN <= ss.len() {
-            let runs = bits.with_runs(ss);
-            if runs.len(ss.len()) < bits.len(ss.len()) {
-                return runs;
-            }
+        if !z {
+            return bits;
         }
-        bits
-    }
-
-    /// The plan with presence coded as runs (`self.z` must be set).
-    fn with_runs(self, ss: &[i64]) -> PackedPlan {
-        let gammas: u64 = runs(ss).map(|(_, _, n)| gamma_len(n as u64)).sum();
-        PackedPlan {
+        // Counting the runs' gamma bits costs about what counting the runs
+        // does (a separate count of the changes, to skip the gamma bits
+        // where runs are too short, made packing slower), so both are
+        // counted in one pass.
+        let (run_bits, nruns) = run_bits(ss);
+        let runs = PackedPlan {
             runs: true,
-            // The first run's presence bit, then a gamma code per run;
-            // at most 4096 runs of 25 bits.
-            run_bits: 1 + gammas as usize,
-            ..self
+            run_bits,
+            ..bits
+        };
+        if nruns * RUN_MIN_MEAN <= ss.len() && runs.len(ss.len()) < bits.len(ss.len()) {
+            runs
+        } else {
+            bits
         }
     }
 
@@ -497,7 +497,11 @@ impl IntChunk {
         let (ss, plan) = Self::packed_plan(vs)?;
         let plan = match (runs, plan.z) {
             (true, false) => return None,
-            (true, true) => plan.with_runs(&ss),
+            (true, true) => PackedPlan {
+                runs: true,
+                run_bits: run_bits(&ss).0,
+                ..plan
+            },
             (false, _) => PackedPlan {
                 runs: false,
                 run_bits: 0,
@@ -920,6 +924,7 @@ struct PackedHeader {
 impl PackedHeader {
     /// Reads the header from `body`, the chunk after its count, which
     /// starts with the packed form's zero byte.
+    #[inline]
     fn read(body: &[u8]) -> Result<PackedHeader, ChunkError> {
         let runs = body.get(1) == Some(&0);
         let mut pos = 1 + usize::from(runs);
