@@ -439,8 +439,8 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
     let mut stack_numbers: FxHashMap<StackId, u32> =
         FxHashMap::with_capacity_and_hasher(p.sample.len(), Default::default());
     // Per stack number, its first row; per row, its group and the next row
-    // of the same stack (`u32::MAX`: none); `sums` holds `types` values per
-    // row. A stack is nearly always in one group, so the chains are short.
+    // of the same stack (`u32::MAX`: none); `row_sums` holds `types` values
+    // per row. A stack is nearly always in one group, so the chains are short.
     let mut first_row: Vec<u32> = Vec::with_capacity(p.sample.len());
     let mut rows: Vec<(u32, u32)> = Vec::with_capacity(p.sample.len());
     let mut row_sums: Vec<i64> = Vec::with_capacity(p.sample.len() * types);
@@ -464,24 +464,16 @@ pub fn plan<'a>(req: &'a IngestRequest, limits: &LabelLimits) -> Result<Plan<'a>
         buf.clear();
         buf.resize(16 * sample.location_id.len(), 0);
         let mut frames = 0;
-        for (id, out) in sample.location_id.iter().zip(buf.chunks_exact_mut(16)) {
-            // Validated: every location id of a sample exists.
+        for id in &sample.location_id {
+            // Validated: every location id of a sample exists (a missing
+            // one would be skipped).
             if let Some(i) = location_index.get(*id) {
                 used[i] = true;
-                out.copy_from_slice(location_table[i].as_bytes());
+                buf[16 * frames..16 * frames + 16].copy_from_slice(location_table[i].as_bytes());
                 frames += 1;
             }
         }
-        if frames < sample.location_id.len() {
-            // Not reached (validated), but a missing id is skipped, as the
-            // slow path does: rewrite the found ids contiguously.
-            buf.clear();
-            buf.extend(
-                (sample.location_id.iter())
-                    .filter_map(|id| location_index.get(*id))
-                    .flat_map(|i| *location_table[i].as_bytes()),
-            );
-        }
+        buf.truncate(16 * frames);
         keys::stack_key_finish(&mut buf, 0, nums.iter().copied());
         let stack = StackId(keys::content_id(&buf));
         // Stacks and rows are at most one per sample, and samples are
