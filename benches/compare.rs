@@ -43,7 +43,9 @@
 //!   allocs, goroutine, mutex and block snapshots every 10 s, the bytes as
 //!   the service sent them), one run per profile kind over every recorded
 //!   scrape (`--quick`: the first 36). Timestamps are moved onto the
-//!   workload's grid (the recording's own are 10 s apart too).
+//!   workload's grid (the recording's own are 10 s apart too). The
+//!   report adds the kinds up ("all kinds together": bytes of every kind's
+//!   store over every kind's samples, next to the gzipped bodies as sent).
 //!
 //! `steady`, `churn` and `long_range` are measured at a quarter, half and
 //! all of their scrapes, so the figures show growth with data size.
@@ -1239,6 +1241,7 @@ fn report(
             }
             md.push('\n');
         }
+        recorded_totals(&mut md, sc, &mine);
         // Growth over the checkpoints.
         if sc.runs.len() == 1 && sc.runs[0].checkpoints.len() > 1 {
             let _ = writeln!(
@@ -1274,6 +1277,73 @@ fn report(
     }
     parca_layout_table(&mut md, scenarios, points, reps);
     md
+}
+
+/// For a recorded data set, the whole of it: every kind's bytes added up
+/// (each run has its own store, so fixed costs such as the meta store's file
+/// count once per kind) over every kind's samples, next to the gzipped
+/// bodies as the service sent them.
+fn recorded_totals(md: &mut String, sc: &Scenario, mine: &[&Point]) {
+    let recorded: Vec<&Recorded> = sc
+        .runs
+        .iter()
+        .filter_map(|r| r.recorded.as_deref())
+        .collect();
+    if recorded.len() < 2 {
+        return;
+    }
+    let sent: usize = recorded.iter().flat_map(|k| &k.bodies).map(Vec::len).sum();
+    // Each run's last point per backend.
+    let last = |b: &str| -> Vec<&Point> {
+        sc.runs
+            .iter()
+            .filter_map(|r| {
+                mine.iter()
+                    .rev()
+                    .find(|p| p.backend == b && p.x == r.x)
+                    .copied()
+            })
+            .collect()
+    };
+    let (ts, col) = (last(Tsdb::NAME), last(Columnar::NAME));
+    let samples: u64 = ts.iter().map(|p| p.samples).sum();
+    if samples == 0 || ts.len() != recorded.len() || col.len() != recorded.len() {
+        return;
+    }
+    let per = |b: u64| fmt_num(b as f64 / samples as f64);
+    let sum = |ps: &[&Point], f: fn(&Point) -> u64| ps.iter().map(|p| f(p)).sum::<u64>();
+    let mut parts: BTreeMap<&str, u64> = BTreeMap::new();
+    for p in &ts {
+        for (n, b) in &p.disk_parts {
+            *parts.entry(n.as_str()).or_default() += b;
+        }
+    }
+    let parts: Vec<String> = parts
+        .iter()
+        .filter(|(_, b)| **b > 0)
+        .map(|(n, b)| format!("`{n}` {}", per(*b)))
+        .collect();
+    let (mem_ts, mem_col) = (sum(&ts, |p| p.memory_bytes), sum(&col, |p| p.memory_bytes));
+    let disk = |p: &Point| p.disk_bytes.unwrap_or(0);
+    let (disk_ts, disk_col) = (sum(&ts, disk), sum(&col, disk));
+    let _ = writeln!(
+        md,
+        "**all kinds together** ({} kinds, {samples} samples; each kind in its own store)\n\n\
+         | figure | time-series | columnar | ratio |\n|---|---:|---:|---:|\n\
+         | memory B/sample (structures) | {} | {} | {} |\n\
+         | disk B/sample | {} | {} | {} |\n\n\
+         Disk B/sample by part: {}: {}. The gzipped pprof bodies as sent: {} B/sample.\n",
+        recorded.len(),
+        per(mem_ts),
+        per(mem_col),
+        ratio(mem_ts as f64, mem_col as f64),
+        per(disk_ts),
+        per(disk_col),
+        ratio(disk_ts as f64, disk_col as f64),
+        Tsdb::NAME,
+        parts.join(", "),
+        per(sent as u64),
+    );
 }
 
 /// The table of Parca's layout next to the flat one, for the runs that
